@@ -1,0 +1,51 @@
+# Two commands do all the set-up on a fresh Debian machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEB_PACKAGES := haproxy prometheus prometheus-alertmanager socat
+SCENARIO ?= healthy
+
+.PHONY: demo test system venv lint bench clean
+
+demo: system venv
+	$(BIN)/shiftover demo --scenario $(SCENARIO)
+
+test: system venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: system venv
+	$(BIN)/python benchmarks/rollback.py
+	$(BIN)/python benchmarks/scaling.py
+
+# HAProxy, Prometheus and Alertmanager come from Debian's packages. Their services are
+# not started: shiftover and its tests run the binaries themselves on 127.0.0.1.
+system:
+	@missing=""; \
+	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "shiftover needs the Debian packages:$$missing"; \
+	    echo "Run as root, or: sudo apt-get install -y$$missing"; exit 2; \
+	  fi; \
+	  echo "Installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -1,0 +1,91 @@
+"""Every error shiftover raises on purpose, in one place.
+
+    ShiftoverError                 base; ``exit_code`` is what the CLI returns
+    ├── BadInput (2)               the user can fix it: a flag, a file, a value
+    │   └── PlanError (2)          a plan file problem, with file:line:col
+    ├── RouterError (1)            the traffic backend refused or cannot be reached
+    ├── ProviderError (1)          a metrics/alerts/probe backend failed to answer
+    │   └── NoData                 it answered, but with nothing to judge
+    ├── StoreError (1)             the journal or lease store failed
+    └── LeaseHeld (5)              another live run holds the service's lease
+
+Every message says what was wrong, where, and how to fix it. The CLI prints
+``str(error)`` and exits with ``error.exit_code``; it never shows a traceback
+for these.
+"""
+
+from __future__ import annotations
+
+
+class ShiftoverError(Exception):
+    """Base of all deliberate shiftover errors."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class BadInput(ShiftoverError):
+    """Input the user can fix (flags, files, values)."""
+
+    exit_code = 2
+
+
+class PlanError(BadInput):
+    """A problem in a plan file. ``location`` is ``file:line:col`` when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.field = field
+        where = self.location
+        text = f"{where}: {message}" if where else message
+        if field:
+            text = f"{text} (field: {field})"
+        super().__init__(text, hint=hint)
+        self.reason = message
+
+    @property
+    def location(self) -> str:
+        parts = [p for p in (self.file, self.line, self.column) if p is not None]
+        return ":".join(str(p) for p in parts)
+
+
+class RouterError(ShiftoverError):
+    """The traffic router cannot be read or written."""
+
+
+class ProviderError(ShiftoverError):
+    """A provider could not get a measurement (connection, query or protocol error)."""
+
+
+class NoData(ProviderError):
+    """The provider answered but had nothing to measure (empty result, no samples)."""
+
+
+class StoreError(ShiftoverError):
+    """The journal or lease store failed."""
+
+
+class LeaseHeld(ShiftoverError):
+    """Another live run holds the lease on this service."""
+
+    exit_code = 5
