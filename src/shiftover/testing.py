@@ -1,0 +1,140 @@
+"""Public test doubles: an in-memory router, a scripted provider, a fake clock.
+
+Used by shiftover's own engine tests and by anyone writing a router or provider
+plugin. They honour the same contracts as the real implementations (the router
+contract suite runs over ``InMemoryRouter`` too).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from shiftover.errors import NoData, ProviderError, RouterError
+from shiftover.types import Measurement, Weights
+
+
+class FakeClock:
+    """A clock that only moves when told: ``sleep`` advances it instantly."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._now += seconds
+
+
+class InMemoryRouter:
+    """A router that keeps integer weights on a ``0..scale`` scale, like a backend.
+
+    ``fail_reads`` / ``fail_applies`` make the next N calls raise RouterError, to
+    test retries; ``history`` records every applied split.
+    """
+
+    def __init__(self, initial: Weights | None = None, scale: int = 256) -> None:
+        self.scale = scale
+        self._old, self._new = (initial or Weights(0)).to_backend(scale)
+        self.fail_reads = 0
+        self.fail_applies = 0
+        self.history: list[Weights] = []
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"in-memory router (0-{self.scale})"
+
+    def read(self) -> Weights:
+        with self._lock:
+            if self.fail_reads > 0:
+                self.fail_reads -= 1
+                raise RouterError("in-memory router: read failure (scripted)")
+            w = Weights.from_backend(self._old, self._new)
+        if w is None:
+            raise RouterError("in-memory router: both weights are 0")
+        return w
+
+    def apply(self, weights: Weights) -> None:
+        with self._lock:
+            if self.fail_applies > 0:
+                self.fail_applies -= 1
+                raise RouterError("in-memory router: apply failure (scripted)")
+            self._old, self._new = weights.to_backend(self.scale)
+            self.history.append(weights)
+
+    def verify(self, weights: Weights) -> bool | None:
+        return self.read() == weights
+
+    def set_raw(self, old: int, new: int) -> None:
+        """Change the backend behind the engine's back (an operator, a reload)."""
+        with self._lock:
+            self._old, self._new = old, new
+
+
+Scripted = Measurement | Exception | float | None
+
+
+class ScriptedProvider:
+    """Returns the scripted outcomes in order, then repeats the last one.
+
+    A float becomes ``Measurement(value)``; None raises NoData; an exception is
+    raised as is. ``samples`` applies to floats.
+    """
+
+    def __init__(self, script: Iterable[Scripted], *, samples: int | None = 100) -> None:
+        self.script = list(script)
+        if not self.script:
+            raise ValueError("a script needs at least one outcome")
+        self.samples = samples
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def set(self, outcome: Scripted) -> None:
+        """Replace the script with one outcome, repeated."""
+        with self._lock:
+            self.script = [outcome]
+            self.calls = 0
+
+    def measure(self, *, now: float) -> Measurement:
+        with self._lock:
+            item = self.script[min(self.calls, len(self.script) - 1)]
+            self.calls += 1
+        if item is None:
+            raise NoData("scripted: no data")
+        if isinstance(item, Exception):
+            raise item
+        if isinstance(item, Measurement):
+            return item
+        return Measurement(float(item), now, self.samples)
+
+
+def plan_dict(**overrides: Any) -> dict[str, Any]:
+    """A small valid plan as a dict, for tests: http gate + prometheus gate."""
+    base: dict[str, Any] = {
+        "service": "svc",
+        "router": {"type": "haproxy", "socket": "/tmp/none.sock", "backend": "web",
+                   "old": "old", "new": "new"},
+        "steps": [10, 50, 100],
+        "bake": "60s",
+        "interval": "10s",
+        "normal_state": [
+            {"name": "errors", "type": "prometheus", "url": "http://127.0.0.1:1",
+             "query": "x", "max": 0.01},
+        ],
+        "failure_limit": 2,
+        "on_failure": "rollback",
+        "approvals": [],
+    }
+    base.update(overrides)
+    return base
+
+
+__all__ = ["FakeClock", "InMemoryRouter", "ProviderError", "ScriptedProvider", "plan_dict"]

@@ -1,0 +1,163 @@
+"""The loop with in-memory doubles and a fake clock: whole runs in milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shiftover.engine import events as ev
+from shiftover.engine.decide import Decision, Observation
+from shiftover.engine.events import RunState
+from shiftover.engine.run import Gate, Runner
+from shiftover.errors import LeaseHeld, ProviderError
+from shiftover.plan import Plan
+from shiftover.store import Store, open_store
+from shiftover.testing import FakeClock, InMemoryRouter, ScriptedProvider, plan_dict
+from shiftover.types import Weights
+
+
+@pytest.fixture
+def store(tmp_path: Any) -> Store:
+    s = open_store(f"sqlite:///{tmp_path}/state.db")
+    yield s
+    s.close()
+
+
+def make(store: Store, *, provider: ScriptedProvider | None = None, router: InMemoryRouter | None = None,
+         clock: FakeClock | None = None, on_tick: Any = None, **plan_kw: Any) -> tuple[Runner, InMemoryRouter, ScriptedProvider, FakeClock]:
+    p = Plan.model_validate(plan_dict(**plan_kw))
+    provider = provider or ScriptedProvider([0.0])
+    router = router or InMemoryRouter()
+    clock = clock or FakeClock()
+    runner = Runner(p, router, [Gate(p.normal_state[0], provider)], store, clock, on_tick=on_tick)
+    return runner, router, provider, clock
+
+
+def kinds(store: Store, service: str = "svc") -> list[str]:
+    return [e.kind for e in store.events(service=service)]
+
+
+def test_healthy_run_promotes(store: Store) -> None:
+    runner, router, _, clock = make(store)
+    start = clock.now()
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "promoted" and out.exit_code == 0
+    assert router.read() == Weights(100)
+    assert router.history == [Weights(10), Weights(50), Weights(100)]
+    # each step baked its 60 s at least
+    assert clock.now() - start >= 180
+    k = kinds(store)
+    assert k.count(ev.WEIGHT_INTENDED) == 3 and k.count(ev.WEIGHT_CONFIRMED) == 3
+    # intent is journalled before the result, every time
+    assert all(k[i + 1] == ev.WEIGHT_CONFIRMED for i, x in enumerate(k) if x == ev.WEIGHT_INTENDED)
+    assert ev.PROMOTED in k
+
+
+def test_failures_roll_back_to_zero(store: Store) -> None:
+    # pass, then fail from the 4th measurement on
+    provider = ScriptedProvider([0.0] * 9 + [0.05])
+    runner, router, _, _ = make(store, provider=provider)
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "rolled_back" and out.exit_code == 3
+    assert router.read() == Weights(0)
+    started = [e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED][0]
+    assert "errors" in started.data["reason"] and "0.05" in started.data["reason"]
+    checks = [e.data for e in store.events(service="svc", kinds=[ev.CHECK])]
+    fails = [c for c in checks if c["verdict"] == "fail"]
+    assert len(fails) == 2  # failure_limit 2, consecutive
+    assert fails[-1]["results"][0]["value"] == 0.05
+
+
+def test_no_data_never_passes(store: Store) -> None:
+    provider = ScriptedProvider([None])
+    runner, router, _, _ = make(store, provider=provider)
+    out = runner.run(max_duration=600)
+    assert out.outcome == "held" and out.exit_code == 4
+    assert router.read() == Weights(10)  # the first step starts (0% has no data), never more
+
+
+def test_rollback_retries_until_router_confirms(store: Store) -> None:
+    provider = ScriptedProvider([0.0] * 9 + [0.05])
+    router = InMemoryRouter()
+    holder: dict[str, Any] = {}
+
+    def on_tick(state: RunState, obs: Observation, d: Decision) -> None:
+        if d.status == "rolling_back" and not holder:
+            holder["x"] = 1
+            router.fail_applies = 3  # the backend refuses three times
+    runner, router, _, _ = make(store, provider=provider, router=router, on_tick=on_tick)
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "rolled_back"
+    assert router.read() == Weights(0)
+    assert kinds(store).count(ev.WEIGHT_FAILED) == 3
+
+
+def test_provider_errors_are_inconclusive_not_failures(store: Store) -> None:
+    provider = ScriptedProvider([ProviderError("connection refused")])
+    runner, router, _, _ = make(store, provider=provider)
+    out = runner.run(max_duration=300)
+    assert out.outcome == "held"
+    assert ev.ROLLBACK_STARTED not in kinds(store)
+
+
+def test_operator_approval_and_rollback(store: Store) -> None:
+    runner_box: dict[str, Runner] = {}
+
+    def on_tick(state: RunState, obs: Observation, d: Decision) -> None:
+        r = runner_box["r"]
+        if d.status == "waiting_approval" and 50.0 not in state.approved:
+            store.append(service="svc", run_id="op", kind=ev.APPROVED, at=r.clock.now(),
+                         data={"step": 50}, actor="alice@host")
+        if obs.weights == Weights(50) and not state.rollback_requested and not state.rolling_back:
+            store.append(service="svc", run_id="op", kind=ev.ROLLBACK_REQUESTED,
+                         at=r.clock.now(), data={"reason": "drill"}, actor="bob@host")
+    runner, router, _, _ = make(store, approvals=[50], on_tick=on_tick)
+    runner_box["r"] = runner
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "rolled_back"
+    assert router.history == [Weights(10), Weights(50), Weights(0)]
+    k = kinds(store)
+    assert k.index(ev.APPROVAL_WAITING) < k.index(ev.APPROVED)
+    approved = [e for e in store.events(service="svc") if e.kind == ev.APPROVED][0]
+    assert approved.actor == "alice@host"
+    started = [e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED][0]
+    assert "operator" in started.data["reason"] and "drill" in started.data["reason"]
+
+
+def test_second_run_is_refused_by_the_lease(store: Store) -> None:
+    runner, _, _, clock = make(store)
+    store.acquire_lease(service="svc", holder="someone else", now=clock.now(), ttl=60)
+    with pytest.raises(LeaseHeld) as info:
+        runner.run(max_duration=10)
+    assert "someone else" in str(info.value)
+
+
+def test_resume_reads_router_and_rebakes(store: Store) -> None:
+    runner, router, _, clock = make(store)
+    out = runner.run(max_duration=100)  # held after step 10 -> 50 started, say
+    assert out.outcome == "held"
+    held_at = router.read()
+    # a new run (new Runner, same store and router) resumes from the router's real weight
+    runner2 = Runner(runner.plan, router, runner.gates, store, clock)
+    out2 = runner2.run(max_duration=3600)
+    assert out2.outcome == "promoted"
+    run2 = [e for e in store.events(service="svc") if e.run_id == runner2.run_id]
+    assert run2[0].kind == ev.RUN_STARTED and run2[0].data["resumed"] is True
+    first_intent = next(e for e in run2 if e.kind == ev.WEIGHT_INTENDED)
+    assert first_intent.data["percent"] > float(held_at.new_percent)
+
+
+def test_resume_never_exceeds_last_confirmed_step(store: Store) -> None:
+    """A run killed between apply and confirm leaves the router above the journal."""
+    runner, router, _, clock = make(store)
+    runner.run(max_duration=30)  # at 10%, baking
+    assert router.read() == Weights(10)
+    # the crashed run had applied 50% but never confirmed it
+    store.append(service="svc", run_id="dead", kind=ev.WEIGHT_INTENDED, at=clock.now(),
+                 data={"percent": 50.0, "reason": "step", "step_index": 1})
+    router.apply(Weights(50))
+    runner2 = Runner(runner.plan, router, runner.gates, store, clock)
+    runner2.run(max_duration=1)
+    assert router.history[-1] == Weights(10)  # brought back to the last confirmed step
+    assert router.read() == Weights(10)
