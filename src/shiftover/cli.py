@@ -1,0 +1,280 @@
+"""The command line: parse, call, print. No logic of its own.
+
+Exit codes (DESIGN.md): 0 promoted/ok · 1 internal error · 2 bad input ·
+3 rolled back · 4 paused or held · 5 lease held by another run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from shiftover import views
+from shiftover.clock import SystemClock
+from shiftover.engine import events as ev
+from shiftover.engine.build import build_runner, minimum_duration, preflight
+from shiftover.engine.decide import Decision, Observation
+from shiftover.engine.events import RunState, fold
+from shiftover.errors import BadInput, ShiftoverError
+from shiftover.plan import load_plan, plan_json_schema
+from shiftover.store import Store, default_state_url, open_store, operator_identity
+
+app = typer.Typer(
+    help="Move a live service from an old environment to a new one, a few percent at a time.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)]
+StateOpt = Annotated[str | None, typer.Option("--state", help="Journal URL (default: sqlite file .shiftover/state.db beside the plan).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _store(plan_path: Path, state: str | None) -> Store:
+    return open_store(state or default_state_url(plan_path))
+
+
+def _state(store: Store, service: str) -> RunState:
+    return fold(RunState(), store.events(service=service))
+
+
+@app.command()
+def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", help="Check the file only; do not contact the router or gates.")] = False,
+             as_json: JsonOpt = False) -> None:
+    """Check the plan, then preflight: the router's current weights and each gate once."""
+    loaded = load_plan(plan)
+    p = loaded.plan
+    if offline:
+        if as_json:
+            out.print_json(json.dumps({"valid": True, "service": p.service}))
+        else:
+            out.print(f"[green]✓[/] {plan}: valid plan for {p.service}")
+        return
+    pf = preflight(p, SystemClock())
+    if as_json:
+        out.print_json(json.dumps({
+            "valid": True, "service": p.service, "router": pf.router,
+            "weights": None if pf.weights is None else float(pf.weights.new_percent),
+            "router_error": pf.router_error, "gates": [r.to_dict() for r in pf.results]}))
+    else:
+        out.print(f"[green]✓[/] {plan}: valid plan for [bold]{p.service}[/]")
+        if pf.router_error:
+            out.print(f"[red]✗[/] router {pf.router}: {pf.router_error}")
+        else:
+            out.print(f"[green]✓[/] router {pf.router}: {pf.weights} on new")
+        out.print(views.gates_table(pf.results))
+    if not pf.ok:
+        raise typer.Exit(2)
+
+
+@app.command("plan")
+def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
+    """Show the steps, the minimum duration, the approvals and the current state."""
+    p = load_plan(plan).plan
+    with _store(plan, state) as store:
+        st = _state(store, p.service)
+    data = {
+        "service": p.service, "steps": p.steps, "bake_seconds": p.bake,
+        "interval_seconds": p.interval, "minimum_duration_seconds": minimum_duration(p),
+        "approvals": p.approvals, "failure_limit": p.failure_limit, "on_failure": p.on_failure,
+        "gates": [{"name": g.name, "type": g.type} for g in p.normal_state],
+        "current": views.status_json(p, st, None),
+    }
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+        return
+    out.print(f"[bold]{p.service}[/]: {len(p.steps)} steps, bake {p.bake:g}s each, check every {p.interval:g}s")
+    out.print(views.steps_table(p, st))
+    out.print(f"minimum duration: {minimum_duration(p) / 60:.1f} min (approvals not counted)")
+    out.print(f"on {p.failure_limit} consecutive failed checks: {p.on_failure}")
+    for g in p.normal_state:
+        out.print(f"  gate [bold]{g.name}[/] ({g.type})")
+
+
+@app.command()
+def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view.")] = False,
+        max_duration: Annotated[float | None, typer.Option(help="Stop (held, exit 4) after this many seconds.")] = None,
+        lease_ttl: Annotated[float | None, typer.Option(help="Seconds a dead run's lease lives (default max(30s, 3 intervals)).")] = None) -> None:
+    """Run the plan: shift step by step, check the normal state, roll back when it breaks."""
+    loaded = load_plan(plan)
+    p = loaded.plan
+    with _store(plan, state) as store:
+        recent_state: dict[str, Any] = {}
+
+        def on_event(e: Any) -> None:
+            if as_json:
+                print(views.event_json(e), flush=True)
+
+        def on_tick(st: RunState, obs: Observation, d: Decision) -> None:
+            recent_state.update(st=st, obs=obs, d=d)
+            if live is not None:
+                live.update(views.live_view(p, st, obs, d, runner.recent))
+
+        live: Live | None = None
+        runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
+                              on_tick=on_tick, lease_ttl=lease_ttl)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            runner.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if as_json:
+            result = runner.run(max_duration=max_duration)
+        else:
+            with Live(console=out, refresh_per_second=4, transient=False) as lv:
+                live = lv
+                result = runner.run(max_duration=max_duration)
+        if as_json:
+            print(json.dumps({"summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
+                              "final_weight": None if result.final_weight is None else float(result.final_weight.new_percent),
+                              "reason": result.reason, "run_id": result.run_id}), flush=True)
+        else:
+            style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
+            out.print(f"[{style}]{result.outcome}[/]: {result.reason}")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
+    """Where the service stands: weight, step, failures, who is running it."""
+    p = load_plan(plan).plan
+    with _store(plan, state) as store:
+        st = _state(store, p.service)
+        lease = store.lease(service=p.service)
+        last = store.last_event(service=p.service)
+    if as_json:
+        out.print_json(json.dumps(views.status_json(p, st, lease), default=str))
+    else:
+        out.print(views.status_view(p, st, lease, last))
+
+
+@app.command()
+def history(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False,
+            limit: Annotated[int, typer.Option(help="Show the last N events (0: all).")] = 50) -> None:
+    """The journal of the service: every event, oldest first."""
+    p = load_plan(plan).plan
+    with _store(plan, state) as store:
+        events = store.events(service=p.service)
+    if limit:
+        events = events[-limit:]
+    if as_json:
+        for e in events:
+            print(views.event_json(e))
+    else:
+        out.print(views.events_table(events, title=f"{p.service}: {len(events)} events"))
+
+
+def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) -> None:
+    p = load_plan(plan).plan
+    with _store(plan, state) as store:
+        e = store.append(service=p.service, run_id="operator", kind=kind,
+                         at=SystemClock().now(), data=data, actor=operator_identity())
+        out.print(f"{views.describe_event(e)} (journal #{e.id})")
+
+
+Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the journal).")]
+
+
+@app.command()
+def pause(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
+    """Hold the running cutover at its current step (checks go on)."""
+    _operator(plan, state, ev.PAUSED, {"reason": reason})
+
+
+@app.command()
+def resume(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
+    """Resume a paused cutover (clears the failure count)."""
+    _operator(plan, state, ev.RESUMED, {"reason": reason})
+
+
+@app.command()
+def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The step (percent) to approve; default: the one waiting.")] = None,
+            state: StateOpt = None) -> None:
+    """Approve a step that waits for approval."""
+    p = load_plan(plan).plan
+    if step is None:
+        with _store(plan, state) as store:
+            st = _state(store, p.service)
+        if st.waiting_approval is None:
+            raise BadInput("no step is waiting for approval",
+                           hint="pass --step N to approve a step in advance")
+        step = st.waiting_approval
+    if step not in p.approvals:
+        raise BadInput(f"the {step:g}% step does not need approval",
+                       hint=f"steps that need approval: {', '.join(f'{a:g}' for a in p.approvals) or 'none'}")
+    _operator(plan, state, ev.APPROVED, {"step": step})
+
+
+@app.command()
+def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
+    """Send the new environment back to 0% now (the running `run` acts on it)."""
+    _operator(plan, state, ev.ROLLBACK_REQUESTED, {"reason": reason})
+
+
+@app.command()
+def schema() -> None:
+    """Print the plan's JSON Schema."""
+    print(json.dumps(plan_json_schema(), indent=2))
+
+
+@app.command()
+def demo(scenario: Annotated[str, typer.Option(help="healthy | errors")] = "healthy",
+         as_json: Annotated[bool, typer.Option("--json", help="Event log as JSON lines, then a summary object.")] = False,
+         rate: Annotated[float, typer.Option(help="Steady traffic, requests per second.")] = 200.0,
+         workdir: Annotated[Path | None, typer.Option(help="Keep configs and the journal here (default: a temp dir).")] = None) -> None:
+    """Run a real cutover on a local stack: two app instances, HAProxy, Prometheus, Locust."""
+    from shiftover.demo.scenario import SCENARIOS, run_demo
+
+    if scenario not in SCENARIOS:
+        raise BadInput(f"unknown scenario {scenario!r}", hint=f"known: {', '.join(SCENARIOS)}")
+    summary = run_demo(scenario, as_json=as_json, rate=rate, workdir=workdir, console=out)
+    raise typer.Exit(summary["exit_code"])
+
+
+def _mount_scale() -> None:
+    try:
+        from shiftover.cli_scale import scale_app
+    except ImportError:  # pragma: no cover - scaling is optional while it is built
+        return
+    app.add_typer(scale_app, name="scale", help="Will the new environment keep up? HPA + Cluster Autoscaler simulator.")
+
+
+_mount_scale()
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except ShiftoverError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(4)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(4)
+        raise
+
+
+if __name__ == "__main__":
+    main()

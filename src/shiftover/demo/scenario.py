@@ -1,0 +1,233 @@
+"""`shiftover demo`: a real cutover on a local stack, end to end.
+
+Everything runs on 127.0.0.1 as child processes, stopped on exit and on Ctrl-C:
+two instances of the sample app ("old" = ec2, "new" = eks), HAProxy splitting
+between them, Prometheus scraping HAProxy and both apps every second, and Locust
+sending steady traffic through HAProxy. Then a real plan runs with compressed
+times (1 s interval, a few seconds of bake per step) through the same engine,
+router and providers as `shiftover run`.
+
+Scenarios:
+  healthy  the new app is fine: the run promotes to 100%.
+  errors   the new app answers 5% HTTP 500 from the 10% step on: the run must
+           roll back to 0% by itself; the summary says which gate failed, with
+           what value, how long the rollback took from fault onset to 0%
+           confirmed on HAProxy, and how many client requests failed meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from shiftover import views
+from shiftover.clock import SystemClock
+from shiftover.demo.app import SampleAppProcess
+from shiftover.demo.haproxy import HAProxyProcess, free_port
+from shiftover.demo.prometheus import PrometheusProcess
+from shiftover.demo.traffic import TrafficProcess, count_failures, count_requests, read_events
+from shiftover.engine import events as ev
+from shiftover.engine.build import build_runner
+from shiftover.engine.decide import Decision, Observation
+from shiftover.engine.events import RunState
+from shiftover.plan import load_plan
+from shiftover.routers.haproxy import HAProxyRouter
+from shiftover.store import Event, open_store
+
+SCENARIOS = ("healthy", "errors")
+FAULT_STEP = 10.0
+FAULT_ERROR_RATE = 0.05
+
+ALERT_RULES: list[dict[str, Any]] = [{
+    "alert": "AccountingNewEnvLatencyHigh",
+    "expr": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{instance_name="new"}[10s]))) > 0.5',
+    "for": "5s",
+    "labels": {"service": "accounting", "severity": "page"},
+    "annotations": {"summary": "p99 latency of the new environment above 500 ms"},
+}]
+
+
+def demo_plan_yaml(*, socket: str, prometheus: str, new_app: str, bake: str = "5s") -> str:
+    """The plan the demo runs: the README's example, with compressed times."""
+    return f"""\
+# Written by `shiftover demo`: the same shape as a production plan, with
+# compressed times (1 s checks, {bake} bake per step).
+service: accounting-web
+router:
+  type: haproxy
+  socket: {socket}
+  backend: web
+  old: ec2
+  new: eks
+steps: [1, 2, 5, 10, 25, 50, 75, 100]
+bake: {bake}
+interval: 1s
+normal_state:
+  - name: new environment 5xx ratio (HAProxy)
+    type: haproxy_stats
+    socket: {socket}
+    backend: web
+    server: eks
+    max: 0.01
+    min_samples: 10
+  - name: new environment 5xx ratio (app, Prometheus)
+    type: prometheus
+    url: {prometheus}
+    query: sum(rate(http_requests_total{{instance_name="new",code=~"5.."}}[5s])) / sum(rate(http_requests_total{{instance_name="new"}}[5s]))
+    max: 0.01
+  - name: dependencies reachable from the new environment
+    type: http
+    url: {new_app}/health/dependencies
+    expect_status: 200
+    timeout: 1s
+  - name: no firing alerts for the service
+    type: prometheus_alerts
+    url: {prometheus}
+    labels: {{service: accounting}}
+failure_limit: 2
+on_failure: rollback
+"""
+
+
+def run_demo(scenario: str, *, as_json: bool = False, rate: float = 200.0,
+             workdir: Path | None = None, console: Console | None = None,
+             bake: str = "5s") -> dict[str, Any]:
+    console = console or Console()
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shiftover-demo-")))
+        workdir.mkdir(parents=True, exist_ok=True)
+        return _run(stack, scenario, workdir, as_json, rate, console, bake)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _say(console: Console, as_json: bool, text: str) -> None:
+    if not as_json:
+        console.print(f"[dim]demo:[/] {text}")
+
+
+def _run(stack: ExitStack, scenario: str, workdir: Path, as_json: bool, rate: float,
+         console: Console, bake: str) -> dict[str, Any]:
+    _say(console, as_json, f"starting the local stack in {workdir}")
+    old = stack.enter_context(SampleAppProcess(port=free_port(), name="old"))
+    new = stack.enter_context(SampleAppProcess(port=free_port(), name="new"))
+    hap_dir = workdir / "haproxy"
+    hap_dir.mkdir(exist_ok=True)
+    haproxy = stack.enter_context(HAProxyProcess(
+        hap_dir, old_address=old.url.removeprefix("http://").rstrip("/"),
+        new_address=new.url.removeprefix("http://").rstrip("/"),
+        old_name="ec2", new_name="eks", old_weight=256, new_weight=0))
+    prom_dir = workdir / "prometheus"
+    prom_dir.mkdir(exist_ok=True)
+    prom = stack.enter_context(PrometheusProcess(
+        prom_dir,
+        jobs=[("haproxy", [haproxy.metrics_url.split("/")[2]]),
+              ("app", [old.url.split("/")[2], new.url.split("/")[2]])],
+        rules=ALERT_RULES))
+    plan_path = workdir / "plan.yaml"
+    plan_path.write_text(demo_plan_yaml(socket=haproxy.socket_path, prometheus=prom.url,
+                                        new_app=new.url.rstrip("/"), bake=bake))
+    events_file = workdir / "traffic.jsonl"
+    traffic = stack.enter_context(TrafficProcess(haproxy.frontend_url.rstrip("/"), rate,
+                                                 events_file, duration=600))
+    _say(console, as_json, f"apps old={old.url} new={new.url}, HAProxy {haproxy.frontend_url}, "
+         f"Prometheus {prom.url}, Locust at {rate:g} req/s")
+    _say(console, as_json, f"plan: {plan_path}")
+    time.sleep(2.0)  # let Prometheus see a couple of scrapes of steady traffic
+
+    loaded = load_plan(plan_path)
+    plan = loaded.plan
+    store = stack.enter_context(open_store(f"sqlite:///{workdir}/state.db"))
+    marks: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def on_event(e: Event) -> None:
+        if as_json:
+            print(views.event_json(e), flush=True)
+        if (scenario == "errors" and e.kind == ev.WEIGHT_CONFIRMED
+                and float(e.data["percent"]) == FAULT_STEP and "fault" not in marks):
+            new.set_fault(error_rate=FAULT_ERROR_RATE)
+            with lock:
+                marks["fault"] = time.time()
+        if e.kind == ev.WEIGHT_CONFIRMED and float(e.data["percent"]) == 0 and "fault" in marks:
+            with lock:
+                marks.setdefault("zero", e.at)
+
+    live: Live | None = None
+
+    def on_tick(st: RunState, obs: Observation, d: Decision) -> None:
+        if live is not None:
+            live.update(views.live_view(plan, st, obs, d, runner.recent))
+
+    router = HAProxyRouter.from_spec(plan.router)
+    runner = build_runner(plan, store, SystemClock(), router=router, redact=loaded.redact,
+                          on_event=on_event, on_tick=on_tick, lease_ttl=10.0)
+    t0 = time.time()
+    if as_json:
+        result = runner.run(max_duration=300)
+    else:
+        with Live(console=console, refresh_per_second=4) as lv:
+            live = lv
+            result = runner.run(max_duration=300)
+    elapsed = time.time() - t0
+    time.sleep(1.0)  # let the last traffic bucket land
+    final = router.read()
+    buckets = read_events(events_file)
+    summary = _summary(scenario, result, final, marks, buckets, runner.recent, elapsed)
+    traffic.stop() if hasattr(traffic, "stop") else None
+    if as_json:
+        print(json.dumps(summary), flush=True)
+    else:
+        _print_summary(console, summary)
+    return summary
+
+
+def _summary(scenario: str, result: Any, final: Any, marks: dict[str, float], buckets: Any,
+             recent: list[Event], elapsed: float) -> dict[str, Any]:
+    failing: list[dict[str, Any]] = []
+    for e in recent:
+        if e.kind == ev.ROLLBACK_STARTED:
+            failing = e.data.get("gates", [])
+    fault = marks.get("fault")
+    zero = marks.get("zero")
+    rollback_seconds = round(zero - fault, 3) if fault is not None and zero is not None else None
+    failed_after = count_failures(buckets, fault, zero) if fault is not None and zero is not None else 0
+    return {
+        "scenario": scenario,
+        "outcome": result.outcome,
+        "exit_code": result.exit_code,
+        "final_weight": float(final.new_percent),
+        "rollback_seconds": rollback_seconds,
+        "failed_requests_after_fault": failed_after,
+        "failing_gates": [{"gate": g["gate"], "value": g["value"], "threshold": g["threshold"],
+                           "reason": g["reason"]} for g in failing],
+        "requests_total": count_requests(buckets, 0.0, float("inf")),
+        "failed_requests_total": count_failures(buckets, 0.0, float("inf")),
+        "run_seconds": round(elapsed, 1),
+        "reason": result.reason,
+    }
+
+
+def _print_summary(console: Console, s: dict[str, Any]) -> None:
+    t = Table(title=f"demo {s['scenario']}: {s['outcome']}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("outcome", s["outcome"])
+    t.add_row("final weight on new", f"{s['final_weight']:g}% (read back from HAProxy)")
+    for g in s["failing_gates"]:
+        t.add_row("failed gate", f"{g['gate']}: {g['reason']} (threshold {g['threshold']})")
+    if s["rollback_seconds"] is not None:
+        t.add_row("rollback", f"{s['rollback_seconds']:.2f}s from fault onset to 0% confirmed")
+        t.add_row("failed requests after fault", str(s["failed_requests_after_fault"]))
+    t.add_row("requests sent", f"{s['requests_total']} ({s['failed_requests_total']} failed)")
+    t.add_row("run time", f"{s['run_seconds']:g}s")
+    console.print(t)

@@ -1,0 +1,85 @@
+"""Wiring: a loaded plan becomes a router, gates and a runner. Also the preflight
+that `shiftover validate` runs (router reachable, each gate evaluated once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shiftover.analysis.judge import judge
+from shiftover.clock import Clock
+from shiftover.engine.run import Gate, Runner
+from shiftover.errors import ProviderError, RouterError
+from shiftover.plan import Plan
+from shiftover.providers import build_provider
+from shiftover.routers import build_router
+from shiftover.routers.base import Router
+from shiftover.store import Store
+from shiftover.types import GateResult, Weights
+
+
+def build_gates(plan: Plan) -> list[Gate]:
+    return [Gate(spec, build_provider(spec)) for spec in plan.normal_state]
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    """What the journal records about the plan (no URLs or secrets: names and numbers)."""
+    return {
+        "service": plan.service,
+        "router": plan.router.type,
+        "steps": plan.steps,
+        "bake": plan.bake,
+        "interval": plan.interval,
+        "gates": [{"name": g.name, "type": g.type} for g in plan.normal_state],
+        "failure_limit": plan.failure_limit,
+        "on_failure": plan.on_failure,
+        "approvals": plan.approvals,
+    }
+
+
+def minimum_duration(plan: Plan) -> float:
+    """The shortest possible run: every step baked once (approvals not counted)."""
+    return plan.bake * len(plan.steps)
+
+
+def build_runner(
+    plan: Plan,
+    store: Store,
+    clock: Clock,
+    *,
+    router: Router | None = None,
+    redact: Callable[[str], str] = lambda s: s,
+    **kw: Any,
+) -> Runner:
+    return Runner(plan, router or build_router(plan.router), build_gates(plan), store, clock,
+                  redact=redact, plan_summary=plan_summary(plan), **kw)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    router: str
+    weights: Weights | None
+    router_error: str | None
+    results: tuple[GateResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.router_error is None
+
+
+def preflight(plan: Plan, clock: Clock) -> Preflight:
+    router = build_router(plan.router)
+    try:
+        weights, err = router.read(), None
+    except RouterError as exc:
+        weights, err = None, str(exc)
+    results = []
+    for spec in plan.normal_state:
+        now = clock.now()
+        try:
+            outcome: Any = build_provider(spec).measure(now=now)
+        except ProviderError as exc:
+            outcome = exc
+        results.append(judge(spec, outcome, now=now))
+    return Preflight(router.describe(), weights, err, tuple(results))
