@@ -32,7 +32,7 @@ from rich.table import Table
 from shiftover import views
 from shiftover.clock import SystemClock
 from shiftover.demo.app import SampleAppProcess
-from shiftover.demo.haproxy import HAProxyProcess, free_port
+from shiftover.demo.haproxy import HAProxyProcess
 from shiftover.demo.prometheus import PrometheusProcess
 from shiftover.demo.traffic import TrafficProcess, count_failures, count_requests, read_events
 from shiftover.engine import events as ev
@@ -47,13 +47,15 @@ SCENARIOS = ("healthy", "errors")
 FAULT_STEP = 10.0
 FAULT_ERROR_RATE = 0.05
 
-ALERT_RULES: list[dict[str, Any]] = [{
-    "alert": "AccountingNewEnvLatencyHigh",
-    "expr": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{instance_name="new"}[10s]))) > 0.5',
-    "for": "5s",
-    "labels": {"service": "accounting", "severity": "page"},
-    "annotations": {"summary": "p99 latency of the new environment above 500 ms"},
-}]
+ALERT_RULES: list[dict[str, Any]] = [
+    {
+        "alert": "AccountingNewEnvLatencyHigh",
+        "expr": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{instance_name="new"}[10s]))) > 0.5',
+        "for": "5s",
+        "labels": {"service": "accounting", "severity": "page"},
+        "annotations": {"summary": "p99 latency of the new environment above 500 ms"},
+    }
+]
 
 
 def demo_plan_yaml(*, socket: str, prometheus: str, new_app: str, bake: str = "5s") -> str:
@@ -98,13 +100,21 @@ on_failure: rollback
 """
 
 
-def run_demo(scenario: str, *, as_json: bool = False, rate: float = 200.0,
-             workdir: Path | None = None, console: Console | None = None,
-             bake: str = "5s") -> dict[str, Any]:
+def run_demo(
+    scenario: str,
+    *,
+    as_json: bool = False,
+    rate: float = 200.0,
+    workdir: Path | None = None,
+    console: Console | None = None,
+    bake: str = "5s",
+) -> dict[str, Any]:
     console = console or Console()
     with ExitStack() as stack:
         if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shiftover-demo-")))
+            workdir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="shiftover-demo-"))
+            )
         workdir.mkdir(parents=True, exist_ok=True)
         return _run(stack, scenario, workdir, as_json, rate, console, bake)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -115,32 +125,59 @@ def _say(console: Console, as_json: bool, text: str) -> None:
         console.print(f"[dim]demo:[/] {text}")
 
 
-def _run(stack: ExitStack, scenario: str, workdir: Path, as_json: bool, rate: float,
-         console: Console, bake: str) -> dict[str, Any]:
+def _run(
+    stack: ExitStack,
+    scenario: str,
+    workdir: Path,
+    as_json: bool,
+    rate: float,
+    console: Console,
+    bake: str,
+) -> dict[str, Any]:
     _say(console, as_json, f"starting the local stack in {workdir}")
-    old = stack.enter_context(SampleAppProcess(port=free_port(), name="old"))
-    new = stack.enter_context(SampleAppProcess(port=free_port(), name="new"))
+    old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir))
+    new = stack.enter_context(SampleAppProcess(port=0, name="new", workdir=workdir))
     hap_dir = workdir / "haproxy"
     hap_dir.mkdir(exist_ok=True)
-    haproxy = stack.enter_context(HAProxyProcess(
-        hap_dir, old_address=old.url.removeprefix("http://").rstrip("/"),
-        new_address=new.url.removeprefix("http://").rstrip("/"),
-        old_name="ec2", new_name="eks", old_weight=256, new_weight=0))
+    haproxy = stack.enter_context(
+        HAProxyProcess(
+            hap_dir,
+            old_address=old.url.removeprefix("http://").rstrip("/"),
+            new_address=new.url.removeprefix("http://").rstrip("/"),
+            old_name="ec2",
+            new_name="eks",
+            old_weight=256,
+            new_weight=0,
+        )
+    )
     prom_dir = workdir / "prometheus"
     prom_dir.mkdir(exist_ok=True)
-    prom = stack.enter_context(PrometheusProcess(
-        prom_dir,
-        jobs=[("haproxy", [haproxy.metrics_url.split("/")[2]]),
-              ("app", [old.url.split("/")[2], new.url.split("/")[2]])],
-        rules=ALERT_RULES))
+    prom = stack.enter_context(
+        PrometheusProcess(
+            prom_dir,
+            jobs=[
+                ("haproxy", [haproxy.metrics_url.split("/")[2]]),
+                ("app", [old.url.split("/")[2], new.url.split("/")[2]]),
+            ],
+            rules=ALERT_RULES,
+        )
+    )
     plan_path = workdir / "plan.yaml"
-    plan_path.write_text(demo_plan_yaml(socket=haproxy.socket_path, prometheus=prom.url,
-                                        new_app=new.url.rstrip("/"), bake=bake))
+    plan_path.write_text(
+        demo_plan_yaml(
+            socket=haproxy.socket_path, prometheus=prom.url, new_app=new.url.rstrip("/"), bake=bake
+        )
+    )
     events_file = workdir / "traffic.jsonl"
-    traffic = stack.enter_context(TrafficProcess(haproxy.frontend_url.rstrip("/"), rate,
-                                                 events_file, duration=600))
-    _say(console, as_json, f"apps old={old.url} new={new.url}, HAProxy {haproxy.frontend_url}, "
-         f"Prometheus {prom.url}, Locust at {rate:g} req/s")
+    traffic = stack.enter_context(
+        TrafficProcess(haproxy.frontend_url.rstrip("/"), rate, events_file, duration=600)
+    )
+    _say(
+        console,
+        as_json,
+        f"apps old={old.url} new={new.url}, HAProxy {haproxy.frontend_url}, "
+        f"Prometheus {prom.url}, Locust at {rate:g} req/s",
+    )
     _say(console, as_json, f"plan: {plan_path}")
     time.sleep(2.0)  # let Prometheus see a couple of scrapes of steady traffic
 
@@ -153,8 +190,12 @@ def _run(stack: ExitStack, scenario: str, workdir: Path, as_json: bool, rate: fl
     def on_event(e: Event) -> None:
         if as_json:
             print(views.event_json(e), flush=True)
-        if (scenario == "errors" and e.kind == ev.WEIGHT_CONFIRMED
-                and float(e.data["percent"]) == FAULT_STEP and "fault" not in marks):
+        if (
+            scenario == "errors"
+            and e.kind == ev.WEIGHT_CONFIRMED
+            and float(e.data["percent"]) == FAULT_STEP
+            and "fault" not in marks
+        ):
             new.set_fault(error_rate=FAULT_ERROR_RATE)
             with lock:
                 marks["fault"] = time.time()
@@ -169,8 +210,16 @@ def _run(stack: ExitStack, scenario: str, workdir: Path, as_json: bool, rate: fl
             live.update(views.live_view(plan, st, obs, d, runner.recent))
 
     router = HAProxyRouter.from_spec(plan.router)
-    runner = build_runner(plan, store, SystemClock(), router=router, redact=loaded.redact,
-                          on_event=on_event, on_tick=on_tick, lease_ttl=10.0)
+    runner = build_runner(
+        plan,
+        store,
+        SystemClock(),
+        router=router,
+        redact=loaded.redact,
+        on_event=on_event,
+        on_tick=on_tick,
+        lease_ttl=10.0,
+    )
     t0 = time.time()
     if as_json:
         result = runner.run(max_duration=300)
@@ -183,7 +232,7 @@ def _run(stack: ExitStack, scenario: str, workdir: Path, as_json: bool, rate: fl
     final = router.read()
     buckets = read_events(events_file)
     summary = _summary(scenario, result, final, marks, buckets, runner.recent, elapsed)
-    traffic.stop() if hasattr(traffic, "stop") else None
+    traffic.stop()
     if as_json:
         print(json.dumps(summary), flush=True)
     else:
@@ -191,8 +240,15 @@ def _run(stack: ExitStack, scenario: str, workdir: Path, as_json: bool, rate: fl
     return summary
 
 
-def _summary(scenario: str, result: Any, final: Any, marks: dict[str, float], buckets: Any,
-             recent: list[Event], elapsed: float) -> dict[str, Any]:
+def _summary(
+    scenario: str,
+    result: Any,
+    final: Any,
+    marks: dict[str, float],
+    buckets: Any,
+    recent: list[Event],
+    elapsed: float,
+) -> dict[str, Any]:
     failing: list[dict[str, Any]] = []
     for e in recent:
         if e.kind == ev.ROLLBACK_STARTED:
@@ -200,7 +256,9 @@ def _summary(scenario: str, result: Any, final: Any, marks: dict[str, float], bu
     fault = marks.get("fault")
     zero = marks.get("zero")
     rollback_seconds = round(zero - fault, 3) if fault is not None and zero is not None else None
-    failed_after = count_failures(buckets, fault, zero) if fault is not None and zero is not None else 0
+    failed_after = (
+        count_failures(buckets, fault, zero) if fault is not None and zero is not None else 0
+    )
     return {
         "scenario": scenario,
         "outcome": result.outcome,
@@ -208,8 +266,15 @@ def _summary(scenario: str, result: Any, final: Any, marks: dict[str, float], bu
         "final_weight": float(final.new_percent),
         "rollback_seconds": rollback_seconds,
         "failed_requests_after_fault": failed_after,
-        "failing_gates": [{"gate": g["gate"], "value": g["value"], "threshold": g["threshold"],
-                           "reason": g["reason"]} for g in failing],
+        "failing_gates": [
+            {
+                "gate": g["gate"],
+                "value": g["value"],
+                "threshold": g["threshold"],
+                "reason": g["reason"],
+            }
+            for g in failing
+        ],
         "requests_total": count_requests(buckets, 0.0, float("inf")),
         "failed_requests_total": count_failures(buckets, 0.0, float("inf")),
         "run_seconds": round(elapsed, 1),

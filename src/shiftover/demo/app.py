@@ -1,0 +1,532 @@
+"""The demo's sample web app: the service being moved, in one stdlib process.
+
+``shiftover demo`` starts two of these ("old" and "new", the same code) behind
+HAProxy and shifts traffic between them. The app must be light, because the
+whole stack (two apps, HAProxy, Prometheus, Locust) shares two cores, and it
+must make faults *reproducible*, because the demo reports how many client
+requests failed between fault onset and rollback.
+
+Why these choices:
+
+- ``http.server.ThreadingHTTPServer`` with HTTP/1.1 keep-alive: no dependency,
+  one thread per client connection (Locust and HAProxy keep a few dozen open).
+  ``disable_nagle_algorithm`` matters: without it keep-alive drops to ~24 req/s
+  (FIELD-NOTES). Every response carries ``Content-Length`` so connections are
+  reused. Requests are not logged: at 200 req/s logging costs more than serving.
+- The error fault is a counter, not a coin: at ``error_rate`` 0.05 exactly every
+  20th application request answers 500 (``floor(n * rate)`` failures after n
+  requests, counted from the last fault change). Two runs of the demo fail the
+  same number of requests.
+- Only application traffic (``/`` and ``/api/...``) is faulted and counted in
+  ``http_requests_total``; scrapes, health checks and admin calls are not, so
+  Prometheus scraping every second does not dilute the error ratio.
+- Faults change at run time through ``POST /admin/fault`` (the demo flips the
+  new app to 5% errors when the cutover reaches 10%), or at start from flags.
+
+Run: ``python -m shiftover.demo.app --port 8081 --name new --error-rate 0.05``.
+Port 0 picks a free port; the ready line (``ready on 127.0.0.1:PORT``, the only
+thing printed to stdout) tells which. :class:`SampleAppProcess` does all of
+this from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from shiftover.errors import BadInput, ShiftoverError
+
+READY_PREFIX = "ready on "
+_READY = re.compile(r"^ready on ([0-9.]+):(\d+)$", re.MULTILINE)
+
+# Latency buckets for a fast app on loopback: 1 ms .. 2.5 s.
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What the app is told to get wrong. ``error_rate`` is a fraction 0..1."""
+
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    dependencies_ok: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise BadInput(
+                f"error_rate {self.error_rate!r} is outside 0..1",
+                hint="give a fraction, e.g. 0.05 for 5% of requests answering 500",
+            )
+        if self.latency_ms < 0:
+            raise BadInput(
+                f"latency_ms {self.latency_ms!r} is negative",
+                hint="give extra latency in milliseconds, 0 or more",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _parse_fault_update(current: Fault, body: Any) -> Fault:
+    """Apply a JSON object with any subset of the fault fields to ``current``."""
+    if not isinstance(body, dict):
+        raise BadInput("fault body must be a JSON object", hint='e.g. {"error_rate": 0.05}')
+    known = {"error_rate", "latency_ms", "dependencies_ok"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise BadInput(
+            f"unknown fault field(s): {', '.join(unknown)}",
+            hint=f"known fields: {', '.join(sorted(known))}",
+        )
+    values = current.to_dict()
+    for key in ("error_rate", "latency_ms"):
+        if key in body:
+            v = body[key]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise BadInput(f"{key} must be a number, got {v!r}")
+            values[key] = float(v)
+    if "dependencies_ok" in body:
+        v = body["dependencies_ok"]
+        if not isinstance(v, bool):
+            raise BadInput(f"dependencies_ok must be true or false, got {v!r}")
+        values["dependencies_ok"] = v
+    return Fault(**values)
+
+
+class FaultState:
+    """The current fault plus the deterministic error counter, thread-safe."""
+
+    def __init__(self, fault: Fault) -> None:
+        self._lock = threading.Lock()
+        self._fault = fault
+        self._rate = Fraction(str(fault.error_rate))
+        self._served = 0
+
+    @property
+    def fault(self) -> Fault:
+        with self._lock:
+            return self._fault
+
+    def set(self, fault: Fault) -> None:
+        with self._lock:
+            self._fault = fault
+            self._rate = Fraction(str(fault.error_rate))
+            self._served = 0  # the pattern restarts at each change: reproducible
+
+    def next_request(self) -> tuple[bool, float]:
+        """(fail this one?, extra latency in seconds) for the next app request."""
+        with self._lock:
+            self._served += 1
+            n, rate = self._served, self._rate
+            fail = math.floor(n * rate) > math.floor((n - 1) * rate)
+            return fail, self._fault.latency_ms / 1000.0
+
+
+class AppMetrics:
+    """Prometheus metrics of one app instance, on its own registry."""
+
+    def __init__(self, name: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.name = name
+        self.requests = Counter(
+            "http_requests",
+            "Application requests served, by instance and HTTP status code.",
+            ["instance_name", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to serve an application request, including injected latency.",
+            ["instance_name"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        # Pre-create the usual series so rate() has a zero to start from.
+        for code in ("200", "500"):
+            self.requests.labels(instance_name=name, code=code)
+        self.duration.labels(instance_name=name)
+
+    def observe(self, code: int, seconds: float) -> None:
+        self.requests.labels(instance_name=self.name, code=str(code)).inc()
+        self.duration.labels(instance_name=self.name).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class SampleAppServer(ThreadingHTTPServer):
+    """The HTTP server; handlers reach the app state through ``self.server``."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], name: str, fault: Fault) -> None:
+        self.instance_name = name
+        self.faults = FaultState(fault)
+        self.metrics = AppMetrics(name)
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "shiftover-sample-app"
+    sys_version = ""
+    server: SampleAppServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: no per-request logging
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, code: int, obj: Any) -> None:
+        self._send(code, json.dumps(obj, separators=(",", ":")).encode())
+
+    def _path(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    # --- routes --------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        path = self._path()
+        if path == "/" or path.startswith("/api/") or path == "/api":
+            self._serve_app(path)
+        elif path == "/health/dependencies":
+            if self.server.faults.fault.dependencies_ok:
+                self._send_json(200, {"ok": True})
+            else:
+                self._send_json(503, {"ok": False, "reason": "dependencies down (injected fault)"})
+        elif path == "/metrics":
+            self._send(200, self.server.metrics.render(), CONTENT_TYPE_LATEST)
+        elif path == "/admin/fault":
+            self._send_json(200, self.server.faults.fault.to_dict())
+        else:
+            self._send_json(404, {"error": f"no route {path}"})
+
+    def do_POST(self) -> None:
+        path = self._path()
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        if path != "/admin/fault":
+            self._send_json(404, {"error": f"no route POST {path}"})
+            return
+        try:
+            body = json.loads(raw or b"{}")
+            fault = _parse_fault_update(self.server.faults.fault, body)
+        except (ValueError, BadInput) as e:  # JSONDecodeError is a ValueError
+            self._send_json(400, {"error": str(e)})
+            return
+        self.server.faults.set(fault)
+        self._send_json(200, fault.to_dict())
+
+    def _serve_app(self, path: str) -> None:
+        started = time.perf_counter()
+        fail, delay = self.server.faults.next_request()
+        if delay > 0:
+            time.sleep(delay)
+        name = self.server.instance_name
+        body: dict[str, Any]
+        if fail:
+            code, body = 500, {"instance": name, "error": "injected fault"}
+        else:
+            code, body = 200, {"instance": name, "path": path, "ok": True}
+        self._send_json(code, body)
+        self.server.metrics.observe(code, time.perf_counter() - started)
+
+
+# --- command line ------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m shiftover.demo.app",
+        description="shiftover demo sample web app (old/new) with fault injection",
+    )
+    p.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--name", required=True, help="instance name, e.g. old or new")
+    p.add_argument(
+        "--error-rate", type=float, default=0.0, help="fraction of requests answering 500"
+    )
+    p.add_argument("--latency-ms", type=float, default=0.0, help="extra latency per request")
+    deps = p.add_mutually_exclusive_group()
+    deps.add_argument(
+        "--dependencies-ok", dest="dependencies_ok", action="store_true", default=True
+    )
+    deps.add_argument("--dependencies-down", dest="dependencies_ok", action="store_false")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        fault = Fault(args.error_rate, args.latency_ms, args.dependencies_ok)
+    except BadInput as e:
+        print(f"sample app {args.name}: {e}", file=sys.stderr)
+        return 2
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: noise for a 1 s scrape
+    try:
+        server = SampleAppServer((args.host, args.port), args.name, fault)
+    except OSError as e:
+        print(
+            f"sample app {args.name}: cannot listen on {args.host}:{args.port}: {e}; "
+            "pick another port (or 0 for a free one)",
+            file=sys.stderr,
+        )
+        return 2
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    # serve_forever in a thread: shutdown() must not run on the serving thread.
+    serving = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.1), daemon=True)
+    serving.start()
+    host, port = server.server_address[:2]
+    print(f"{READY_PREFIX}{host!s}:{port}", flush=True)
+    stop.wait()  # a signal handler runs in the main thread and sets it
+    server.shutdown()
+    server.server_close()
+    return 0
+
+
+# --- Python API for the demo and tests ----------------------------------------
+
+
+def app_command(
+    port: int,
+    name: str,
+    *,
+    error_rate: float = 0.0,
+    latency_ms: float = 0.0,
+    dependencies_ok: bool = True,
+    host: str = "127.0.0.1",
+) -> list[str]:
+    """The argv that starts one sample app (for callers managing processes themselves)."""
+    return [
+        sys.executable,
+        "-m",
+        "shiftover.demo.app",
+        "--port",
+        str(port),
+        "--host",
+        host,
+        "--name",
+        name,
+        "--error-rate",
+        repr(float(error_rate)),
+        "--latency-ms",
+        repr(float(latency_ms)),
+        "--dependencies-ok" if dependencies_ok else "--dependencies-down",
+    ]
+
+
+class SampleAppProcess:
+    """One sample app as a child process; a context manager.
+
+    ``port=0`` lets the app pick a free port (read back from its ready line, so
+    there is no race between choosing a port and binding it). Output goes to
+    ``<workdir>/app-<name>.log``; with no ``workdir`` a temporary one is made and
+    removed on stop.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        name: str,
+        workdir: str | Path | None = None,
+        error_rate: float = 0.0,
+        latency_ms: float = 0.0,
+        dependencies_ok: bool = True,
+        *,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 15.0,
+    ) -> None:
+        Fault(error_rate, latency_ms, dependencies_ok)  # validate early
+        self.name = name
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self._argv = app_command(
+            port,
+            name,
+            error_rate=error_rate,
+            latency_ms=latency_ms,
+            dependencies_ok=dependencies_ok,
+            host=host,
+        )
+        self._own_workdir = workdir is None
+        self._workdir = Path(workdir) if workdir is not None else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> SampleAppProcess:
+        if self._proc is not None:
+            raise ShiftoverError(f"sample app {self.name} is already started (pid {self.pid})")
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"shiftover-app-{self.name}-"))
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self._workdir / f"app-{self.name}.log"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace") if self.log_path else ""
+        except OSError:
+            return ""
+
+    def _wait_ready(self) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            text = self._log_text()
+            m = _READY.search(text)
+            if m:
+                self.port = int(m.group(2))
+                return
+            if self._proc.poll() is not None:
+                tail = text.strip().splitlines()[-3:]
+                raise ShiftoverError(
+                    f"sample app {self.name} exited with code {self._proc.returncode} before it was ready"
+                    + (f": {' | '.join(tail)}" if tail else ""),
+                    hint=f"see {self.log_path}",
+                )
+            time.sleep(0.02)
+        raise ShiftoverError(
+            f"sample app {self.name} did not print its ready line within {self.startup_timeout:g}s",
+            hint=f"see {self.log_path}; the machine may be overloaded: raise startup_timeout",
+        )
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Terminate (SIGTERM), wait, kill if needed. Returns the exit code."""
+        proc, self._proc = self._proc, None
+        code: int | None = None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout)
+            code = proc.returncode
+        if self._own_workdir and self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        return code
+
+    def fault(self) -> dict[str, Any]:
+        """The app's current fault state (GET /admin/fault)."""
+        return self._admin("GET", None)
+
+    def set_fault(
+        self,
+        *,
+        error_rate: float | None = None,
+        latency_ms: float | None = None,
+        dependencies_ok: bool | None = None,
+    ) -> dict[str, Any]:
+        """Change the fault at run time; returns the new state (POST /admin/fault)."""
+        body: dict[str, Any] = {}
+        if error_rate is not None:
+            body["error_rate"] = error_rate
+        if latency_ms is not None:
+            body["latency_ms"] = latency_ms
+        if dependencies_ok is not None:
+            body["dependencies_ok"] = dependencies_ok
+        return self._admin("POST", body)
+
+    def _admin(self, method: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        import httpx  # here, not at the top: the app process itself never needs it
+
+        url = f"{self.url}/admin/fault"
+        try:
+            r = httpx.request(method, url, json=body, timeout=5.0)
+        except httpx.HTTPError as e:
+            raise ShiftoverError(
+                f"sample app {self.name}: {method} {url} failed: {e}",
+                hint="is the app running? start it with SampleAppProcess(...).start()",
+            ) from e
+        if r.status_code == 400:
+            raise BadInput(f"sample app {self.name} refused the fault: {r.json().get('error')}")
+        if r.status_code != 200:
+            raise ShiftoverError(f"sample app {self.name}: {method} {url} answered {r.status_code}")
+        result: dict[str, Any] = r.json()
+        return result
+
+    def __enter__(self) -> SampleAppProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "Fault",
+    "SampleAppProcess",
+    "SampleAppServer",
+    "app_command",
+    "main",
+]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
