@@ -21,7 +21,9 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +118,7 @@ def run_demo(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="shiftover-demo-"))
             )
         workdir.mkdir(parents=True, exist_ok=True)
-        return _run(stack, scenario, workdir, as_json, rate, console, bake)
+        return _run(stack, scenario, workdir, as_json, rate, console, bake, inspect)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -233,6 +235,8 @@ def _run(
     buckets = read_events(events_file)
     summary = _summary(scenario, result, final, marks, buckets, runner.recent, elapsed)
     traffic.stop()
+    if inspect is not None:
+        inspect(DemoStack(workdir, haproxy, prom, old, new, plan_path, f"sqlite:///{workdir}/state.db"))
     if as_json:
         print(json.dumps(summary), flush=True)
     else:

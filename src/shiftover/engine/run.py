@@ -109,13 +109,13 @@ class Runner:
                               at=self.clock.now(), data=clean)
         return e
 
-    def _refresh(self) -> None:
+    def _refresh(self, *, notify: bool = True) -> None:
         new = self.store.events(service=self.plan.service, after_id=self.state.last_event_id)
         if new:
             self.state = fold(self.state, new)
             for e in new:
                 self.recent.append(e)
-                if self.on_event:
+                if self.on_event and notify:
                     self.on_event(e)
             del self.recent[:-200]
 
@@ -184,7 +184,7 @@ class Runner:
                 pass
 
     def _run(self, max_duration: float | None) -> RunOutcome:
-        self._refresh()
+        self._refresh(notify=False)  # the past: folded, not re-announced
         resumed = self.state.started
         self.journal(ev.RUN_STARTED, {"run_id": self.run_id, "pid": os.getpid(),
                                       "host": socket.gethostname(), "resumed": resumed,
