@@ -1,8 +1,29 @@
 """The user's plan file: what to shift, in which steps, and what "normal" means.
 
 Models are pydantic v2 (the plan is the one boundary where pydantic is used).
-Loading (YAML with file:line:col errors, ${ENV} interpolation) lives below the
-models; ``load_plan(path)`` is the entry point.
+Loading lives below the models; ``load_plan(path)`` is the entry point.
+
+Why the loader is more than ``yaml.safe_load`` + ``model_validate``:
+
+- The plan is written by an SRE under pressure, often the night before a
+  cutover. Every problem must say *where* (``file:line:col``, 1-based), *which
+  field* (``normal_state[1].expect_status``), *what* and *how to fix it*, and all
+  problems are reported at once rather than one per attempt. So the YAML is
+  *composed* into ruamel nodes (which carry marks), turned into plain Python data
+  by hand while recording the mark of every key and value, and each pydantic
+  error's ``loc`` is mapped back to a mark. A missing field points at the mapping
+  that lacks it; an unknown field at its key; everything else at the value.
+- Duplicate keys are an error (YAML says so; PyYAML silently keeps the last).
+- YAML 1.2 is used (ruamel's default): ``on``/``no`` stay strings.
+- ``${VAR}`` / ``${VAR:-default}`` are expanded in string values on the parsed
+  tree, *before* validation, so an expanded value is validated like a literal
+  one and a bad one is reported at the node that used it. ``$${VAR}`` is a
+  literal ``${VAR}``; any other ``$`` is left alone (PromQL and regexes use it).
+  Interpolation never re-parses YAML: ``steps: ${STEPS}`` stays a string.
+- Values that came from the environment are secrets as far as shiftover is
+  concerned (tokens in headers, passwords in URLs): ``LoadedPlan.secrets`` holds
+  them and ``LoadedPlan.redact`` masks them before anything is logged, journalled
+  or reported. Defaults written in the plan are not secrets: they are in the file.
 
 Durations accept ``500ms``, ``90s``, ``5m``, ``1h`` (or a bare number of seconds)
 and are held as float seconds.
@@ -10,17 +31,36 @@ and are held as float seconds.
 
 from __future__ import annotations
 
+import difflib
+import math
+import os
 import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from shiftover.errors import PlanError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -31,6 +71,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration must be like 500ms, 90s, 5m or 1h")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds, e.g. 90 or 90s")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
@@ -41,7 +83,33 @@ def parse_duration(value: Any) -> float:
     raise ValueError(f"{value!r} is not a duration: use a number with ms, s, m or h, e.g. 500ms, 90s, 5m, 1h")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)\s*$"},
+        {"type": "number", "minimum": 0},
+    ],
+    "description": "a duration: 500ms, 90s, 5m, 1h, or a number of seconds",
+}
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+# Timeouts of 0 would fail every check: refuse them at the plan.
+Timeout = Annotated[Duration, Field(gt=0)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _rule(f"{value!r} is not an http(s) URL: write it with scheme and host, e.g. http://127.0.0.1:9090")
+    return value
+
+
+Url = Annotated[str, AfterValidator(_check_url)]
+
+
+def _rule(message: str, at: tuple[str | int, ...] = ()) -> PydanticCustomError:
+    """A plan rule broken; ``at`` is where, relative to the validated field or model."""
+    return PydanticCustomError("plan_rule", "{message}", {"message": message, "at": at})
 
 
 class _Model(BaseModel):
@@ -55,11 +123,20 @@ class HAProxyRouterSpec(_Model):
     """HAProxy runtime API: two servers in one backend, absolute weights 0-256."""
 
     type: Literal["haproxy"]
-    socket: str = Field(description="Runtime API: a unix socket path, or host:port / tcp://host:port")
-    backend: str
-    old: str = Field(description="HAProxy server name of the old environment")
-    new: str = Field(description="HAProxy server name of the new environment")
-    timeout: Duration = 2.0
+    socket: str = Field(min_length=1, description="Runtime API: a unix socket path, or host:port / tcp://host:port")
+    backend: str = Field(min_length=1)
+    old: str = Field(min_length=1, description="HAProxy server name of the old environment")
+    new: str = Field(min_length=1, description="HAProxy server name of the new environment")
+    timeout: Timeout = 2.0
+
+    @model_validator(mode="after")
+    def _two_servers(self) -> HAProxyRouterSpec:
+        if self.old == self.new:
+            raise _rule(
+                f"old and new are the same server {self.new!r}: they must name the two environments' servers",
+                ("new",),
+            )
+        return self
 
 
 RouterSpec = Annotated[HAProxyRouterSpec, Field(discriminator="type")]
@@ -77,19 +154,24 @@ class PrometheusGate(_GateBase):
     """An instant PromQL query that returns a scalar or a single-series vector."""
 
     type: Literal["prometheus"]
-    url: str
+    url: Url
     query: str = Field(min_length=1)
-    max: float | None = None
-    min: float | None = None
+    max: FiniteFloat | None = None
+    min: FiniteFloat | None = None
     samples_query: str | None = Field(
         default=None, description="optional PromQL giving the sample size (e.g. request count)"
     )
-    timeout: Duration = 5.0
+    timeout: Timeout = 5.0
 
     @model_validator(mode="after")
     def _needs_threshold(self) -> PrometheusGate:
         if self.max is None and self.min is None:
             raise ValueError("a prometheus gate needs a threshold: set max, min, or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise _rule(
+                f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
+                ("min",),
+            )
         return self
 
 
@@ -97,21 +179,21 @@ class PrometheusAlertsGate(_GateBase):
     """FAIL while any alert matching all ``labels`` is firing."""
 
     type: Literal["prometheus_alerts"]
-    url: str
+    url: Url
     labels: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = 5.0
+    timeout: Timeout = 5.0
 
 
 class HttpGate(_GateBase):
     """An HTTP probe: status, optional body substring. A connection error is FAIL."""
 
     type: Literal["http"]
-    url: str
+    url: Url
     expect_status: int = Field(default=200, ge=100, le=599)
     body_contains: str | None = None
     method: Literal["GET", "HEAD", "POST"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = 2.0
+    timeout: Timeout = 2.0
 
 
 class HAProxyStatsGate(_GateBase):
@@ -121,12 +203,12 @@ class HAProxyStatsGate(_GateBase):
     """
 
     type: Literal["haproxy_stats"]
-    socket: str
-    backend: str
-    server: str
+    socket: str = Field(min_length=1)
+    backend: str = Field(min_length=1)
+    server: str = Field(min_length=1)
     metric: Literal["error_ratio"] = "error_ratio"
-    max: float = Field(ge=0)
-    timeout: Duration = 2.0
+    max: FiniteFloat = Field(ge=0)
+    timeout: Timeout = 2.0
 
 
 GateSpec = Annotated[
@@ -134,8 +216,15 @@ GateSpec = Annotated[
     Field(discriminator="type"),
 ]
 
-ROUTER_TYPES = ("haproxy",)
-GATE_TYPES = ("prometheus", "prometheus_alerts", "http", "haproxy_stats")
+ROUTER_MODELS: dict[str, type[_Model]] = {"haproxy": HAProxyRouterSpec}
+GATE_MODELS: dict[str, type[_GateBase]] = {
+    "prometheus": PrometheusGate,
+    "prometheus_alerts": PrometheusAlertsGate,
+    "http": HttpGate,
+    "haproxy_stats": HAProxyStatsGate,
+}
+ROUTER_TYPES = tuple(ROUTER_MODELS)
+GATE_TYPES = tuple(GATE_MODELS)
 
 
 # --- the plan ----------------------------------------------------------------
@@ -144,25 +233,36 @@ GATE_TYPES = ("prometheus", "prometheus_alerts", "http", "haproxy_stats")
 class Plan(_Model):
     service: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     router: RouterSpec
-    steps: list[float] = Field(min_length=1, description="percent of traffic on the new environment")
+    steps: list[FiniteFloat] = Field(min_length=1, description="percent of traffic on the new environment")
     bake: Duration = Field(description="each step must stay normal this long")
     interval: Duration = Field(default=15.0, description="how often the normal state is checked")
     normal_state: list[GateSpec] = Field(min_length=1)
     failure_limit: int = Field(default=2, ge=1, description="consecutive failed checks before on_failure")
     on_failure: Literal["rollback", "pause"] = "rollback"
-    approvals: list[float] = Field(default_factory=list, description="steps that wait for `shiftover approve`")
+    approvals: list[FiniteFloat] = Field(
+        default_factory=list, description="steps that wait for `shiftover approve`"
+    )
 
     @field_validator("steps")
     @classmethod
     def _steps_shape(cls, steps: list[float]) -> list[float]:
-        for s in steps:
+        for i, s in enumerate(steps):
             if s <= 0 or s > 100:
-                raise ValueError(f"step {s:g} is outside 0-100: steps are percent of traffic on the new environment, each > 0 and <= 100")
-        for a, b in zip(steps, steps[1:], strict=False):
-            if b <= a:
-                raise ValueError(f"steps must be strictly increasing: {b:g} comes after {a:g}")
+                raise _rule(
+                    f"step {s:g} is outside 0-100: steps are percent of traffic on the new environment, each > 0 and <= 100",
+                    (i,),
+                )
+        for i in range(1, len(steps)):
+            if steps[i] <= steps[i - 1]:
+                raise _rule(
+                    f"steps must be strictly increasing: {steps[i]:g} comes after {steps[i - 1]:g}",
+                    (i,),
+                )
         if steps[-1] != 100:
-            raise ValueError(f"steps must end at 100 (the last is {steps[-1]:g}): add 100 to finish the cutover")
+            raise _rule(
+                f"steps must end at 100 (the last is {steps[-1]:g}): add 100 to finish the cutover",
+                (len(steps) - 1,),
+            )
         return steps
 
     @field_validator("interval")
@@ -172,15 +272,684 @@ class Plan(_Model):
             raise ValueError("interval must be greater than 0, e.g. 15s")
         return v
 
+    @field_validator("approvals")
+    @classmethod
+    def _approvals_are_steps(cls, approvals: list[float], info: ValidationInfo) -> list[float]:
+        steps = info.data.get("steps")
+        if steps is None:  # steps itself is invalid and already reported
+            return approvals
+        for i, a in enumerate(approvals):
+            if a not in steps:
+                listed = ", ".join(f"{s:g}" for s in steps)
+                raise _rule(
+                    f"approval {a:g} is not one of the steps ({listed}): an approval holds a step, so name a step",
+                    (i,),
+                )
+        return approvals
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
-        unknown = [a for a in self.approvals if a not in self.steps]
-        if unknown:
-            raise ValueError(
-                f"approvals name steps that are not in steps: {', '.join(f'{a:g}' for a in unknown)}"
-            )
-        names = [g.name for g in self.normal_state]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"gate names must be unique: {', '.join(dupes)} appears more than once")
+        seen: set[str] = set()
+        for i, gate in enumerate(self.normal_state):
+            if gate.name in seen:
+                raise _rule(
+                    f"gate names must be unique: {gate.name!r} appears more than once",
+                    ("normal_state", i, "name"),
+                )
+            seen.add(gate.name)
         return self
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of a plan file, for editors and ``shiftover schema``."""
+    schema = Plan.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "shiftover plan",
+    }
+
+
+# --- loading -----------------------------------------------------------------
+
+_PathKey = tuple[str | int, ...]
+_Pos = tuple[int, int]  # 1-based (line, column)
+
+
+@dataclass(frozen=True)
+class LoadedPlan:
+    """A validated plan, where it came from, and the secrets to keep out of output."""
+
+    plan: Plan
+    path: Path
+    source_text: str
+    secrets: frozenset[str] = frozenset()
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+
+def redact(text: str, secrets: frozenset[str] | set[str]) -> str:
+    """Replace every secret value in ``text`` by ``***``.
+
+    One pass, longest secret first: a secret that contains another is masked
+    whole, and a mask is never rescanned.
+    """
+    ordered = sorted((s for s in secrets if s), key=len, reverse=True)
+    if not ordered:
+        return text
+    return re.sub("|".join(re.escape(s) for s in ordered), "***", text)
+
+
+def load_plan(path: str | Path, *, env: Mapping[str, str] | None = None) -> LoadedPlan:
+    """Read, interpolate and validate a plan file; raise PlanError naming file:line:col."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise PlanError(
+            "plan file not found", file=str(p), hint="check the path, or start from examples/plan.yaml"
+        ) from None
+    except IsADirectoryError:
+        raise PlanError("is a directory, not a plan file", file=str(p), hint="give the path of the YAML file") from None
+    except OSError as e:
+        raise PlanError(f"cannot read the plan file: {e.strerror}", file=str(p), hint="check permissions") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line, col = _offset_to_pos(raw[: e.start].decode("utf-8", errors="replace"))
+        raise PlanError(
+            "the file is not UTF-8 text",
+            file=str(p),
+            line=line,
+            column=col,
+            hint="save the plan as UTF-8",
+        ) from None
+    return parse_plan_text(text, filename=str(p), env=env)
+
+
+def parse_plan_text(
+    text: str, *, filename: str = "<plan>", env: Mapping[str, str] | None = None
+) -> LoadedPlan:
+    """Like :func:`load_plan` for text in memory (tests, stdin)."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    root = _compose(text, filename)
+    if root is None:
+        raise PlanError(
+            "the plan file is empty",
+            file=filename,
+            line=1,
+            column=1,
+            hint="start from examples/plan.yaml, or see `shiftover schema`",
+        )
+    tree = _Tree(filename)
+    data = tree.build(root)
+    if not isinstance(root, MappingNode):
+        raise PlanError(
+            f"the top level of a plan must be a mapping of fields (service:, router:, steps:, ...), found {_describe(data)}",
+            file=filename,
+            line=root.start_mark.line + 1,
+            column=root.start_mark.column + 1,
+            hint="start from examples/plan.yaml",
+        )
+    interp = _Interpolator(environ, tree)
+    data = interp.walk(data, ())
+    problems = tree.problems
+    plan: Plan | None = None
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as e:
+        problems.extend(_explain(e, data, tree))
+    if problems:
+        raise _combine(problems, filename, interp.secrets)
+    assert plan is not None
+    return LoadedPlan(plan=plan, path=Path(filename), source_text=text, secrets=frozenset(interp.secrets))
+
+
+# --- YAML to plain data, keeping marks ---------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    pos: _Pos
+    message: str
+    field: str | None = None
+    hint: str | None = None
+
+
+def _offset_to_pos(text_before: str) -> _Pos:
+    return (text_before.count("\n") + 1, len(text_before) - (text_before.rfind("\n") + 1) + 1)
+
+
+def _compose(text: str, filename: str) -> Node | None:
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. a reused anchor: legal YAML
+            node: Node | None = yaml.compose(text)
+            return node
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = e.problem or e.context or "invalid YAML"
+        if e.context and e.problem:
+            what = f"{e.problem} ({e.context})"
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        hint = "check indentation and quoting: values containing ': ', '#', '{' or '[' must be quoted"
+        if "'\\t'" in what:
+            hint = "YAML indents with spaces, not tabs"
+        raise PlanError(f"invalid YAML: {what}", file=filename, line=line, column=col, hint=hint) from None
+    except ReaderError as e:
+        line, col = _offset_to_pos(text[: e.position])
+        raise PlanError(
+            f"invalid character in YAML: {e.reason}",
+            file=filename,
+            line=line,
+            column=col,
+            hint="remove control characters from the file",
+        ) from None
+    except YAMLError as e:
+        raise PlanError(f"invalid YAML: {e}", file=filename, hint="check the file's YAML syntax") from None
+
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_SCALAR_TAGS = frozenset(
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "timestamp", "binary")
+)
+_MAX_NODES = 100_000  # alias bombs
+
+
+@dataclass
+class _Marks:
+    value: _Pos
+    key: _Pos | None = None
+
+
+class _Tree:
+    """Plain data from ruamel nodes, with the 1-based position of every key and value."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.marks: dict[_PathKey, _Marks] = {}
+        self.problems: list[_Problem] = []
+        # paths already reported (bad tag, bad ${}): validation errors there are noise
+        self.reported: set[_PathKey] = set()
+        self._constructor = YAML(typ="safe", pure=True).constructor
+        self._active: set[int] = set()
+        self._count = 0
+
+    @staticmethod
+    def _pos(node: Node) -> _Pos:
+        return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def problem(
+        self, path: _PathKey, pos: _Pos, message: str, hint: str | None = None, *, suppress: bool = True
+    ) -> None:
+        """Record a problem; ``suppress`` hides validation errors at and under ``path``."""
+        self.problems.append(_Problem(pos, message, _field_path(path) or None, hint))
+        if suppress:
+            self.reported.add(path)
+
+    def build(self, node: Node, path: _PathKey = (), key_pos: _Pos | None = None) -> Any:
+        pos = self._pos(node)
+        if key_pos is not None and isinstance(node, ScalarNode) and node.value == "" and node.style is None:
+            pos = key_pos  # an empty value's mark is wherever the next token is
+        self.marks[path] = _Marks(pos, key_pos)
+        self._count += 1
+        if self._count > _MAX_NODES:
+            raise PlanError(
+                f"the plan expands to more than {_MAX_NODES} YAML nodes",
+                file=self.filename,
+                line=pos[0],
+                column=pos[1],
+                hint="check anchors and aliases (*name): one of them expands too much",
+            )
+        if id(node) in self._active:
+            self.problem(path, pos, "a YAML alias refers to a node that contains it", "remove the recursive alias")
+            return None
+        self._active.add(id(node))
+        try:
+            if isinstance(node, ScalarNode):
+                return self._scalar(node, path, pos)
+            if isinstance(node, SequenceNode):
+                if node.tag != _SEQ_TAG:
+                    self._bad_tag(node, path, pos)
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                if node.tag != _MAP_TAG:
+                    self._bad_tag(node, path, pos)
+                return self._mapping(node, path)
+            self.problem(path, pos, f"unsupported YAML node {type(node).__name__}")
+            return None
+        finally:
+            self._active.discard(id(node))
+
+    def _bad_tag(self, node: Node, path: _PathKey, pos: _Pos) -> None:
+        self.problem(
+            path,
+            pos,
+            f"unsupported YAML tag {node.tag!r}",
+            "remove the tag; to read an environment variable write ${NAME}",
+        )
+
+    def _scalar(self, node: ScalarNode, path: _PathKey, pos: _Pos) -> Any:
+        if node.tag not in _SCALAR_TAGS:
+            self._bad_tag(node, path, pos)
+            return None
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (YAMLError, ValueError, TypeError) as e:
+            self.problem(path, pos, f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]}: {e}")
+            return None
+
+    def _entries(self, node: MappingNode, path: _PathKey, depth: int = 0) -> list[tuple[Node, Node, bool]]:
+        """(key, value, merged) in file order, ``<<`` merges expanded (explicit keys win)."""
+        out: list[tuple[Node, Node, bool]] = []
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.tag == _MERGE_TAG and depth < 32:
+                sources = value.value if isinstance(value, SequenceNode) else [value]
+                for src in sources:
+                    if isinstance(src, MappingNode):
+                        out.extend((k, v, True) for k, v, _ in self._entries(src, path, depth + 1))
+                    else:
+                        self.problem(
+                            path,
+                            self._pos(src),
+                            "'<<' merges only mappings",
+                            "merge a mapping: <<: *anchor",
+                            suppress=False,
+                        )
+            else:
+                out.append((key, value, depth > 0))
+        return out
+
+    def _mapping(self, node: MappingNode, path: _PathKey) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        explicit: dict[Any, _Pos] = {}
+        for key_node, value_node, merged in self._entries(node, path):
+            key_pos = self._pos(key_node)
+            if not isinstance(key_node, ScalarNode):
+                self.problem(path, key_pos, "a key must be a plain name, not a list or mapping", suppress=False)
+                continue
+            key = self._scalar(key_node, path, key_pos)
+            if key in explicit and not merged:
+                first = explicit[key]
+                self.problem(
+                    (*path, key),
+                    key_pos,
+                    f"duplicate key {key!r} (first set at line {first[0]}, column {first[1]})",
+                    "keep one of them: YAML keys must be unique in a mapping",
+                    suppress=False,
+                )
+                continue
+            if key in result and merged:
+                continue  # explicit keys override merged ones; first merge wins
+            if not merged:
+                explicit[key] = key_pos
+            result[key] = self.build(value_node, (*path, key), key_pos)
+        return result
+
+    def pos(self, path: _PathKey, *, key: bool = False) -> _Pos:
+        """Position of the node at ``path``, or of its nearest existing ancestor."""
+        for n in range(len(path), -1, -1):
+            marks = self.marks.get(path[:n])
+            if marks is not None:
+                if key and n == len(path) and marks.key is not None:
+                    return marks.key
+                return marks.value
+        return (1, 1)
+
+
+# --- ${VAR} interpolation ----------------------------------------------------
+
+_VAR_START = re.compile(r"\$\$\{|\$\{")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Interpolator:
+    def __init__(self, env: Mapping[str, str], tree: _Tree) -> None:
+        self.env = env
+        self.tree = tree
+        self.secrets: set[str] = set()
+
+    def walk(self, data: Any, path: _PathKey) -> Any:
+        if isinstance(data, str):
+            return self.expand(data, path)
+        if isinstance(data, list):
+            return [self.walk(v, (*path, i)) for i, v in enumerate(data)]
+        if isinstance(data, dict):
+            return {k: self.walk(v, (*path, k)) for k, v in data.items()}
+        return data
+
+    def expand(self, text: str, path: _PathKey) -> str:
+        if "${" not in text:
+            return text
+        out: list[str] = []
+        pos = 0
+        while (m := _VAR_START.search(text, pos)) is not None:
+            out.append(text[pos : m.start()])
+            if m.group() == "$${":
+                out.append("${")
+                pos = m.end()
+                continue
+            close = text.find("}", m.end())
+            if close < 0:
+                return self._fail(path, text, "has '${' without a closing '}'", "write ${NAME}, or $${ for a literal ${")
+            body = text[m.end() : close]
+            name, sep, default = body.partition(":-")
+            if not _VAR_NAME.fullmatch(name):
+                return self._fail(
+                    path,
+                    text,
+                    f"has '${{{body}}}', which is not a variable reference",
+                    "write ${NAME} or ${NAME:-default}; NAME is letters, digits and _; $${ gives a literal ${",
+                )
+            if "${" in default:
+                return self._fail(path, text, f"nests ${{...}} inside the default of ${{{name}}}", "nesting is not supported")
+            value = self.env.get(name)
+            if value is None or (sep and value == ""):
+                if not sep:
+                    pos_ = self.tree.pos(path)
+                    self.tree.problem(
+                        path,
+                        pos_,
+                        f"environment variable {name} is not set (used as ${{{name}}})",
+                        f"export {name}=... before running shiftover, or give a default: ${{{name}:-value}}",
+                    )
+                    return text
+                value = default
+            elif value:
+                self.secrets.add(value)
+            out.append(value)
+            pos = close + 1
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _fail(self, path: _PathKey, text: str, what: str, hint: str) -> str:
+        self.tree.problem(path, self.tree.pos(path), f"the value {what}", hint)
+        return text
+
+
+# --- pydantic errors to human messages ---------------------------------------
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_EXAMPLES: dict[str, str] = {
+    "service": "accounting-web",
+    "router": "{type: haproxy, socket: /run/haproxy/admin.sock, backend: web, old: ec2, new: eks}",
+    "steps": "[1, 5, 25, 50, 100]",
+    "bake": "5m",
+    "normal_state": "[{name: health, type: http, url: 'http://127.0.0.1:8081/health'}]",
+    "name": "new environment 5xx ratio",
+    "url": "http://127.0.0.1:9090",
+    "query": "sum(rate(http_requests_total{code=~'5..'}[1m]))",
+    "socket": "/run/haproxy/admin.sock",
+    "backend": "web",
+    "server": "eks",
+    "old": "ec2",
+    "new": "eks",
+    "max": "0.01",
+    "type": "one of the known types",
+}
+
+
+def _field_path(path: _PathKey) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and _IDENT.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part!r}]"
+    return out
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        return f"the text {shown!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> _PathKey:
+    """Pydantic's loc -> a path in the data (drops discriminator tags, keeps '[key]')."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if part == "[key]":
+            path.append(part)
+            node = None
+            continue
+        if isinstance(node, dict):
+            if part not in node and part == node.get("type") and part in GATE_TYPES + ROUTER_TYPES:
+                continue  # the discriminator's tag, not a key
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+        path.append(part)
+    return tuple(path)
+
+
+def _get(data: Any, path: _PathKey) -> Any:
+    for part in path:
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _model_at(path: _PathKey, data: Any) -> type[BaseModel] | None:
+    if path == ():
+        return Plan
+    node = _get(data, path)
+    kind = node.get("type") if isinstance(node, dict) else None
+    if path == ("router",):
+        return ROUTER_MODELS.get(kind) if isinstance(kind, str) else None
+    if len(path) == 2 and path[0] == "normal_state" and isinstance(path[1], int):
+        return GATE_MODELS.get(kind) if isinstance(kind, str) else None
+    return None
+
+
+def _suggest(word: Any, choices: list[str] | tuple[str, ...]) -> str | None:
+    if not isinstance(word, str):
+        return None
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _type_kind(path: _PathKey) -> tuple[str, tuple[str, ...]]:
+    return ("router", ROUTER_TYPES) if path[:1] == ("router",) else ("gate", GATE_TYPES)
+
+
+def _explain(error: ValidationError, data: Any, tree: _Tree) -> list[_Problem]:
+    problems: list[_Problem] = []
+    seen: set[tuple[_Pos, str]] = set()
+    for e in error.errors(include_url=False):
+        problem = _explain_one(e, data, tree)
+        if problem is None or (problem.pos, problem.message) in seen:
+            continue
+        seen.add((problem.pos, problem.message))
+        problems.append(problem)
+    return problems
+
+
+def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
+    kind: str = e["type"]
+    ctx: dict[str, Any] = e.get("ctx") or {}
+    path = _data_path(tuple(e["loc"]), data)
+    if kind == "plan_rule":
+        path = path + tuple(ctx.get("at", ()))
+    if any(path[:n] in tree.reported for n in range(len(path) + 1)):
+        return None  # already explained (unset ${VAR}, bad YAML tag)
+    value = e.get("input")
+    name = path[-1] if path else None
+
+    def at(p: _PathKey, message: str, hint: str | None = None, *, key: bool = False) -> _Problem:
+        if p[-1:] == ("[key]",):  # the error is about a mapping key, not its value
+            p, key, message = p[:-1], True, f"key: {message}"
+        return _Problem(tree.pos(p, key=key), message, _field_path(p) or None, hint)
+
+    if kind == "missing":
+        example = _EXAMPLES.get(str(name))
+        hint = f"add {name}: {example}" if example else f"add {name}: to this mapping"
+        if name == "type":
+            _, types = _type_kind(path)
+            hint = f"add type: one of {', '.join(sorted(types))}"
+        return _Problem(tree.pos(path[:-1]), f"missing required field '{name}'", _field_path(path), hint)
+    if kind == "extra_forbidden":
+        model = _model_at(path[:-1], data)
+        known = sorted(model.model_fields) if model is not None else []
+        message = f"unknown field '{name}'"
+        guess = _suggest(name, known)
+        if guess:
+            message += f" — did you mean '{guess}'?"
+        if path[:1] == ("normal_state",) and isinstance(name, str):
+            owners = sorted(t for t, m in GATE_MODELS.items() if name in m.model_fields)
+            if owners:
+                message += f" ('{name}' belongs to gate type {', '.join(owners)})"
+        return at(path, message, f"fields allowed here: {', '.join(known)}" if known else None, key=True)
+    if kind == "union_tag_invalid":
+        what, types = _type_kind(path)
+        tag = ctx.get("tag", value)
+        type_path = (*path, "type")
+        guess = _suggest(tag, types)
+        return at(
+            type_path,
+            f"unknown {what} type {tag!r} at {_field_path(type_path)}; known types: {', '.join(sorted(types))}",
+            f"did you mean '{guess}'?" if guess else None,
+        )
+    if kind == "union_tag_not_found":
+        what, types = _type_kind(path)
+        return _Problem(
+            tree.pos(path),
+            "missing required field 'type'",
+            _field_path((*path, "type")),
+            f"add type: one of {', '.join(sorted(types))}",
+        )
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
+        return at(path, f"expected a mapping (name: value lines), got {_describe(value)}", _mapping_hint(path))
+    if kind == "list_type":
+        example = _EXAMPLES.get(str(name))
+        return at(
+            path,
+            f"expected a list, got {_describe(value)}",
+            f"write {name}: {example}" if name == "steps" and example else "write [a, b] or one '- item' per line",
+        )
+    if kind in ("too_short", "string_too_short"):
+        example = _EXAMPLES.get(str(name))
+        return at(path, f"{_field_path(path)} must not be empty", f"for example {name}: {example}" if example else None)
+    if kind == "string_type":
+        quote = 'quote it to make it text, e.g. "500"'
+        if value is None:
+            quote = "give it a value"
+        elif not isinstance(value, int | float | bool):
+            quote = "write it as text"
+        return at(path, f"expected text, got {_describe(value)}", quote)
+    if kind in ("float_parsing", "float_type"):
+        return at(path, f"expected a number, got {_describe(value)}")
+    if kind == "finite_number":
+        return at(path, f"expected a finite number, got {_describe(value)}", "remove .nan/.inf")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return at(path, f"expected a whole number, got {_describe(value)}")
+    if kind in ("bool_type", "bool_parsing"):
+        return at(path, f"expected true or false, got {_describe(value)}")
+    if kind == "literal_error":
+        guess = _suggest(value, re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        return at(
+            path,
+            f"{value!r} is not allowed here; expected {ctx.get('expected')}",
+            f"did you mean '{guess}'?" if guess else None,
+        )
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("greater than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return at(path, f"{_field_path(path)} must be {words} {ctx.get(key)}, got {_describe(value)}")
+    if kind == "string_pattern_mismatch" and path == ("service",):
+        return at(
+            path,
+            f"service name {value!r} may only contain letters, digits, '.', '_' and '-', and must start with a letter or digit",
+            "e.g. service: accounting-web",
+        )
+    if kind == "value_error" and "error" in ctx:
+        return at(path, str(ctx["error"]))
+    return at(path, str(ctx.get("message", e.get("msg", "invalid value"))))
+
+
+def _mapping_hint(path: _PathKey) -> str | None:
+    if path == ("router",):
+        return f"for example router: {_EXAMPLES['router']}"
+    if path[:1] == ("normal_state",):
+        return "each gate is a mapping: - name: ..., type: ..., followed by the type's fields"
+    return None
+
+
+def _combine(problems: list[_Problem], filename: str, secrets: set[str]) -> PlanError:
+    hide = frozenset(secrets)
+    ordered = sorted(problems, key=lambda p: p.pos)
+    first = ordered[0]
+    if len(ordered) == 1:
+        return PlanError(
+            redact(first.message, hide),
+            file=filename,
+            line=first.pos[0],
+            column=first.pos[1],
+            field=first.field,
+            hint=redact(first.hint, hide) if first.hint else None,
+        )
+    lines = [f"{len(ordered)} problems in the plan:"]
+    for p in ordered:
+        text = f"  {filename}:{p.pos[0]}:{p.pos[1]}: {redact(p.message, hide)}"
+        if p.field:
+            text += f" (field: {p.field})"
+        lines.append(text)
+        if p.hint:
+            lines.append(f"      hint: {redact(p.hint, hide)}")
+    error = PlanError("\n".join(lines), file=filename)
+    # the first problem's place, for callers that show one location
+    error.line, error.column, error.field = first.pos[0], first.pos[1], first.field
+    return error
+
+
+__all__ = [
+    "GATE_MODELS",
+    "GATE_TYPES",
+    "ROUTER_MODELS",
+    "ROUTER_TYPES",
+    "Duration",
+    "GateSpec",
+    "HAProxyRouterSpec",
+    "HAProxyStatsGate",
+    "HttpGate",
+    "LoadedPlan",
+    "Plan",
+    "PrometheusAlertsGate",
+    "PrometheusGate",
+    "RouterSpec",
+    "load_plan",
+    "parse_duration",
+    "parse_plan_text",
+    "plan_json_schema",
+    "redact",
+]
