@@ -199,7 +199,8 @@ class HttpGate(_GateBase):
 class HAProxyStatsGate(_GateBase):
     """Per-server counters read straight from HAProxy (no Prometheus needed).
 
-    ``metric: error_ratio`` is 5xx responses / responses over the last interval.
+    ``metric: error_ratio`` is 5xx responses / responses over the last interval,
+    or over the last ``window`` when set (more samples at low traffic).
     """
 
     type: Literal["haproxy_stats"]
@@ -208,6 +209,10 @@ class HAProxyStatsGate(_GateBase):
     server: str = Field(min_length=1)
     metric: Literal["error_ratio"] = "error_ratio"
     max: FiniteFloat = Field(ge=0)
+    window: Duration | None = Field(
+        default=None,
+        description="judge the last `window` of traffic (e.g. 5s); default: the interval since the previous check",
+    )
     timeout: Timeout = 2.0
 
 

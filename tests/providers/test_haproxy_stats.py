@@ -122,13 +122,29 @@ def test_counter_reset_takes_a_new_baseline(provider: HAProxyStatsProvider, stac
     # pretend the previous reading was higher than anything HAProxy has now (a reload)
     from shiftover.providers.haproxy_stats import _Reading
 
-    provider._previous = _Reading(errors=10**9, responses=10**9)
+    provider._readings.clear()
+    provider._readings.append((1.0, _Reading(errors=10**9, responses=10**9)))
     with pytest.raises(NoData, match="went down"):
         provider.measure(now=2.0)
     before_req = stack.new.requests
     send(stack.haproxy.frontend_url, 10)
     m = provider.measure(now=3.0)
     assert m.samples == stack.new.requests - before_req > 0
+
+
+def test_window_measures_the_last_seconds_of_traffic(stack: Stack) -> None:
+    p = HAProxyStatsProvider(stack.haproxy.socket_path, "web", "new", window=5.0)
+    with pytest.raises(NoData):
+        p.measure(now=0.0)
+    counts = []
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0):
+        before = stack.new.requests
+        send(stack.haproxy.frontend_url, 8)
+        counts.append(stack.new.requests - before)
+        m = p.measure(now=t)
+        # the window spans every reading back to t-5 (or the first one)
+        start = max(0, int(t) - 5)
+        assert m.samples == sum(counts[start:]), (t, m.samples, counts)
 
 
 def test_from_spec_and_registry(stack: Stack) -> None:

@@ -82,7 +82,8 @@ normal_state:
     backend: web
     server: eks
     max: 0.01
-    min_samples: 10
+    window: 3s
+    min_samples: 5
   - name: new environment 5xx ratio (app, Prometheus)
     type: prometheus
     url: {prometheus}
@@ -110,7 +111,10 @@ def run_demo(
     workdir: Path | None = None,
     console: Console | None = None,
     bake: str = "5s",
+    inspect: Callable[[DemoStack], None] | None = None,
 ) -> dict[str, Any]:
+    """Run one scenario; return the summary. ``inspect`` is called with the live
+    stack after the run and before teardown (tests read HAProxy's real weights)."""
     console = console or Console()
     with ExitStack() as stack:
         if workdir is None:
@@ -127,6 +131,19 @@ def _say(console: Console, as_json: bool, text: str) -> None:
         console.print(f"[dim]demo:[/] {text}")
 
 
+@dataclass(frozen=True)
+class DemoStack:
+    """The live stack, handed to ``inspect`` before teardown."""
+
+    workdir: Path
+    haproxy: HAProxyProcess
+    prometheus: PrometheusProcess
+    old: SampleAppProcess
+    new: SampleAppProcess
+    plan_path: Path
+    state_url: str
+
+
 def _run(
     stack: ExitStack,
     scenario: str,
@@ -135,6 +152,7 @@ def _run(
     rate: float,
     console: Console,
     bake: str,
+    inspect: Callable[[DemoStack], None] | None,
 ) -> dict[str, Any]:
     _say(console, as_json, f"starting the local stack in {workdir}")
     old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir))
@@ -181,7 +199,8 @@ def _run(
         f"Prometheus {prom.url}, Locust at {rate:g} req/s",
     )
     _say(console, as_json, f"plan: {plan_path}")
-    time.sleep(2.0)  # let Prometheus see a couple of scrapes of steady traffic
+    prom.wait_for_targets(timeout=30)  # Prometheus finds static targets a few seconds in
+    time.sleep(1.0)  # and a scrape or two of steady traffic
 
     loaded = load_plan(plan_path)
     plan = loaded.plan

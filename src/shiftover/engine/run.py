@@ -17,7 +17,6 @@ interval. A rollback is retried with a short backoff until the router confirms 0
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import uuid
@@ -58,6 +57,18 @@ class RunOutcome:
     reason: str
     run_id: str
     events: list[Event] = field(default_factory=list)
+
+
+def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
+    """Redact every string inside a JSON-like value (before it is serialised, so
+    escaping cannot hide a secret from the redactor)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {str(k): _redact_values(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_values(v, redact) for v in value]
+    return value
 
 
 def new_run_id() -> str:
@@ -104,7 +115,7 @@ class Runner:
 
     # -- journal ------------------------------------------------------------
     def journal(self, kind: str, data: dict[str, Any] | None = None) -> Event:
-        clean = json.loads(self.redact(json.dumps(data or {}, default=str)))
+        clean = _redact_values(data or {}, self.redact)
         e = self.store.append(service=self.plan.service, run_id=self.run_id, kind=kind,
                               at=self.clock.now(), data=clean)
         return e

@@ -4,7 +4,9 @@ HAProxy keeps cumulative per-server counters (``hrsp_1xx`` .. ``hrsp_5xx``,
 ``hrsp_other``) since its start. A ratio over all time would hide a fresh
 failure behind hours of good traffic, so the provider keeps the previous
 reading and measures the *interval* since it: value = Δ5xx / Δresponses,
-samples = Δresponses.
+samples = Δresponses. With ``window`` set, it keeps the readings of the last
+``window`` seconds and measures from the newest one at least that old: at 1%
+of 200 req/s a 1 s interval holds 2 responses, a 5 s window holds 10.
 
 Consequences, all deliberate:
 
@@ -21,6 +23,7 @@ for sites that do not scrape HAProxy. Runtime API failures surface as
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from shiftover.errors import NoData, ProviderError, RouterError
@@ -48,6 +51,7 @@ class HAProxyStatsProvider:
         *,
         metric: str = "error_ratio",
         timeout: float = 2.0,
+        window: float | None = None,
     ) -> None:
         if metric != "error_ratio":
             raise ProviderError(
@@ -61,11 +65,13 @@ class HAProxyStatsProvider:
         self.address = address
         self.backend = backend
         self.server = server
-        self._previous: _Reading | None = None
+        self.window = window
+        self._readings: deque[tuple[float, _Reading]] = deque()
 
     @classmethod
     def from_spec(cls, spec: HAProxyStatsGate) -> HAProxyStatsProvider:
-        return cls(spec.socket, spec.backend, spec.server, metric=spec.metric, timeout=spec.timeout)
+        return cls(spec.socket, spec.backend, spec.server, metric=spec.metric,
+                   timeout=spec.timeout, window=spec.window)
 
     def describe(self) -> str:
         return f"haproxy_stats {self.backend}/{self.server} error_ratio via {self.address}"
@@ -91,9 +97,24 @@ class HAProxyStatsProvider:
             )
         return _Reading(errors=counts["hrsp_5xx"], responses=sum(counts.values()))
 
+    def _baseline(self, now: float) -> _Reading | None:
+        """The reading to measure from: the previous one, or with a window the
+        newest one at least ``window`` old (the oldest kept, early on)."""
+        if not self._readings:
+            return None
+        if self.window is None:
+            reading = self._readings[-1][1]
+            self._readings.clear()
+            return reading
+        cutoff = now - self.window
+        while len(self._readings) > 1 and self._readings[1][0] <= cutoff:
+            self._readings.popleft()
+        return self._readings[0][1]
+
     def measure(self, *, now: float) -> Measurement:
         current = self._read()
-        previous, self._previous = self._previous, current
+        previous = self._baseline(now)
+        self._readings.append((now, current))
         if previous is None:
             raise NoData(
                 f"first reading of {self.backend}/{self.server} at {self.address}: a ratio needs two",
@@ -102,6 +123,8 @@ class HAProxyStatsProvider:
         responses = current.responses - previous.responses
         errors = current.errors - previous.errors
         if responses < 0 or errors < 0:
+            self._readings.clear()
+            self._readings.append((now, current))
             raise NoData(
                 f"HAProxy counters for {self.backend}/{self.server} went down (reload or restart?): taking a new baseline",
                 hint="the next check measures the interval since this one",
