@@ -28,7 +28,7 @@ def test_errors_scenario_rolls_back_to_zero(tmp_path: Path, capsys: pytest.Captu
         seen["eks"] = states["eks"].weight
         seen["ec2"] = states["ec2"].weight
 
-    summary = run_demo("errors", as_json=True, rate=100, workdir=tmp_path,
+    summary = run_demo("errors", as_json=True, rate=200, workdir=tmp_path,
                        console=Console(file=io.StringIO()), bake="3s", inspect=inspect)
     # the real HAProxy, read directly: nothing on the new environment
     assert seen["eks"] == 0 and seen["ec2"] > 0

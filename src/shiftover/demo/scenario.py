@@ -60,8 +60,15 @@ ALERT_RULES: list[dict[str, Any]] = [
 ]
 
 
-def demo_plan_yaml(*, socket: str, prometheus: str, new_app: str, bake: str = "5s") -> str:
-    """The plan the demo runs: the README's example, with compressed times."""
+def demo_plan_yaml(
+    *, socket: str, prometheus: str, new_app: str, bake: str = "5s", rate: float = 200.0
+) -> str:
+    """The plan the demo runs: the README's example, with compressed times.
+
+    The HAProxy gate judges the last 3 s of traffic and wants a few requests in
+    them: at the 1% step of 200 req/s that is 6, so 5 are required (fewer at
+    lower rates, never 0: no data never passes)."""
+    min_samples = max(1, min(5, int(rate * 0.01 * 3 * 0.8)))
     return f"""\
 # Written by `shiftover demo`: the same shape as a production plan, with
 # compressed times (1 s checks, {bake} bake per step).
@@ -83,7 +90,7 @@ normal_state:
     server: eks
     max: 0.01
     window: 3s
-    min_samples: 5
+    min_samples: {min_samples}
   - name: new environment 5xx ratio (app, Prometheus)
     type: prometheus
     url: {prometheus}
@@ -185,7 +192,7 @@ def _run(
     plan_path = workdir / "plan.yaml"
     plan_path.write_text(
         demo_plan_yaml(
-            socket=haproxy.socket_path, prometheus=prom.url, new_app=new.url.rstrip("/"), bake=bake
+            socket=haproxy.socket_path, prometheus=prom.url, new_app=new.url.rstrip("/"), bake=bake, rate=rate
         )
     )
     events_file = workdir / "traffic.jsonl"
