@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-
 import pytest
 
 from shiftover.demo.haproxy import HAProxyProcess, StubBackend

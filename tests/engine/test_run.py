@@ -61,7 +61,7 @@ def test_failures_roll_back_to_zero(store: Store) -> None:
     out = runner.run(max_duration=3600)
     assert out.outcome == "rolled_back" and out.exit_code == 3
     assert router.read() == Weights(0)
-    started = [e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED][0]
+    started = next(e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED)
     assert "errors" in started.data["reason"] and "0.05" in started.data["reason"]
     checks = [e.data for e in store.events(service="svc", kinds=[ev.CHECK])]
     fails = [c for c in checks if c["verdict"] == "fail"]
@@ -95,7 +95,7 @@ def test_rollback_retries_until_router_confirms(store: Store) -> None:
 
 def test_provider_errors_are_inconclusive_not_failures(store: Store) -> None:
     provider = ScriptedProvider([ProviderError("connection refused")])
-    runner, router, _, _ = make(store, provider=provider)
+    runner, _router, _, _ = make(store, provider=provider)
     out = runner.run(max_duration=300)
     assert out.outcome == "held"
     assert ev.ROLLBACK_STARTED not in kinds(store)
@@ -119,9 +119,9 @@ def test_operator_approval_and_rollback(store: Store) -> None:
     assert router.history == [Weights(10), Weights(50), Weights(0)]
     k = kinds(store)
     assert k.index(ev.APPROVAL_WAITING) < k.index(ev.APPROVED)
-    approved = [e for e in store.events(service="svc") if e.kind == ev.APPROVED][0]
+    approved = next(e for e in store.events(service="svc") if e.kind == ev.APPROVED)
     assert approved.actor == "alice@host"
-    started = [e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED][0]
+    started = next(e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED)
     assert "operator" in started.data["reason"] and "drill" in started.data["reason"]
 
 
