@@ -30,7 +30,7 @@ the controller's (``Before``/``After`` are strict), so a recommendation exactly
 ``window`` seconds old is still counted without ``behavior`` and no longer
 counted with it, as in the controller.
 
-Deliberate limits (documented in docs/hpa-api.md): ``currentReplicas == 0``
+Deliberate limits (documented in the README's API section): ``currentReplicas == 0``
 means scaling is disabled (the ``HPAScaleToZero`` alpha gate is off), so
 ``minReplicas`` must be >= 1; ContainerResource metrics and metric label
 selectors are not modelled; per-direction tolerances come from
