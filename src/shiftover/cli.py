@@ -6,12 +6,14 @@ Exit codes (DESIGN.md): 0 promoted/ok · 1 internal error · 2 bad input ·
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -34,6 +36,32 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _print_error(exc: ShiftoverError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+
+
+def command(*args: Any, **kw: Any) -> Callable[[F], F]:
+    """``app.command`` that turns our errors into one clean message and their exit code
+    (2 bad input, 5 lease held, ...), never a traceback."""
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            try:
+                return fn(*a, **k)
+            except ShiftoverError as exc:
+                _print_error(exc)
+                raise typer.Exit(exc.exit_code) from None
+
+        app.command(*args, **kw)(wrapper)
+        return fn
+
+    return deco
+
+
 PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)]
 StateOpt = Annotated[str | None, typer.Option("--state", help="Journal URL (default: sqlite file .shiftover/state.db beside the plan).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -47,7 +75,7 @@ def _state(store: Store, service: str) -> RunState:
     return fold(RunState(), store.events(service=service))
 
 
-@app.command()
+@command()
 def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", help="Check the file only; do not contact the router or gates.")] = False,
              as_json: JsonOpt = False) -> None:
     """Check the plan, then preflight: the router's current weights and each gate once."""
@@ -76,7 +104,7 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
         raise typer.Exit(2)
 
 
-@app.command("plan")
+@command("plan")
 def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
     """Show the steps, the minimum duration, the approvals and the current state."""
     p = load_plan(plan).plan
@@ -100,7 +128,7 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
         out.print(f"  gate [bold]{g.name}[/] ({g.type})")
 
 
-@app.command()
+@command()
 def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view.")] = False,
         max_duration: Annotated[float | None, typer.Option(help="Stop (held, exit 4) after this many seconds.")] = None,
         lease_ttl: Annotated[float | None, typer.Option(help="Seconds a dead run's lease lives (default max(30s, 3 intervals)).")] = None) -> None:
@@ -144,7 +172,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
     raise typer.Exit(result.exit_code)
 
 
-@app.command()
+@command()
 def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
     """Where the service stands: weight, step, failures, who is running it."""
     p = load_plan(plan).plan
@@ -158,7 +186,7 @@ def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> N
         out.print(views.status_view(p, st, lease, last))
 
 
-@app.command()
+@command()
 def history(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False,
             limit: Annotated[int, typer.Option(help="Show the last N events (0: all).")] = 50) -> None:
     """The journal of the service: every event, oldest first."""
@@ -185,19 +213,19 @@ def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) ->
 Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the journal).")]
 
 
-@app.command()
+@command()
 def pause(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
     """Hold the running cutover at its current step (checks go on)."""
     _operator(plan, state, ev.PAUSED, {"reason": reason})
 
 
-@app.command()
+@command()
 def resume(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
     """Resume a paused cutover (clears the failure count)."""
     _operator(plan, state, ev.RESUMED, {"reason": reason})
 
 
-@app.command()
+@command()
 def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The step (percent) to approve; default: the one waiting.")] = None,
             state: StateOpt = None) -> None:
     """Approve a step that waits for approval."""
@@ -215,19 +243,19 @@ def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The 
     _operator(plan, state, ev.APPROVED, {"step": step})
 
 
-@app.command()
+@command()
 def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
     """Send the new environment back to 0% now (the running `run` acts on it)."""
     _operator(plan, state, ev.ROLLBACK_REQUESTED, {"reason": reason})
 
 
-@app.command()
+@command()
 def schema() -> None:
     """Print the plan's JSON Schema."""
     print(json.dumps(plan_json_schema(), indent=2))
 
 
-@app.command()
+@command()
 def demo(scenario: Annotated[str, typer.Option(help="healthy | errors")] = "healthy",
          as_json: Annotated[bool, typer.Option("--json", help="Event log as JSON lines, then a summary object.")] = False,
          rate: Annotated[float, typer.Option(help="Steady traffic, requests per second.")] = 200.0,
@@ -256,8 +284,8 @@ def main() -> None:
     """Entry point: Click handles usage errors (exit 2); ours print one clean line."""
     try:
         app()
-    except ShiftoverError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    except ShiftoverError as exc:  # raised outside a command (e.g. while mounting)
+        _print_error(exc)
         sys.exit(exc.exit_code)
 
 

@@ -26,7 +26,9 @@ The rules, in the order they are applied:
    step's approval, if the plan asks for one, was given. At 100% the same
    conditions promote.
 6. Before the first step (0%), the run starts once no gate FAILs (no data is
-   expected there: the new environment has no traffic yet).
+   expected there: the new environment has no traffic yet). Failures there count
+   like anywhere else: at the limit a rollback ends the campaign without ever
+   having shifted traffic (the router is set to 0%, which it already is).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
         if verdict is Verdict.FAIL:
             failed = [r for r in results if r.verdict is Verdict.FAIL]
             why = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
-            if failures >= plan.failure_limit and step_index >= 0:
+            if failures >= plan.failure_limit:
                 if plan.on_failure == "rollback":
                     return _start_rollback(events, f"{failures} consecutive failed checks: {why}",
                                            [r.to_dict() for r in failed])
