@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from shiftover.scaling.config import ScalingConfig
@@ -258,6 +258,8 @@ def test_nasa_launch_day_through_simulate() -> None:
     provisioning=st.integers(min_value=0, max_value=200),
     headroom=st.integers(min_value=0, max_value=3),
 )
+@example(minutes=[0, 0, 0, 661, 0], min_replicas=1, max_replicas=4, max_nodes=2, startup=0,
+         provisioning=0, headroom=0)  # a pod Ready in the same second as a sync (found in CI)
 def test_invariants_on_random_traces(
     minutes: list[int], min_replicas: int, max_replicas: int, max_nodes: int, startup: int, provisioning: int, headroom: int
 ) -> None:

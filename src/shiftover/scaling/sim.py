@@ -478,7 +478,9 @@ def _finish(
         demand_rps=d_row,
         capacity_rps=cap_row,
         desired_replicas=icols[:, 0],
-        ready_replicas=icols[:, 1],
+        # the state at the row's second after every event in it (a pod that turns
+        # Ready in the same second as the sync counts), consistent with capacity_rps
+        ready_replicas=ready[starts].astype(np.int64),
         nodes=icols[:, 2],
         ready_nodes=icols[:, 3],
         pending_pods=icols[:, 4],
