@@ -265,7 +265,15 @@ def demo(scenario: Annotated[str, typer.Option(help="healthy | errors")] = "heal
 
     if scenario not in SCENARIOS:
         raise BadInput(f"unknown scenario {scenario!r}", hint=f"known: {', '.join(SCENARIOS)}")
-    summary = run_demo(scenario, as_json=as_json, rate=rate, workdir=workdir, console=out)
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # unwinds the stack: every child process is stopped
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        summary = run_demo(scenario, as_json=as_json, rate=rate, workdir=workdir, console=out)
+    except KeyboardInterrupt:
+        err.print("demo interrupted: the local stack was stopped")
+        raise typer.Exit(4) from None
     raise typer.Exit(summary["exit_code"])
 
 

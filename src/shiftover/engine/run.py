@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shiftover.analysis.judge import judge
@@ -155,7 +155,9 @@ class Runner:
                 outcome = exc
             except Exception as exc:
                 outcome = ProviderError(f"{type(exc).__name__}: {exc}")
-            results.append(judge(gate.spec, outcome, now=now))
+            result = judge(gate.spec, outcome, now=now)
+            # reasons can quote URLs or provider messages: no secret leaves the loop
+            results.append(replace(result, reason=self.redact(result.reason)))
         return tuple(results)
 
     # -- act ----------------------------------------------------------------
