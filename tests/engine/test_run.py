@@ -161,3 +161,30 @@ def test_resume_never_exceeds_last_confirmed_step(store: Store) -> None:
     runner2.run(max_duration=1)
     assert router.history[-1] == Weights(10)  # brought back to the last confirmed step
     assert router.read() == Weights(10)
+
+
+def test_secrets_never_reach_the_journal(store: Store) -> None:
+    from shiftover.plan import parse_plan_text
+
+    text = """\
+service: svc
+router: {type: haproxy, socket: /tmp/none.sock, backend: web, old: old, new: new}
+steps: [50, 100]
+bake: 10s
+interval: 5s
+normal_state:
+  - name: probe
+    type: http
+    url: "http://127.0.0.1:1/health?token=${PROBE_TOKEN}"
+failure_limit: 1
+"""
+    loaded = parse_plan_text(text, filename="p.yaml", env={"PROBE_TOKEN": "s3cr3t-value"})
+    p = loaded.plan
+    provider = ScriptedProvider([ProviderError(f"GET {p.normal_state[0].url} refused")])
+    runner = Runner(p, InMemoryRouter(), [Gate(p.normal_state[0], provider)], store, FakeClock(),
+                    redact=loaded.redact)
+    out = runner.run(max_duration=60)
+    assert out.outcome == "rolled_back"  # an http gate's connection error is a FAIL
+    dumped = repr([e.data for e in store.events(service="svc")])
+    assert "refused" in dumped
+    assert "s3cr3t-value" not in dumped and "***" in dumped
