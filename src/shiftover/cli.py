@@ -10,9 +10,9 @@ import functools
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
