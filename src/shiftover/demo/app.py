@@ -34,11 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,12 +45,13 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any
+from types import FrameType
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from shiftover.demo.process import ChildProcess, read_log, start_error
 from shiftover.errors import BadInput, ShiftoverError
 
 READY_PREFIX = "ready on "
@@ -352,7 +351,7 @@ def app_command(
     ]
 
 
-class SampleAppProcess:
+class SampleAppProcess(ChildProcess):
     """One sample app as a child process; a context manager.
 
     ``port=0`` lets the app pick a free port (read back from its ready line, so
@@ -360,6 +359,8 @@ class SampleAppProcess:
     ``<workdir>/app-<name>.log``; with no ``workdir`` a temporary one is made and
     removed on stop.
     """
+
+    poll_interval = 0.02
 
     def __init__(
         self,
@@ -388,80 +389,41 @@ class SampleAppProcess:
         )
         self._own_workdir = workdir is None
         self._workdir = Path(workdir) if workdir is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> SampleAppProcess:
-        if self._proc is not None:
-            raise ShiftoverError(f"sample app {self.name} is already started (pid {self.pid})")
+    def start(self) -> Self:
+        self._refuse_second_start(f"sample app {self.name}")
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix=f"shiftover-app-{self.name}-"))
         self._workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self._workdir / f"app-{self.name}.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        self._launch(self._argv, self.log_path, self.startup_timeout, fresh_log=True, python=True)
         return self
 
-    def _log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace") if self.log_path else ""
-        except OSError:
-            return ""
+    def _ready(self) -> bool:
+        m = _READY.search(read_log(self.log_path))
+        if m:
+            self.port = int(m.group(2))
+        return m is not None
 
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            text = self._log_text()
-            m = _READY.search(text)
-            if m:
-                self.port = int(m.group(2))
-                return
-            if self._proc.poll() is not None:
-                tail = text.strip().splitlines()[-3:]
-                raise ShiftoverError(
-                    f"sample app {self.name} exited with code {self._proc.returncode} before it was ready"
-                    + (f": {' | '.join(tail)}" if tail else ""),
-                    hint=f"see {self.log_path}",
-                )
-            time.sleep(0.02)
-        raise ShiftoverError(
-            f"sample app {self.name} did not print its ready line within {self.startup_timeout:g}s",
-            hint=f"see {self.log_path}; the machine may be overloaded: raise startup_timeout",
+    def _not_ready(self, code: int | None) -> ShiftoverError:
+        return start_error(
+            f"sample app {self.name}",
+            code,
+            self.log_path,
+            exited="before it was ready",
+            missing="did not print its ready line",
+            timeout=self.startup_timeout,
         )
 
     def stop(self, timeout: float = 5.0) -> int | None:
         """Terminate (SIGTERM), wait, kill if needed. Returns the exit code."""
-        proc, self._proc = self._proc, None
-        code: int | None = None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout)
-            code = proc.returncode
+        code, _ = self._end(timeout)
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -505,17 +467,6 @@ class SampleAppProcess:
             raise ShiftoverError(f"sample app {self.name}: {method} {url} answered {r.status_code}")
         result: dict[str, Any] = r.json()
         return result
-
-    def __enter__(self) -> SampleAppProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 __all__ = [

@@ -22,28 +22,27 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
+from shiftover.demo.process import (
+    ChildProcess,
+    QuietHTTPServer,
+    StartStop,
+    free_port,
+    log_tail,
+    serve_in_thread,
+    stop_serving,
+)
 from shiftover.errors import ShiftoverError
 from shiftover.haproxy_api import HAProxyRuntime
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.-]+:\d{1,5}$")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def find_haproxy() -> str | None:
@@ -54,12 +53,14 @@ def find_haproxy() -> str | None:
     return "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
 
 
-class HAProxyProcess:
+class HAProxyProcess(ChildProcess):
     """HAProxy with backend ``web`` = {old, new}, run as a child process.
 
     Ports left as 0 are picked free. Use as a context manager, or call
     ``start()`` / ``stop()``.
     """
+
+    poll_interval = 0.02
 
     def __init__(
         self,
@@ -112,7 +113,7 @@ class HAProxyProcess:
         self.config_path = self.directory / "haproxy.cfg"
         self.log_path = self.directory / "haproxy.log"
         self.pidfile = self.directory / "haproxy.pid"
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
 
     # --- addresses ---------------------------------------------------------
 
@@ -127,10 +128,6 @@ class HAProxyProcess:
     @property
     def tcp_address(self) -> str | None:
         return f"127.0.0.1:{self.tcp_stats_port}" if self.tcp_stats_port is not None else None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def runtime(self, timeout: float = 2.0) -> HAProxyRuntime:
         return HAProxyRuntime(self.socket_path, timeout)
@@ -202,78 +199,36 @@ class HAProxyProcess:
 
     # --- lifecycle ---------------------------------------------------------
 
-    def start(self) -> HAProxyProcess:
-        if self._proc is not None:
-            raise ShiftoverError(
-                f"HAProxy for {self.directory} is already started (pid {self._proc.pid})"
-            )
+    def start(self) -> Self:
+        self._refuse_second_start(f"HAProxy for {self.directory}")
         self.write_config()
         self.check_config()
         with contextlib.suppress(FileNotFoundError):
             Path(self.socket_path).unlink()  # a stale socket from a killed run
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [self._binary(), "-f", str(self.config_path), "-db"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
+        argv = [self._binary(), "-f", str(self.config_path), "-db"]
+        self._launch(argv, self.log_path, self.start_timeout)
         return self
 
-    def _wait_ready(self) -> None:
-        assert self._proc is not None
-        runtime = HAProxyRuntime(self.socket_path, timeout=1.0)
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            code = self._proc.poll()
-            if code is not None:
-                raise ShiftoverError(
-                    f"HAProxy exited with code {code} while starting; log {self.log_path}: {self._log_tail()}"
-                )
-            try:
-                runtime.command("show info")
-                return
-            except ShiftoverError:
-                if time.monotonic() > deadline:
-                    raise ShiftoverError(
-                        f"HAProxy did not answer on {self.socket_path} within {self.start_timeout:g}s; "
-                        f"log {self.log_path}: {self._log_tail()}"
-                    ) from None
-            time.sleep(0.02)
-
-    def _log_tail(self) -> str:
+    def _ready(self) -> bool:
         try:
-            return self.log_path.read_text(errors="replace").strip()[-800:] or "(empty)"
-        except OSError:
-            return "(no log)"
+            HAProxyRuntime(self.socket_path, timeout=1.0).command("show info")
+        except ShiftoverError:
+            return False
+        return True
+
+    def _not_ready(self, code: int | None) -> ShiftoverError:
+        tail = log_tail(self.log_path, 8, "\n") or "(empty)"
+        if code is not None:
+            return ShiftoverError(
+                f"HAProxy exited with code {code} while starting; log {self.log_path}: {tail}"
+            )
+        return ShiftoverError(
+            f"HAProxy did not answer on {self.socket_path} within {self.start_timeout:g}s; "
+            f"log {self.log_path}: {tail}"
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-
-    def __enter__(self) -> HAProxyProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._end(timeout)
 
 
 class _StubHandler(BaseHTTPRequestHandler):
@@ -295,12 +250,11 @@ class _StubHandler(BaseHTTPRequestHandler):
         pass  # quiet: tests send hundreds of requests
 
 
-class _StubServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _StubServer(QuietHTTPServer):
     owner: StubBackend
 
 
-class StubBackend:
+class StubBackend(StartStop):
     """A tiny HTTP backend on 127.0.0.1 in a thread; answers ``"<name> <status>"``.
 
     ``fail_ratio`` (0-1) is the share of requests answered with 500, spread
@@ -354,31 +308,14 @@ class StubBackend:
             self.errors = 0
             self._since_change = 0
 
-    def start(self) -> StubBackend:
+    def start(self) -> Self:
         if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            self._thread.start()
+            self._thread = serve_in_thread(self._server, f"stub-backend-{self.name}")
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> StubBackend:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        stop_serving(self._server, self._thread)
+        self._thread = None
 
 
 __all__ = ["HAProxyProcess", "StubBackend", "find_haproxy", "free_port"]

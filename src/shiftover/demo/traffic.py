@@ -41,16 +41,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
+from shiftover.demo.process import ChildProcess, start_error
 from shiftover.errors import BadInput, ShiftoverError
 
 #: Requests per second each simulated user sends; users = ceil(rate / this).
@@ -227,7 +226,7 @@ def _validate(
         raise BadInput(f"users {users!r} must be >= 1", hint="or leave it out: ceil(rate / 10)")
 
 
-class TrafficProcess:
+class TrafficProcess(ChildProcess):
     """Steady traffic from a Locust child process; a context manager.
 
     ``start()`` returns once the first bucket is in ``events_file`` (bounded by
@@ -265,18 +264,10 @@ class TrafficProcess:
             else self.events_file.with_name(self.events_file.name + ".log")
         )
         self.summary: TrafficSummary | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self) -> TrafficProcess:
-        if self._proc is not None:
-            raise ShiftoverError(f"traffic to {self.host} is already started (pid {self.pid})")
+    def start(self) -> Self:
+        self._refuse_second_start(f"traffic to {self.host}")
         self.events_file.parent.mkdir(parents=True, exist_ok=True)
         self.events_file.unlink(missing_ok=True)  # readiness = first line of a fresh file
         argv = traffic_command(
@@ -288,50 +279,26 @@ class TrafficProcess:
             bucket_seconds=self.bucket_seconds,
             users=self.users,
         )
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(self.log_file, "wb") as log:
-            self._proc = subprocess.Popen(
-                argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=env
-            )
-        try:
-            self._wait_first_bucket()
-        except BaseException:
-            self.stop()
-            raise
+        self._launch(
+            argv, self.log_file, self.startup_timeout, fresh_log=True, pipe_stdout=True, python=True
+        )
         return self
 
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(lines[-3:])
+    def _ready(self) -> bool:
+        return self.events_file.exists() and bool(read_events(self.events_file))
 
-    def _wait_first_bucket(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.events_file.exists() and read_events(self.events_file):
-                return
-            if self._proc.poll() is not None:
-                tail = self._log_tail()
-                raise ShiftoverError(
-                    f"traffic generator exited with code {self._proc.returncode} before its first bucket"
-                    + (f": {tail}" if tail else ""),
-                    hint=f"see {self.log_file}",
-                )
-            time.sleep(0.05)
-        raise ShiftoverError(
-            f"traffic generator wrote no bucket to {self.events_file} within {self.startup_timeout:g}s",
-            hint=f"see {self.log_file}; the machine may be overloaded: raise startup_timeout",
+    def _not_ready(self, code: int | None) -> ShiftoverError:
+        return start_error(
+            "traffic generator",
+            code,
+            self.log_file,
+            exited="before its first bucket",
+            missing=f"wrote no bucket to {self.events_file}",
+            timeout=self.startup_timeout,
         )
 
-    def _collect(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate(timeout=timeout)
+    def _read_summary(self, out: bytes) -> None:
+        """Take the summary from the child's stdout: its last JSON line."""
         for line in reversed(out.decode(errors="replace").strip().splitlines()):
             try:
                 obj = json.loads(line)
@@ -360,33 +327,15 @@ class TrafficProcess:
             raise ShiftoverError(
                 f"traffic generator still running after {limit:g}s", hint="call stop() to end it"
             ) from None
-        self._proc = None
-        self._collect(proc, 5.0)
-        return self.summary
+        return self.stop(5.0)  # it has exited: this only collects the summary
 
     def stop(self, timeout: float = 10.0) -> TrafficSummary | None:
         """SIGTERM, wait (the child flushes its last bucket), kill if needed."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return self.summary
-        if proc.poll() is None:
-            proc.terminate()
-        self._collect(proc, timeout)
+        self._read_summary(self._end(timeout)[1])
         return self.summary
 
     def buckets(self) -> list[TrafficBucket]:
         return read_events(self.events_file)
-
-    def __enter__(self) -> TrafficProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 # --- child side: only ever runs in the subprocess -------------------------------
