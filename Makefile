@@ -11,7 +11,7 @@ SCENARIO ?= healthy
 demo: system venv
 	$(BIN)/shiftover demo --scenario $(SCENARIO)
 
-test: system venv
+test: system venv lint
 	$(BIN)/python -m pytest -q
 
 lint: venv
