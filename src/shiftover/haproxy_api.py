@@ -22,6 +22,7 @@ import csv
 import io
 import re
 import socket
+import time
 from dataclasses import dataclass
 
 from shiftover.errors import RouterError
@@ -148,9 +149,16 @@ class HAProxyRuntime:
             raise RouterError(f"refusing to send {cmd!r}: one command per call, no newlines or ';'")
         with self._connect() as sock:
             chunks: list[bytes] = []
+            # the timeout caps the whole reply, not each recv: a peer that trickles
+            # a byte at a time must not hold a check (or a rollback) for longer
+            deadline = time.monotonic() + self.timeout
             try:
                 sock.sendall(cmd.encode() + b"\n")
                 while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    sock.settimeout(left)
                     data = sock.recv(65536)
                     if not data:
                         break
@@ -176,7 +184,12 @@ class HAProxyRuntime:
     def show_stat(self) -> list[dict[str, str]]:
         """``show stat`` as one dict per row (keys are the CSV header's names)."""
         reply = self.command("show stat")
-        if not reply.startswith("# "):
+        if not reply:
+            raise RouterError(
+                f"HAProxy at {self.address} closed the connection without answering `show stat`",
+                hint="HAProxy may be restarting; the next check asks again",
+            )
+        if not reply.startswith("# ") or not reply[2:].strip():
             raise RouterError(
                 f"HAProxy at {self.address} answered `show stat` with something that is not CSV: {reply[:80]!r}"
             )

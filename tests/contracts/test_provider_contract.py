@@ -5,53 +5,73 @@ What every provider promises (see ``shiftover.providers.base``):
 1. Built from a gate spec by ``shiftover.providers.build_provider(spec)``.
 2. ``measure(now=...)`` returns a ``Measurement`` whose ``at`` is the ``now``
    passed in (providers never read the clock for it), ``samples`` None or an
-   int >= 0, ``details`` a dict.
+   int >= 0, ``details`` a dict. A provider may need a warm-up: its first
+   ``Backend.warm_up`` calls may answer ``NoData`` instead (haproxy_stats takes
+   a baseline on its first call: a ratio of counters needs two readings).
 3. On failure it raises ``ProviderError`` (``NoData`` is one) and nothing else:
    no httpx, socket, JSON or Key errors leak to the engine.
 4. Messages never contain the credentials of the URL.
-5. After a failure it recovers: the next healthy answer is measured again.
+5. After a failure it recovers: the next healthy answer is measured again
+   (after the warm-up if the failure came first), and a failure in mid-run
+   costs no new warm-up.
 
 Cases run against cheap local backends: the HTTP-speaking providers talk to a
 scripted stdlib server that can answer like Prometheus / Alertmanager / a
 health endpoint, or fail in each way a real network does (500, HTML, truncated
 JSON, wrong shapes, closed connection, no answer within the timeout, nothing
-listening).
+listening). The haproxy_stats provider reads a real HAProxy (started once per
+module, with two stub HTTP servers behind it) for the healthy case and for the
+failures HAProxy itself gives (unknown backend or server, server in MAINT);
+the socket-level failures are a missing socket, a stale socket file, a plain
+file, and a scripted unix-socket server that answers like a broken runtime API
+(closes early, hangs, garbage, cut-off or malformed ``show stat`` CSV).
 
 To add a provider: write a ``Backend`` (``spec()``, ``healthy()``,
-``fail(mode)``), register it in ``CASES`` with its failure modes, and remove its
-type from ``PENDING``. ``test_every_provider_has_a_contract_case`` fails until
-every registered provider is covered.
+``fail(mode)``, ``prime()``, ``warm_up``), register it in ``CASES`` with its
+failure modes, and remove its type from ``PENDING``.
+``test_every_provider_has_a_contract_case`` fails until every registered
+provider is covered.
 """
 
 from __future__ import annotations
 
+import csv
 import http.server
+import io
 import json
+import os
 import socket
+import socketserver
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+import httpx
 import pytest
 
 from shiftover.demo.prometheus import QuietHTTPServer
-from shiftover.errors import BadInput, ProviderError
-from shiftover.plan import HttpGate, PrometheusAlertsGate, PrometheusGate
+from shiftover.errors import BadInput, NoData, ProviderError
+from shiftover.plan import HAProxyStatsGate, HttpGate, PrometheusAlertsGate, PrometheusGate
 from shiftover.providers import PROVIDERS, Provider, build_provider
 from shiftover.types import Measurement
+
+if TYPE_CHECKING:
+    from shiftover.demo.haproxy import HAProxyProcess
 
 NOW = 1_800_000_123.5
 SECRET = "contract-s3cret"
 
 # Provider types registered in shiftover.providers without a case here yet.
-# haproxy_stats: needs a real HAProxy runtime socket; its author adds a Backend
-# (modes e.g. "refused", "unknown_server") to CASES and removes it from here.
-PENDING = {"haproxy_stats"}
+PENDING: set[str] = set()
 
 
 class Backend(Protocol):
+    # measures a fresh provider may answer with NoData before it measures
+    warm_up: int
+
     def spec(self) -> Any:
         """A gate spec pointing at this backend."""
         ...
@@ -62,6 +82,11 @@ class Backend(Protocol):
 
     def fail(self, mode: str) -> None:
         """Make the next measure fail in the way ``mode`` names."""
+        ...
+
+    def prime(self) -> None:
+        """Called before each measure: give it something to measure (haproxy_stats:
+        traffic through the server since the last reading). HTTP backends: nothing."""
         ...
 
 
@@ -186,6 +211,7 @@ class HttpBackend:
 
     server: ScriptedHttp
     make_spec: Callable[[str], Any]
+    warm_up: int = 0
 
     def spec(self) -> Any:
         return self.make_spec(self.server.base_url())
@@ -195,6 +221,9 @@ class HttpBackend:
 
     def fail(self, mode: str) -> None:
         self.server.mode = mode
+
+    def prime(self) -> None:
+        pass
 
 
 PROMETHEUS_VECTOR = {
@@ -234,7 +263,7 @@ def _http_case(
         server.close()
 
 
-def prometheus_case() -> Any:
+def prometheus_case(request: pytest.FixtureRequest) -> Any:
     return _http_case(
         {"/api/v1/query": (200, PROMETHEUS_VECTOR)},
         lambda url: PrometheusGate(
@@ -249,7 +278,7 @@ def prometheus_case() -> Any:
     )
 
 
-def prometheus_alerts_case() -> Any:
+def prometheus_alerts_case(request: pytest.FixtureRequest) -> Any:
     return _http_case(
         {"/api/v1/alerts": (200, PROMETHEUS_ALERTS)},
         lambda url: PrometheusAlertsGate(
@@ -262,7 +291,7 @@ def prometheus_alerts_case() -> Any:
     )
 
 
-def alertmanager_alerts_case() -> Any:
+def alertmanager_alerts_case(request: pytest.FixtureRequest) -> Any:
     return _http_case(
         {"/api/v2/alerts": (200, ALERTMANAGER_ALERTS)},
         lambda url: PrometheusAlertsGate(
@@ -275,18 +304,232 @@ def alertmanager_alerts_case() -> Any:
     )
 
 
-def http_case() -> Any:
+def http_case(request: pytest.FixtureRequest) -> Any:
     return _http_case(
         {"/healthz": (200, b"ok")},
         lambda url: HttpGate(type="http", name="hz", url=url + "/healthz", timeout=TIMEOUT),
     )
 
 
+# --- HAProxy's runtime API: a real HAProxy, and a scripted unix socket ----------------
+
+# Failures the scripted runtime API plays (see ScriptedRuntimeApi).
+RUNTIME_API_FAILURES = (
+    "close",  # accepts, reads the command, closes without a reply
+    "timeout",  # accepts, never answers within the gate's timeout
+    "garbage",  # answers text that is not `show stat` CSV
+    "binary",  # answers bytes that are not UTF-8
+    "permission_denied",  # HAProxy's in-band error for a stats socket below level admin
+    "cut_in_header",  # the real `show stat` reply, cut off inside the CSV header
+    "cut_in_row",  # ... cut off inside the server's row
+    "cut_after_hash",  # ... cut off right after the "# " that starts the header
+    "no_counters",  # the server's row without hrsp_* (what a `mode tcp` backend shows)
+    "non_numeric",  # the server's row with hrsp_5xx=abc
+)
+HAPROXY_FAILURES = (
+    "refused",  # nothing at the socket path
+    "stale_socket",  # a socket file left by a killed HAProxy: nobody listens
+    "not_a_socket",  # a plain file at the socket path
+    *RUNTIME_API_FAILURES,
+    "unknown_backend",  # real HAProxy, no such backend
+    "unknown_server",  # real HAProxy, no such server in the backend
+    "maint",  # real HAProxy, `set server web/new state maint`: the server gets no traffic
+)
+
+
+def _show_stat_with(reply: str, backend: str, server: str, **changes: str) -> bytes:
+    """``reply`` (a real ``show stat``) with ``changes`` made to one server's row."""
+    rows = list(csv.reader(io.StringIO(reply[2:])))
+    header, body = rows[0], [r for r in rows[1:] if r]
+    for row in body:
+        if row[:2] == [backend, server]:
+            for column, value in changes.items():
+                row[header.index(column)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *body])
+    return ("# " + out.getvalue() + "\n").encode()
+
+
+class ScriptedRuntimeApi:
+    """A unix-socket server that reads one command and answers like a broken
+    HAProxy runtime API would, per ``mode`` (one of ``RUNTIME_API_FAILURES``).
+
+    The cut-off and malformed replies are made from ``show_stat``, a real
+    HAProxy's reply, so only the one thing named by the mode is wrong.
+    """
+
+    def __init__(self, path: str, show_stat: str) -> None:
+        self.path = path
+        self.mode = "close"
+        self.stopping = threading.Event()
+        row_at = show_stat.index("\nweb,new,") + 1
+        self.replies = {
+            "garbage": b"<html><body>this is not the runtime API</body></html>\n",
+            "binary": b"\xff\xfe\x00\x81\xc3(\n",
+            "permission_denied": b"Permission denied\n\n",
+            "cut_in_header": show_stat[:40].encode(),
+            "cut_in_row": show_stat[: row_at + 20].encode(),
+            "cut_after_hash": b"# ",
+            "no_counters": _show_stat_with(
+                show_stat,
+                "web",
+                "new",
+                **dict.fromkeys(
+                    ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other"), ""
+                ),
+            ),
+            "non_numeric": _show_stat_with(show_stat, "web", "new", hrsp_5xx="abc"),
+        }
+        api = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            timeout = 10
+
+            def handle(self) -> None:
+                self.rfile.readline()  # one command per connection, like HAProxy's
+                mode = api.mode
+                if mode == "timeout":
+                    api.stopping.wait(10)
+                elif mode != "close":
+                    self.wfile.write(api.replies[mode])
+
+        self.server = socketserver.ThreadingUnixStreamServer(path, Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+        Path(self.path).unlink(missing_ok=True)
+
+
+@dataclass
+class HAProxyStack:
+    haproxy: HAProxyProcess
+    api: ScriptedRuntimeApi
+    directory: Path
+
+
+@pytest.fixture(scope="module")
+def haproxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyStack]:
+    """One real HAProxy for the module: backend ``web`` = {old, new} at 50/50,
+    each a stub HTTP server; plus the scripted runtime API and the dead paths."""
+    from shiftover.demo.haproxy import HAProxyProcess, StubBackend, find_haproxy
+
+    if find_haproxy() is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    directory: Path = tmp_path_factory.mktemp("contract_haproxy_stats")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(directory / "stale.sock"))  # the file stays, nobody listens
+    (directory / "not-a-socket").write_text("not a socket\n")
+    with (
+        StubBackend("old") as old,
+        StubBackend("new") as new,
+        HAProxyProcess(
+            directory,
+            old_address=old.address,
+            new_address=new.address,
+            old_weight=256,
+            new_weight=256,
+        ) as proc,
+    ):
+        api = ScriptedRuntimeApi(
+            str(directory / "scripted.sock"), proc.runtime().command("show stat")
+        )
+        try:
+            yield HAProxyStack(proc, api, directory)
+        finally:
+            api.close()
+
+
+@dataclass
+class HAProxyBackend:
+    """The gate's socket is a symlink this backend points at what should answer
+    (the real HAProxy, the scripted API, a dead path), so one provider keeps one
+    address across failure and recovery, as it does across an HAProxy restart."""
+
+    stack: HAProxyStack
+    warm_up: int = 1  # the first measure only takes the baseline
+    backend: str = "web"
+    server: str = "new"
+    link: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.link = self.stack.directory / "gate.sock"
+
+    def spec(self) -> Any:
+        return HAProxyStatsGate(
+            type="haproxy_stats",
+            name="new-5xx",
+            socket=str(self.link),
+            backend=self.backend,
+            server=self.server,
+            max=0.01,
+            timeout=TIMEOUT,
+        )
+
+    def _point_at(self, target: str | Path) -> None:
+        tmp = self.link.with_name(self.link.name + ".new")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, self.link)
+
+    def _set_new_state(self, state: str) -> None:
+        self.stack.haproxy.runtime().command(f"set server web/new state {state}")
+
+    def healthy(self) -> None:
+        self.backend, self.server = "web", "new"
+        self._set_new_state("ready")
+        self._point_at(self.stack.haproxy.socket_path)
+
+    def fail(self, mode: str) -> None:
+        self.healthy()
+        directory = self.stack.directory
+        if mode == "refused":
+            self._point_at(directory / "missing.sock")
+        elif mode == "stale_socket":
+            self._point_at(directory / "stale.sock")
+        elif mode == "not_a_socket":
+            self._point_at(directory / "not-a-socket")
+        elif mode in RUNTIME_API_FAILURES:
+            self.stack.api.mode = mode
+            self._point_at(self.stack.api.path)
+        elif mode == "unknown_backend":
+            self.backend = "nope"
+        elif mode == "unknown_server":
+            self.server = "eks"
+        elif mode == "maint":
+            self._set_new_state("maint")
+        else:  # pragma: no cover
+            raise AssertionError(mode)
+
+    def prime(self) -> None:
+        # round robin at 50/50: every two requests reach new once (unless it is in MAINT)
+        with httpx.Client(timeout=5.0) as client:
+            for _ in range(4):
+                client.get(self.stack.haproxy.frontend_url)
+
+
+@contextmanager
+def haproxy_stats_case(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    backend = HAProxyBackend(request.getfixturevalue("haproxy_stack"))
+    backend.healthy()
+    try:
+        yield backend
+    finally:
+        backend.healthy()  # leave web/new ready for the next case
+
+
 @dataclass(frozen=True)
 class Case:
     gate_type: str
-    open: Callable[[], Any]  # () -> context manager yielding a Backend
+    open: Callable[[pytest.FixtureRequest], AbstractContextManager[Backend]]
     failures: tuple[str, ...]
+    # failure mode -> (what leaks, why): a known contract violation, a strict xfail until fixed
+    known_bugs: dict[str, tuple[type[BaseException], str]] = field(default_factory=dict)
 
 
 CASES: dict[str, Case] = {
@@ -296,13 +539,17 @@ CASES: dict[str, Case] = {
         "prometheus_alerts", alertmanager_alerts_case, HTTP_FAILURES
     ),
     "http": Case("http", http_case, HTTP_FAILURES),
-    # "haproxy_stats": Case("haproxy_stats", haproxy_stats_case, ("refused", ...)),  <- add here
+    "haproxy_stats": Case(
+        "haproxy_stats",
+        haproxy_stats_case,
+        HAPROXY_FAILURES,
+    ),
 }
 
 
 @pytest.fixture(params=sorted(CASES))
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    with CASES[request.param].open() as b:
+    with CASES[request.param].open(request) as b:
         yield b
 
 
@@ -323,41 +570,82 @@ def _measure_or_provider_error(provider: Provider) -> Measurement | ProviderErro
     # any other exception propagates and fails the test: that is the contract
 
 
+def _warm_up(backend: Backend, provider: Provider) -> None:
+    """The provider's warm-up calls: each answers NoData, or already a measurement."""
+    for _ in range(backend.warm_up):
+        backend.prime()
+        outcome = _measure_or_provider_error(provider)
+        if isinstance(outcome, ProviderError):
+            assert isinstance(outcome, NoData), f"a warm-up may only answer NoData: {outcome!r}"
+        else:
+            _check_measurement(outcome)
+
+
+def _failure_params() -> list[Any]:
+    params = []
+    for name, case in sorted(CASES.items()):
+        for mode in case.failures:
+            bug = case.known_bugs.get(mode)
+            marks = [pytest.mark.xfail(raises=bug[0], reason=bug[1], strict=True)] if bug else []
+            params.append(pytest.param(name, mode, marks=marks, id=f"{name}-{mode}"))
+    return params
+
+
 # --- the contract --------------------------------------------------------------------
 
 
 def test_healthy_backend_gives_a_measurement_at_now(backend: Backend) -> None:
     provider = build_provider(backend.spec())
     assert isinstance(provider, Provider)
+    _warm_up(backend, provider)
     for _ in range(2):  # providers may keep state between calls
+        backend.prime()
         _check_measurement(provider.measure(now=NOW))
 
 
-@pytest.mark.parametrize(
-    ("case", "mode"),
-    [(name, mode) for name, case in sorted(CASES.items()) for mode in case.failures],
-)
-def test_failures_raise_only_provider_errors(case: str, mode: str) -> None:
-    with CASES[case].open() as b:
+@pytest.mark.parametrize(("case", "mode"), _failure_params())
+def test_failures_raise_only_provider_errors(
+    case: str, mode: str, request: pytest.FixtureRequest
+) -> None:
+    with CASES[case].open(request) as b:
         b.fail(mode)
         provider = build_provider(b.spec())
-        outcome = _measure_or_provider_error(provider)
-        if isinstance(outcome, ProviderError):
-            text = str(outcome)
-            assert outcome.message.strip(), "a ProviderError must say what went wrong"
-            assert SECRET not in text
-            assert outcome.__cause__ is None or isinstance(outcome.__cause__, ProviderError)
-        else:
-            _check_measurement(outcome)  # e.g. an http probe reports a 500 as a status
+        for _ in range(1 + b.warm_up):  # past the warm-up too: the failure itself
+            b.prime()
+            outcome = _measure_or_provider_error(provider)
+            if isinstance(outcome, ProviderError):
+                text = str(outcome)
+                assert outcome.message.strip(), "a ProviderError must say what went wrong"
+                assert SECRET not in text
+                assert outcome.__cause__ is None or isinstance(outcome.__cause__, ProviderError)
+            else:
+                _check_measurement(outcome)  # e.g. an http probe reports a 500 as a status
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_recovers_after_a_failure(case: str) -> None:
-    with CASES[case].open() as b:
+def test_recovers_after_a_failure(case: str, request: pytest.FixtureRequest) -> None:
+    with CASES[case].open(request) as b:
         b.fail("close")
         provider = build_provider(b.spec())
         _measure_or_provider_error(provider)
         b.healthy()
+        _warm_up(b, provider)
+        b.prime()
+        _check_measurement(provider.measure(now=NOW))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_failure_mid_run_costs_no_new_warm_up(case: str, request: pytest.FixtureRequest) -> None:
+    with CASES[case].open(request) as b:
+        provider = build_provider(b.spec())
+        _warm_up(b, provider)
+        b.prime()
+        _check_measurement(provider.measure(now=NOW))
+        b.fail("close")
+        b.prime()
+        _measure_or_provider_error(provider)
+        b.healthy()
+        b.prime()
         _check_measurement(provider.measure(now=NOW))
 
 

@@ -160,3 +160,42 @@ def test_user_level_socket_is_refused_writes(tmp_path: Path) -> None:
         with pytest.raises(RouterError, match="Permission denied") as e:
             rt.set_weight("web", "new", 10)
         assert "level admin" in str(e.value)
+
+
+def test_timeout_caps_the_whole_reply_not_each_read(tmp_path: Path) -> None:
+    """A peer that trickles one byte at a time cannot hold a call past its timeout."""
+    import socket as _socket
+    import threading
+    import time as _time
+
+    path = str(tmp_path / "trickle.sock")
+    server = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1024)
+            for _ in range(50):  # 50 x 0.1 s = 5 s if nobody stops listening
+                if done.is_set():
+                    return
+                try:
+                    conn.sendall(b"#")
+                except OSError:
+                    return
+                _time.sleep(0.1)
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        rt = HAProxyRuntime(path, timeout=0.5)
+        with pytest.raises(RouterError, match="did not answer"):
+            rt.command("show stat")
+        # the call gave up while the peer was still trickling (it would go on for 5 s)
+        assert t.is_alive()
+    finally:
+        done.set()
+        t.join(5)
+        server.close()
