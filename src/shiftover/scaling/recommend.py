@@ -250,7 +250,10 @@ def recommend(
         results = [_evaluate(base, k) for k in knobs]
     else:
         chunk = max(1, len(knobs) // (n_jobs * 8))
-        with multiprocessing.get_context("fork").Pool(n_jobs, initializer=_init_worker, initargs=(base,)) as pool:
+        # forkserver, not fork: forking a process that has threads (an HTTP client's,
+        # a test server's) can deadlock the child on a lock held mid-fork
+        ctx = multiprocessing.get_context("forkserver")
+        with ctx.Pool(n_jobs, initializer=_init_worker, initargs=(base,)) as pool:
             results = pool.map(_evaluate_in_worker, knobs, chunksize=chunk)
     seconds = time.perf_counter() - started
     current_knobs = (
