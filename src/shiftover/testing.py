@@ -7,8 +7,9 @@ contract suite runs over ``InMemoryRouter`` too).
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shiftover.errors import NoData, ProviderError, RouterError
@@ -138,4 +139,38 @@ def plan_dict(**overrides: Any) -> dict[str, Any]:
     return base
 
 
-__all__ = ["FakeClock", "InMemoryRouter", "ProviderError", "ScriptedProvider", "plan_dict"]
+def race_in_processes(
+    target: Callable[..., None], argses: Sequence[tuple[Any, ...]], *, timeout: float = 60.0
+) -> list[Any]:
+    """Run ``target(*args, barrier, results)`` in one process per ``args``; return what
+    each put on ``results`` (one item each). All wait at ``barrier``, then race.
+
+    Processes are *spawned*, not forked: forking a parent that has threads (a test
+    server's, an HTTP client's) can leave the child stuck on a lock held mid-fork.
+    ``target`` must be importable (a module-level function). Every process is
+    joined, and killed if it outlives ``timeout``.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(len(argses))
+    results = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, results)) for args in argses]
+    for p in procs:
+        p.start()
+    try:
+        return [results.get(timeout=timeout) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=timeout)
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+__all__ = [
+    "FakeClock",
+    "InMemoryRouter",
+    "ProviderError",
+    "ScriptedProvider",
+    "plan_dict",
+    "race_in_processes",
+]

@@ -13,7 +13,6 @@ it is alone in the store. Times are passed in explicitly: no sleeps.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import pytest
 
 from shiftover.errors import LeaseHeld, StoreError
 from shiftover.store import Event, Lease, Store, open_store
+from shiftover.testing import race_in_processes
 
 POSTGRES_URL = os.environ.get("SHIFTOVER_TEST_POSTGRES_URL", "")
 
@@ -341,23 +341,7 @@ def test_processes_racing_for_a_lease_exactly_one_wins(
     with open_store(shared_url) as s:
         if previous == "expired":
             s.acquire_lease(service=svc, holder="crashed run", now=0.0, ttl=10.0)
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(4)
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_race, args=(shared_url, svc, f"run-{i}", barrier, results))
-        for i in range(4)
-    ]
-    for p in procs:
-        p.start()
-    try:
-        outcomes = dict(results.get(timeout=60) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    outcomes = dict(race_in_processes(_race, [(shared_url, svc, f"run-{i}") for i in range(4)]))
     assert sorted(outcomes.values()) == ["refused", "refused", "refused", "won"], outcomes
     (winner,) = [h for h, o in outcomes.items() if o == "won"]
     with open_store(shared_url) as s:

@@ -23,6 +23,7 @@ from shiftover.store import (
     open_store,
     operator_identity,
 )
+from shiftover.testing import race_in_processes
 
 
 @pytest.fixture
@@ -239,20 +240,7 @@ def test_processes_racing_for_one_lease_exactly_one_wins(url: str, prepared: str
         with open_store(url) as s:
             if prepared == "expired-lease":
                 s.acquire_lease(service="web", holder="crashed run", now=0.0, ttl=10.0)
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(4)
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_race, args=(url, f"run-{i}", barrier, results)) for i in range(4)]
-    for p in procs:
-        p.start()
-    try:
-        outcomes = dict(results.get(timeout=60) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    outcomes = dict(race_in_processes(_race, [(url, f"run-{i}") for i in range(4)]))
     assert sorted(outcomes.values()) == ["refused", "refused", "refused", "won"], outcomes
     (winner,) = [h for h, o in outcomes.items() if o == "won"]
     with open_store(url) as s:
@@ -261,8 +249,9 @@ def test_processes_racing_for_one_lease_exactly_one_wins(url: str, prepared: str
         assert [e.run_id for e in s.events(service="web")] == [winner]
 
 
-def _append_many(url: str, name: str, n: int, results: Any) -> None:
+def _append_many(url: str, name: str, n: int, barrier: Any, results: Any) -> None:
     try:
+        barrier.wait(timeout=30)
         with open_store(url) as s:
             for i in range(n):
                 s.append(service="web", run_id=name, kind="tick", at=float(i), data={"i": i})
@@ -273,19 +262,7 @@ def _append_many(url: str, name: str, n: int, results: Any) -> None:
 
 def test_concurrent_appends_from_processes_all_land_with_unique_ordered_ids(url: str) -> None:
     open_store(url).close()
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_append_many, args=(url, f"p{i}", 25, results)) for i in range(3)]
-    for p in procs:
-        p.start()
-    try:
-        outcomes = dict(results.get(timeout=60) for _ in procs)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                p.join()
+    outcomes = dict(race_in_processes(_append_many, [(url, f"p{i}", 25) for i in range(3)]))
     assert set(outcomes.values()) == {"ok"}, outcomes
     with open_store(url) as s:
         events = s.events(service="web")
