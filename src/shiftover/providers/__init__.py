@@ -3,10 +3,9 @@ gate's ``type`` to the class that measures it. An unknown type is a plan error."
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from shiftover.errors import BadInput
+from shiftover._registry import load_class
 from shiftover.providers.base import Provider
 
 # gate type -> "module:Class"; the class has ``from_spec(spec) -> Provider``
@@ -19,14 +18,7 @@ PROVIDERS: dict[str, str] = {
 
 
 def build_provider(spec: Any) -> Provider:
-    try:
-        target = PROVIDERS[spec.type]
-    except KeyError:
-        raise BadInput(
-            f"unknown gate type {spec.type!r}", hint=f"known types: {', '.join(sorted(PROVIDERS))}"
-        ) from None
-    module, _, cls = target.partition(":")
-    provider: Provider = getattr(importlib.import_module(module), cls).from_spec(spec)
+    provider: Provider = load_class(PROVIDERS, "gate", spec.type).from_spec(spec)
     return provider
 
 

@@ -4,10 +4,9 @@ plan model lists the known ones), never a fallback."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from shiftover.errors import BadInput
+from shiftover._registry import load_class
 from shiftover.routers.base import Router
 
 # type -> "module:Class"; the class has ``from_spec(spec) -> Router``
@@ -17,14 +16,7 @@ ROUTERS: dict[str, str] = {
 
 
 def build_router(spec: Any) -> Router:
-    try:
-        target = ROUTERS[spec.type]
-    except KeyError:
-        raise BadInput(
-            f"unknown router type {spec.type!r}", hint=f"known types: {', '.join(sorted(ROUTERS))}"
-        ) from None
-    module, _, cls = target.partition(":")
-    router: Router = getattr(importlib.import_module(module), cls).from_spec(spec)
+    router: Router = load_class(ROUTERS, "router", spec.type).from_spec(spec)
     return router
 
 
