@@ -51,7 +51,8 @@ def describe_event(e: Event) -> str:
     if e.kind == ev.ROLLED_BACK:
         return f"rolled back to 0% in {d['seconds']:.2f}s"
     if e.kind == ev.RECONCILED:
-        return f"reconciled with router: {d['router_percent']:g}% (journal: {d['journal_percent']})"
+        was = "nothing" if d["journal_percent"] is None else f"{d['journal_percent']:g}%"
+        return f"reconciled with the router: {d['router_percent']:g}% (journal had {was})"
     if e.kind == ev.APPROVAL_WAITING:
         return f"waiting for approval of the {d['step']:g}% step"
     if e.kind == ev.APPROVED:
@@ -142,7 +143,8 @@ def status_view(plan: Plan, state: RunState, lease: Any, last: Event | None) -> 
     t.add_row("service", plan.service)
     t.add_row("state", phase)
     t.add_row("running", running)
-    t.add_row("weight (journal)", "-" if state.confirmed is None else str(state.confirmed))
+    shown = state.confirmed or state.final
+    t.add_row("weight (journal)", "-" if shown is None else str(shown))
     step = "-" if state.step_index < 0 else f"{plan.steps[state.step_index]:g}% ({state.step_index + 1}/{len(plan.steps)})"
     t.add_row("step", step)
     if state.waiting_approval is not None:
@@ -165,7 +167,8 @@ def status_json(plan: Plan, state: RunState, lease: Any) -> dict[str, Any]:
         "rolling_back": state.rolling_back,
         "running": lease is not None,
         "lease_holder": lease.holder if lease else None,
-        "weight": None if state.confirmed is None else float(state.confirmed.new_percent),
+        "weight": None if (state.confirmed or state.final) is None
+        else float((state.confirmed or state.final).new_percent),  # type: ignore[union-attr]
         "step_index": state.step_index,
         "step": None if state.step_index < 0 else plan.steps[state.step_index],
         "waiting_approval": state.waiting_approval,

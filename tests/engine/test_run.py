@@ -188,3 +188,99 @@ failure_limit: 1
     dumped = repr([e.data for e in store.events(service="svc")])
     assert "refused" in dumped
     assert "s3cr3t-value" not in dumped and "***" in dumped
+
+
+def test_a_new_run_after_promotion_moves_no_traffic(store: Store) -> None:
+    runner, router, _, clock = make(store)
+    assert runner.run(max_duration=3600).outcome == "promoted"
+    applied = list(router.history)
+    again = Runner(runner.plan, router, runner.gates, store, clock)
+    out = again.run(max_duration=3600)
+    assert out.outcome == "promoted"
+    assert router.history == applied  # nothing was written: 100% was read, baked, promoted
+    run2 = [e for e in store.events(service="svc") if e.run_id == again.run_id]
+    assert [e.kind for e in run2 if e.kind in (ev.RECONCILED, ev.WEIGHT_INTENDED)] == [ev.RECONCILED]
+
+
+def test_approval_given_before_the_run_is_kept(store: Store) -> None:
+    runner, router, _, clock = make(store, approvals=[50])
+    store.append(service="svc", run_id="op", kind=ev.APPROVED, at=clock.now(),
+                 data={"step": 50}, actor="alice@host")
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "promoted"
+    assert ev.APPROVAL_WAITING not in kinds(store)
+
+
+def test_inconclusive_checks_restart_the_bake(store: Store) -> None:
+    # 10%: pass, then no data for a while, then pass again: the bake restarts at the gap
+    provider = ScriptedProvider([0.0, 0.0, 0.0, None, None, None] + [0.0])
+    runner, _, _, clock = make(store, provider=provider)
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "promoted"
+    events = store.events(service="svc")
+    first = next(e for e in events if e.kind == ev.WEIGHT_CONFIRMED)
+    advanced = next(e for e in events if e.kind == ev.STEP_ADVANCED and e.data["to_percent"] == 50)
+    last_gap = max(e.at for e in events if e.kind == ev.CHECK and e.data["verdict"] == "inconclusive")
+    assert advanced.at - last_gap >= 60  # a full bake after the last check without evidence
+    assert advanced.at - first.at >= 60 + 30
+
+
+def test_waiting_approval_clears_once_the_step_is_reached(store: Store) -> None:
+    from shiftover.engine.events import RunState, fold
+
+    runner_box: dict[str, Runner] = {}
+
+    def on_tick(state: RunState, obs: Observation, d: Decision) -> None:
+        if d.status == "waiting_approval" and 50.0 not in state.approved:
+            store.append(service="svc", run_id="op", kind=ev.APPROVED,
+                         at=runner_box["r"].clock.now(), data={"step": 50}, actor="a@h")
+    runner, _, _, _ = make(store, approvals=[50], on_tick=on_tick)
+    runner_box["r"] = runner
+    runner.run(max_duration=100)
+    st = fold(RunState(), store.events(service="svc"))
+    assert st.step_index == 1 and st.waiting_approval is None
+
+
+class _FailingAfter:
+    """A store that starts failing once a given event kind has been written."""
+
+    def __init__(self, inner: Store, kind: str) -> None:
+        self.inner, self.kind, self.broken = inner, kind, False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*a: Any, **k: Any) -> Any:
+            if self.broken:
+                from shiftover.errors import StoreError
+                raise StoreError("disk full (scripted)")
+            out = attr(*a, **k)
+            if name == "append" and k.get("kind") == self.kind:
+                self.broken = True
+            return out
+        return call
+
+
+def test_rollback_goes_on_when_the_journal_fails(store: Store) -> None:
+    provider = ScriptedProvider([0.0] * 9 + [0.05])
+    p = Plan.model_validate(plan_dict())
+    router = InMemoryRouter()
+    broken = _FailingAfter(store, ev.ROLLBACK_STARTED)
+    runner = Runner(p, router, [Gate(p.normal_state[0], provider)], broken, FakeClock())  # type: ignore[arg-type]
+    out = runner.run(max_duration=3600)
+    assert broken.broken
+    assert out.outcome == "rolled_back" and out.exit_code == 3
+    assert router.read() == Weights(0)
+    assert "journal" in out.reason
+
+
+def test_journal_failure_outside_a_rollback_stops_with_weights_unchanged(store: Store) -> None:
+    p = Plan.model_validate(plan_dict())
+    router = InMemoryRouter()
+    broken = _FailingAfter(store, ev.WEIGHT_CONFIRMED)
+    runner = Runner(p, router, [Gate(p.normal_state[0], ScriptedProvider([0.0]))], broken, FakeClock())  # type: ignore[arg-type]
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "store_failed" and out.exit_code == 1
+    assert router.read() == Weights(10)

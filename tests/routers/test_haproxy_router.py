@@ -180,9 +180,10 @@ def test_server_not_ready(router: HAProxyRouter, fresh: Stack, state: str) -> No
     assert "set server web/new state ready" in str(e.value)
     with pytest.raises(RouterError):
         router.verify(Weights(10))
-    # a rollback still writes the weights
+    # a rollback still writes the weights, and 0% verifies on weights alone
     router.apply(Weights(0))
     assert fresh.haproxy.runtime().server_state("web", "new").weight == 0
+    assert router.verify(Weights(0)) is True
 
 
 def test_both_zero(router: HAProxyRouter, fresh: Stack) -> None:

@@ -17,12 +17,14 @@ The rules, in the order they are applied:
    killed between applying a weight and confirming it).
 3. **Failures.** A tick with any FAIL counts one consecutive failure and restarts
    bake (a step must stay normal for the whole bake). A tick with all PASS resets
-   the count. INCONCLUSIVE (no data, too few samples) neither counts nor resets:
-   it holds. At ``failure_limit`` the plan's ``on_failure`` runs: rollback, or pause.
+   the count. INCONCLUSIVE (no data, too few samples) neither counts nor resets
+   the failures, but restarts bake too: a step's bake counts only time in which
+   every check passed. At ``failure_limit`` the plan's ``on_failure`` runs:
+   rollback, or pause.
 4. **Operators.** A rollback request starts a rollback. While paused, the run
    checks but never advances.
-5. **Advance** only when bake has passed since the step was confirmed, AND the
-   last tick passed every gate (each with its minimum sample size), AND the next
+5. **Advance** only when bake has passed since the step was confirmed (or since
+   the last check that did not pass), AND the last tick passed every gate (each with its minimum sample size), AND the next
    step's approval, if the plan asks for one, was given. At 100% the same
    conditions promote.
 6. Before the first step (0%), the run starts once no gate FAILs (no data is
@@ -145,7 +147,13 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
                                                  "reason": f"failed check: {why}"}))
             return Decision(Action.WAIT, f"failed check {failures}/{plan.failure_limit}: {why}",
                             events=tuple(events), status="failing")
-    if bake_since is None and step_index >= 0:
+    if verdict is Verdict.INCONCLUSIVE and step_index >= 0:
+        # no evidence is not normal: the bake counts only time with every gate passing
+        events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
+                                         "reason": "inconclusive: "
+                                         + _inconclusive_reason(results or ())}))
+        bake_since = now
+    elif bake_since is None and step_index >= 0:
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
                                          "reason": "run started"}))
         bake_since = now

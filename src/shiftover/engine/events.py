@@ -70,6 +70,7 @@ class RunState:
     rollback_reason: str = ""
     rollback_started_at: float | None = None
     outcome: str | None = None             # of the last campaign: promoted | rolled_back
+    final: Weights | None = None           # the last campaign's last confirmed weight
     last_check: dict[str, Any] = field(default_factory=dict)
     last_event_id: int = 0
 
@@ -93,22 +94,24 @@ def _pct(data: dict[str, Any], key: str = "percent") -> Weights:
 
 def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     if kind in TERMINAL:
-        return RunState(outcome=kind, confirmed=s.confirmed)
+        # the campaign is over; the next one starts from the router's real weight
+        # (reconciled, never assumed), with only what operators said since then
+        return RunState(outcome=kind, final=s.confirmed)
     if kind == RUN_STARTED:
-        if not s.started:
-            return RunState(started=True, confirmed=s.confirmed)
+        if not s.started:  # a new campaign: keeps approvals/pauses given in between
+            return replace(s, started=True)
         return replace(s, bake_since=None, consecutive_failures=0)
     if kind == WEIGHT_INTENDED:
         return replace(s, intended=_pct(d))
     if kind == WEIGHT_CONFIRMED:
         # a confirmed weight starts (or restarts) its step's bake
         return replace(s, confirmed=_pct(d), step_index=int(d.get("step_index", s.step_index)),
-                       bake_since=at)
+                       bake_since=at, waiting_approval=None)
     if kind == RECONCILED:
         return replace(s, confirmed=_pct(d, "router_percent"), intended=None,
                        step_index=int(d.get("step_index", s.step_index)))
     if kind == BAKE_STARTED:
-        return replace(s, bake_since=at, waiting_approval=None)
+        return replace(s, bake_since=at)
     if kind == CHECK:
         return replace(s, consecutive_failures=int(d.get("consecutive_failures", 0)), last_check=d)
     if kind == APPROVAL_WAITING:

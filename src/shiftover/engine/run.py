@@ -31,7 +31,7 @@ from shiftover.clock import Clock
 from shiftover.engine import events as ev
 from shiftover.engine.decide import Action, Decision, Observation, decide
 from shiftover.engine.events import RunState, fold
-from shiftover.errors import LeaseHeld, ProviderError, RouterError, ShiftoverError
+from shiftover.errors import LeaseHeld, ProviderError, RouterError, ShiftoverError, StoreError
 from shiftover.plan import Plan
 from shiftover.providers.base import Provider
 from shiftover.routers.base import Router
@@ -202,62 +202,107 @@ class Runner:
         self.journal(ev.RUN_STARTED, {"run_id": self.run_id, "pid": os.getpid(),
                                       "host": socket.gethostname(), "resumed": resumed,
                                       "plan": self.plan_summary})
-        started = self.clock.now()
-        backoff = ROLLBACK_RETRY_MIN
-        last_check_at: float | None = None
+        self._started = self.clock.now()
+        self._backoff = ROLLBACK_RETRY_MIN
+        self._last_check_at: float | None = None
+        self._rolling = False
         while True:
-            now = self.clock.now()
             try:
-                self.store.renew_lease(service=self.plan.service, holder=self.holder, now=now,
-                                       ttl=self.lease_ttl)
-            except LeaseHeld as exc:
-                return self._finish("lease_lost", 5, f"lease lost: {exc}")
-            self._refresh()
-            st = self.state
-            if st.ended:
-                return self._finish(st.outcome or "ended", 0 if st.outcome == ev.PROMOTED else 3,
-                                    "campaign already ended")
-            weights, err = self.read_router()
-            rolling = st.rolling_back or st.rollback_requested
-            due = last_check_at is None or now - last_check_at >= self.plan.interval - 1e-9
-            results = None
-            if not rolling and due and weights is not None:
-                results = self.evaluate_gates()
-                last_check_at = now
-            obs = Observation(weights, err, results)
-            decision = decide(self.plan, st, obs, self.clock.now())
-            for kind, data in decision.events:
-                self.journal(kind, data)
-            self._refresh()
-            if self.on_tick:
-                self.on_tick(self.state, obs, decision)
+                done = self._tick(max_duration)
+            except StoreError as exc:
+                return self._store_failed(exc)
+            if done is not None:
+                return done
 
-            if decision.action is Action.PROMOTE:
-                self.journal(ev.PROMOTED, {"percent": 100.0})
-                return self._finish("promoted", 0, decision.reason)
-            if decision.action is Action.ROLLED_BACK:
-                return self._finish("rolled_back", 3, decision.reason)
-            if decision.action is Action.ROLLBACK:
-                ok = self.set_weight(Weights(0), reason="rollback", step_index=-1)
+    def _tick(self, max_duration: float | None) -> RunOutcome | None:
+        now = self.clock.now()
+        try:
+            self.store.renew_lease(service=self.plan.service, holder=self.holder, now=now,
+                                   ttl=self.lease_ttl)
+        except LeaseHeld as exc:
+            return self._finish("lease_lost", 5, f"lease lost: {exc}")
+        self._refresh()
+        st = self.state
+        if st.ended:
+            return self._finish(st.outcome or "ended", 0 if st.outcome == ev.PROMOTED else 3,
+                                "campaign already ended")
+        weights, err = self.read_router()
+        self._rolling = st.rolling_back or st.rollback_requested
+        last = self._last_check_at
+        due = last is None or now - last >= self.plan.interval - 1e-9
+        results = None
+        if not self._rolling and due and weights is not None:
+            results = self.evaluate_gates()
+            self._last_check_at = now
+        obs = Observation(weights, err, results)
+        decision = decide(self.plan, st, obs, self.clock.now())
+        if decision.action is Action.ROLLBACK:
+            self._rolling = True  # from here on, a journal failure cannot stop it
+        for kind, data in decision.events:
+            self.journal(kind, data)
+        self._refresh()
+        if self.on_tick:
+            self.on_tick(self.state, obs, decision)
+
+        if decision.action is Action.PROMOTE:
+            self.journal(ev.PROMOTED, {"percent": 100.0})
+            return self._finish("promoted", 0, decision.reason)
+        if decision.action is Action.ROLLED_BACK:
+            return self._finish("rolled_back", 3, decision.reason)
+        stopping = self._stop or (
+            max_duration is not None and self.clock.now() - self._started >= max_duration)
+        if decision.action is Action.ROLLBACK:
+            ok = self.set_weight(Weights(0), reason="rollback", step_index=-1)
+            self._refresh()
+            if not ok:
+                if stopping:
+                    return self._finish("held", 4, "stopped before the router confirmed 0%: "
+                                        "run `shiftover rollback` again")
+                self.clock.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, ROLLBACK_RETRY_MAX)
+            return None
+        self._backoff = ROLLBACK_RETRY_MIN
+        if decision.action is Action.APPLY and decision.target is not None:
+            reason = "step" if decision.status == "advancing" else decision.status
+            if self.set_weight(decision.target, reason=reason, step_index=decision.step_index):
                 self._refresh()
-                if not ok:
-                    self.clock.sleep(backoff)
-                    backoff = min(backoff * 2, ROLLBACK_RETRY_MAX)
-                continue
-            backoff = ROLLBACK_RETRY_MIN
-            if decision.action is Action.APPLY and decision.target is not None:
-                reason = "step" if decision.status == "advancing" else decision.status
-                if self.set_weight(decision.target, reason=reason, step_index=decision.step_index):
-                    self._refresh()
-                    continue  # observe the new weight at once
-                self.clock.sleep(ROLLBACK_RETRY_MIN)
-                continue
-            # WAIT: sleep until the next check, waking for operator events
-            if max_duration is not None and self.clock.now() - started >= max_duration:
-                return self._finish("held", 4, f"stopped after {max_duration:g}s: {decision.reason}")
+                return None  # observe the new weight at once
+            self.clock.sleep(ROLLBACK_RETRY_MIN)
+            return None
+        # WAIT: sleep until the next check, waking for operator events
+        if stopping:
+            why = f"after {max_duration:g}s" if not self._stop else ""
+            return self._finish("held", 4, f"stopped{' ' + why if why else ''}: {decision.reason}")
+        self._wait_until(self._last_check_at, decision)
+        return None
+
+    def _store_failed(self, exc: StoreError) -> RunOutcome:
+        """The journal failed. A rollback in progress goes on without it (it depends on
+        nothing but the router); otherwise the run stops where it is, changing nothing."""
+        if not self._rolling:
+            return RunOutcome("store_failed", 1, self.state.confirmed,
+                              f"the journal failed, the run stopped with weights unchanged: {exc}",
+                              self.run_id, list(self.recent))
+        backoff = ROLLBACK_RETRY_MIN
+        while True:
+            try:
+                self.router.apply(Weights(0))
+                if self.router.verify(Weights(0)) is not False:
+                    break
+            except Exception:  # the router is all we have: keep trying
+                pass
             if self._stop:
-                return self._finish("held", 4, f"stopped: {decision.reason}")
-            self._wait_until(last_check_at, decision)
+                return RunOutcome("held", 4, None, f"stopped before the router confirmed 0%, "
+                                  f"and the journal failed: {exc}", self.run_id, list(self.recent))
+            self.clock.sleep(backoff)
+            backoff = min(backoff * 2, ROLLBACK_RETRY_MAX)
+        reason = f"rolled back without the journal (it failed: {exc})"
+        try:  # best effort: the journal may be back
+            self.journal(ev.WEIGHT_CONFIRMED, {"percent": 0.0, "step_index": -1, "verified": True})
+            self.journal(ev.ROLLED_BACK, {"seconds": None, "reason": reason})
+        except ShiftoverError:
+            pass
+        return RunOutcome("rolled_back", 3, Weights(0), reason, self.run_id, list(self.recent))
 
     def _wait_until(self, last_check_at: float | None, decision: Decision) -> None:
         deadline = (last_check_at or self.clock.now()) + self.plan.interval

@@ -106,8 +106,16 @@ class HAProxyRouter:
 
         Compared as split fractions, not integers: a percent the 0-256 scale
         cannot express (33.3%) verifies against the closest split it maps to.
+        0% verifies on weights alone (see below); any other split also needs both
+        servers in READY state, as ``read`` does.
         """
         wanted = Weights.from_backend(*weights.to_backend(SCALE))
+        if wanted == Weights(0):
+            # 0% is reached when the new server's weight is 0, whatever its admin
+            # state: a rollback must not wait on a server someone put in MAINT or
+            # DRAIN (it gets no traffic either way)
+            old, new = self._states()
+            return new.weight == 0 and old.weight > 0
         return self.read() == wanted
 
 
