@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,8 @@ def test_schema_is_json_schema() -> None:
 
 
 def test_operator_actions_go_through_the_journal(plan: Path) -> None:
+    with open_store(f"sqlite:///{plan.parent}/.shiftover/state.db") as store:  # a live run
+        store.acquire_lease(service="accounting-web", holder="run x", now=time.time(), ttl=600)
     assert runner.invoke(app, ["pause", str(plan), "-m", "db maintenance"]).exit_code == 0
     r = runner.invoke(app, ["status", str(plan), "--json"])
     assert json.loads(r.output)["paused"] is True
@@ -110,3 +113,35 @@ def test_bad_state_url_is_a_clean_error(plan: Path) -> None:
     r = runner.invoke(app, ["status", str(plan), "--state", "nosuchdb://x"])
     assert r.exit_code in (1, 2)
     assert "Traceback" not in r.output
+
+
+def test_operator_commands_need_no_secrets(tmp_path: Path) -> None:
+    p = tmp_path / "plan.yaml"
+    p.write_text(EXAMPLE.read_text().replace(
+        "url: http://127.0.0.1:8081/health/dependencies",
+        "url: http://127.0.0.1:8081/health/dependencies?token=${NOT_EXPORTED_TOKEN}"))
+    assert runner.invoke(app, ["validate", str(p), "--offline"]).exit_code == 2  # the run needs it
+    for cmd in (["pause", str(p)], ["resume", str(p)], ["status", str(p)], ["history", str(p)],
+                ["approve", str(p), "--step", "50"]):
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 0, (cmd, r.output)
+
+
+def test_rollback_with_no_live_run_and_no_router_gives_up_cleanly(plan: Path) -> None:
+    r = runner.invoke(app, ["rollback", str(plan), "--timeout", "0.5"])
+    assert r.exit_code == 4
+    assert "rollback not confirmed" in flat(r.output)
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("url", ["notaurl", "sqlite://", "sqlite:///"])
+def test_bad_or_unshareable_state_urls_are_bad_input(plan: Path, url: str) -> None:
+    r = runner.invoke(app, ["status", str(plan), "--state", url])
+    assert r.exit_code == 2, r.output
+
+
+@pytest.mark.parametrize("args", [["run", "--lease-ttl", "0"], ["run", "--max-duration", "-5"],
+                                  ["history", "--limit", "-3"]])
+def test_out_of_range_options_are_usage_errors(plan: Path, args: list[str]) -> None:
+    r = runner.invoke(app, [args[0], str(plan), *args[1:]])
+    assert r.exit_code == 2

@@ -18,6 +18,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.live import Live
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from shiftover import views
 from shiftover.clock import SystemClock
@@ -25,8 +27,9 @@ from shiftover.engine import events as ev
 from shiftover.engine.build import build_runner, minimum_duration, preflight
 from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState, fold
+from shiftover.engine.run import new_run_id
 from shiftover.errors import BadInput, ShiftoverError
-from shiftover.plan import load_plan, plan_json_schema
+from shiftover.plan import load_outline, load_plan, plan_json_schema
 from shiftover.store import Store, default_state_url, open_store, operator_identity
 
 app = typer.Typer(
@@ -68,6 +71,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 
 def _store(plan_path: Path, state: str | None) -> Store:
+    if state is not None:
+        try:
+            url = make_url(state)
+        except ArgumentError:
+            raise BadInput(f"--state {state!r} is not a database URL",
+                           hint="e.g. sqlite:////var/lib/shiftover/state.db or "
+                                "postgresql+psycopg://user@host/db") from None
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            raise BadInput(f"--state {state!r} is an in-memory journal: other terminals "
+                           "(pause, approve, rollback) and the next run could not see it",
+                           hint="give a file: sqlite:////path/to/state.db")
     return open_store(state or default_state_url(plan_path))
 
 
@@ -87,7 +101,7 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
         else:
             out.print(f"[green]✓[/] {plan}: valid plan for {p.service}")
         return
-    pf = preflight(p, SystemClock())
+    pf = preflight(p, SystemClock(), redact=loaded.redact)
     if as_json:
         out.print_json(json.dumps({
             "valid": True, "service": p.service, "router": pf.router,
@@ -100,7 +114,7 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
         else:
             out.print(f"[green]✓[/] router {pf.router}: {pf.weights} on new")
         out.print(views.gates_table(pf.results))
-    if not pf.ok:
+    if not pf.ok:  # router unreachable, or a gate FAILs: the run would not start
         raise typer.Exit(2)
 
 
@@ -130,8 +144,8 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
 
 @command()
 def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view.")] = False,
-        max_duration: Annotated[float | None, typer.Option(help="Stop (held, exit 4) after this many seconds.")] = None,
-        lease_ttl: Annotated[float | None, typer.Option(help="Seconds a dead run's lease lives (default max(30s, 3 intervals)).")] = None) -> None:
+        max_duration: Annotated[float | None, typer.Option(min=0, help="Stop (held, exit 4) after this many seconds.")] = None,
+        lease_ttl: Annotated[float | None, typer.Option(min=0.1, help="Seconds a dead run's lease lives (default max(30s, 3 intervals)).")] = None) -> None:
     """Run the plan: shift step by step, check the normal state, roll back when it breaks."""
     loaded = load_plan(plan)
     p = loaded.plan
@@ -175,7 +189,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
 @command()
 def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
     """Where the service stands: weight, step, failures, who is running it."""
-    p = load_plan(plan).plan
+    p = load_outline(plan)
     with _store(plan, state) as store:
         st = _state(store, p.service)
         lease = store.lease(service=p.service)
@@ -188,9 +202,9 @@ def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> N
 
 @command()
 def history(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False,
-            limit: Annotated[int, typer.Option(help="Show the last N events (0: all).")] = 50) -> None:
+            limit: Annotated[int, typer.Option(min=0, help="Show the last N events (0: all).")] = 50) -> None:
     """The journal of the service: every event, oldest first."""
-    p = load_plan(plan).plan
+    p = load_outline(plan)
     with _store(plan, state) as store:
         events = store.events(service=p.service)
     if limit:
@@ -202,12 +216,19 @@ def history(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False,
         out.print(views.events_table(events, title=f"{p.service}: {len(events)} events"))
 
 
-def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) -> None:
-    p = load_plan(plan).plan
+def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) -> bool:
+    """Journal an operator action; True when a live run holds the lease (it acts on
+    it within a fraction of a second). Needs only the plan's outline: no secrets."""
+    p = load_outline(plan)
     with _store(plan, state) as store:
         e = store.append(service=p.service, run_id="operator", kind=kind,
                          at=SystemClock().now(), data=data, actor=operator_identity())
-        out.print(f"{views.describe_event(e)} (journal #{e.id})")
+        lease = store.lease(service=p.service)
+        live = lease is not None and not lease.is_expired(SystemClock().now())
+    out.print(f"{views.describe_event(e)} (journal #{e.id})")
+    if not live and kind != ev.ROLLBACK_REQUESTED:
+        out.print("no run is live: this takes effect when `shiftover run` starts")
+    return live
 
 
 Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the journal).")]
@@ -229,7 +250,7 @@ def resume(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
 def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The step (percent) to approve; default: the one waiting.")] = None,
             state: StateOpt = None) -> None:
     """Approve a step that waits for approval."""
-    p = load_plan(plan).plan
+    p = load_outline(plan)
     if step is None:
         with _store(plan, state) as store:
             st = _state(store, p.service)
@@ -244,9 +265,33 @@ def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The 
 
 
 @command()
-def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
-    """Send the new environment back to 0% now (the running `run` acts on it)."""
-    _operator(plan, state, ev.ROLLBACK_REQUESTED, {"reason": reason})
+def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
+             timeout: Annotated[float, typer.Option(min=0.1, help="With no live run: give up (exit 4) if the router has not confirmed 0% by then.")] = 60.0) -> None:
+    """Send the new environment back to 0% now.
+
+    With a live `run`, it acts on the request at once. With none, this command
+    rolls back itself, through the router alone, and waits for it to confirm 0%."""
+    if _operator(plan, state, ev.ROLLBACK_REQUESTED, {"reason": reason}):
+        out.print("the live run is rolling back: `shiftover status` shows when 0% is confirmed")
+        return
+    try:
+        loaded = load_plan(plan)
+    except ShiftoverError as exc:
+        raise BadInput(f"no run is live, and the plan cannot be loaded to roll back directly: {exc}",
+                       hint="export the plan's variables and run `shiftover rollback` again; "
+                            "the request stays in the journal for the next `run`") from None
+    with _store(plan, state) as store:
+        runner = build_runner(loaded.plan, store, SystemClock(), redact=loaded.redact,
+                              run_id=f"rollback-{new_run_id()}")
+        result = runner.run(max_duration=timeout)
+    if result.outcome != "rolled_back":
+        raise typer.Exit(_report_failed_rollback(result.reason))
+    out.print("[bold]rolled back[/]: 0% on the new environment, confirmed by the router")
+
+
+def _report_failed_rollback(reason: str) -> int:
+    err.print(f"[bold red]rollback not confirmed[/]: {reason}")
+    return 4
 
 
 @command()

@@ -411,6 +411,50 @@ def parse_plan_text(
     return LoadedPlan(plan=plan, path=Path(filename), source_text=text, secrets=frozenset(interp.secrets))
 
 
+class PlanOutline(BaseModel):
+    """What operator commands need of a plan: which service, which steps.
+
+    ``pause``, ``resume``, ``approve``, ``rollback``, ``status`` and ``history`` read
+    only this, so an operator can act from any terminal without the run's secrets
+    exported (an unset ``${VAR}`` elsewhere in the plan is not an error here)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    service: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    steps: list[float] = Field(min_length=1)
+    approvals: list[float] = Field(default_factory=list)
+    failure_limit: int = 2
+
+
+def load_outline(path: str | Path, *, env: Mapping[str, str] | None = None) -> PlanOutline:
+    """Read a plan's outline (service, steps, approvals); PlanError with file:line:col."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise PlanError("plan file not found", file=str(p), hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanError(f"cannot read the plan file: {e}", file=str(p)) from None
+    filename = str(p)
+    root = _compose(text, filename)
+    if root is None or not isinstance(root, MappingNode):
+        raise PlanError("the plan file has no fields", file=filename, line=1, column=1,
+                        hint="start from examples/plan.yaml")
+    tree = _Tree(filename)
+    data = _Interpolator(os.environ if env is None else env, tree, lenient=True).walk(
+        tree.build(root), ())
+    if tree.problems:
+        raise _combine(tree.problems, filename, set())
+    try:
+        return PlanOutline.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        path_ = tuple(first["loc"])
+        line, col = tree.pos(path_)
+        raise PlanError(first["msg"], file=filename, line=line, column=col,
+                        field=".".join(str(x) for x in path_)) from None
+
+
 # --- YAML to plain data, keeping marks ---------------------------------------
 
 
@@ -613,9 +657,10 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Interpolator:
-    def __init__(self, env: Mapping[str, str], tree: _Tree) -> None:
+    def __init__(self, env: Mapping[str, str], tree: _Tree, *, lenient: bool = False) -> None:
         self.env = env
         self.tree = tree
+        self.lenient = lenient  # unset variables stay as written (outline reads only)
         self.secrets: set[str] = set()
 
     def walk(self, data: Any, path: _PathKey) -> Any:
@@ -654,6 +699,10 @@ class _Interpolator:
                 return self._fail(path, text, f"nests ${{...}} inside the default of ${{{name}}}", "nesting is not supported")
             value = self.env.get(name)
             if value is None or (sep and value == ""):
+                if not sep and self.lenient:
+                    out.append(text[m.start() : close + 1])
+                    pos = close + 1
+                    continue
                 if not sep:
                     pos_ = self.tree.pos(path)
                     self.tree.problem(

@@ -16,7 +16,7 @@ from rich.text import Text
 from shiftover.engine import events as ev
 from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState
-from shiftover.plan import Plan
+from shiftover.plan import Plan, PlanOutline
 from shiftover.store import Event
 from shiftover.types import GateResult, Verdict, Weights
 
@@ -82,7 +82,7 @@ def weight_bar(w: Weights | None, width: int = 40) -> Text:
     return t
 
 
-def steps_table(plan: Plan, state: RunState) -> Table:
+def steps_table(plan: Plan | PlanOutline, state: RunState) -> Table:
     t = Table(title="steps", show_edge=False, pad_edge=False)
     t.add_column("step")
     t.add_column("")
@@ -133,7 +133,7 @@ def live_view(plan: Plan, state: RunState, obs: Observation | None, decision: De
                  title="shiftover run", border_style="cyan")
 
 
-def status_view(plan: Plan, state: RunState, lease: Any, last: Event | None) -> RenderableType:
+def status_view(plan: Plan | PlanOutline, state: RunState, lease: Any, last: Event | None) -> RenderableType:
     t = Table(show_header=False, show_edge=False)
     t.add_column(style="bold")
     t.add_column()
@@ -158,7 +158,7 @@ def status_view(plan: Plan, state: RunState, lease: Any, last: Event | None) -> 
     return Group(*parts)
 
 
-def status_json(plan: Plan, state: RunState, lease: Any) -> dict[str, Any]:
+def status_json(plan: Plan | PlanOutline, state: RunState, lease: Any) -> dict[str, Any]:
     return {
         "service": plan.service,
         "started": state.started,

@@ -87,3 +87,27 @@ def test_run_never_starts_when_the_new_app_fails_before_the_first_step(stack: St
         kinds = [e.kind for e in store.events(service="cli-e2e")]
     assert ev.ROLLBACK_STARTED in kinds and ev.ROLLED_BACK in kinds
     assert ev.STEP_ADVANCED not in kinds  # not one request was shifted
+
+
+def test_rollback_with_no_live_run_goes_through_the_router(stack: Stack) -> None:
+    assert runner.invoke(app, ["run", str(stack.plan)]).exit_code == 0  # promoted: 100%
+    r = runner.invoke(app, ["rollback", str(stack.plan), "-m", "drill"])
+    assert r.exit_code == 0, r.output
+    st = HAProxyRuntime(stack.haproxy.socket_path, 2.0).servers_state("web")
+    assert st["new"].weight == 0 and st["old"].weight > 0
+    with open_store(f"sqlite:///{stack.plan.parent}/.shiftover/state.db") as store:
+        events = store.events(service="cli-e2e")
+    kinds = [e.kind for e in events]
+    assert kinds.index(ev.ROLLBACK_REQUESTED) < kinds.index(ev.ROLLBACK_STARTED) < kinds.index(ev.ROLLED_BACK)
+    assert events[kinds.index(ev.ROLLBACK_REQUESTED)].actor
+
+
+def test_validate_never_prints_secrets(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_TOKEN", "hunter2sekrit")
+    text = stack.plan.read_text().replace("url: http://{0}/".format(stack.new.address),
+                                          "url: http://127.0.0.1:1/h?token=${PROBE_TOKEN}")
+    stack.plan.write_text(text)
+    for args in (["validate", str(stack.plan)], ["validate", str(stack.plan), "--json"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2  # the probe cannot connect: a FAIL before the run
+        assert "hunter2sekrit" not in r.output and "***" in r.output

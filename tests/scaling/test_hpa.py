@@ -8,6 +8,7 @@ path it exercises.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pytest
@@ -628,3 +629,351 @@ def test_step_follows_a_burst() -> None:
     assert seen[:4] == [2, 4, 8, 10]  # ceil(150/100) = 2; then 2x per sync up to 10
     assert seen[20] == 10  # still inside the 300 s window after the drop at t=60
     assert seen[-1] == 2
+
+
+# --- the API server's behavior defaults as ControllerConstants --------------------------------------
+# GenerateHPAScaleUpRules / GenerateHPAScaleDownRules (pkg/apis/autoscaling/v2/defaults.go) fill
+# an unset window or policy list of a behavior; with no behavior they play no part
+# (normalizeDesiredReplicas). Each row: External AverageValue target 100, so `total` / 100 is the
+# metric's proposal; histories as (replicas, age) / (change, age).
+
+UP_2_PODS = (ScalingPolicy("Pods", 2, 15),)
+HELD_UP = (Recommendation(3, 30.0),)  # 3 pods recommended 30 s ago
+
+CONSTANTS_TABLE: list[
+    tuple[
+        str,
+        ControllerConstants,
+        Behavior | None,
+        int,
+        float,
+        tuple[Recommendation, ...],
+        tuple[ScaleEvent, ...],
+        tuple[ScaleEvent, ...],
+        tuple[int, str],
+    ]
+] = [
+    # upscale_stabilization_seconds (scaleUpStabilizationSeconds = 0)
+    (
+        "up window 0 s: scale up at once",
+        ControllerConstants(),
+        Behavior(),
+        3,
+        1000.0,
+        HELD_UP,
+        (),
+        (),
+        (7, "ScaleUpLimit"),
+    ),
+    (
+        "up window 60 s holds the scale-up at the lowest recent recommendation",
+        ControllerConstants(upscale_stabilization_seconds=60.0),
+        Behavior(),
+        3,
+        1000.0,
+        HELD_UP,
+        (),
+        (),
+        (3, "ScaleUpStabilized"),
+    ),
+    (
+        "up window 60 s: the window's lowest, not the current count",
+        ControllerConstants(upscale_stabilization_seconds=60.0),
+        Behavior(),
+        3,
+        1000.0,
+        (Recommendation(5, 45.0), Recommendation(8, 30.0)),
+        (),
+        (),
+        (5, "ScaleUpStabilized"),
+    ),
+    (
+        "up window 60 s: a recommendation exactly 60 s old no longer counts (After)",
+        ControllerConstants(upscale_stabilization_seconds=60.0),
+        Behavior(),
+        3,
+        1000.0,
+        (Recommendation(3, 60.0),),
+        (),
+        (),
+        (7, "ScaleUpLimit"),
+    ),
+    (
+        "up window int32 seconds: 60.9 s is 60 s",
+        ControllerConstants(upscale_stabilization_seconds=60.9),
+        Behavior(),
+        3,
+        1000.0,
+        (Recommendation(3, 60.5),),
+        (),
+        (),
+        (7, "ScaleUpLimit"),
+    ),
+    (
+        "up window from the spec wins over the default",
+        ControllerConstants(upscale_stabilization_seconds=60.0),
+        Behavior(scale_up=ScalingRules(stabilization_window_seconds=0)),
+        3,
+        1000.0,
+        HELD_UP,
+        (),
+        (),
+        (7, "ScaleUpLimit"),
+    ),
+    (
+        "up window default is not used without a behavior",
+        ControllerConstants(upscale_stabilization_seconds=60.0),
+        None,
+        3,
+        1000.0,
+        HELD_UP,
+        (),
+        (),
+        (6, "ScaleUpLimit"),
+    ),
+    # upscale_policies (Max of 4 pods / 15 s and 100 % / 15 s)
+    (
+        "up policies default: max(3+4, 3*2)",
+        ControllerConstants(),
+        Behavior(),
+        3,
+        2000.0,
+        OLD,
+        (),
+        (),
+        (7, "ScaleUpLimit"),
+    ),
+    (
+        "up policies 2 pods / 15 s",
+        ControllerConstants(upscale_policies=UP_2_PODS),
+        Behavior(),
+        3,
+        2000.0,
+        OLD,
+        (),
+        (),
+        (5, "ScaleUpLimit"),
+    ),
+    (
+        "up policies default: an event 30 s old is outside the 15 s periods",
+        ControllerConstants(),
+        Behavior(),
+        5,
+        1000.0,
+        OLD,
+        (ScaleEvent(2, 30.0),),
+        (),
+        (10, "DesiredWithinRange"),
+    ),
+    (
+        "up policies 2 pods / 60 s: the period starts before a +2 event 30 s old",
+        ControllerConstants(upscale_policies=(ScalingPolicy("Pods", 2, 60),)),
+        Behavior(),
+        5,
+        1000.0,
+        OLD,
+        (ScaleEvent(2, 30.0),),
+        (),
+        (5, "ScaleUpLimit"),
+    ),
+    (
+        "up policies: the spec's selectPolicy Min applies to the default policies",
+        ControllerConstants(
+            upscale_policies=(ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 200, 15))
+        ),
+        Behavior(scale_up=ScalingRules(select_policy="Min")),
+        3,
+        2000.0,
+        OLD,
+        (),
+        (),
+        (7, "ScaleUpLimit"),
+    ),
+    (
+        "up policies from the spec win over the default",
+        ControllerConstants(upscale_policies=UP_2_PODS),
+        Behavior(scale_up=ScalingRules(policies=(ScalingPolicy("Percent", 100, 15),))),
+        3,
+        2000.0,
+        OLD,
+        (),
+        (),
+        (6, "ScaleUpLimit"),
+    ),
+    (
+        "up policies are not used without a behavior (scaleUpLimitFactor/Minimum instead)",
+        ControllerConstants(upscale_policies=UP_2_PODS),
+        None,
+        3,
+        2000.0,
+        OLD,
+        (),
+        (),
+        (6, "ScaleUpLimit"),
+    ),
+    # downscale_policies (100 % / 15 s)
+    (
+        "down policies default: 100 % lets 10 -> 3 at once",
+        ControllerConstants(),
+        Behavior(),
+        10,
+        300.0,
+        OLD,
+        (),
+        (),
+        (3, "DesiredWithinRange"),
+    ),
+    (
+        "down policies 1 pod / 15 s",
+        ControllerConstants(downscale_policies=(ScalingPolicy("Pods", 1, 15),)),
+        Behavior(),
+        10,
+        300.0,
+        OLD,
+        (),
+        (),
+        (9, "ScaleDownLimit"),
+    ),
+    (
+        "down policies 50 % / 15 s",
+        ControllerConstants(downscale_policies=(ScalingPolicy("Percent", 50, 15),)),
+        Behavior(),
+        10,
+        300.0,
+        OLD,
+        (),
+        (),
+        (5, "ScaleDownLimit"),
+    ),
+    (
+        "down policies 10 % / 60 s: the period starts before a -1 event 30 s old",
+        ControllerConstants(downscale_policies=(ScalingPolicy("Percent", 10, 60),)),
+        Behavior(),
+        10,
+        300.0,
+        OLD,
+        (),
+        (ScaleEvent(-1, 30.0),),
+        (9, "ScaleDownLimit"),
+    ),
+    (
+        "down policies from the spec win over the default",
+        ControllerConstants(downscale_policies=(ScalingPolicy("Pods", 1, 15),)),
+        Behavior(scale_down=ScalingRules(policies=(ScalingPolicy("Percent", 100, 15),))),
+        10,
+        300.0,
+        OLD,
+        (),
+        (),
+        (3, "DesiredWithinRange"),
+    ),
+    (
+        "down policies are not used without a behavior",
+        ControllerConstants(downscale_policies=(ScalingPolicy("Pods", 1, 15),)),
+        None,
+        10,
+        300.0,
+        OLD,
+        (),
+        (),
+        (3, "DesiredWithinRange"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "constants", "behavior", "current", "total", "recs", "ups", "downs", "expected"),
+    CONSTANTS_TABLE,
+    ids=[r[0] for r in CONSTANTS_TABLE],
+)
+def test_behavior_defaults_table(
+    path: str,
+    constants: ControllerConstants,
+    behavior: Behavior | None,
+    current: int,
+    total: float,
+    recs: tuple[Recommendation, ...],
+    ups: tuple[ScaleEvent, ...],
+    downs: tuple[ScaleEvent, ...],
+    expected: tuple[int, str],
+) -> None:
+    spec = HPASpec(1, 100, (ext(),), behavior)
+    inp = SyncInput(
+        spec,
+        current,
+        external_metrics={"rps": [total]},
+        recommendations=recs,
+        scale_up_events=ups,
+        scale_down_events=downs,
+    )
+    r = sync(inp, constants)
+    assert (r.desired_replicas, r.reason) == expected, path
+
+
+def test_behavior_defaults_are_the_api_servers() -> None:
+    c = ControllerConstants()
+    assert c.upscale_stabilization_seconds == 0.0
+    assert c.upscale_policies == (ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15))
+    assert c.downscale_policies == (ScalingPolicy("Percent", 100, 15),)
+    # spelling the defaults out changes nothing
+    spelled = ControllerConstants(
+        upscale_stabilization_seconds=0.0,
+        upscale_policies=(ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15)),
+        downscale_policies=[ScalingPolicy("Percent", 100, 15)],  # type: ignore[arg-type]
+    )
+    assert spelled == c and hash(spelled) == hash(c)
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [(0.0, [3, 7, 10, 10, 10, 10]), (60.0, [3, 3, 3, 3, 7, 10])],
+)
+def test_upscale_window_in_sync_and_in_the_fast_path(window: float, expected: list[int]) -> None:
+    # 3 pods wanted at t=0, 10 from t=15 on; syncs every 15 s from the HPA's first sync
+    c = ControllerConstants(upscale_stabilization_seconds=window)
+    spec = HPASpec(1, 100, (ext(),), Behavior())
+    fast = HPAController(spec, c)
+    current = fast_current = 3
+    hist: SyncResult | None = None
+    seen, fast_seen = [], []
+    for i in range(len(expected)):
+        total = 300.0 if i == 0 else 1000.0
+        r = sync(
+            SyncInput(
+                spec,
+                current,
+                external_metrics={"rps": [total]},
+                recommendations=hist.recommendations if hist else (),
+                scale_up_events=hist.scale_up_events if hist else (),
+                scale_down_events=hist.scale_down_events if hist else (),
+            ),
+            c,
+        )
+        current = r.desired_replicas
+        hist = r.aged(15.0)
+        fast_current = fast.step(15.0 * i, fast_current, fast_current, {"rps": total})
+        seen.append(current)
+        fast_seen.append(fast_current)
+    assert seen == expected
+    assert fast_seen == expected
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: ControllerConstants(upscale_stabilization_seconds=-1.0), "cannot be negative"),
+        (lambda: ControllerConstants(upscale_stabilization_seconds=math.inf), "finite"),
+        (lambda: ControllerConstants(upscale_policies=()), "upscale_policies is empty"),
+        (
+            lambda: ControllerConstants(downscale_policies=(ScalingPolicy("Pods", 0, 15),)),
+            r"downscale_policies\[0\]\.value",
+        ),
+        (
+            lambda: ControllerConstants(upscale_policies=(ScalingPolicy("Pods", 1, 1801),)),
+            r"upscale_policies\[0\]\.period_seconds",
+        ),
+    ],
+)
+def test_invalid_behavior_defaults_are_refused(build: object, words: str) -> None:
+    with pytest.raises(BadInput, match=words):
+        build()  # type: ignore[operator]

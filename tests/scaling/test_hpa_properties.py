@@ -6,6 +6,9 @@
 - the scaling policies are never exceeded, judged from the replica timeline
   itself (the replicas at the start of each period), not from the event list;
 - HPAController.step (the simulator's fast path) agrees with sync().
+
+Each also runs under other ControllerConstants (the API server's behavior
+defaults: stabilization windows and policies), drawn at random.
 """
 
 from __future__ import annotations
@@ -53,6 +56,22 @@ def rules(draw: st.DrawFn, period: int | None = None) -> ScalingRules | None:
         stabilization_window_seconds=draw(st.none() | windows),
         select_policy=draw(selects),
         policies=tuple(draw(st.lists(policy(p), min_size=0, max_size=2))),
+    )
+
+
+@st.composite
+def constants(draw: st.DrawFn, period: int | None = None) -> ControllerConstants:
+    """The defaults, or other behavior defaults (windows, possibly fractional, and policies)."""
+    if draw(st.booleans()):
+        return ControllerConstants()
+    seconds = st.one_of(windows.map(float), st.floats(0, 600, allow_nan=False))
+    up_p = period if period is not None else draw(st.sampled_from([15, 30, 60, 120]))
+    down_p = period if period is not None else draw(st.sampled_from([15, 30, 60, 120]))
+    return ControllerConstants(
+        downscale_stabilization_seconds=draw(seconds),
+        upscale_stabilization_seconds=draw(seconds),
+        upscale_policies=tuple(draw(st.lists(policy(up_p), min_size=1, max_size=2))),
+        downscale_policies=tuple(draw(st.lists(policy(down_p), min_size=1, max_size=2))),
     )
 
 
@@ -159,9 +178,10 @@ level_ticks = st.lists(
 
 
 @SETTINGS
-@given(specs(), level_ticks)
-def test_no_scale_down_below_the_window_maximum(spec: HPASpec, seq: list[Tick]) -> None:
-    c = ControllerConstants()
+@given(specs(), level_ticks, constants())
+def test_no_scale_down_below_the_window_maximum(
+    spec: HPASpec, seq: list[Tick], c: ControllerConstants
+) -> None:
     current = spec.min_replicas
     prev: SyncResult | None = None
     for tick in seq:
@@ -179,7 +199,7 @@ def test_no_scale_down_below_the_window_maximum(spec: HPASpec, seq: list[Tick]) 
                 win = (
                     down.stabilization_window_seconds
                     if down and down.stabilization_window_seconds is not None
-                    else 300
+                    else int(c.downscale_stabilization_seconds)
                 )
                 inside = [x.replicas for x in recs if x.age_seconds < win]
             if not inp.recommendations:
@@ -200,24 +220,25 @@ def _bound(p: ScalingPolicy, start: int, up: bool) -> int:
 @SETTINGS
 @given(
     st.sampled_from([15, 30, 60, 120]).flatmap(
-        lambda p: st.tuples(st.just(p), specs(same_period=p))
+        lambda p: st.tuples(st.just(p), specs(same_period=p), constants(p))
     ),
     ticks,
 )
 def test_policy_limits_are_never_exceeded(
-    period_spec: tuple[int, HPASpec], seq: list[Tick]
+    period_spec: tuple[int, HPASpec, ControllerConstants], seq: list[Tick]
 ) -> None:
-    period, spec = period_spec
+    _, spec, c = period_spec
     if spec.behavior is None:
         spec = HPASpec(spec.min_replicas, spec.max_replicas, spec.metrics, Behavior())
-        period = 15
     assert spec.behavior is not None
     up_rules = spec.behavior.scale_up or ScalingRules()
     down_rules = spec.behavior.scale_down or ScalingRules()
-    up_pol = up_rules.policies or (ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15))
-    down_pol = down_rules.policies or (ScalingPolicy("Percent", 100, 15),)
-    if {p.period_seconds for p in up_pol + down_pol} != {period}:
+    up_pol = up_rules.policies or c.upscale_policies
+    down_pol = down_rules.policies or c.downscale_policies
+    periods = {p.period_seconds for p in up_pol + down_pol}
+    if len(periods) != 1:
         return  # defaults mixed with another period: the plain timeline reading needs one period
+    (period,) = periods
     now = 0
     current = spec.min_replicas
     timeline: list[tuple[int, int]] = []  # (time, replicas after that sync)
@@ -231,7 +252,7 @@ def test_policy_limits_are_never_exceeded(
 
     prev: SyncResult | None = None
     for tick in seq:
-        r = sync(inputs(spec, current, current, tick, prev))
+        r = sync(inputs(spec, current, current, tick, prev), c)
         d = r.desired_replicas
         start = replicas_at(now - period)
         if d > current:
@@ -256,11 +277,12 @@ def test_policy_limits_are_never_exceeded(
     st.integers(0, 50),
     st.one_of(ticks, level_ticks),
     st.lists(st.integers(0, 60), max_size=40),
+    constants(),
 )
 def test_step_agrees_with_sync(
-    spec: HPASpec, start: int, seq: list[Tick], overrides: list[int]
+    spec: HPASpec, start: int, seq: list[Tick], overrides: list[int], c: ControllerConstants
 ) -> None:
-    controller = HPAController(spec)
+    controller = HPAController(spec, c)
     now = 0
     current = start
     prev: SyncResult | None = None
@@ -269,7 +291,7 @@ def test_step_agrees_with_sync(
             current = overrides[i]  # someone else scaled the Deployment
         ready = math.floor(current * tick.ready_share)
         inp = inputs(spec, current, ready, tick, prev)
-        r = sync(inp)
+        r = sync(inp, c)
         ext = {name: vals[0] for name, vals in inp.external_metrics.items()}
         pods_value = next(
             (v for m, v in zip(spec.metrics, tick.values, strict=False) if m.source == "Pods"), None

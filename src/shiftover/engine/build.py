@@ -4,7 +4,7 @@ that `shiftover validate` runs (router reachable, each gate evaluated once)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shiftover.analysis.judge import judge
@@ -16,7 +16,7 @@ from shiftover.providers import build_provider
 from shiftover.routers import build_router
 from shiftover.routers.base import Router
 from shiftover.store import Store
-from shiftover.types import GateResult, Weights
+from shiftover.types import GateResult, Verdict, Weights
 
 
 def build_gates(plan: Plan) -> list[Gate]:
@@ -65,15 +65,17 @@ class Preflight:
 
     @property
     def ok(self) -> bool:
-        return self.router_error is None
+        """Router readable and no gate FAILs (INCONCLUSIVE is expected at 0%)."""
+        return self.router_error is None and all(
+            r.verdict is not Verdict.FAIL for r in self.results)
 
 
-def preflight(plan: Plan, clock: Clock) -> Preflight:
+def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda s: s) -> Preflight:
     router = build_router(plan.router)
     try:
         weights, err = router.read(), None
     except RouterError as exc:
-        weights, err = None, str(exc)
+        weights, err = None, redact(str(exc))
     results = []
     for spec in plan.normal_state:
         now = clock.now()
@@ -81,5 +83,6 @@ def preflight(plan: Plan, clock: Clock) -> Preflight:
             outcome: Any = build_provider(spec).measure(now=now)
         except ProviderError as exc:
             outcome = exc
-        results.append(judge(spec, outcome, now=now))
-    return Preflight(router.describe(), weights, err, tuple(results))
+        r = judge(spec, outcome, now=now)
+        results.append(replace(r, reason=redact(r.reason)))
+    return Preflight(redact(router.describe()), weights, err, tuple(results))

@@ -21,8 +21,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -110,7 +109,8 @@ class Runner:
         self.state = RunState()
         self.recent: list[Event] = []
         self._stop = False
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.gates)),
+        # twice the gates: a provider stuck past its timeout keeps its thread, not the others'
+        self._pool = ThreadPoolExecutor(max_workers=max(1, 2 * len(self.gates)),
                                         thread_name_prefix="gate")
 
     # -- journal ------------------------------------------------------------
@@ -140,21 +140,26 @@ class Runner:
             return None, f"{type(exc).__name__}: {exc}"
 
     def evaluate_gates(self) -> tuple[GateResult, ...]:
+        """Every gate at once; each gets its own timeout (+1 s), all run concurrently,
+        so a tick lasts as long as the slowest gate, not the sum of them."""
         now = self.clock.now()
         futures: list[tuple[Gate, Future[Measurement]]] = [
             (g, self._pool.submit(g.provider.measure, now=now)) for g in self.gates]
+        limits = [float(getattr(g.spec, "timeout", 5.0)) + 1.0 for g, _ in futures]
+        wait([f for _, f in futures], timeout=max(limits, default=0.0))
         results = []
-        for gate, fut in futures:
-            limit = float(getattr(gate.spec, "timeout", 5.0)) + 1.0
+        for (gate, fut), limit in zip(futures, limits, strict=True):
             outcome: Measurement | ProviderError
-            try:
-                outcome = fut.result(timeout=limit)
-            except FutureTimeout:
+            if not fut.done():
+                fut.cancel()
                 outcome = ProviderError(f"no answer within {limit:g}s")
-            except ProviderError as exc:
-                outcome = exc
-            except Exception as exc:
+            elif isinstance(fut.exception(), ProviderError):
+                outcome = fut.exception()  # type: ignore[assignment]
+            elif fut.exception() is not None:
+                exc = fut.exception()
                 outcome = ProviderError(f"{type(exc).__name__}: {exc}")
+            else:
+                outcome = fut.result()
             result = judge(gate.spec, outcome, now=now)
             # reasons can quote URLs or provider messages: no secret leaves the loop
             results.append(replace(result, reason=self.redact(result.reason)))
@@ -325,5 +330,5 @@ class Runner:
             self._refresh()
         except ShiftoverError:
             pass
-        return RunOutcome(outcome, code, self.state.confirmed, reason, self.run_id,
-                          list(self.recent))
+        return RunOutcome(outcome, code, self.state.confirmed or self.state.final, reason,
+                          self.run_id, list(self.recent))

@@ -62,6 +62,19 @@ PodPhase = Literal["Running", "Pending", "Failed", "Succeeded"]
 
 
 @dataclass(frozen=True)
+class ScalingPolicy:
+    type: PolicyType
+    value: int
+    period_seconds: int
+
+
+# The API server's defaults for behavior.scaleUp/scaleDown (GenerateHPAScaleUpRules,
+# GenerateHPAScaleDownRules in pkg/apis/autoscaling/v2/defaults.go).
+DEFAULT_SCALE_UP_POLICIES = (ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15))
+DEFAULT_SCALE_DOWN_POLICIES = (ScalingPolicy("Percent", 100, 15),)
+
+
+@dataclass(frozen=True)
 class ControllerConstants:
     """kube-controller-manager's HPA flags and package variables, with their defaults."""
 
@@ -77,6 +90,14 @@ class ControllerConstants:
     # --horizontal-pod-autoscaler-initial-readiness-delay
     initial_readiness_delay_seconds: float = 30.0
     sync_period_seconds: float = 15.0  # --horizontal-pod-autoscaler-sync-period
+    # The API server's defaults for an unset field of behavior.scaleUp/scaleDown
+    # (pkg/apis/autoscaling/v2/defaults.go); they apply only to an HPA with a
+    # behavior. Kept last so that positional construction is unchanged.
+    upscale_stabilization_seconds: float = 0.0  # scaleUpStabilizationSeconds
+    # scaleUpLimitMinimumPods / scaleUpLimitPercent per scaleUpPeriod (selectPolicy Max)
+    upscale_policies: tuple[ScalingPolicy, ...] = DEFAULT_SCALE_UP_POLICIES
+    # scaleDownLimitPercent per scaleDownPeriod (selectPolicy Max)
+    downscale_policies: tuple[ScalingPolicy, ...] = DEFAULT_SCALE_DOWN_POLICIES
 
     def __post_init__(self) -> None:
         for name in ("tolerance", "scale_up_tolerance", "scale_down_tolerance"):
@@ -88,6 +109,7 @@ class ControllerConstants:
                 )
         for name in (
             "downscale_stabilization_seconds",
+            "upscale_stabilization_seconds",
             "cpu_initialization_period_seconds",
             "initial_readiness_delay_seconds",
         ):
@@ -95,6 +117,21 @@ class ControllerConstants:
                 raise BadInput(
                     f"ControllerConstants.{name} cannot be negative", hint="use seconds >= 0"
                 )
+        for name in ("downscale_stabilization_seconds", "upscale_stabilization_seconds"):
+            if not math.isfinite(getattr(self, name)):
+                raise BadInput(
+                    f"ControllerConstants.{name} must be finite",
+                    hint="the window is int32 seconds",
+                )
+        for name in ("upscale_policies", "downscale_policies"):
+            policies = tuple(getattr(self, name))
+            object.__setattr__(self, name, policies)
+            if not policies:
+                raise BadInput(
+                    f"ControllerConstants.{name} is empty",
+                    hint="give at least one ScalingPolicy, as the API server's defaults do",
+                )
+            _check_policies(f"ControllerConstants.{name}", policies)
         if self.sync_period_seconds <= 0:
             raise BadInput(
                 "ControllerConstants.sync_period_seconds must be > 0",
@@ -127,13 +164,6 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
-class ScalingPolicy:
-    type: PolicyType
-    value: int
-    period_seconds: int
-
-
-@dataclass(frozen=True)
 class ScalingRules:
     """``behavior.scaleUp``/``scaleDown``. None / () take the API server's defaults."""
 
@@ -148,6 +178,9 @@ class Behavior:
 
     scaleUp: 0 s window, Max of (4 pods / 15 s, 100 % / 15 s).
     scaleDown: the controller's downscale window (300 s), 100 % / 15 s.
+    The windows and policies come from :class:`ControllerConstants`
+    (``upscale_stabilization_seconds``, ``upscale_policies``,
+    ``downscale_stabilization_seconds``, ``downscale_policies``).
     """
 
     scale_up: ScalingRules | None = None
@@ -332,16 +365,21 @@ def validate_spec(spec: HPASpec) -> None:
             win = rules.stabilization_window_seconds
             if win is not None and not (0 <= win <= 3600):
                 raise BadInput(f"{w}.stabilization_window_seconds={win}", hint="must be 0..3600")
-            for j, p in enumerate(rules.policies):
-                if p.type not in ("Pods", "Percent"):
-                    raise BadInput(f"{w}.policies[{j}].type={p.type!r}", hint="use Pods or Percent")
-                if p.value <= 0:
-                    raise BadInput(f"{w}.policies[{j}].value={p.value}", hint="must be > 0")
-                if not (0 < p.period_seconds <= 1800):
-                    raise BadInput(
-                        f"{w}.policies[{j}].period_seconds={p.period_seconds}",
-                        hint="must be 1..1800",
-                    )
+            _check_policies(f"{w}.policies", rules.policies)
+
+
+def _check_policies(where: str, policies: Sequence[ScalingPolicy]) -> None:
+    """validateScalingPolicy, for each policy."""
+    for j, p in enumerate(policies):
+        if p.type not in ("Pods", "Percent"):
+            raise BadInput(f"{where}[{j}].type={p.type!r}", hint="use Pods or Percent")
+        if p.value <= 0:
+            raise BadInput(f"{where}[{j}].value={p.value}", hint="must be > 0")
+        if not (0 < p.period_seconds <= 1800):
+            raise BadInput(
+                f"{where}[{j}].period_seconds={p.period_seconds}",
+                hint="must be 1..1800",
+            )
 
 
 # --- the controller's arithmetic -------------------------------------------------
@@ -489,7 +527,7 @@ class _Normalizer:
         self.minimum = float(constants.scale_up_limit_minimum)
         self.nb_window = float(constants.downscale_stabilization_seconds)
         self.behavior = spec.behavior is not None
-        up = _default_scale_up(spec.behavior.scale_up if spec.behavior else None)
+        up = _default_scale_up(spec.behavior.scale_up if spec.behavior else None, constants)
         down = _default_scale_down(spec.behavior.scale_down if spec.behavior else None, constants)
         assert (
             up.stabilization_window_seconds is not None
@@ -692,30 +730,39 @@ class _Normalizer:
         events.append((now, change))
 
 
-def _default_scale_up(rules: ScalingRules | None) -> ScalingRules:
-    """GenerateHPAScaleUpRules: 0 s window, Max, 4 pods/15 s and 100 %/15 s."""
-    default_policies = (ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15))
-    if rules is None:
-        return ScalingRules(0, "Max", default_policies)
-    return ScalingRules(
-        0 if rules.stabilization_window_seconds is None else rules.stabilization_window_seconds,
-        rules.select_policy,
-        rules.policies or default_policies,
-    )
+def _default_scale_up(rules: ScalingRules | None, constants: ControllerConstants) -> ScalingRules:
+    """GenerateHPAScaleUpRules: the unset fields take the API server's defaults.
 
-
-def _default_scale_down(rules: ScalingRules | None, constants: ControllerConstants) -> ScalingRules:
-    """GenerateHPAScaleDownRules + maybeInitScaleDownStabilizationWindow (int32 seconds)."""
-    default_policies = (ScalingPolicy("Percent", 100, 15),)
-    window = int(constants.downscale_stabilization_seconds)
+    Defaults (from ``constants``): 0 s window, 4 pods/15 s and 100 %/15 s; an
+    unset selectPolicy is Max (:class:`ScalingRules` defaults to it).
+    """
+    window = int(constants.upscale_stabilization_seconds)  # int32 seconds
     if rules is None:
-        return ScalingRules(window, "Max", default_policies)
+        return ScalingRules(window, "Max", constants.upscale_policies)
     return ScalingRules(
         window
         if rules.stabilization_window_seconds is None
         else rules.stabilization_window_seconds,
         rules.select_policy,
-        rules.policies or default_policies,
+        rules.policies or constants.upscale_policies,
+    )
+
+
+def _default_scale_down(rules: ScalingRules | None, constants: ControllerConstants) -> ScalingRules:
+    """GenerateHPAScaleDownRules + maybeInitScaleDownStabilizationWindow (int32 seconds).
+
+    Defaults (from ``constants``): the controller's downscale window (300 s),
+    100 %/15 s; an unset selectPolicy is Max.
+    """
+    window = int(constants.downscale_stabilization_seconds)
+    if rules is None:
+        return ScalingRules(window, "Max", constants.downscale_policies)
+    return ScalingRules(
+        window
+        if rules.stabilization_window_seconds is None
+        else rules.stabilization_window_seconds,
+        rules.select_policy,
+        rules.policies or constants.downscale_policies,
     )
 
 
@@ -1183,6 +1230,8 @@ class HPAController:
 
 
 __all__ = [
+    "DEFAULT_SCALE_DOWN_POLICIES",
+    "DEFAULT_SCALE_UP_POLICIES",
     "MAX_INT32",
     "Behavior",
     "ControllerConstants",
