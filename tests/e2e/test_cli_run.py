@@ -104,7 +104,7 @@ def test_rollback_with_no_live_run_goes_through_the_router(stack: Stack) -> None
 
 def test_validate_never_prints_secrets(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_TOKEN", "hunter2sekrit")
-    text = stack.plan.read_text().replace("url: http://{0}/".format(stack.new.address),
+    text = stack.plan.read_text().replace(f"url: http://{stack.new.address}/",
                                           "url: http://127.0.0.1:1/h?token=${PROBE_TOKEN}")
     stack.plan.write_text(text)
     for args in (["validate", str(stack.plan)], ["validate", str(stack.plan), "--json"]):

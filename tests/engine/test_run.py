@@ -203,7 +203,7 @@ def test_a_new_run_after_promotion_moves_no_traffic(store: Store) -> None:
 
 
 def test_approval_given_before_the_run_is_kept(store: Store) -> None:
-    runner, router, _, clock = make(store, approvals=[50])
+    runner, _router, _, clock = make(store, approvals=[50])
     store.append(service="svc", run_id="op", kind=ev.APPROVED, at=clock.now(),
                  data={"step": 50}, actor="alice@host")
     out = runner.run(max_duration=3600)
@@ -213,8 +213,8 @@ def test_approval_given_before_the_run_is_kept(store: Store) -> None:
 
 def test_inconclusive_checks_restart_the_bake(store: Store) -> None:
     # 10%: pass, then no data for a while, then pass again: the bake restarts at the gap
-    provider = ScriptedProvider([0.0, 0.0, 0.0, None, None, None] + [0.0])
-    runner, _, _, clock = make(store, provider=provider)
+    provider = ScriptedProvider([0.0, 0.0, 0.0, None, None, None, 0.0])
+    runner, _, _, _clock = make(store, provider=provider)
     out = runner.run(max_duration=3600)
     assert out.outcome == "promoted"
     events = store.events(service="svc")
