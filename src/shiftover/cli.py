@@ -135,7 +135,7 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
         out.print_json(json.dumps(data, default=str))
         return
     out.print(f"[bold]{p.service}[/]: {len(p.steps)} steps, bake {p.bake:g}s each, check every {p.interval:g}s")
-    out.print(views.steps_table(p, st))
+    out.print(views.steps_line(p, st))
     out.print(f"minimum duration: {minimum_duration(p) / 60:.1f} min (approvals not counted)")
     out.print(f"on {p.failure_limit} consecutive failed checks: {p.on_failure}")
     for g in p.normal_state:

@@ -77,19 +77,20 @@ def weight_bar(w: Weights | None, width: int = 40) -> Text:
     new = round(float(w.new_percent) / 100 * width)
     t = Text()
     t.append("old " + "█" * (width - new), style="blue")
-    t.append("█" * new + " new", style="magenta")
+    t.append("▒" * new + " new", style="magenta")
     t.append(f"  {float(w.old_percent):g}% / {float(w.new_percent):g}%")
     return t
 
 
-def steps_table(plan: Plan | PlanOutline, state: RunState) -> Table:
-    t = Table(title="steps", show_edge=False, pad_edge=False)
-    t.add_column("step")
-    t.add_column("")
+def steps_line(plan: Plan | PlanOutline, state: RunState) -> Text:
+    """``1% ✓  2% ✓  5% →  10% ·  50% (approval) ·  100% ·``: done, current, to come."""
+    t = Text("steps  ")
     for i, s in enumerate(plan.steps):
-        mark = "✓" if i < state.step_index else ("→" if i == state.step_index else "·")
+        done, here = i < state.step_index, i == state.step_index
+        mark = "✓" if done else ("→" if here else "·")
         extra = " (approval)" if s in plan.approvals else ""
-        t.add_row(f"{s:g}%{extra}", mark)
+        t.append(f"{s:g}%{extra} {mark}", style="bold" if here else ("green" if done else "dim"))
+        t.append("  ")
     return t
 
 
@@ -128,7 +129,7 @@ def live_view(plan: Plan, state: RunState, obs: Observation | None, decision: De
     weights = obs.weights if obs else state.confirmed
     results = list(obs.results) if obs and obs.results else state.last_check.get("results", [])
     shown = [e for e in recent if e.kind != ev.CHECK or e.data.get("verdict") != "pass"][-8:]
-    return Panel(Group(header, weight_bar(weights), steps_table(plan, state),
+    return Panel(Group(header, weight_bar(weights), steps_line(plan, state),
                        gates_table(results), events_table(shown)),
                  title="shiftover run", border_style="cyan")
 
