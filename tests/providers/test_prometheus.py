@@ -246,9 +246,9 @@ def test_alerts_firing_counted_with_label_match(
     assert (
         alerts(prometheus_process.url, {"service": "payments"}).measure(now=time.time()).value == 0
     )
-    assert (
-        alerts(prometheus_process.url, {"service": "billing"}).measure(now=time.time()).value == 1
-    )
+    # the billing rule may fire an evaluation later than accounting's on a busy machine
+    billing = alerts(prometheus_process.url, {"service": "billing"})
+    assert prometheus_poll(lambda: billing.measure(now=time.time()), lambda m: m.value >= 1).value == 1
     # no labels: every firing alert
     assert alerts(prometheus_process.url, {}).measure(now=time.time()).value == 2
 
