@@ -315,13 +315,8 @@ def run(
         if t >= duration:
             break
         if workers and t > last_t:
-            arrived = cum_jobs[t] - cum_jobs[last_t]
-            served = ready_count[WORKER] * rate * (t - last_t)
-            nq = queue + arrived - served
-            if nq < 0.0:
-                served = queue + arrived
-                nq = 0.0
-            queue = nq
+            queue, served = _drain(queue, cum_jobs[t] - cum_jobs[last_t],
+                                   ready_count[WORKER] * rate * (t - last_t))
             departed += served
             dep_t.append(t)
             dep_v.append(departed)
@@ -399,13 +394,8 @@ def run(
             node_v.append(n_nodes)
 
     if workers and last_t < duration:
-        arrived = cum_jobs[duration] - cum_jobs[last_t]
-        served = ready_count[WORKER] * rate * (duration - last_t)
-        nq = queue + arrived - served
-        if nq < 0.0:
-            served = queue + arrived
-            nq = 0.0
-        queue = nq
+        queue, served = _drain(queue, cum_jobs[duration] - cum_jobs[last_t],
+                               ready_count[WORKER] * rate * (duration - last_t))
         departed += served
         dep_t.append(duration)
         dep_v.append(departed)
@@ -421,6 +411,14 @@ def _steps(times: list[int], values: list[int], duration: int) -> IntArray:
     tt = np.asarray([*times, duration], dtype=np.int64)
     lengths = np.diff(tt)
     return np.repeat(np.asarray(values, dtype=np.int64), lengths)
+
+
+def _drain(queue: float, arrived: float, capacity: float) -> tuple[float, float]:
+    """The worker queue over one interval of constant capacity: (new queue, jobs served)."""
+    left = queue + arrived - capacity
+    if left < 0.0:
+        return 0.0, queue + arrived
+    return left, capacity
 
 
 def _finish(
