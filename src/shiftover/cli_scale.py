@@ -142,7 +142,7 @@ def recommend(
     start: FromOpt = None,
     end: ToOpt = None,
     slo_budget: Annotated[int, typer.Option("--slo-budget", help="Minutes over SLO you accept (0 = none).")] = 0,
-    jobs: Annotated[int | None, typer.Option("--jobs", help="Worker processes (default: one per CPU).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Worker processes (default: one per CPU).")] = None,
     min_replicas: Annotated[str | None, typer.Option("--min-replicas", help="Values to try, e.g. 2,4,8 (default: 1,2,3,4,6,8 and the config's).")] = None,
     targets: Annotated[str | None, typer.Option("--targets", help="Target per pod as fractions of capacity_rps, e.g. 0.6,0.8.")] = None,
     windows: Annotated[str | None, typer.Option("--windows", help="Scale-down stabilization windows in seconds, e.g. 60,300.")] = None,
