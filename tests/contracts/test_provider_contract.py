@@ -417,7 +417,7 @@ class HAProxyStack:
 def haproxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyStack]:
     """One real HAProxy for the module: backend ``web`` = {old, new} at 50/50,
     each a stub HTTP server; plus the scripted runtime API and the dead paths."""
-    from shiftover.demo.haproxy import HAProxyProcess, StubBackend, find_haproxy
+    from shiftover.demo.haproxy import find_haproxy, stub_stack
 
     if find_haproxy() is None:
         pytest.skip("haproxy is not installed (apt-get install haproxy)")
@@ -425,17 +425,8 @@ def haproxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyS
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
         stale.bind(str(directory / "stale.sock"))  # the file stays, nobody listens
     (directory / "not-a-socket").write_text("not a socket\n")
-    with (
-        StubBackend("old") as old,
-        StubBackend("new") as new,
-        HAProxyProcess(
-            directory,
-            old_address=old.address,
-            new_address=new.address,
-            old_weight=256,
-            new_weight=256,
-        ) as proc,
-    ):
+    with stub_stack(directory, new_weight=256) as st:
+        proc = st.haproxy
         api = ScriptedRuntimeApi(
             str(directory / "scripted.sock"), proc.runtime().command("show stat")
         )

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shiftover.cli import app
-from shiftover.demo.haproxy import HAProxyProcess, StubBackend
+from shiftover.demo.haproxy import HAProxyProcess, StubBackend, stub_stack
 from shiftover.engine import events as ev
 from shiftover.haproxy_api import HAProxyRuntime
 from shiftover.store import open_store
@@ -43,8 +43,8 @@ class Stack(NamedTuple):
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    with StubBackend("old") as old, StubBackend("new") as new, HAProxyProcess(
-            tmp_path, old_address=old.address, new_address=new.address) as hap:
+    with stub_stack(tmp_path) as st:
+        hap, new = st.haproxy, st.new
         plan = tmp_path / "plan.yaml"
         plan.write_text(PLAN.format(sock=hap.socket_path, new=new.address))
         yield Stack(plan, hap, new)

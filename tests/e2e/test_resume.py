@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shiftover.demo.haproxy import HAProxyProcess, StubBackend
+from shiftover.demo.haproxy import stub_stack
 from shiftover.engine import events as ev
 from shiftover.haproxy_api import HAProxyRuntime
 from shiftover.store import open_store
@@ -49,8 +49,8 @@ def new_weight(rt: HAProxyRuntime) -> Weights | None:
 
 
 def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
-    with StubBackend("old") as old, StubBackend("new") as new, HAProxyProcess(
-            tmp_path, old_address=old.address, new_address=new.address) as hap:
+    with stub_stack(tmp_path) as st:
+        hap, new = st.haproxy, st.new
         plan = tmp_path / "plan.yaml"
         plan.write_text(PLAN.format(sock=hap.socket_path, new=new.address))
         state = f"sqlite:///{tmp_path}/state.db"

@@ -3,41 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from shiftover.demo.haproxy import HAProxyProcess, StubBackend, find_haproxy, free_port
+from shiftover.demo.haproxy import StubStack, find_haproxy, free_port, stub_stack
 from shiftover.errors import NoData, ProviderError
 from shiftover.plan import HAProxyStatsGate
 from shiftover.providers import Provider, build_provider
 from shiftover.providers.haproxy_stats import HAProxyStatsProvider
 
-
-@dataclass
-class Stack:
-    haproxy: HAProxyProcess
-    old: StubBackend
-    new: StubBackend
+Stack = StubStack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if find_haproxy() is None:
         pytest.skip("haproxy is not installed (apt-get install haproxy)")
-    directory: Path = tmp_path_factory.mktemp("haproxy_stats")
-    with StubBackend("old") as old, StubBackend("new") as new:
-        # 50/50, so both servers see traffic
-        with HAProxyProcess(
-            directory,
-            old_address=old.address,
-            new_address=new.address,
-            old_weight=256,
-            new_weight=256,
-        ) as proc:
-            yield Stack(proc, old, new)
+    # 50/50, so both servers see traffic
+    with stub_stack(tmp_path_factory.mktemp("haproxy_stats"), new_weight=256) as st:
+        yield st
 
 
 @pytest.fixture

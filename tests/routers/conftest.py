@@ -7,32 +7,21 @@ old=256 new=0, backend counters zeroed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from shiftover.demo.haproxy import HAProxyProcess, StubBackend, find_haproxy
+from shiftover.demo.haproxy import StubStack, find_haproxy, stub_stack
 from shiftover.routers.haproxy import HAProxyRouter
 
-
-@dataclass
-class Stack:
-    haproxy: HAProxyProcess
-    old: StubBackend
-    new: StubBackend
+Stack = StubStack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if find_haproxy() is None:
         pytest.skip("haproxy is not installed (apt-get install haproxy)")
-    directory: Path = tmp_path_factory.mktemp("haproxy")
-    with StubBackend("old") as old, StubBackend("new") as new:
-        with HAProxyProcess(
-            directory, old_address=old.address, new_address=new.address, tcp_stats_port=0
-        ) as proc:
-            yield Stack(proc, old, new)
+    with stub_stack(tmp_path_factory.mktemp("haproxy"), tcp_stats_port=0) as st:
+        yield st
 
 
 @pytest.fixture

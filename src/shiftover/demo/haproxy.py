@@ -20,10 +20,12 @@ a test can assert on exact ratios.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -318,4 +320,26 @@ class StubBackend(StartStop):
         self._thread = None
 
 
-__all__ = ["HAProxyProcess", "StubBackend", "find_haproxy", "free_port"]
+@dataclasses.dataclass(frozen=True)
+class StubStack:
+    """A real HAProxy in front of two :class:`StubBackend` servers, ``old`` and ``new``."""
+
+    haproxy: HAProxyProcess
+    old: StubBackend
+    new: StubBackend
+
+
+@contextlib.contextmanager
+def stub_stack(
+    directory: str | Path, *, new_weight: int = 0, tcp_stats_port: int | None = None
+) -> Iterator[StubStack]:
+    """HAProxy (backend ``web``: old=256, new=``new_weight``) over two stub backends,
+    all on 127.0.0.1, stopped on exit: the router, provider and e2e tests' stack."""
+    with StubBackend("old") as old, StubBackend("new") as new, HAProxyProcess(
+        directory, old_address=old.address, new_address=new.address,
+        new_weight=new_weight, tcp_stats_port=tcp_stats_port,
+    ) as proc:
+        yield StubStack(proc, old, new)
+
+
+__all__ = ["HAProxyProcess", "StubBackend", "StubStack", "find_haproxy", "free_port", "stub_stack"]
