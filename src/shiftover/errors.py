@@ -7,7 +7,9 @@
     ├── ProviderError (1)          a metrics/alerts/probe backend failed to answer
     │   └── NoData                 it answered, but with nothing to judge
     ├── StoreError (1)             the journal or lease store failed
-    └── LeaseHeld (5)              another live run holds the service's lease
+    └── LeaseHeld (5)              another live run holds the router target's lease
+        └── LeaseLost (5)          this run's own lease expired, was taken over, or its
+                                   state file vanished: it must not write again
 
 Every message says what was wrong, where, and how to fix it. The CLI prints
 ``str(error)`` and exits with ``error.exit_code``; it never shows a traceback
@@ -89,3 +91,9 @@ class LeaseHeld(ShiftoverError):
     """Another live run holds the lease on this service."""
 
     exit_code = 5
+
+
+class LeaseLost(LeaseHeld):
+    """This run no longer holds its lease (expired, taken over, released by someone
+    else, or the state file it lives in was deleted or replaced). Whoever gets this
+    must stop writing to the router; moving toward 0% stays allowed."""
