@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := haproxy prometheus prometheus-alertmanager socat
+DEB_PACKAGES := haproxy prometheus prometheus-alertmanager socat postgresql
 SCENARIO ?= healthy
 
 .PHONY: demo test system venv lint bench clean
@@ -22,14 +22,16 @@ bench: system venv
 	$(BIN)/python benchmarks/rollback.py
 	$(BIN)/python benchmarks/scaling.py
 
-# HAProxy, Prometheus and Alertmanager come from Debian's packages. Their services are
-# not started: shiftover and its tests run the binaries themselves on 127.0.0.1.
+# HAProxy, Prometheus, Alertmanager and PostgreSQL come from Debian's packages. Their services
+# are not started: shiftover and its tests run the binaries themselves on 127.0.0.1
+# (PostgreSQL as the postgres user, in a temporary directory: it refuses to run as root).
 system:
 	@missing=""; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then \
 	    echo "shiftover needs the Debian packages:$$missing"; \
