@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -27,9 +28,11 @@ from shiftover.engine import events as ev
 from shiftover.engine.build import build_runner, minimum_duration, preflight
 from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState, fold
-from shiftover.engine.run import new_run_id
+from shiftover.engine.rollback import roll_back
+from shiftover.engine.run import check_lease_ttl
 from shiftover.errors import BadInput, ShiftoverError
-from shiftover.plan import load_outline, load_plan, plan_json_schema
+from shiftover.plan import load_outline, load_plan, parse_duration, plan_json_schema
+from shiftover.routers import build_router
 from shiftover.store import Store, default_state_url, open_store, operator_identity
 
 app = typer.Typer(
@@ -65,12 +68,32 @@ def command(*args: Any, **kw: Any) -> Callable[[F], F]:
     return deco
 
 
+def _duration(value: str | None) -> float | None:
+    """Click callback: the plan's duration syntax (500ms, 90s, 5m, 1h) or seconds."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(float(value) if _is_number(value) else value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)]
-StateOpt = Annotated[str | None, typer.Option("--state", help="Journal URL (default: sqlite file .shiftover/state.db beside the plan).")]
+StateOpt = Annotated[str | None, typer.Option(
+    "--state", help="Journal and lease URL (default: $SHIFTOVER_STATE, else this host's "
+    "state file: /var/lib/shiftover/state.db for root, ~/.local/state/shiftover/state.db otherwise).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def _store(plan_path: Path, state: str | None) -> Store:
+def _store(plan_path: Path, state: str | None, *, busy_timeout: float | None = None) -> Store:
     if state is not None:
         try:
             url = make_url(state)
@@ -82,7 +105,9 @@ def _store(plan_path: Path, state: str | None) -> Store:
             raise BadInput(f"--state {state!r} is an in-memory journal: other terminals "
                            "(pause, approve, rollback) and the next run could not see it",
                            hint="give a file: sqlite:////path/to/state.db")
-    return open_store(state or default_state_url(plan_path))
+    if busy_timeout is not None:
+        return open_store(state or default_state_url(), busy_timeout=busy_timeout)
+    return open_store(state or default_state_url())
 
 
 def _state(store: Store, service: str) -> RunState:
@@ -92,29 +117,46 @@ def _state(store: Store, service: str) -> RunState:
 @command()
 def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", help="Check the file only; do not contact the router or gates.")] = False,
              as_json: JsonOpt = False) -> None:
-    """Check the plan, then preflight: the router's current weights and each gate once."""
+    """Check the plan, then preflight: the router's current split and each gate once.
+
+    Exits 2 when the router cannot be read, a gate FAILs, or a gate cannot be
+    evaluated at all (refused, bad query, unknown server): "no data yet" is fine."""
     loaded = load_plan(plan)
     p = loaded.plan
+    mapped = views.mapped_steps(p)
     if offline:
         if as_json:
-            out.print_json(json.dumps({"valid": True, "service": p.service}))
+            out.print_json(json.dumps({"valid": True, "service": p.service,
+                                       "steps": views.steps_json(p)}))
         else:
             out.print(f"[green]✓[/] {plan}: valid plan for {p.service}")
+            for line in mapped:
+                out.print(f"  note: {line}")
         return
     pf = preflight(p, SystemClock(), redact=loaded.redact)
+    errored = [r for r in pf.results if r.error]
     if as_json:
         out.print_json(json.dumps({
-            "valid": True, "service": p.service, "router": pf.router,
+            "valid": pf.ok, "service": p.service, "router": pf.router,
             "weights": None if pf.weights is None else float(pf.weights.new_percent),
-            "router_error": pf.router_error, "gates": [r.to_dict() for r in pf.results]}))
+            "weights_exact": None if pf.weights is None else pf.weights.exact,
+            "router_error": pf.router_error, "steps": views.steps_json(p),
+            "gates": [r.to_dict() for r in pf.results]}))
     else:
         out.print(f"[green]✓[/] {plan}: valid plan for [bold]{p.service}[/]")
+        for line in mapped:
+            out.print(f"  note: {line}")
         if pf.router_error:
             out.print(f"[red]✗[/] router {pf.router}: {pf.router_error}")
         else:
             out.print(f"[green]✓[/] router {pf.router}: {pf.weights} on new")
         out.print(views.gates_table(pf.results))
-    if not pf.ok:  # router unreachable, or a gate FAILs: the run would not start
+        for r in errored:
+            out.print(f"[red]✗[/] gate [bold]{r.gate}[/] cannot be evaluated: {r.reason}")
+        if errored:
+            out.print("  a gate that cannot be evaluated would hold the run without evidence: "
+                      "fix it, then run `shiftover validate` again")
+    if not pf.ok:  # router unreadable, a gate FAILs or errors: the run would not start
         raise typer.Exit(2)
 
 
@@ -143,46 +185,70 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
 
 
 @command()
-def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view.")] = False,
-        max_duration: Annotated[float | None, typer.Option(min=0, help="Stop (held, exit 4) after this many seconds.")] = None,
-        lease_ttl: Annotated[float | None, typer.Option(min=0.1, help="Seconds a dead run's lease lives (default max(30s, 3 intervals)).")] = None) -> None:
-    """Run the plan: shift step by step, check the normal state, roll back when it breaks."""
+def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view, then a summary line.")] = False,
+        max_duration: Annotated[str | None, typer.Option(help="Stop (held, exit 4) after this long: 90s, 30m, 2h.")] = None,
+        lease_ttl: Annotated[str | None, typer.Option(help="How long a dead run's lease lives (default: max(30s, 2 x the longest tick); shorter than one tick is refused).")] = None) -> None:
+    """Run the plan: shift step by step, check the normal state, roll back when it breaks.
+
+    Exit codes: 0 promoted, 3 rolled back, 4 held (stopped, paused), 5 lease held
+    by another run or lost, 2 bad input, 1 internal error."""
     loaded = load_plan(plan)
     p = loaded.plan
-    with _store(plan, state) as store:
-        recent_state: dict[str, Any] = {}
+    max_seconds = _duration(max_duration)
+    ttl = check_lease_ttl(p, _duration(lease_ttl))
+    with _store(plan, state, busy_timeout=2.0) as store:
+        pipe = {"closed": False}
+
+        def emit(line: str) -> None:
+            if pipe["closed"]:
+                return
+            try:
+                print(line, flush=True)
+            except BrokenPipeError:  # `run --json | head`: stop cleanly, journal run_stopped
+                pipe["closed"] = True
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                runner.stop()
 
         def on_event(e: Any) -> None:
             if as_json:
-                print(views.event_json(e), flush=True)
+                emit(views.event_json(e))
+            elif live is None:  # not a terminal: one progress line per event
+                emit(f"{views.when(e.at)} {views.describe_event(e)}")
 
         def on_tick(st: RunState, obs: Observation, d: Decision) -> None:
-            recent_state.update(st=st, obs=obs, d=d)
             if live is not None:
                 live.update(views.live_view(p, st, obs, d, runner.recent))
 
         live: Live | None = None
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
-                              on_tick=on_tick, lease_ttl=lease_ttl)
+                              on_tick=on_tick, lease_ttl=ttl)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        if as_json:
-            result = runner.run(max_duration=max_duration)
+        if as_json or not out.is_terminal:
+            result = runner.run(max_duration=max_seconds)
         else:
             with Live(console=out, refresh_per_second=4, transient=False) as lv:
                 live = lv
-                result = runner.run(max_duration=max_duration)
+                result = runner.run(max_duration=max_seconds)
+        final = result.final_weight
         if as_json:
-            print(json.dumps({"summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
-                              "final_weight": None if result.final_weight is None else float(result.final_weight.new_percent),
-                              "reason": result.reason, "run_id": result.run_id}), flush=True)
+            emit(json.dumps({"summary": True, "outcome": result.outcome,
+                             "exit_code": result.exit_code, "status": result.status,
+                             "final_weight": None if final is None else float(final.new_percent),
+                             "final_exact": None if final is None else final.exact,
+                             "reason": result.reason, "run_id": result.run_id}))
         else:
             style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
-            out.print(f"[{style}]{result.outcome}[/]: {result.reason}")
+            out.print(f"[{style}]{result.outcome}[/]: {result.reason}", highlight=False)
+            if result.outcome in ("held", "lease_lost", "store_failed") and final is not None \
+                    and final.new_percent > 0:
+                out.print(f"unwatched: {final} of the traffic is on the new environment and no "
+                          f"run is watching it; resume with `shiftover run {plan}` or send it "
+                          f"back with `shiftover rollback {plan}`", highlight=False)
     raise typer.Exit(result.exit_code)
 
 
@@ -192,7 +258,7 @@ def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> N
     p = load_outline(plan)
     with _store(plan, state) as store:
         st = _state(store, p.service)
-        lease = store.lease(service=p.service)
+        lease = views.live_lease(store, p.service)
         last = store.last_event(service=p.service)
     if as_json:
         out.print_json(json.dumps(views.status_json(p, st, lease), default=str))
@@ -223,8 +289,7 @@ def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) ->
     with _store(plan, state) as store:
         e = store.append(service=p.service, run_id="operator", kind=kind,
                          at=SystemClock().now(), data=data, actor=operator_identity())
-        lease = store.lease(service=p.service)
-        live = lease is not None and not lease.is_expired(SystemClock().now())
+        live = views.live_lease(store, p.service) is not None
     out.print(f"{views.describe_event(e)} (journal #{e.id})")
     if not live and kind != ev.ROLLBACK_REQUESTED:
         out.print("no run is live: this takes effect when `shiftover run` starts")
@@ -266,32 +331,65 @@ def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The 
 
 @command()
 def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
-             timeout: Annotated[float, typer.Option(min=0.1, help="With no live run: give up (exit 4) if the router has not confirmed 0% by then.")] = 60.0) -> None:
-    """Send the new environment back to 0% now.
+             timeout: Annotated[str, typer.Option(help="Give up (exit 4) if the router has not confirmed 0% by then: 30s, 2m.")] = "60s",
+             as_json: JsonOpt = False) -> None:
+    """Send the new environment back to 0% now, and wait until the router confirms it.
 
-    With a live `run`, it acts on the request at once. With none, this command
-    rolls back itself, through the router alone, and waits for it to confirm 0%."""
-    if _operator(plan, state, ev.ROLLBACK_REQUESTED, {"reason": reason}):
-        out.print("the live run is rolling back: `shiftover status` shows when 0% is confirmed")
-        return
+    A live `run` gets the request at once and a few seconds to start the rollback
+    itself; otherwise (no live run, or one that does not answer) this command
+    writes 0% through the router directly. Exit 0 once the router confirms 0%,
+    4 when it does not within --timeout (the reason says why)."""
+    outline = load_outline(plan)
+    seconds = _duration(timeout)
+    assert seconds is not None
+    loaded, load_error = None, None
     try:
         loaded = load_plan(plan)
     except ShiftoverError as exc:
-        raise BadInput(f"no run is live, and the plan cannot be loaded to roll back directly: {exc}",
-                       hint="export the plan's variables and run `shiftover rollback` again; "
-                            "the request stays in the journal for the next `run`") from None
-    with _store(plan, state) as store:
-        runner = build_runner(loaded.plan, store, SystemClock(), redact=loaded.redact,
-                              run_id=f"rollback-{new_run_id()}")
-        result = runner.run(max_duration=timeout)
-    if result.outcome != "rolled_back":
-        raise typer.Exit(_report_failed_rollback(result.reason))
-    out.print("[bold]rolled back[/]: 0% on the new environment, confirmed by the router")
+        load_error = exc
+    router = None
+    if loaded is not None:
+        router = build_router(loaded.plan.router)
+    store = None
+    store_error = None
+    try:
+        store = _store(plan, state, busy_timeout=2.0)
+    except BadInput:
+        raise
+    except ShiftoverError as exc:  # a rollback never waits on the journal
+        store_error = exc
+    stopped = {"now": False}
 
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped["now"] = True
 
-def _report_failed_rollback(reason: str) -> int:
-    err.print(f"[bold red]rollback not confirmed[/]: {reason}")
-    return 4
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        result = roll_back(service=outline.service, store=store, router=router,
+                           clock=SystemClock(), actor=operator_identity(), reason=reason,
+                           timeout=seconds, stopping=lambda: stopped["now"],
+                           redact=loaded.redact if loaded is not None else (lambda t: t))
+    finally:
+        if store is not None:
+            store.close()
+    data = result.to_dict()
+    if store_error is not None:
+        data["journal_error"] = str(store_error)
+    if load_error is not None and router is None:
+        data["plan_error"] = str(load_error)
+    if as_json:
+        print(json.dumps(data), flush=True)
+    elif result.confirmed:
+        out.print(f"[bold]rolled back[/]: {result.reason} ({result.seconds:.2f}s)", highlight=False)
+        if not result.journalled:
+            out.print("the journal could not record it: `shiftover status` may lag until the "
+                      "next run", highlight=False)
+    else:
+        err.print(f"[bold red]rollback not confirmed[/]: {result.reason}", highlight=False)
+        if load_error is not None and router is None:
+            err.print(f"  the plan could not be loaded: {load_error}", highlight=False)
+    raise typer.Exit(0 if result.confirmed else 4)
 
 
 @command()

@@ -32,6 +32,7 @@ and are held as float seconds.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 import os
 import re
@@ -39,7 +40,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -61,34 +62,44 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from shiftover.errors import PlanError
+from shiftover.types import Weights
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# A cutover is hours, a bake minutes: anything longer than a week is a typo
+# (``interval: 1e308`` once overflowed the clock arithmetic into a traceback).
+MAX_DURATION = 7 * 86400.0
 
 
 def parse_duration(value: Any) -> float:
-    """'500ms' -> 0.5, '90s' -> 90, '5m' -> 300, '1h' -> 3600; numbers are seconds."""
+    """'500ms' -> 0.5, '90s' -> 90, '5m' -> 300, '1h' -> 3600, '1d'; numbers are seconds.
+    At most a week (:data:`MAX_DURATION`)."""
     if isinstance(value, bool):
         raise ValueError("a duration must be like 500ms, 90s, 5m or 1h")
+    seconds: float | None = None
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError("a duration must be a finite number of seconds, e.g. 90 or 90s")
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value)
+    elif isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return float(m.group(1)) * _UNIT[m.group(2)]
-    raise ValueError(f"{value!r} is not a duration: use a number with ms, s, m or h, e.g. 500ms, 90s, 5m, 1h")
+            seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds is None:
+        raise ValueError(f"{value!r} is not a duration: use a number with ms, s, m or h, e.g. 500ms, 90s, 5m, 1h")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{value!r} is longer than a week: durations are at most 7d (604800 s)")
+    return seconds
 
 
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)\s*$"},
-        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
     ],
-    "description": "a duration: 500ms, 90s, 5m, 1h, or a number of seconds",
+    "description": "a duration: 500ms, 90s, 5m, 1h, or a number of seconds (at most 7d)",
 }
 
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
@@ -122,6 +133,9 @@ class _Model(BaseModel):
 class HAProxyRouterSpec(_Model):
     """HAProxy runtime API: two servers in one backend, absolute weights 0-256."""
 
+    SCALE: ClassVar[int] = 256  # integer weights 0..SCALE: which splits are exact
+    LABEL: ClassVar[str] = "HAProxy's absolute weights 0-256"
+
     type: Literal["haproxy"]
     socket: str = Field(min_length=1, description="Runtime API: a unix socket path, or host:port / tcp://host:port")
     backend: str = Field(min_length=1)
@@ -147,7 +161,9 @@ RouterSpec = Annotated[HAProxyRouterSpec, Field(discriminator="type")]
 
 class _GateBase(_Model):
     name: str = Field(min_length=1)
-    min_samples: int = Field(default=0, ge=0, description="fewer samples than this is INCONCLUSIVE")
+
+
+_MinSamples = Annotated[int, Field(ge=0, description="fewer samples than this is INCONCLUSIVE")]
 
 
 class PrometheusGate(_GateBase):
@@ -161,12 +177,19 @@ class PrometheusGate(_GateBase):
     samples_query: str | None = Field(
         default=None, description="optional PromQL giving the sample size (e.g. request count)"
     )
+    min_samples: _MinSamples = 0
     timeout: Timeout = 5.0
 
     @model_validator(mode="after")
     def _needs_threshold(self) -> PrometheusGate:
         if self.max is None and self.min is None:
             raise ValueError("a prometheus gate needs a threshold: set max, min, or both")
+        if self.min_samples and not self.samples_query:
+            raise _rule(
+                f"min_samples {self.min_samples} needs a samples_query to count the samples: "
+                "without one this gate could never pass",
+                ("min_samples",),
+            )
         if self.max is not None and self.min is not None and self.min > self.max:
             raise _rule(
                 f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
@@ -209,6 +232,7 @@ class HAProxyStatsGate(_GateBase):
     server: str = Field(min_length=1)
     metric: Literal["error_ratio"] = "error_ratio"
     max: FiniteFloat = Field(ge=0)
+    min_samples: _MinSamples = 0
     window: Duration | None = Field(
         default=None,
         description="judge the last `window` of traffic (e.g. 5s); default: the interval since the previous check",
@@ -243,6 +267,17 @@ class Plan(_Model):
     interval: Duration = Field(default=15.0, description="how often the normal state is checked")
     normal_state: list[GateSpec] = Field(min_length=1)
     failure_limit: int = Field(default=2, ge=1, description="consecutive failed checks before on_failure")
+    error_limit: int = Field(
+        default=4, ge=1,
+        description="consecutive checks in which a gate could not be evaluated at all (its "
+        "provider errored) or the router could not be read, before the run is stuck and "
+        "on_failure runs",
+    )
+    inconclusive_limit: int = Field(
+        default=20, ge=1,
+        description="consecutive checks without a verdict (no data, too few samples, errors) "
+        "at a step above 0%, before the run is stuck and on_failure runs",
+    )
     on_failure: Literal["rollback", "pause"] = "rollback"
     approvals: list[FiniteFloat] = Field(
         default_factory=list, description="steps that wait for `shiftover approve`"
@@ -293,6 +328,36 @@ class Plan(_Model):
         return approvals
 
     @model_validator(mode="after")
+    def _steps_on_the_routers_scale(self) -> Plan:
+        """Each step becomes the largest split at or below it that the router sets
+        exactly; a step that maps to 0% or onto the previous step is an error."""
+        scale = self.router.SCALE
+        previous: Weights | None = None
+        for i, s in enumerate(self.steps):
+            mapped = Weights(str(s)).at_or_below(scale)
+            if mapped.new_percent == 0:
+                smallest = Weights.from_backend(scale, 1)
+                assert smallest is not None
+                raise _rule(
+                    f"step {s:g}% is below the smallest split {self.router.LABEL} can set "
+                    f"({smallest}, weights {scale}/1)",
+                    ("steps", i),
+                )
+            if previous is not None and mapped == previous:
+                raise _rule(
+                    f"steps {self.steps[i - 1]:g} and {s:g} are the same split on "
+                    f"{self.router.LABEL} ({mapped}): drop one of them",
+                    ("steps", i),
+                )
+            previous = mapped
+        return self
+
+    @property
+    def step_weights(self) -> tuple[Weights, ...]:
+        """The steps as the router sets them exactly (see :meth:`Weights.at_or_below`)."""
+        return step_weights(self.steps, self.router.SCALE)
+
+    @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
         seen: set[str] = set()
         for i, gate in enumerate(self.normal_state):
@@ -303,6 +368,25 @@ class Plan(_Model):
                 )
             seen.add(gate.name)
         return self
+
+
+def step_weights(steps: list[float], scale: int | None) -> tuple[Weights, ...]:
+    """Steps (percent, as written) as exact splits on a router's integer scale."""
+    out = []
+    for s in steps:
+        w = Weights(str(s))
+        out.append(w.at_or_below(scale) if scale else w)
+    return tuple(out)
+
+
+def plan_hash(plan: Plan, redact_: Any = None) -> str:
+    """A short hash of what the plan means (not how it is written: comments and
+    layout do not change it). Journalled by every run, so a resumed campaign
+    knows when its plan was edited. Secrets are masked before hashing."""
+    text = plan.model_dump_json()
+    if redact_ is not None:
+        text = redact_(text)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def plan_json_schema() -> dict[str, Any]:
@@ -424,6 +508,19 @@ class PlanOutline(BaseModel):
     steps: list[float] = Field(min_length=1)
     approvals: list[float] = Field(default_factory=list)
     failure_limit: int = 2
+    router_type: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _router_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("router"), dict):
+            data = {**data, "router_type": data["router"].get("type")}
+        return data
+
+    @property
+    def step_weights(self) -> tuple[Weights, ...]:
+        model = ROUTER_MODELS.get(self.router_type or "")
+        return step_weights(self.steps, getattr(model, "SCALE", None))
 
 
 def load_outline(path: str | Path, *, env: Mapping[str, str] | None = None) -> PlanOutline:
@@ -989,6 +1086,7 @@ def _combine(problems: list[_Problem], filename: str, secrets: set[str]) -> Plan
 __all__ = [
     "GATE_MODELS",
     "GATE_TYPES",
+    "MAX_DURATION",
     "ROUTER_MODELS",
     "ROUTER_TYPES",
     "Duration",
@@ -1004,6 +1102,8 @@ __all__ = [
     "load_plan",
     "parse_duration",
     "parse_plan_text",
+    "plan_hash",
     "plan_json_schema",
     "redact",
+    "step_weights",
 ]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shiftover.errors import NoData, ProviderError, RouterError
-from shiftover.types import Measurement, Weights
+from shiftover.types import Measurement, Weights, write_path
 
 
 class FakeClock:
@@ -39,22 +39,35 @@ class InMemoryRouter:
     """A router that keeps integer weights on a ``0..scale`` scale, like a backend.
 
     ``fail_reads`` / ``fail_applies`` make the next N calls raise RouterError, to
-    test retries; ``history`` records every applied split.
+    test retries; ``history`` records every applied split and ``served`` every
+    pair the backend passed through (intermediate writes included), so tests can
+    check that no write ever overshoots. ``unreadable`` makes every ``read``
+    raise (a frozen or misconfigured backend) while ``verify(0%)`` still works.
     """
 
-    def __init__(self, initial: Weights | None = None, scale: int = 256) -> None:
+    def __init__(self, initial: Weights | None = None, scale: int = 256,
+                 key: str = "memory:router") -> None:
         self.scale = scale
+        self.key = key
         self._old, self._new = (initial or Weights(0)).to_backend(scale)
         self.fail_reads = 0
         self.fail_applies = 0
+        self.unreadable: str | None = None
         self.history: list[Weights] = []
+        self.served: list[tuple[int, int]] = [(self._old, self._new)]
+        self.on_apply: Callable[[Weights], None] | None = None
         self._lock = threading.Lock()
 
     def describe(self) -> str:
         return f"in-memory router (0-{self.scale})"
 
+    def lease_key(self) -> str:
+        return self.key
+
     def read(self) -> Weights:
         with self._lock:
+            if self.unreadable is not None:
+                raise RouterError(f"in-memory router: {self.unreadable}")
             if self.fail_reads > 0:
                 self.fail_reads -= 1
                 raise RouterError("in-memory router: read failure (scripted)")
@@ -64,21 +77,37 @@ class InMemoryRouter:
         return w
 
     def apply(self, weights: Weights) -> None:
+        if self.on_apply is not None:
+            self.on_apply(weights)
         with self._lock:
             if self.fail_applies > 0:
                 self.fail_applies -= 1
                 raise RouterError("in-memory router: apply failure (scripted)")
-            self._old, self._new = weights.to_backend(self.scale)
+            try:
+                target = weights.to_backend(self.scale)
+            except ValueError as exc:
+                raise RouterError(f"in-memory router: {exc}") from None
+            for pair in write_path((self._old, self._new), target):
+                self.served.append(pair)
+            self._old, self._new = target
             self.history.append(weights)
 
     def verify(self, weights: Weights) -> bool | None:
-        # compare splits as the backend's integer scale can express them
-        return self.read() == Weights.from_backend(*weights.to_backend(self.scale))
+        if weights.new_percent == 0:
+            with self._lock:
+                return self._new == 0 and self._old > 0
+        return self.read() == weights
 
     def set_raw(self, old: int, new: int) -> None:
         """Change the backend behind the engine's back (an operator, a reload)."""
         with self._lock:
             self._old, self._new = old, new
+            self.served.append((old, new))
+
+    @property
+    def raw(self) -> tuple[int, int]:
+        with self._lock:
+            return (self._old, self._new)
 
 
 Scripted = Measurement | Exception | float | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -15,7 +16,7 @@ from rich.text import Text
 
 from shiftover.engine import events as ev
 from shiftover.engine.decide import Decision, Observation
-from shiftover.engine.events import RunState
+from shiftover.engine.events import RunState, current_step
 from shiftover.plan import Plan, PlanOutline
 from shiftover.store import Event
 from shiftover.types import GateResult, Verdict, Weights
@@ -71,6 +72,31 @@ def describe_event(e: Event) -> str:
     return f"{e.kind} {json.dumps(d, default=str)}"
 
 
+def live_lease(store: Any, service: str) -> Any:
+    """The live lease of a run of ``service`` (judged by the store's clock), or None."""
+    now = store.now()
+    for lease in store.leases():
+        if lease.meta.get("service") == service and not lease.is_expired(now):
+            return lease
+    return None
+
+
+def mapped_steps(plan: Plan) -> list[str]:
+    """One line per step the router cannot set exactly: what it will set instead."""
+    lines = []
+    for s, w in zip(plan.steps, plan.step_weights, strict=True):
+        if w.new_percent != Fraction(str(s)):
+            pair = w.to_backend(plan.router.SCALE)
+            lines.append(f"step {s:g}% is set as {w} (weights {pair[0]}/{pair[1]}): "
+                         f"{plan.router.LABEL} cannot express {s:g}% exactly")
+    return lines
+
+
+def steps_json(plan: Plan) -> list[dict[str, Any]]:
+    return [{"step": s, "percent": float(w.new_percent), "exact": w.exact}
+            for s, w in zip(plan.steps, plan.step_weights, strict=True)]
+
+
 def weight_bar(w: Weights | None, width: int = 40) -> Text:
     if w is None:
         return Text("router unreadable", style="bold red")
@@ -82,11 +108,17 @@ def weight_bar(w: Weights | None, width: int = 40) -> Text:
     return t
 
 
+def step_of(plan: Plan | PlanOutline, state: RunState) -> int:
+    """The step the confirmed split is at (derived, never a stored index: -1 before the first)."""
+    return current_step(plan.step_weights, state.confirmed)
+
+
 def steps_line(plan: Plan | PlanOutline, state: RunState) -> Text:
     """``1% ✓  2% ✓  5% →  10% ·  50% (approval) ·  100% ·``: done, current, to come."""
     t = Text("steps  ")
+    index = step_of(plan, state)
     for i, s in enumerate(plan.steps):
-        done, here = i < state.step_index, i == state.step_index
+        done, here = i < index, i == index
         mark = "✓" if done else ("→" if here else "·")
         extra = " (approval)" if s in plan.approvals else ""
         t.append(f"{s:g}%{extra} {mark}", style="bold" if here else ("green" if done else "dim"))
@@ -146,7 +178,8 @@ def status_view(plan: Plan | PlanOutline, state: RunState, lease: Any, last: Eve
     t.add_row("running", running)
     shown = state.confirmed or state.final
     t.add_row("weight (journal)", "-" if shown is None else str(shown))
-    step = "-" if state.step_index < 0 else f"{plan.steps[state.step_index]:g}% ({state.step_index + 1}/{len(plan.steps)})"
+    index = step_of(plan, state)
+    step = "-" if index < 0 else f"{plan.steps[index]:g}% ({index + 1}/{len(plan.steps)})"
     t.add_row("step", step)
     if state.waiting_approval is not None:
         t.add_row("waiting", f"approval of the {state.waiting_approval:g}% step")
@@ -170,8 +203,8 @@ def status_json(plan: Plan | PlanOutline, state: RunState, lease: Any) -> dict[s
         "lease_holder": lease.holder if lease else None,
         "weight": None if (state.confirmed or state.final) is None
         else float((state.confirmed or state.final).new_percent),  # type: ignore[union-attr]
-        "step_index": state.step_index,
-        "step": None if state.step_index < 0 else plan.steps[state.step_index],
+        "step_index": step_of(plan, state),
+        "step": None if step_of(plan, state) < 0 else plan.steps[step_of(plan, state)],
         "waiting_approval": state.waiting_approval,
         "consecutive_failures": state.consecutive_failures,
         "last_check": state.last_check or None,

@@ -35,8 +35,7 @@ INCON = (r(Verdict.INCONCLUSIVE, value=None),)
 
 def at(step_index: int, *, baked: float = 0.0, **kw: Any) -> RunState:
     w = Weights(0) if step_index < 0 else Weights(str(P.steps[step_index]))
-    return RunState(started=True, step_index=step_index, confirmed=w, intended=w,
-                    bake_since=NOW - baked, **kw)
+    return RunState(started=True, confirmed=w, intended=w, bake_since=NOW - baked, **kw)
 
 
 def obs(weights: Weights | None, results: tuple[GateResult, ...] | None = PASS) -> Observation:
@@ -92,6 +91,9 @@ CASES = [
      at(1, rolling_back=True), obs(None), Action.ROLLBACK, 0, []),
     ("rolling back, router confirms 0 -> rolled back",
      replace(at(-1), rolling_back=True, rollback_started_at=NOW - 1.5), obs(W(0)),
+     Action.ROLLED_BACK, None, [ev.ROLLED_BACK]),
+    ("rolling back, 0% verified but the router unreadable (MAINT) -> rolled back",
+     replace(at(-1), rolling_back=True, rollback_confirmed=True), obs(None),
      Action.ROLLED_BACK, None, [ev.ROLLED_BACK]),
     ("paused -> never advance",
      at(0, baked=600, paused=True), obs(W(10)), Action.WAIT, None, [ev.CHECK]),

@@ -72,9 +72,20 @@ def test_failures_roll_back_to_zero(store: Store) -> None:
 def test_no_data_never_passes(store: Store) -> None:
     provider = ScriptedProvider([None])
     runner, router, _, _ = make(store, provider=provider)
-    out = runner.run(max_duration=600)
+    out = runner.run(max_duration=150)
     assert out.outcome == "held" and out.exit_code == 4
     assert router.read() == Weights(10)  # the first step starts (0% has no data), never more
+
+
+def test_a_step_without_evidence_is_stuck_and_on_failure_runs(store: Store) -> None:
+    provider = ScriptedProvider([None])
+    runner, router, _, _ = make(store, provider=provider, inconclusive_limit=5)
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "rolled_back" and out.exit_code == 3
+    assert router.history == [Weights(10), Weights(0)]
+    started = next(e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED)
+    assert started.data["stuck"] is True and "stuck: 5 consecutive checks without a verdict" \
+        in started.data["reason"]
 
 
 def test_rollback_retries_until_router_confirms(store: Store) -> None:
@@ -89,16 +100,22 @@ def test_rollback_retries_until_router_confirms(store: Store) -> None:
     runner, router, _, _ = make(store, provider=provider, router=router, on_tick=on_tick)
     out = runner.run(max_duration=3600)
     assert out.outcome == "rolled_back"
-    assert router.read() == Weights(0)
-    assert kinds(store).count(ev.WEIGHT_FAILED) == 3
+    assert router.read() == Weights(0) and router.fail_applies == 0
+    # three refusals, one journal entry: an unchanged error is journalled once
+    assert kinds(store).count(ev.WEIGHT_FAILED) == 1
 
 
-def test_provider_errors_are_inconclusive_not_failures(store: Store) -> None:
+def test_provider_errors_are_not_failures_but_a_run_that_cannot_check_is_stuck(store: Store) -> None:
     provider = ScriptedProvider([ProviderError("connection refused")])
-    runner, _router, _, _ = make(store, provider=provider)
+    runner, router, _, _ = make(store, provider=provider)
     out = runner.run(max_duration=300)
-    assert out.outcome == "held"
-    assert ev.ROLLBACK_STARTED not in kinds(store)
+    assert router.history == [Weights(0)]  # never started: a gate that errors is not "no data"
+    checks = [e.data for e in store.events(service="svc", kinds=[ev.CHECK])]
+    assert all(c["consecutive_failures"] == 0 for c in checks)
+    assert [c["consecutive_errors"] for c in checks] == [1, 2, 3, 4]
+    started = next(e for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED)
+    assert started.data["stuck"] is True and "could not be evaluated" in started.data["reason"]
+    assert out.outcome == "rolled_back"
 
 
 def test_operator_approval_and_rollback(store: Store) -> None:
@@ -127,7 +144,7 @@ def test_operator_approval_and_rollback(store: Store) -> None:
 
 def test_second_run_is_refused_by_the_lease(store: Store) -> None:
     runner, _, _, clock = make(store)
-    store.acquire_lease(service="svc", holder="someone else", now=clock.now(), ttl=60)
+    store.acquire_lease(key=runner.lease_key, holder="someone else", ttl=60)
     with pytest.raises(LeaseHeld) as info:
         runner.run(max_duration=10)
     assert "someone else" in str(info.value)
@@ -238,7 +255,7 @@ def test_waiting_approval_clears_once_the_step_is_reached(store: Store) -> None:
     runner_box["r"] = runner
     runner.run(max_duration=100)
     st = fold(RunState(), store.events(service="svc"))
-    assert st.step_index == 1 and st.waiting_approval is None
+    assert st.confirmed == Weights(50) and st.waiting_approval is None
 
 
 class _FailingAfter:
@@ -276,11 +293,13 @@ def test_rollback_goes_on_when_the_journal_fails(store: Store) -> None:
     assert "journal" in out.reason
 
 
-def test_journal_failure_outside_a_rollback_stops_with_weights_unchanged(store: Store) -> None:
+def test_journal_failure_outside_a_rollback_holds_with_weights_unchanged(store: Store) -> None:
     p = Plan.model_validate(plan_dict())
     router = InMemoryRouter()
     broken = _FailingAfter(store, ev.WEIGHT_CONFIRMED)
     runner = Runner(p, router, [Gate(p.normal_state[0], ScriptedProvider([0.0]))], broken, FakeClock())  # type: ignore[arg-type]
     out = runner.run(max_duration=3600)
-    assert out.outcome == "store_failed" and out.exit_code == 1
-    assert router.read() == Weights(10)
+    assert out.outcome == "held" and out.exit_code == 4
+    assert "journal" in out.reason
+    assert router.history == [Weights(10)]  # never moved up without a journal
+    assert out.final_weight == Weights(10)

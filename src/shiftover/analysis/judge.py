@@ -4,8 +4,15 @@ Providers only measure; this module decides, with one rule table per gate type:
 
 - No data never passes: ``NoData`` and too few samples are INCONCLUSIVE, which
   holds the step without counting as a failure.
-- A provider that cannot answer is INCONCLUSIVE too, except for ``http`` gates,
-  whose whole point is reachability: there a connection error is a FAIL.
+- A provider that cannot answer at all (refused, timed out, a query Prometheus
+  rejects) is INCONCLUSIVE *and marked as an error* (``GateResult.error``): the
+  engine counts errors toward the plan's ``error_limit`` and ``validate`` fails
+  on them, while "answered, nothing to judge yet" stays plain no data. The
+  exception is ``http`` gates, whose whole point is reachability: there a
+  connection error is a FAIL.
+- Breakage is a value, not an absence: a provider that sees traffic sent to
+  the new environment and no answers reports it as a measurement (an error
+  ratio of 1), which the thresholds below fail.
 - Thresholds are inclusive (``max: 0.01`` passes at exactly 0.01).
 
 Every verdict carries the value, the threshold it was held to, the sample size
@@ -45,8 +52,10 @@ def judge(spec: Any, outcome: Measurement | ProviderError, *, now: float) -> Gat
 
 
 def _inconclusive(spec: Any, now: float, reason: str, *, threshold: str | None = None,
-                  value: float | None = None, samples: int | None = None) -> GateResult:
-    return GateResult(spec.name, Verdict.INCONCLUSIVE, value, threshold, samples, reason, now)
+                  value: float | None = None, samples: int | None = None,
+                  error: bool = False) -> GateResult:
+    return GateResult(spec.name, Verdict.INCONCLUSIVE, value, threshold, samples, reason, now,
+                      error=error)
 
 
 def _judge_threshold(spec: Any, outcome: Measurement | ProviderError, now: float) -> GateResult:
@@ -54,7 +63,8 @@ def _judge_threshold(spec: Any, outcome: Measurement | ProviderError, now: float
     if isinstance(outcome, NoData):
         return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
     if isinstance(outcome, ProviderError):
-        return _inconclusive(spec, now, f"provider error: {outcome.message}", threshold=threshold)
+        return _inconclusive(spec, now, f"provider error: {outcome.message}", threshold=threshold,
+                             error=True)
     value, samples = outcome.value, outcome.samples
     if value is None or math.isnan(value):
         return _inconclusive(spec, now, "no value to judge", threshold=threshold, samples=samples)
@@ -80,7 +90,8 @@ def _judge_threshold(spec: Any, outcome: Measurement | ProviderError, now: float
 def _judge_alerts(spec: Any, outcome: Measurement | ProviderError, now: float) -> GateResult:
     threshold = "0 firing"
     if isinstance(outcome, ProviderError):  # NoData included: no answer is not "no alerts"
-        return _inconclusive(spec, now, f"cannot read alerts: {outcome.message}", threshold=threshold)
+        return _inconclusive(spec, now, f"cannot read alerts: {outcome.message}", threshold=threshold,
+                             error=not isinstance(outcome, NoData))
     firing = int(outcome.value or 0)
     if firing:
         names = sorted({str(a.get("alertname", "?")) for a in outcome.details.get("firing", [])})
@@ -124,4 +135,5 @@ def summarize(results: list[GateResult] | tuple[GateResult, ...]) -> Verdict:
 
 def result_from_dict(d: dict[str, Any]) -> GateResult:
     return GateResult(d["gate"], Verdict(d["verdict"]), d.get("value"), d.get("threshold"),
-                      d.get("samples"), d.get("reason", ""), d.get("at", 0.0))
+                      d.get("samples"), d.get("reason", ""), d.get("at", 0.0),
+                      error=bool(d.get("error", False)))

@@ -10,7 +10,7 @@ from typing import Any
 from shiftover.analysis.judge import judge
 from shiftover.clock import Clock
 from shiftover.engine.run import Gate, Runner
-from shiftover.errors import ProviderError, RouterError
+from shiftover.errors import ProviderError, ShiftoverError
 from shiftover.plan import Plan
 from shiftover.providers import build_provider
 from shiftover.routers import build_router
@@ -29,10 +29,13 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
         "service": plan.service,
         "router": plan.router.type,
         "steps": plan.steps,
+        "steps_exact": [w.exact for w in plan.step_weights],
         "bake": plan.bake,
         "interval": plan.interval,
         "gates": [{"name": g.name, "type": g.type} for g in plan.normal_state],
         "failure_limit": plan.failure_limit,
+        "error_limit": plan.error_limit,
+        "inconclusive_limit": plan.inconclusive_limit,
         "on_failure": plan.on_failure,
         "approvals": plan.approvals,
     }
@@ -65,16 +68,18 @@ class Preflight:
 
     @property
     def ok(self) -> bool:
-        """Router readable and no gate FAILs (INCONCLUSIVE is expected at 0%)."""
+        """Router readable, no gate FAILs and no gate *errors*. No data is fine (the
+        new environment has no traffic yet); a gate that cannot be evaluated at all
+        (refused, bad query, several series, unknown server) is not."""
         return self.router_error is None and all(
-            r.verdict is not Verdict.FAIL for r in self.results)
+            r.verdict is not Verdict.FAIL and not r.error for r in self.results)
 
 
 def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda s: s) -> Preflight:
     router = build_router(plan.router)
     try:
         weights, err = router.read(), None
-    except RouterError as exc:
+    except ShiftoverError as exc:
         weights, err = None, redact(str(exc))
     results = []
     for spec in plan.normal_state:
@@ -84,5 +89,6 @@ def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda
         except ProviderError as exc:
             outcome = exc
         r = judge(spec, outcome, now=now)
-        results.append(replace(r, reason=redact(r.reason)))
+        results.append(replace(r, reason=redact(r.reason),
+                               threshold=None if r.threshold is None else redact(r.threshold)))
     return Preflight(redact(router.describe()), weights, err, tuple(results))

@@ -6,31 +6,55 @@ events the decision carries, and performs its action.
 
 The rules, in the order they are applied:
 
-1. **Rollback first.** Once a rollback has started (by the failure limit or an
-   operator), every tick asks for 0% until the router confirms it, then the
-   campaign ends ``rolled_back``. It needs nothing but the router.
-2. **The router is the truth.** If the router cannot be read, hold (and say so).
-   If it shows a weight other than the journal's last confirmed one, reconcile:
-   a *lower* weight is accepted (someone moved traffic back: the step becomes the
-   largest one at or below it, and bake restarts); a *higher* weight is never
-   accepted — we return to the last confirmed step first (this covers a run
-   killed between applying a weight and confirming it).
-3. **Failures.** A tick with any FAIL counts one consecutive failure and restarts
-   bake (a step must stay normal for the whole bake). A tick with all PASS resets
-   the count. INCONCLUSIVE (no data, too few samples) neither counts nor resets
-   the failures, but restarts bake too: a step's bake counts only time in which
-   every check passed. At ``failure_limit`` the plan's ``on_failure`` runs:
-   rollback, or pause.
-4. **Operators.** A rollback request starts a rollback. While paused, the run
-   checks but never advances.
-5. **Advance** only when bake has passed since the step was confirmed (or since
-   the last check that did not pass), AND the last tick passed every gate (each with its minimum sample size), AND the next
-   step's approval, if the plan asks for one, was given. At 100% the same
-   conditions promote.
-6. Before the first step (0%), the run starts once no gate FAILs (no data is
-   expected there: the new environment has no traffic yet). Failures there count
-   like anywhere else: at the limit a rollback ends the campaign without ever
-   having shifted traffic (the router is set to 0%, which it already is).
+1. **Rollback first.** Once a rollback has started (by a limit or an operator),
+   every tick asks for 0% until the router has *verified* 0% since the rollback
+   started (``verify(0%)`` needs no ``read``: a server someone put in
+   maintenance cannot hold a rollback up), then the campaign ends
+   ``rolled_back``. It needs nothing but the router: no gate, no lease.
+2. **Evidence is counted, every check.** A check (every ``interval``) counts:
+   a FAIL adds one consecutive failure, an all-PASS check resets the count, an
+   INCONCLUSIVE one does neither. A check in which a gate's provider could not
+   answer at all, or the router could not be read, adds one consecutive error
+   (any other check resets it). A check without a verdict (no data, too few
+   samples, an error, an unreadable router) adds one consecutive inconclusive
+   check while traffic is on the new environment (before the first step there
+   is no traffic, so no data is expected there; errors still count). The
+   counts survive a restart of the run; only an operator's ``resume`` clears
+   them. Evidence is counted even while the router cannot be read: a new
+   environment that FAILs is rolled back whatever its router says.
+3. **Limits.** At ``failure_limit`` failures the plan's ``on_failure`` runs
+   (rollback by default, or pause). At ``error_limit`` errors or
+   ``inconclusive_limit`` checks without a verdict the run is **stuck**: it
+   cannot tell whether the new environment is normal, and holding forever
+   without evidence is not safe either, so ``on_failure`` runs too, with a
+   reason that says "stuck".
+4. **The router is the truth.** If it cannot be read, hold (the error is
+   journalled when it changes, not every tick), and when it can be read again
+   the bake starts over: time without knowing the split is not time at a step.
+   If it shows a split other than the last confirmed one, reconcile, comparing
+   exact splits (the journal stores them exactly):
+   - *higher*: never accepted; return to the last confirmed split first (a run
+     killed between applying and confirming, someone's hand);
+   - *0%* while a step above 0% was confirmed: an operator's emergency drain.
+     Accept it, and **pause**: the run does not climb back until ``resume``;
+   - *lower*: accept it; the step becomes the largest one at or below it, and
+     its bake starts over.
+5. **A step bakes only on evidence.** The bake restarts at every check that is
+   not all-PASS (a FAIL or no verdict) and when the run (re)starts: a step's
+   bake counts only time in which every check passed and the split was known.
+6. **Operators.** A rollback request starts a rollback. While paused the run
+   checks (and counts, and may still roll back at a limit) but never advances.
+7. **Before the first step** (0%), the run starts once a check has no FAIL and
+   no error (no data is expected there, an error is not: a gate that cannot
+   work at all must not let traffic move).
+8. **Advance** only when the bake has passed, the check of this tick passed
+   every gate (each with its minimum sample size), and the next step's approval,
+   if the plan asks for one, was given. At 100% the same conditions promote.
+
+The step is always derived from the confirmed split and the plan's steps (as
+the router sets them exactly), never from a stored index: a plan edited between
+runs resumes from the step at or below the confirmed split, and the next move
+is at most one step up.
 """
 
 from __future__ import annotations
@@ -41,7 +65,7 @@ from typing import Any
 
 from shiftover.analysis.judge import summarize
 from shiftover.engine import events as ev
-from shiftover.engine.events import RunState
+from shiftover.engine.events import RunState, current_step, weight_data
 from shiftover.plan import Plan
 from shiftover.types import GateResult, Verdict, Weights
 
@@ -58,11 +82,12 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True)
 class Observation:
-    """What one tick saw. ``weights`` is None when the router could not be read."""
+    """What one tick saw. ``weights`` is None when the router could not be read;
+    ``results`` is None when no check was due this tick."""
 
     weights: Weights | None
     router_error: str | None = None
-    results: tuple[GateResult, ...] | None = None  # None: gates not evaluated
+    results: tuple[GateResult, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,24 +97,16 @@ class Decision:
     target: Weights | None = None
     step_index: int | None = None
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
-    status: str = ""  # one word for views: baking, holding, paused, waiting_approval, ...
+    status: str = ""  # one word for views: baking, holding, reconciling, paused, stuck, ...
 
 
 def step_weight(plan: Plan, index: int) -> Weights:
-    return ZERO if index < 0 else Weights(str(plan.steps[index]))
+    return ZERO if index < 0 else plan.step_weights[index]
 
 
 def step_at_or_below(plan: Plan, weights: Weights) -> int:
     """Index of the largest step <= weights (-1 when below the first step)."""
-    idx = -1
-    for i, s in enumerate(plan.steps):
-        if Weights(str(s)) <= weights:
-            idx = i
-    return idx
-
-
-def _pct(w: Weights) -> float:
-    return float(w.new_percent)
+    return current_step(plan.step_weights, weights)
 
 
 def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decision:
@@ -97,87 +114,112 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
     if state.rolling_back or state.rollback_requested:
         return _rollback(state, obs, now)
 
-    # 2. the router is the truth
-    if obs.weights is None:
-        return Decision(Action.WAIT, f"router unreadable: {obs.router_error}", status="holding",
-                        events=((ev.ROUTER_ERROR, {"error": obs.router_error}),))
     events: list[tuple[str, dict[str, Any]]] = []
     confirmed = state.confirmed
-    step_index = state.step_index
-    if confirmed is None or obs.weights != confirmed:
-        if confirmed is not None and obs.weights > confirmed:
-            return Decision(
-                Action.APPLY,
-                f"router has {obs.weights}, above the last confirmed {confirmed}: returning to it",
-                target=confirmed, step_index=step_index, status="reconciling",
-            )
-        step_index = step_at_or_below(plan, obs.weights)
-        events.append((ev.RECONCILED, {
-            "journal_percent": None if confirmed is None else _pct(confirmed),
-            "router_percent": _pct(obs.weights), "step_index": step_index}))
-        events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(obs.weights),
-                                         "reason": "reconciled with the router"}))
-        return Decision(Action.WAIT, f"reconciled with the router at {obs.weights}",
-                        step_index=step_index, events=tuple(events), status="reconciling")
+    step_index = step_at_or_below(plan, confirmed) if confirmed is not None else -1
 
-    # 3. failures
+    # 2. count the evidence of this check
     results = obs.results
-    verdict = summarize(results) if results is not None else None
+    verdict: Verdict | None = None
     failures = state.consecutive_failures
-    bake_since = state.bake_since
-    if verdict is not None and results is not None:
-        if verdict is Verdict.FAIL:
-            failures += 1
-        elif verdict is Verdict.PASS:
-            failures = 0
-        events.append((ev.CHECK, {"verdict": verdict.value, "consecutive_failures": failures,
-                                  "results": [r.to_dict() for r in results]}))
-        if verdict is Verdict.FAIL:
+    if results is not None:
+        verdict = summarize(results)
+        unreadable = obs.weights is None
+        errored = unreadable or any(r.error for r in results)
+        failures = state.consecutive_failures + 1 if verdict is Verdict.FAIL else (
+            0 if verdict is Verdict.PASS and not unreadable else state.consecutive_failures)
+        errors = state.consecutive_errors + 1 if errored else 0
+        traffic_on_new = step_index >= 0 or (obs.weights is not None and obs.weights > ZERO)
+        no_verdict = unreadable or verdict is Verdict.INCONCLUSIVE
+        inconclusive = (state.consecutive_inconclusive + 1 if no_verdict and (traffic_on_new or errored)
+                        else 0 if not no_verdict else state.consecutive_inconclusive)
+        events.append((ev.CHECK, {
+            "verdict": verdict.value, "consecutive_failures": failures,
+            "consecutive_errors": errors, "consecutive_inconclusive": inconclusive,
+            "router": None if obs.weights is None else weight_data(obs.weights),
+            "router_error": obs.router_error,
+            "results": [r.to_dict() for r in results]}))
+        # 3. limits
+        if verdict is Verdict.FAIL and failures >= plan.failure_limit:
             failed = [r for r in results if r.verdict is Verdict.FAIL]
             why = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
-            if failures >= plan.failure_limit:
-                if plan.on_failure == "rollback":
-                    return _start_rollback(events, f"{failures} consecutive failed checks: {why}",
-                                           [r.to_dict() for r in failed])
-                if not state.paused:
-                    events.append((ev.ENGINE_PAUSED, {"reason": f"failure limit reached: {why}"}))
-                    return Decision(Action.WAIT, f"paused: {why}", events=tuple(events), status="paused")
-            if step_index >= 0:
-                events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
-                                                 "reason": f"failed check: {why}"}))
-            return Decision(Action.WAIT, f"failed check {failures}/{plan.failure_limit}: {why}",
-                            events=tuple(events), status="failing")
-    if verdict is Verdict.INCONCLUSIVE and step_index >= 0:
-        # no evidence is not normal: the bake counts only time with every gate passing
+            limited = _on_failure(plan, state, events, f"{failures} consecutive failed checks: {why}",
+                                  [r.to_dict() for r in failed], stuck=False)
+            if limited is not None:
+                return limited
+        stuck_why = None
+        if errors >= plan.error_limit:
+            stuck_why = (f"stuck: {errors} consecutive checks could not be evaluated: "
+                         + _unknown_reason(results, obs))
+        elif inconclusive >= plan.inconclusive_limit:
+            stuck_why = (f"stuck: {inconclusive} consecutive checks without a verdict: "
+                         + _unknown_reason(results, obs))
+        if stuck_why is not None:
+            limited = _on_failure(plan, state, events, stuck_why,
+                                  [r.to_dict() for r in results if r.verdict is not Verdict.PASS],
+                                  stuck=True)
+            if limited is not None:
+                return limited
+
+    # 4. the router is the truth
+    if obs.weights is None:
+        if obs.router_error != state.router_error:
+            events.append((ev.ROUTER_ERROR, {"error": obs.router_error}))
+        return Decision(Action.WAIT, f"router unreadable: {obs.router_error}", events=tuple(events),
+                        status="holding")
+    if state.router_error is not None:
+        events.append((ev.ROUTER_READABLE, {"after": state.router_error}))
+        if confirmed is not None and step_index >= 0 and obs.weights == confirmed:
+            events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
+                                             "reason": "the router answers again"}))
+            return Decision(Action.WAIT, f"the router answers again at {obs.weights}: "
+                            "the bake starts over", events=tuple(events), status="baking")
+    if confirmed is None or obs.weights != confirmed:
+        return _reconcile(plan, state, obs.weights, events)
+
+    # 5. a step bakes only on evidence
+    bake_since = state.bake_since
+    if verdict is not None and verdict is not Verdict.PASS and step_index >= 0:
+        why = (_fail_reason(results or ()) if verdict is Verdict.FAIL
+               else "inconclusive: " + _unknown_reason(results or (), obs))
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
-                                         "reason": "inconclusive: "
-                                         + _inconclusive_reason(results or ())}))
+                                         "reason": why}))
         bake_since = now
     elif bake_since is None and step_index >= 0:
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
                                          "reason": "run started"}))
         bake_since = now
+    if verdict is Verdict.FAIL:
+        return Decision(Action.WAIT, f"failed check {failures}/{plan.failure_limit}: "
+                        f"{_fail_reason(results or ())}", events=tuple(events), status="failing")
 
-    # 4. operators
+    # 6. operators
     if state.paused:
-        return Decision(Action.WAIT, f"paused{': ' + state.pause_reason if state.pause_reason else ''}",
-                        events=tuple(events), status="paused")
+        word = "stuck" if state.stuck else "paused"
+        return Decision(Action.WAIT, f"{word}{': ' + state.pause_reason if state.pause_reason else ''}",
+                        events=tuple(events), status=word)
 
-    # 6. before the first step
+    # 7. before the first step
     if step_index < 0:
         if verdict is None:
             return Decision(Action.WAIT, "checking the normal state before the first step",
                             events=tuple(events), status="starting")
+        assert results is not None
+        broken = [r for r in results if r.error]
+        if broken:
+            return Decision(Action.WAIT, "not starting: a gate cannot be evaluated: "
+                            + "; ".join(f"{r.gate}: {r.reason}" for r in broken),
+                            events=tuple(events), status="holding")
         return _advance(plan, state, step_index, confirmed, events, "starting the first step")
 
-    # 5. advance
+    # 8. advance
     assert bake_since is not None
     baked = now - bake_since
     if baked < plan.bake:
         return Decision(Action.WAIT, f"baking {confirmed}: {baked:.0f}s of {plan.bake:g}s",
                         events=tuple(events), status="baking")
     if verdict is not Verdict.PASS:
-        why = "no check yet" if verdict is None else _inconclusive_reason(results or ())
+        why = "no check yet" if verdict is None else _unknown_reason(results or (), obs)
         return Decision(Action.WAIT, f"holding {confirmed}: {why}", events=tuple(events),
                         status="holding")
     if step_index == len(plan.steps) - 1:
@@ -187,9 +229,61 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
                     f"{confirmed} baked {baked:.0f}s with every gate passing")
 
 
-def _inconclusive_reason(results: tuple[GateResult, ...]) -> str:
-    held = [r for r in results if r.verdict is Verdict.INCONCLUSIVE]
-    return "; ".join(f"{r.gate}: {r.reason}" for r in held) or "inconclusive"
+def _pct(w: Weights) -> float:
+    return float(w.new_percent)
+
+
+def _fail_reason(results: tuple[GateResult, ...]) -> str:
+    return "; ".join(f"{r.gate}: {r.reason}" for r in results if r.verdict is Verdict.FAIL)
+
+
+def _unknown_reason(results: tuple[GateResult, ...], obs: Observation) -> str:
+    held = [f"{r.gate}: {r.reason}" for r in results if r.verdict is Verdict.INCONCLUSIVE]
+    if obs.weights is None:
+        held.insert(0, f"router unreadable: {obs.router_error}")
+    return "; ".join(held) or "inconclusive"
+
+
+def _on_failure(plan: Plan, state: RunState, events: list[tuple[str, dict[str, Any]]],
+                reason: str, gates: list[dict[str, Any]], *, stuck: bool) -> Decision | None:
+    """Run the plan's ``on_failure``; None when it is a pause that already holds."""
+    if plan.on_failure == "rollback":
+        return _start_rollback(events, reason, gates, stuck=stuck)
+    if state.paused:
+        return None
+    events.append((ev.ENGINE_PAUSED, {"reason": reason, "stuck": stuck}))
+    return Decision(Action.WAIT, f"paused: {reason}", events=tuple(events),
+                    status="stuck" if stuck else "paused")
+
+
+def _reconcile(plan: Plan, state: RunState, router: Weights,
+               events: list[tuple[str, dict[str, Any]]]) -> Decision:
+    confirmed = state.confirmed
+    if confirmed is not None and router > confirmed:
+        return Decision(
+            Action.APPLY,
+            f"router has {router}, above the last confirmed {confirmed}: returning to it",
+            target=confirmed, step_index=step_at_or_below(plan, confirmed),
+            events=tuple(events), status="reconciling",
+        )
+    step_index = step_at_or_below(plan, router)
+    events.append((ev.RECONCILED, {
+        "journal_percent": None if confirmed is None else _pct(confirmed),
+        "journal_exact": None if confirmed is None else confirmed.exact,
+        "router_percent": _pct(router), "router_exact": router.exact, "step_index": step_index}))
+    drained = (confirmed is not None and confirmed > ZERO and router == ZERO
+               and step_at_or_below(plan, confirmed) >= 0)
+    if drained and not state.paused:
+        events.append((ev.ENGINE_PAUSED, {
+            "reason": f"the router was set to 0% outside shiftover (it had {confirmed} confirmed): "
+                      "taken as an operator's emergency drain; `shiftover resume` climbs again"}))
+        return Decision(Action.WAIT, f"the router went from {confirmed} to 0% outside shiftover: "
+                        "paused", events=tuple(events), status="paused")
+    if step_index >= 0:
+        events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(router),
+                                         "reason": "reconciled with the router"}))
+    return Decision(Action.WAIT, f"reconciled with the router at {router}", step_index=step_index,
+                    events=tuple(events), status="reconciling")
 
 
 def _advance(plan: Plan, state: RunState, step_index: int, confirmed: Weights,
@@ -200,18 +294,17 @@ def _advance(plan: Plan, state: RunState, step_index: int, confirmed: Weights,
     if step in plan.approvals and float(step) not in state.approved:
         if state.waiting_approval != float(step):
             events.append((ev.APPROVAL_WAITING, {"step": step}))
-        return Decision(Action.WAIT, f"waiting for approval of the {step:g}% step "
-                        f"(shiftover approve --step {step:g})", events=tuple(events),
-                        status="waiting_approval")
+        return Decision(Action.WAIT, f"waiting for approval of the {step:g}% step",
+                        events=tuple(events), status="waiting_approval")
     events.append((ev.STEP_ADVANCED, {"from_percent": _pct(confirmed), "to_percent": _pct(target),
-                                      "step_index": nxt}))
+                                      "to_exact": target.exact, "step_index": nxt}))
     return Decision(Action.APPLY, f"{why}: moving to {target}", target=target, step_index=nxt,
                     events=tuple(events), status="advancing")
 
 
 def _start_rollback(events: list[tuple[str, dict[str, Any]]], reason: str,
-                    gates: list[dict[str, Any]]) -> Decision:
-    events.append((ev.ROLLBACK_STARTED, {"reason": reason, "gates": gates}))
+                    gates: list[dict[str, Any]], *, stuck: bool = False) -> Decision:
+    events.append((ev.ROLLBACK_STARTED, {"reason": reason, "gates": gates, "stuck": stuck}))
     return Decision(Action.ROLLBACK, reason, target=ZERO, step_index=-1, events=tuple(events),
                     status="rolling_back")
 
@@ -220,11 +313,12 @@ def _rollback(state: RunState, obs: Observation, now: float) -> Decision:
     if not state.rolling_back:  # an operator asked; start it
         reason = f"operator requested rollback{': ' + state.rollback_reason if state.rollback_reason else ''}"
         return _start_rollback([], reason, [])
-    if obs.weights is not None and obs.weights == ZERO and state.confirmed == ZERO:
+    if state.rollback_confirmed or (obs.weights == ZERO and state.confirmed == ZERO):
         started = state.rollback_started_at if state.rollback_started_at is not None else now
         return Decision(Action.ROLLED_BACK, f"rolled back: {state.rollback_reason}",
                         events=((ev.ROLLED_BACK, {"seconds": round(now - started, 3),
-                                                  "reason": state.rollback_reason}),),
+                                                  "reason": state.rollback_reason,
+                                                  "confirmed_by": "router"}),),
                         status="rolled_back")
     return Decision(Action.ROLLBACK, state.rollback_reason, target=ZERO, step_index=-1,
                     status="rolling_back")

@@ -7,32 +7,45 @@ Events are the truth; ``RunState`` is derived. The fold is mechanical: every rul
 A *campaign* is one attempt to move a service from its current weight to 100%.
 It ends with ``promoted`` or ``rolled_back``; the next ``run`` starts a new one.
 A run that dies mid-campaign leaves it open: the next ``run`` resumes it.
+
+Weights cross the journal exactly: every weight event carries ``exact`` (the
+percent as a fraction string, ``"125/63"``) next to ``percent`` (a float, for
+people and scripts). The fold reads ``exact``; ``percent`` is never read back
+(journals written before ``exact`` existed fall back to it).
+
+The step is not stored: it is derived from the confirmed weight and the plan
+(:func:`current_step`), so a plan edited between runs can never be indexed with
+a stale step number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from shiftover.errors import ShiftoverError
 from shiftover.types import Weights
 
 # engine events
-RUN_STARTED = "run_started"            # {run_id, pid, host, resumed: bool, plan: {...}}
-RUN_STOPPED = "run_stopped"            # {reason, exit_code}
-WEIGHT_INTENDED = "weight_intended"    # {percent, reason, step_index}
-WEIGHT_CONFIRMED = "weight_confirmed"  # {percent, step_index}
-WEIGHT_FAILED = "weight_failed"        # {percent, error}
-RECONCILED = "reconciled"              # {journal_percent, router_percent, step_index}
-CHECK = "check"                        # {verdict, results: [...], consecutive_failures}
+RUN_STARTED = "run_started"            # {run_id, pid, host, resumed: bool, plan: {...}, plan_hash}
+RUN_STOPPED = "run_stopped"            # {outcome, exit_code, reason, router_percent, router_exact}
+PLAN_CHANGED = "plan_changed"          # {previous_hash, plan_hash, resume_from_percent}
+WEIGHT_INTENDED = "weight_intended"    # {percent, exact, reason, step_index}
+WEIGHT_CONFIRMED = "weight_confirmed"  # {percent, exact, step_index, verified}
+WEIGHT_FAILED = "weight_failed"        # {percent, exact, error}
+RECONCILED = "reconciled"              # {journal_percent, router_percent, router_exact, step_index}
+CHECK = "check"                        # {verdict, results, consecutive_failures, _errors, _inconclusive}
 BAKE_STARTED = "bake_started"          # {step_index, percent, reason}
 STEP_ADVANCED = "step_advanced"        # {from_percent, to_percent, step_index}
 APPROVAL_WAITING = "approval_waiting"  # {step}
 ROLLBACK_STARTED = "rollback_started"  # {reason, gates: [...]}
-ROLLED_BACK = "rolled_back"            # {seconds, reason}
+ROLLED_BACK = "rolled_back"            # {seconds, reason, confirmed_by}
 PROMOTED = "promoted"                  # {percent: 100}
-ENGINE_PAUSED = "paused"               # also an operator event (actor set)
-ROUTER_ERROR = "router_error"          # {error}
+ENGINE_PAUSED = "paused"               # also an operator event (actor set); {reason, stuck?}
+ROUTER_ERROR = "router_error"          # {error}: journalled when the error changes, not every tick
+ROUTER_READABLE = "router_readable"    # {after}: the router answers again
+JOURNAL_GAP = "journal_gap"            # {seconds, checks, failures, error}: the journal was down
 # operator events (actor = user@host)
 PAUSED = "paused"                      # {reason}
 RESUMED = "resumed"                    # {}
@@ -41,6 +54,8 @@ ROLLBACK_REQUESTED = "rollback_requested"  # {reason}
 
 TERMINAL = frozenset({PROMOTED, ROLLED_BACK})
 OPERATOR_KINDS = frozenset({PAUSED, RESUMED, APPROVED, ROLLBACK_REQUESTED})
+# what makes a run stop moving up at once: re-read just before every router write
+HALTING_KINDS = frozenset({PAUSED, ROLLBACK_REQUESTED, ROLLBACK_STARTED, *TERMINAL})
 
 
 class EventLike:  # structural: shiftover.store.Event satisfies it
@@ -51,27 +66,48 @@ class EventLike:  # structural: shiftover.store.Event satisfies it
     id: int
 
 
+def weight_data(w: Weights, **extra: Any) -> dict[str, Any]:
+    """How a weight goes into the journal: exact, plus a float for people."""
+    return {"percent": float(w.new_percent), "exact": w.exact, **extra}
+
+
+def weight_of(data: dict[str, Any], key: str = "percent") -> Weights:
+    """The exact weight of an event (``exact`` / ``<prefix>_exact``); old journals: the float."""
+    exact_key = "exact" if key == "percent" else key.replace("percent", "exact")
+    raw = data.get(exact_key)
+    if isinstance(raw, str):
+        return Weights.parse(raw)
+    return Weights(str(data[key]))
+
+
 @dataclass(frozen=True)
 class RunState:
     """A service's state, folded from its journal."""
 
     started: bool = False                  # a campaign is open
-    step_index: int = -1                   # index into plan.steps of the confirmed step (-1: before the first)
-    confirmed: Weights | None = None       # last weight the router confirmed
+    confirmed: Weights | None = None       # last weight the router confirmed (or reconciled)
     intended: Weights | None = None        # last weight we meant to set (maybe unconfirmed)
     bake_since: float | None = None        # when the current bake started
-    consecutive_failures: int = 0
+    consecutive_failures: int = 0          # checks with a FAIL in a row
+    consecutive_errors: int = 0            # checks with a provider error / unreadable router in a row
+    consecutive_inconclusive: int = 0      # checks without a verdict in a row (above 0%)
     paused: bool = False
     pause_reason: str = ""
+    stuck: bool = False                    # paused because the error/inconclusive limit was reached
     approved: frozenset[float] = frozenset()
     waiting_approval: float | None = None
     rollback_requested: bool = False
     rolling_back: bool = False
     rollback_reason: str = ""
     rollback_started_at: float | None = None
+    rollback_confirmed: bool = False       # 0% verified by the router since the rollback started
+    router_error: str | None = None        # the router error last journalled; None once readable
     outcome: str | None = None             # of the last campaign: promoted | rolled_back
     final: Weights | None = None           # the last campaign's last confirmed weight
     last_check: dict[str, Any] = field(default_factory=dict)
+    plan_hash: str | None = None           # of the last run that started
+    last_run: dict[str, Any] = field(default_factory=dict)    # RUN_STARTED data of the last run
+    last_stop: dict[str, Any] = field(default_factory=dict)   # its RUN_STOPPED data, if any
     last_event_id: int = 0
 
     @property
@@ -79,8 +115,20 @@ class RunState:
         return self.outcome is not None and not self.started
 
 
+def current_step(step_weights: Sequence[Weights], weights: Weights | None) -> int:
+    """Index of the largest step at or below ``weights`` (-1: below the first, or unknown)."""
+    idx = -1
+    if weights is None:
+        return idx
+    for i, s in enumerate(step_weights):
+        if s <= weights:
+            idx = i
+    return idx
+
+
 def fold(state: RunState, events: Iterable[Any]) -> RunState:
-    """Apply events (ascending id) to ``state``."""
+    """Apply events (ascending id) to ``state``. Unknown kinds are ignored, and
+    every field read with a default: a journal with gaps still folds."""
     s = state
     for e in events:
         s = _apply(s, e.kind, e.at, e.data or {})
@@ -88,43 +136,79 @@ def fold(state: RunState, events: Iterable[Any]) -> RunState:
     return s
 
 
-def _pct(data: dict[str, Any], key: str = "percent") -> Weights:
-    return Weights(str(data[key]))
-
-
 def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     if kind in TERMINAL:
         # the campaign is over; the next one starts from the router's real weight
         # (reconciled, never assumed), with only what operators said since then
-        return RunState(outcome=kind, final=s.confirmed)
+        final = weight_of(d) if kind == PROMOTED and "percent" in d else s.confirmed
+        return RunState(outcome=kind, final=final, plan_hash=s.plan_hash, last_run=s.last_run,
+                        last_stop=s.last_stop)
     if kind == RUN_STARTED:
+        run = {k: d.get(k) for k in ("run_id", "pid", "host", "resumed", "environment")}
+        s = replace(s, last_run=run, last_stop={}, plan_hash=d.get("plan_hash", s.plan_hash),
+                    router_error=None)
         if not s.started:  # a new campaign: keeps approvals/pauses given in between
             return replace(s, started=True)
-        return replace(s, bake_since=None, consecutive_failures=0)
+        # a resumed campaign re-bakes from scratch; failure counts carry over (a
+        # restart must not wipe the evidence that the new environment is failing)
+        return replace(s, bake_since=None)
+    if kind == RUN_STOPPED:
+        return replace(s, last_stop=dict(d))
     if kind == WEIGHT_INTENDED:
-        return replace(s, intended=_pct(d))
+        return replace(s, intended=_safe_weight(d) or s.intended)
     if kind == WEIGHT_CONFIRMED:
+        w = _safe_weight(d)
+        if w is None:
+            return s
         # a confirmed weight starts (or restarts) its step's bake
-        return replace(s, confirmed=_pct(d), step_index=int(d.get("step_index", s.step_index)),
-                       bake_since=at, waiting_approval=None)
+        return replace(s, confirmed=w, bake_since=at, waiting_approval=None,
+                       rollback_confirmed=s.rolling_back and w.new_percent == 0
+                       and d.get("verified", True) is not False)
     if kind == RECONCILED:
-        return replace(s, confirmed=_pct(d, "router_percent"), intended=None,
-                       step_index=int(d.get("step_index", s.step_index)))
+        w = _safe_weight(d, "router_percent")
+        return s if w is None else replace(s, confirmed=w, intended=None)
     if kind == BAKE_STARTED:
         return replace(s, bake_since=at)
     if kind == CHECK:
-        return replace(s, consecutive_failures=int(d.get("consecutive_failures", 0)), last_check=d)
+        return replace(s, consecutive_failures=int(d.get("consecutive_failures", 0)),
+                       consecutive_errors=int(d.get("consecutive_errors", 0)),
+                       consecutive_inconclusive=int(d.get("consecutive_inconclusive", 0)),
+                       last_check=d)
+    if kind == JOURNAL_GAP:
+        return replace(s, consecutive_failures=int(d.get("consecutive_failures",
+                                                         s.consecutive_failures)))
+    if kind == ROUTER_ERROR:
+        return replace(s, router_error=str(d.get("error", "")))
+    if kind == ROUTER_READABLE:
+        return replace(s, router_error=None)
     if kind == APPROVAL_WAITING:
-        return replace(s, waiting_approval=float(d["step"]))
+        return replace(s, waiting_approval=_float(d.get("step")))
     if kind == APPROVED:
-        return replace(s, approved=s.approved | {float(d["step"])})
+        step = _float(d.get("step"))
+        return s if step is None else replace(s, approved=s.approved | {step})
     if kind == PAUSED:
-        return replace(s, paused=True, pause_reason=str(d.get("reason", "")))
+        return replace(s, paused=True, pause_reason=str(d.get("reason", "")),
+                       stuck=bool(d.get("stuck", False)))
     if kind == RESUMED:
-        return replace(s, paused=False, pause_reason="", consecutive_failures=0)
+        return replace(s, paused=False, pause_reason="", stuck=False, consecutive_failures=0,
+                       consecutive_errors=0, consecutive_inconclusive=0)
     if kind == ROLLBACK_REQUESTED:
         return replace(s, rollback_requested=True, rollback_reason=str(d.get("reason", "")))
     if kind == ROLLBACK_STARTED:
         return replace(s, rolling_back=True, rollback_reason=str(d.get("reason", "")),
-                       rollback_started_at=at)
+                       rollback_started_at=at, rollback_confirmed=False)
     return s
+
+
+def _safe_weight(d: dict[str, Any], key: str = "percent") -> Weights | None:
+    try:
+        return weight_of(d, key)
+    except (KeyError, ValueError, TypeError, ArithmeticError, ShiftoverError):
+        return None
+
+
+def _float(v: Any) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None

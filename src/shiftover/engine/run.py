@@ -1,18 +1,43 @@
 """The loop: observe, decide, act, journal. Time comes from an injected clock.
 
 One tick:
-  1. fold the journal's new events (operators act through it: pause, resume,
-     approve, rollback) into the state;
-  2. read the router's real weights;
-  3. evaluate every gate concurrently (not during a rollback: a rollback needs
-     nothing but the router);
-  4. ``decide``; journal the facts the decision carries;
-  5. act. A weight change is journalled before (``weight_intended``) and after
-     (``weight_confirmed`` once the router verifies it, or ``weight_failed``).
+  1. renew the lease (when a third of it has gone by) and fold the journal's
+     new events (operators act through it: pause, resume, approve, rollback);
+  2. read the router's real split;
+  3. when a check is due (every ``interval``), evaluate every gate, each on its
+     own thread, then fold the journal *again* and read the router *again*:
+     what was read before a slow wait is re-read before acting on it;
+  4. ``decide``; journal the facts the decision carries (fenced by the lease:
+     an append from a run that lost its lease is refused by the store);
+  5. act. A weight change re-reads the operators' halting events and renews the
+     lease immediately before the first router write, and is journalled before
+     (``weight_intended``) and after (``weight_confirmed``, with the split read
+     back from the router, exactly, or ``weight_failed``).
 
-Between ticks the loop sleeps in short slices and re-reads the journal, so an
-operator's rollback takes effect within a fraction of a second even with a 15 s
-interval. A rollback is retried with a short backoff until the router confirms 0%.
+Every loop sleeps and every loop can be stopped:
+
+- between checks the loop sleeps in short slices, waking for operator events
+  (an operator's rollback takes effect within a fraction of a second even with
+  a 15 s interval) and for ``stop()`` / ``max_duration``;
+- an unreadable router, a reconcile, a refused write: each waits for the next
+  check or backs off (never a hot loop; an unchanged router error is
+  journalled once, not once per tick);
+- a rollback is retried with a backoff until the router verifies 0%, and
+  still honours ``stop()`` and ``max_duration`` (the run is then *held*).
+
+Rollback always wins and needs nothing but the router: once it is due, the run
+writes 0% whatever the lease or the journal say (moving toward 0% is always
+allowed), journals what it can, and catches the journal up afterwards.
+
+When the journal fails (locked, read-only, deleted, the database down) outside a
+rollback, the run cannot record anything, so it never moves up: it holds,
+keeps checking the gates every interval, rolls back through the router alone
+if they fail ``failure_limit`` times, and goes back to normal once the journal
+answers again (journalling a ``journal_gap`` with what it saw meanwhile).
+
+Gates are isolated: each has its own worker thread, and a provider call that
+is still stuck from an earlier check makes only *that* gate an error (it is not
+called again on top of itself), so one hung backend cannot starve the others.
 """
 
 from __future__ import annotations
@@ -25,21 +50,24 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shiftover.analysis.judge import judge
+from shiftover.analysis.judge import judge, summarize
 from shiftover.clock import Clock
 from shiftover.engine import events as ev
-from shiftover.engine.decide import Action, Decision, Observation, decide
-from shiftover.engine.events import RunState, fold
-from shiftover.errors import LeaseHeld, ProviderError, RouterError, ShiftoverError, StoreError
-from shiftover.plan import Plan
+from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
+from shiftover.engine.events import RunState, fold, weight_data
+from shiftover.errors import BadInput, LeaseLost, ProviderError, ShiftoverError, StoreError
+from shiftover.plan import Plan, plan_hash
 from shiftover.providers.base import Provider
 from shiftover.routers.base import Router
 from shiftover.store import Event, Store
-from shiftover.types import GateResult, Measurement, Weights
+from shiftover.types import GateResult, Measurement, Verdict, Weights
 
 ROLLBACK_RETRY_MIN = 0.1
 ROLLBACK_RETRY_MAX = 2.0
-POLL_SLICE = 0.2
+POLL_SLICE = 0.2        # how often a waiting run looks at the journal for operators
+MIN_SLEEP = 0.01        # the least a tick sleeps: no loop spins, whatever the state
+GATE_GRACE = 1.0        # a gate's answer may arrive this long after its own timeout
+MIN_TTL_MARGIN = 1.0    # seconds of lease left over after the longest gap between renewals
 
 
 @dataclass(frozen=True)
@@ -50,12 +78,13 @@ class Gate:
 
 @dataclass
 class RunOutcome:
-    outcome: str                 # promoted | rolled_back | held | lease_lost
+    outcome: str                 # promoted | rolled_back | held | lease_lost | store_failed
     exit_code: int
-    final_weight: Weights | None
+    final_weight: Weights | None  # what the router was last seen serving (not the journal's)
     reason: str
     run_id: str
     events: list[Event] = field(default_factory=list)
+    status: str = ""             # the last decision's status word (baking, holding, stuck, ...)
 
 
 def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
@@ -72,6 +101,60 @@ def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def slowest_gate(plan: Plan) -> float:
+    return max((float(getattr(g, "timeout", 5.0)) for g in plan.normal_state), default=0.0)
+
+
+def router_timeout(plan: Plan) -> float:
+    return float(getattr(plan.router, "timeout", 2.0))
+
+
+def min_lease_ttl(plan: Plan) -> float:
+    """The shortest lease that cannot expire under a live run: it covers an
+    interval, the slowest gate (and its grace), a router read and write, and a
+    margin. Between two renewals a run waits at most that long."""
+    return (plan.interval + slowest_gate(plan) + GATE_GRACE + 2 * router_timeout(plan)
+            + MIN_TTL_MARGIN)
+
+
+def default_lease_ttl(plan: Plan) -> float:
+    return max(30.0, 2 * min_lease_ttl(plan))
+
+
+def check_lease_ttl(plan: Plan, ttl: float | None) -> float:
+    """``ttl`` or the default; BadInput when it is too short to cover a tick."""
+    if ttl is None:
+        return default_lease_ttl(plan)
+    need = min_lease_ttl(plan)
+    if not ttl >= need:
+        raise BadInput(
+            f"--lease-ttl {ttl:g}s is shorter than one tick of this plan can take "
+            f"({need:g}s: interval {plan.interval:g}s + slowest gate {slowest_gate(plan):g}s "
+            f"+ {GATE_GRACE:g}s + 2 x router timeout {router_timeout(plan):g}s + {MIN_TTL_MARGIN:g}s): "
+            "a live run's lease could expire under it",
+            hint=f"use --lease-ttl {need:g} or more, or leave it out (default {default_lease_ttl(plan):g}s)",
+        )
+    return ttl
+
+
+def _outcome(fut: Future[Measurement] | None, limit: float,
+             inflight: tuple[float, Future[Measurement]] | None,
+             now: float) -> Measurement | ProviderError:
+    """What one gate's provider gave this check: a measurement, or an error."""
+    if fut is None:
+        since = now - inflight[0] if inflight is not None else 0.0
+        return ProviderError(f"the previous check of this gate has not answered for "
+                             f"{since:.0f}s (provider stuck); not called again")
+    if not fut.done():
+        return ProviderError(f"no answer within {limit:g}s")
+    exc = fut.exception()
+    if isinstance(exc, ProviderError):
+        return exc
+    if exc is not None:
+        return ProviderError(f"{type(exc).__name__}: {exc}")
+    return fut.result()
 
 
 class Runner:
@@ -93,6 +176,7 @@ class Runner:
         on_event: Callable[[Event], None] | None = None,
         on_tick: Callable[[RunState, Observation, Decision], None] | None = None,
         plan_summary: dict[str, Any] | None = None,
+        environment: str | None = None,
     ) -> None:
         self.plan = plan
         self.router = router
@@ -100,25 +184,46 @@ class Runner:
         self.store = store
         self.clock = clock
         self.run_id = run_id or new_run_id()
-        self.lease_ttl = lease_ttl if lease_ttl is not None else max(30.0, 3 * plan.interval)
+        self.lease_ttl = check_lease_ttl(plan, lease_ttl)
         self.redact = redact
         self.on_event = on_event
         self.on_tick = on_tick
         self.plan_summary = plan_summary or {}
+        self.plan_hash = plan_hash(plan, redact)
+        self.environment = environment
+        self.lease_key = router.lease_key()
         self.holder = f"run {self.run_id} pid {os.getpid()} on {socket.gethostname()}"
         self.state = RunState()
         self.recent: list[Event] = []
+        self.status = ""
         self._stop = False
-        # twice the gates: a provider stuck past its timeout keeps its thread, not the others'
-        self._pool = ThreadPoolExecutor(max_workers=max(1, 2 * len(self.gates)),
-                                        thread_name_prefix="gate")
+        self._deadline: float | None = None
+        self._renewed_at = 0.0
+        self._last_check_at: float | None = None
+        self._router_weights: Weights | None = None   # the last split the router showed
+        self._backoff = ROLLBACK_RETRY_MIN
+        self._last_apply: Weights | None = None
+        self._pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gate{i}")
+                       for i in range(len(self.gates))]
+        self._inflight: list[tuple[float, Future[Measurement]] | None] = [None] * len(self.gates)
 
     # -- journal ------------------------------------------------------------
-    def journal(self, kind: str, data: dict[str, Any] | None = None) -> Event:
+    def journal(self, kind: str, data: dict[str, Any] | None = None, *,
+                fenced: bool = True) -> Event:
+        """Append one event. Fenced appends are refused (LeaseLost) unless this run
+        still holds its lease; rollback events are written unfenced."""
         clean = _redact_values(data or {}, self.redact)
-        e = self.store.append(service=self.plan.service, run_id=self.run_id, kind=kind,
-                              at=self.clock.now(), data=clean)
-        return e
+        return self.store.append(service=self.plan.service, run_id=self.run_id, kind=kind,
+                                 at=self.clock.now(), data=clean,
+                                 fence=(self.lease_key, self.holder) if fenced else None)
+
+    def _try_journal(self, kind: str, data: dict[str, Any] | None = None) -> bool:
+        """Best effort, unfenced: for a rollback, which never waits on the journal."""
+        try:
+            self.journal(kind, data, fenced=False)
+            return True
+        except ShiftoverError:
+            return False
 
     def _refresh(self, *, notify: bool = True) -> None:
         new = self.store.events(service=self.plan.service, after_id=self.state.last_event_id)
@@ -130,205 +235,347 @@ class Runner:
                     self.on_event(e)
             del self.recent[:-200]
 
+    def _halted_since(self, after_id: int) -> bool:
+        """Did an operator (or anyone) pause, roll back or end the campaign since?"""
+        return bool(self.store.events(service=self.plan.service, after_id=after_id,
+                                      kinds=ev.HALTING_KINDS, limit=1))
+
+    # -- lease --------------------------------------------------------------
+    def _renew(self, *, force: bool = False) -> None:
+        now = self.clock.now()
+        if force or now - self._renewed_at >= self.lease_ttl / 3 or now < self._renewed_at:
+            self.store.renew_lease(key=self.lease_key, holder=self.holder, ttl=self.lease_ttl)
+            self._renewed_at = now
+
     # -- observe ------------------------------------------------------------
     def read_router(self) -> tuple[Weights | None, str | None]:
         try:
-            return self.router.read(), None
-        except RouterError as exc:
-            return None, str(exc)
+            w = self.router.read()
+        except ShiftoverError as exc:
+            return None, self.redact(exc.message)
         except Exception as exc:  # a plugin's bug must not kill the loop
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, self.redact(f"{type(exc).__name__}: {exc}")
+        self._router_weights = w
+        return w, None
 
     def evaluate_gates(self) -> tuple[GateResult, ...]:
-        """Every gate at once; each gets its own timeout (+1 s), all run concurrently,
-        so a tick lasts as long as the slowest gate, not the sum of them."""
+        """Every gate at once, each on its own thread with its own timeout (+ grace).
+        A gate whose previous call is still running is not called again: it is an
+        error this check, and the others are unaffected."""
         now = self.clock.now()
-        futures: list[tuple[Gate, Future[Measurement]]] = [
-            (g, self._pool.submit(g.provider.measure, now=now)) for g in self.gates]
-        limits = [float(getattr(g.spec, "timeout", 5.0)) + 1.0 for g, _ in futures]
-        wait([f for _, f in futures], timeout=max(limits, default=0.0))
+        submitted: list[Future[Measurement] | None] = []
+        for i, gate in enumerate(self.gates):
+            inflight = self._inflight[i]
+            if inflight is not None and not inflight[1].done():
+                submitted.append(None)
+                continue
+            job = self._pools[i].submit(gate.provider.measure, now=now)
+            self._inflight[i] = (now, job)
+            submitted.append(job)
+        limits = [float(getattr(g.spec, "timeout", 5.0)) + GATE_GRACE for g in self.gates]
+        pending = [f for f in submitted if f is not None]
+        if pending:
+            wait(pending, timeout=max(limits))
         results = []
-        for (gate, fut), limit in zip(futures, limits, strict=True):
-            outcome: Measurement | ProviderError
-            if not fut.done():
-                fut.cancel()
-                outcome = ProviderError(f"no answer within {limit:g}s")
-            elif isinstance(fut.exception(), ProviderError):
-                outcome = fut.exception()  # type: ignore[assignment]
-            elif fut.exception() is not None:
-                exc = fut.exception()
-                outcome = ProviderError(f"{type(exc).__name__}: {exc}")
-            else:
-                outcome = fut.result()
-            result = judge(gate.spec, outcome, now=now)
-            # reasons can quote URLs or provider messages: no secret leaves the loop
-            results.append(replace(result, reason=self.redact(result.reason)))
+        for gate, fut, limit, inflight in zip(self.gates, submitted, limits, self._inflight,
+                                              strict=True):
+            result = judge(gate.spec, _outcome(fut, limit, inflight, now), now=now)
+            # reasons and thresholds can quote URLs or provider messages: no secret leaves
+            results.append(replace(result, reason=self.redact(result.reason),
+                                   threshold=None if result.threshold is None
+                                   else self.redact(result.threshold)))
         return tuple(results)
 
     # -- act ----------------------------------------------------------------
     def set_weight(self, target: Weights, *, reason: str, step_index: int | None) -> bool:
-        idx = self.state.step_index if step_index is None else step_index
-        self.journal(ev.WEIGHT_INTENDED, {"percent": float(target.new_percent), "reason": reason,
-                                          "step_index": idx})
+        """Apply ``target`` (journalled before and after); True once the router shows it."""
+        self.journal(ev.WEIGHT_INTENDED, weight_data(target, reason=reason, step_index=step_index))
         try:
             self.router.apply(target)
             ok = self.router.verify(target)
         except Exception as exc:
-            self.journal(ev.WEIGHT_FAILED, {"percent": float(target.new_percent), "error": str(exc)})
+            message = exc.message if isinstance(exc, ShiftoverError) else f"{type(exc).__name__}: {exc}"
+            self.journal(ev.WEIGHT_FAILED, weight_data(target, error=message))
             return False
         if ok is False:
-            self.journal(ev.WEIGHT_FAILED, {"percent": float(target.new_percent),
-                                            "error": "router does not show the weight after apply"})
+            seen, _ = self.read_router()
+            self.journal(ev.WEIGHT_FAILED, weight_data(
+                target, error="the router does not show the split after apply"
+                + (f" (it shows {seen})" if seen is not None else "")))
             return False
-        self.journal(ev.WEIGHT_CONFIRMED, {"percent": float(target.new_percent), "step_index": idx,
-                                           "verified": ok is True})
+        self._router_weights = target
+        self.journal(ev.WEIGHT_CONFIRMED, weight_data(target, step_index=step_index,
+                                                      verified=ok is True))
         return True
 
     def stop(self) -> None:
         self._stop = True
 
-    # -- loop ---------------------------------------------------------------
-    def run(self, *, max_duration: float | None = None) -> RunOutcome:
-        service = self.plan.service
-        self.store.acquire_lease(service=service, holder=self.holder, now=self.clock.now(),
-                                 ttl=self.lease_ttl)
-        try:
-            return self._run(max_duration)
-        finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            try:
-                self.store.release_lease(service=service, holder=self.holder)
-            except ShiftoverError:
-                pass
+    def _stopping(self) -> bool:
+        return self._stop or (self._deadline is not None and self.clock.now() >= self._deadline)
 
-    def _run(self, max_duration: float | None) -> RunOutcome:
-        self._refresh(notify=False)  # the past: folded, not re-announced
-        resumed = self.state.started
-        self.journal(ev.RUN_STARTED, {"run_id": self.run_id, "pid": os.getpid(),
-                                      "host": socket.gethostname(), "resumed": resumed,
-                                      "plan": self.plan_summary})
-        self._started = self.clock.now()
-        self._backoff = ROLLBACK_RETRY_MIN
-        self._last_check_at: float | None = None
-        self._rolling = False
-        while True:
-            try:
-                done = self._tick(max_duration)
-            except StoreError as exc:
-                return self._store_failed(exc)
-            if done is not None:
-                return done
-
-    def _tick(self, max_duration: float | None) -> RunOutcome | None:
-        now = self.clock.now()
-        try:
-            self.store.renew_lease(service=self.plan.service, holder=self.holder, now=now,
-                                   ttl=self.lease_ttl)
-        except LeaseHeld as exc:
-            return self._finish("lease_lost", 5, f"lease lost: {exc}")
-        self._refresh()
-        st = self.state
-        if st.ended:
-            return self._finish(st.outcome or "ended", 0 if st.outcome == ev.PROMOTED else 3,
-                                "campaign already ended")
-        weights, err = self.read_router()
-        self._rolling = st.rolling_back or st.rollback_requested
-        last = self._last_check_at
-        due = last is None or now - last >= self.plan.interval - 1e-9
-        results = None
-        if not self._rolling and due and weights is not None:
-            results = self.evaluate_gates()
-            self._last_check_at = now
-        obs = Observation(weights, err, results)
-        decision = decide(self.plan, st, obs, self.clock.now())
-        if decision.action is Action.ROLLBACK:
-            self._rolling = True  # from here on, a journal failure cannot stop it
-        for kind, data in decision.events:
-            self.journal(kind, data)
-        self._refresh()
-        if self.on_tick:
-            self.on_tick(self.state, obs, decision)
-
-        if decision.action is Action.PROMOTE:
-            self.journal(ev.PROMOTED, {"percent": 100.0})
-            return self._finish("promoted", 0, decision.reason)
-        if decision.action is Action.ROLLED_BACK:
-            return self._finish("rolled_back", 3, decision.reason)
-        stopping = self._stop or (
-            max_duration is not None and self.clock.now() - self._started >= max_duration)
-        if decision.action is Action.ROLLBACK:
-            ok = self.set_weight(Weights(0), reason="rollback", step_index=-1)
-            self._refresh()
-            if not ok:
-                if stopping:
-                    return self._finish("held", 4, "stopped before the router confirmed 0%: "
-                                        "run `shiftover rollback` again")
-                self.clock.sleep(self._backoff)
-                self._backoff = min(self._backoff * 2, ROLLBACK_RETRY_MAX)
-            return None
-        self._backoff = ROLLBACK_RETRY_MIN
-        if decision.action is Action.APPLY and decision.target is not None:
-            reason = "step" if decision.status == "advancing" else decision.status
-            if self.set_weight(decision.target, reason=reason, step_index=decision.step_index):
-                self._refresh()
-                return None  # observe the new weight at once
-            self.clock.sleep(ROLLBACK_RETRY_MIN)
-            return None
-        # WAIT: sleep until the next check, waking for operator events
-        if stopping:
-            why = f"after {max_duration:g}s" if not self._stop else ""
-            return self._finish("held", 4, f"stopped{' ' + why if why else ''}: {decision.reason}")
-        self._wait_until(self._last_check_at, decision)
-        return None
-
-    def _store_failed(self, exc: StoreError) -> RunOutcome:
-        """The journal failed. A rollback in progress goes on without it (it depends on
-        nothing but the router); otherwise the run stops where it is, changing nothing."""
-        if not self._rolling:
-            return RunOutcome("store_failed", 1, self.state.confirmed,
-                              f"the journal failed, the run stopped with weights unchanged: {exc}",
-                              self.run_id, list(self.recent))
-        backoff = ROLLBACK_RETRY_MIN
-        while True:
-            try:
-                self.router.apply(Weights(0))
-                if self.router.verify(Weights(0)) is not False:
-                    break
-            except Exception:  # the router is all we have: keep trying
-                pass
-            if self._stop:
-                return RunOutcome("held", 4, None, f"stopped before the router confirmed 0%, "
-                                  f"and the journal failed: {exc}", self.run_id, list(self.recent))
-            self.clock.sleep(backoff)
-            backoff = min(backoff * 2, ROLLBACK_RETRY_MAX)
-        reason = f"rolled back without the journal (it failed: {exc})"
-        try:  # best effort: the journal may be back
-            self.journal(ev.WEIGHT_CONFIRMED, {"percent": 0.0, "step_index": -1, "verified": True})
-            self.journal(ev.ROLLED_BACK, {"seconds": None, "reason": reason})
-        except ShiftoverError:
-            pass
-        return RunOutcome("rolled_back", 3, Weights(0), reason, self.run_id, list(self.recent))
-
-    def _wait_until(self, last_check_at: float | None, decision: Decision) -> None:
-        deadline = (last_check_at or self.clock.now()) + self.plan.interval
-        if decision.status == "reconciling":
-            return
-        seen = self.state.last_event_id
-        while not self._stop:
-            left = deadline - self.clock.now()
+    def _sleep(self, seconds: float) -> None:
+        """Sleep in slices; returns early on stop."""
+        end = self.clock.now() + seconds
+        while not self._stopping():
+            left = end - self.clock.now()
             if left <= 0:
                 return
             self.clock.sleep(min(POLL_SLICE, left))
-            new = self.store.events(service=self.plan.service, after_id=seen,
-                                    kinds=ev.OPERATOR_KINDS)
-            if new:
-                return
 
-    def _finish(self, outcome: str, code: int, reason: str) -> RunOutcome:
+    # -- loop ---------------------------------------------------------------
+    def run(self, *, max_duration: float | None = None) -> RunOutcome:
+        if max_duration is not None:
+            self._deadline = self.clock.now() + max_duration
+        self.store.acquire_lease(key=self.lease_key, holder=self.holder, ttl=self.lease_ttl,
+                                 meta={"service": self.plan.service, "run_id": self.run_id,
+                                       "pid": os.getpid(), "host": socket.gethostname()})
+        self._renewed_at = self.clock.now()
         try:
-            self.journal(ev.RUN_STOPPED, {"outcome": outcome, "exit_code": code, "reason": reason})
+            return self._run()
+        finally:
+            for pool in self._pools:
+                pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                self.store.release_lease(key=self.lease_key, holder=self.holder)
+            except ShiftoverError:
+                pass
+
+    def _run(self) -> RunOutcome:
+        self._refresh(notify=False)  # the past: folded, not re-announced
+        resumed = self.state.started
+        previous_hash = self.state.plan_hash
+        self.journal(ev.RUN_STARTED, {"run_id": self.run_id, "pid": os.getpid(),
+                                      "host": socket.gethostname(), "resumed": resumed,
+                                      "plan": self.plan_summary, "plan_hash": self.plan_hash,
+                                      "environment": self.environment,
+                                      "lease_key": self.lease_key, "lease_ttl": self.lease_ttl})
+        if resumed and previous_hash is not None and previous_hash != self.plan_hash:
+            confirmed = self.state.confirmed
+            self.journal(ev.PLAN_CHANGED, {
+                "previous_hash": previous_hash, "plan_hash": self.plan_hash,
+                "resume_from_percent": None if confirmed is None else float(confirmed.new_percent),
+                "note": "the plan changed since the last run: resuming from the step at or "
+                        "below the confirmed split; the next move is at most one step up"})
+        while True:
+            try:
+                done = self._tick()
+            except LeaseLost as exc:
+                return self._lease_lost(exc)
+            except StoreError as exc:
+                done = self._without_journal(exc)
+            if done is not None:
+                return done
+
+    def _tick(self) -> RunOutcome | None:
+        self._renew()
+        self._refresh()
+        st = self.state
+        if st.ended:
+            return self._ended(st)
+        weights, err = self.read_router()
+        rolling = st.rolling_back or st.rollback_requested
+        now = self.clock.now()
+        due = self._last_check_at is None or now - self._last_check_at >= self.plan.interval - 1e-9
+        results = None
+        if due and not rolling:
+            results = self.evaluate_gates()
+            self._last_check_at = now
+            # what was read before the (possibly slow) checks is read again
+            self._refresh()
+            st = self.state
+            if st.ended:
+                return self._ended(st)
+            if st.rolling_back or st.rollback_requested:
+                results = None
+            weights, err = self.read_router()
+        obs = Observation(weights, err, results)
+        decision = decide(self.plan, st, obs, self.clock.now())
+        if decision.action is Action.ROLLBACK:
+            for kind, data in decision.events:
+                self._try_journal(kind, data)
+            self._refresh_quietly()
+            self._notify(obs, decision)
+            return self._roll_back(decision.reason)
+        for kind, data in decision.events:
+            self.journal(kind, data)
+        self._refresh()
+        self._notify(obs, decision)
+
+        if decision.action is Action.PROMOTE:
+            self.journal(ev.PROMOTED, weight_data(Weights(100)))
+            self._refresh()
+            return self._finish("promoted", 0, decision.reason)
+        if decision.action is Action.ROLLED_BACK:
+            return self._finish("rolled_back", 3, decision.reason)
+        if self._stopping():
+            why = "stopped" if self._stop else "max duration reached"
+            return self._finish("held", 4, f"{why}: {decision.reason}")
+        if decision.action is Action.APPLY and decision.target is not None:
+            return self._apply(decision)
+        self._wait_for_next_check()
+        return None
+
+    def _notify(self, obs: Observation, decision: Decision) -> None:
+        self.status = decision.status
+        if self.on_tick:
+            shown = replace(decision, reason=self.redact(decision.reason))
+            self.on_tick(self.state, obs, shown)
+
+    def _refresh_quietly(self) -> None:
+        try:
             self._refresh()
         except ShiftoverError:
             pass
-        return RunOutcome(outcome, code, self.state.confirmed or self.state.final, reason,
-                          self.run_id, list(self.recent))
+
+    def _apply(self, decision: Decision) -> RunOutcome | None:
+        assert decision.target is not None
+        # the last word of operators and the lease, immediately before the write
+        if self._halted_since(self.state.last_event_id):
+            self._refresh()
+            return None
+        self._renew(force=True)
+        if self._last_apply == decision.target:
+            # the same write again without the router keeping it: back off, never spin
+            self._sleep(self._backoff)
+            self._backoff = min(self._backoff * 2, max(ROLLBACK_RETRY_MAX, self.plan.interval))
+        reason = "step" if decision.status == "advancing" else decision.status
+        ok = self.set_weight(decision.target, reason=reason, step_index=decision.step_index)
+        self._refresh()
+        if ok:
+            self._last_apply = decision.target
+            return None  # observe the new weight at once
+        self._sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, max(ROLLBACK_RETRY_MAX, self.plan.interval))
+        return None
+
+    def _wait_for_next_check(self) -> None:
+        """Sleep until the next check is due, waking early for operator events."""
+        self._last_apply = None
+        self._backoff = ROLLBACK_RETRY_MIN
+        deadline = (self._last_check_at or self.clock.now()) + self.plan.interval
+        seen = self.state.last_event_id
+        while not self._stopping():
+            # always some sleep, even when a check is already due: no tick spins
+            self.clock.sleep(min(POLL_SLICE, max(deadline - self.clock.now(), MIN_SLEEP)))
+            self._renew()
+            if self.store.events(service=self.plan.service, after_id=seen,
+                                 kinds=ev.OPERATOR_KINDS, limit=1):
+                return
+            if self.clock.now() >= deadline:
+                return
+
+    # -- rollback -----------------------------------------------------------
+    def _roll_back(self, reason: str) -> RunOutcome:
+        """0% through the router alone, retried with a backoff until it verifies;
+        the journal is written when it can be, never waited on."""
+        started = self.state.rollback_started_at or self.clock.now()
+        journal_ok = self._try_journal(ev.WEIGHT_INTENDED, weight_data(ZERO, reason="rollback",
+                                                                        step_index=-1))
+        backoff = ROLLBACK_RETRY_MIN
+        last_error: str | None = None
+        while True:
+            try:
+                self.router.apply(ZERO)
+                ok = self.router.verify(ZERO)
+                error = None if ok else "the router does not show 0% after apply"
+            except Exception as exc:
+                ok = False
+                error = exc.message if isinstance(exc, ShiftoverError) else f"{type(exc).__name__}: {exc}"
+            if ok:
+                break
+            if error != last_error and journal_ok:  # once per distinct error, not per retry
+                journal_ok = self._try_journal(ev.WEIGHT_FAILED, weight_data(ZERO, error=error))
+                last_error = error
+            if self._stopping():
+                return self._finish("held", 4, "stopped before the router confirmed 0%: "
+                                    f"run `shiftover rollback` again ({error})")
+            self.clock.sleep(backoff)
+            backoff = min(backoff * 2, ROLLBACK_RETRY_MAX)
+        self._router_weights = ZERO
+        seconds = round(self.clock.now() - started, 3)
+        confirmed = self._try_journal(ev.WEIGHT_CONFIRMED, weight_data(ZERO, step_index=-1,
+                                                                       verified=True))
+        done = confirmed and self._try_journal(ev.ROLLED_BACK, {
+            "seconds": seconds, "reason": reason, "confirmed_by": "router"})
+        self._refresh_quietly()
+        why = f"rolled back: {reason}"
+        if not done:
+            why += " (0% confirmed by the router; the journal could not record it)"
+        return self._finish("rolled_back", 3, why)
+
+    def _ended(self, st: RunState) -> RunOutcome:
+        """The campaign was ended by someone else (an operator's rollback, another
+        run). After a rollback, 0% is made sure of: a write of ours that raced it
+        must not survive it."""
+        if st.outcome == ev.ROLLED_BACK:
+            try:
+                if not self.router.verify(ZERO):
+                    self.router.apply(ZERO)
+            except Exception:
+                pass
+        return self._finish(st.outcome or "ended", 0 if st.outcome == ev.PROMOTED else 3,
+                            "the campaign was ended"
+                            + (" (rolled back)" if st.outcome == ev.ROLLED_BACK else " (promoted)"))
+
+    # -- faults ---------------------------------------------------------------
+    def _lease_lost(self, exc: LeaseLost) -> RunOutcome:
+        reason = f"lost the lease, stopped without writing again: {exc.message}"
+        return RunOutcome("lease_lost", 5, self._router_weights, self.redact(reason), self.run_id,
+                          list(self.recent), self.status)
+
+    def _without_journal(self, exc: StoreError) -> RunOutcome | None:
+        """The journal failed outside a rollback: hold, keep checking, roll back
+        through the router at the failure limit; back to normal when it answers."""
+        error = self.redact(exc.message)
+        started = self.clock.now()
+        failures = self.state.consecutive_failures
+        checks = 0
+        self.status = "journal_down"
+        while True:
+            if self._stopping():
+                return RunOutcome("held", 4, self._router_weights,
+                                  f"stopped while the journal was failing ({error}); the router "
+                                  "was left as it was", self.run_id, list(self.recent), self.status)
+            now = self.clock.now()
+            if self._last_check_at is None or now - self._last_check_at >= self.plan.interval - 1e-9:
+                self._last_check_at = now
+                results = self.evaluate_gates()
+                checks += 1
+                verdict = summarize(results)
+                if verdict is Verdict.FAIL:
+                    failures += 1
+                elif verdict is Verdict.PASS:
+                    failures = 0
+                if verdict is Verdict.FAIL and failures >= self.plan.failure_limit \
+                        and self.plan.on_failure == "rollback":
+                    why = "; ".join(f"{r.gate}: {r.reason}" for r in results
+                                    if r.verdict is Verdict.FAIL)
+                    return self._roll_back(f"{failures} consecutive failed checks while the "
+                                           f"journal was failing ({error}): {why}")
+                try:  # is the journal back?
+                    self._renew(force=True)
+                    self.journal(ev.JOURNAL_GAP, {
+                        "seconds": round(self.clock.now() - started, 3), "checks": checks,
+                        "consecutive_failures": failures, "error": error})
+                    self._refresh()
+                    return None
+                except LeaseLost as lost:
+                    return self._lease_lost(lost)
+                except StoreError:
+                    pass
+            self._sleep(max(0.05, (self._last_check_at or now) + self.plan.interval
+                            - self.clock.now()))
+
+    def _finish(self, outcome: str, code: int, reason: str) -> RunOutcome:
+        reason = self.redact(reason)
+        try:
+            self.journal(ev.RUN_STOPPED, {
+                "outcome": outcome, "exit_code": code, "reason": reason,
+                "router": None if self._router_weights is None
+                else weight_data(self._router_weights)}, fenced=False)
+            self._refresh()
+        except ShiftoverError:
+            pass
+        return RunOutcome(outcome, code, self._router_weights, reason, self.run_id,
+                          list(self.recent), self.status)

@@ -4,15 +4,24 @@ A router is the source of truth for weights. The engine reads it on every tick
 before deciding, and trusts nothing it wrote earlier until ``read`` or ``verify``
 shows it.
 
-- ``read()`` returns what the backend really has now. It raises RouterError when
-  the backend cannot be reached or is in a state where the split is undefined
-  (both weights 0, a server in maintenance).
+- ``read()`` returns the split the backend really serves now, exactly (a
+  ``Weights`` built from the backend's own integers). It raises RouterError when
+  the backend cannot be reached or when the split is not what the weights say
+  (a server in maintenance or down by health check, a third server taking
+  traffic, both weights 0): a split that is not known is an error, never a guess.
 - ``apply(weights)`` sets the split. Idempotent: applying the weights the backend
   already has is a no-op that succeeds. It validates ranges itself and raises
-  RouterError on refusal.
-- ``verify(weights)`` returns True when the backend serves ``weights``, False when
-  it serves something else, None when the backend cannot tell (e.g. a DNS
-  provider that only accepts changes).
+  RouterError on refusal, including a split its integer scale cannot express
+  exactly (plans are mapped onto the scale when they are loaded). When a change
+  takes several writes, every intermediate split lies between the current and
+  the target one.
+- ``verify(weights)`` returns True when the backend serves exactly ``weights``,
+  False when it serves something else, None when the backend cannot tell (e.g.
+  a DNS provider that only accepts changes). ``verify(0%)`` must not need
+  ``read()``: a rollback ends on "the new environment gets nothing", whatever
+  state someone put the servers in.
+- ``lease_key()`` names what the router drives (HAProxy socket + backend), so
+  that two plans, or two copies of one plan, can never drive it at once.
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ from shiftover.types import Weights
 class Router(Protocol):
     def describe(self) -> str:
         """One line naming the backend, e.g. 'haproxy web/ec2,eks via /run/haproxy.sock'."""
+        ...
+
+    def lease_key(self) -> str:
+        """What this router drives, canonical: the key of the one-writer lease."""
         ...
 
     def read(self) -> Weights: ...

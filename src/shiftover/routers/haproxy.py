@@ -4,30 +4,43 @@ Why absolute weights: HAProxy's ``weight N%`` is relative to the server's
 *initial* config weight, so a server configured at weight 0 stays at 0 whatever
 percent is sent (see FIELD-NOTES). We always send integers from
 ``Weights.to_backend(256)``: 1% is (198, 2), 50% is (256, 256), 100% is (0, 256).
+A split the 0-256 scale cannot express exactly (33.3%) is refused, not rounded:
+plans are mapped onto the scale when they are loaded, so the engine only ever
+asks for splits that exist, and ``verify`` compares what HAProxy serves with
+exactly what was asked.
 
-Why read from ``show servers state``: it gives the user weight we wrote and the
-admin state bits, so ``read`` can tell "weights say 10%" apart from "weights say
-10% but the new server is in maintenance, so it really gets 0%". A split that is
-not what the weights say is an error, never a guess.
+Why read from ``show servers state``: it gives the user weight we wrote, the
+admin state bits (READY / MAINT / DRAIN) and the operational state (UP, or DOWN
+by health check) of *every* server of the backend. ``read`` returns the split
+only when the weights alone decide it: both servers READY and UP, and no other
+server of the backend taking traffic. With old DOWN, HAProxy sends 100% to new
+whatever the weights say; with a third server at weight 256, old and new share
+what is left. Those are errors naming the server and the command that fixes
+it, never a guess.
 
-Ordering of writes: HAProxy has no transaction over two servers, so for a moment
-only one of the two writes has landed. We write the side that grows first, so
-the backend's total weight never drops to 0 in between (which would 503 every
-request). A side already at its target is not written: ``apply`` is idempotent.
+Ordering of writes: HAProxy has no transaction over two servers, so between two
+writes only one has landed. ``types.write_path`` orders them (adding
+intermediate pairs when two writes cannot do it) so that every split HAProxy
+serves on the way lies between the current and the target split: lowering the
+new share never passes through a higher one (50% -> 13% once passed through
+59.5% when the second write failed), and raising it never overshoots.
 
 ``apply`` writes weights even when a server is in MAINT or DRAIN (a rollback must
-get as far as it can); ``read`` and ``verify`` then raise, naming the server and
-the command that fixes it.
+get as far as it can); ``read`` then raises. ``verify(0%)`` needs only the new
+server's weight to be 0 (it then gets no traffic in any state), so a rollback
+ends even when someone put a server in maintenance.
 """
 
 from __future__ import annotations
 
+import os
+
 from shiftover.errors import RouterError
 from shiftover.haproxy_api import HAProxyRuntime, ServerState
 from shiftover.plan import HAProxyRouterSpec
-from shiftover.types import Weights
+from shiftover.types import Weights, write_path
 
-SCALE = 256  # HAProxy's absolute weight range is 0..256
+SCALE = HAProxyRouterSpec.SCALE  # HAProxy's absolute weight range is 0..256
 
 
 class HAProxyRouter:
@@ -46,6 +59,7 @@ class HAProxyRouter:
         self.backend = backend
         self.old = old
         self.new = new
+        self.timeout = timeout
 
     @classmethod
     def from_spec(cls, spec: HAProxyRouterSpec) -> HAProxyRouter:
@@ -54,7 +68,17 @@ class HAProxyRouter:
     def describe(self) -> str:
         return f"haproxy {self.backend}/{self.old},{self.new} via {self.address}"
 
-    def _states(self) -> tuple[ServerState, ServerState]:
+    def lease_key(self) -> str:
+        """``haproxy:<socket>#<backend>``; a unix socket by its real path, so two
+        spellings of one socket (a symlink, a relative path) are one key."""
+        address = self.address.removeprefix("unix://")
+        if address.startswith(("/", ".")) or ":" not in address:
+            address = os.path.realpath(address)
+        else:
+            address = address.removeprefix("tcp://").lower()
+        return f"haproxy:{address}#{self.backend}"
+
+    def _servers(self) -> dict[str, ServerState]:
         servers = self.runtime.servers_state(self.backend)
         missing = [s for s in (self.old, self.new) if s not in servers]
         if missing:
@@ -62,10 +86,11 @@ class HAProxyRouter:
                 f"HAProxy at {self.address} has no server {' or '.join(repr(m) for m in missing)} in backend {self.backend!r}",
                 hint=f"servers in {self.backend}: {', '.join(sorted(servers)) or 'none'}; fix router.old / router.new in the plan",
             )
-        return servers[self.old], servers[self.new]
+        return servers
 
     def read(self) -> Weights:
-        old, new = self._states()
+        servers = self._servers()
+        old, new = servers[self.old], servers[self.new]
         for st in (old, new):
             if st.admin != "ready":
                 raise RouterError(
@@ -73,6 +98,27 @@ class HAProxyRouter:
                     f"it gets no new traffic whatever its weight ({st.weight}), so the split is not what the weights say",
                     hint=f"if that is not deliberate, run `set server {self.backend}/{st.server} state ready` on the runtime API",
                 )
+            if st.operational != "running" and st.weight > 0:
+                raise RouterError(
+                    f"HAProxy server {self.backend}/{st.server} is {_op_word(st.operational)} at {self.address} "
+                    f"(health check): it gets no traffic whatever its weight ({st.weight}), so the split "
+                    "is not what the weights say",
+                    hint=f"look at why {st.server} fails its health check (`show servers state {self.backend}`, "
+                    "the server's logs); shiftover holds until the split is known again",
+                )
+        others = [
+            st for name, st in sorted(servers.items())
+            if name not in (self.old, self.new) and st.weight > 0 and st.admin == "ready"
+            and st.operational == "running"
+        ]
+        if others:
+            listed = ", ".join(f"{st.server} (weight {st.weight})" for st in others)
+            raise RouterError(
+                f"HAProxy backend {self.backend} at {self.address} has other servers taking traffic: {listed}; "
+                f"shiftover splits traffic only between {self.old} and {self.new}",
+                hint=f"set their weight to 0 (`set server {self.backend}/{others[0].server} weight 0`) "
+                "or put them in maintenance, or drive a backend with only the two servers",
+            )
         weights = Weights.from_backend(old.weight, new.weight)
         if weights is None:
             raise RouterError(
@@ -86,37 +132,40 @@ class HAProxyRouter:
             raise RouterError(
                 f"HAProxyRouter.apply needs a Weights value, got {type(weights).__name__}"
             )
-        target_old, target_new = weights.to_backend(SCALE)
-        old, new = self._states()
-        writes = [
-            (server, current, target)
-            for server, current, target in (
-                (self.old, old.weight, target_old),
-                (self.new, new.weight, target_new),
-            )
-            if current != target
-        ]
-        # growing side first: the total weight never passes through 0
-        writes.sort(key=lambda w: w[2] <= w[1])
-        for server, _current, target in writes:
-            self.runtime.set_weight(self.backend, server, target)
+        try:
+            target = weights.to_backend(SCALE)
+        except ValueError as exc:
+            raise RouterError(
+                f"HAProxy backend {self.backend}: {exc}",
+                hint="use a split the 0-256 scale expresses exactly (plans are mapped when loaded)",
+            ) from None
+        servers = self._servers()
+        current = (servers[self.old].weight, servers[self.new].weight)
+        previous = current
+        for pair in write_path(current, target):
+            if pair[0] != previous[0]:
+                self.runtime.set_weight(self.backend, self.old, pair[0])
+            if pair[1] != previous[1]:
+                self.runtime.set_weight(self.backend, self.new, pair[1])
+            previous = pair
 
     def verify(self, weights: Weights) -> bool:
-        """True when the backend serves exactly the split ``apply(weights)`` writes.
+        """True when the backend serves exactly ``weights``.
 
-        Compared as split fractions, not integers: a percent the 0-256 scale
-        cannot express (33.3%) verifies against the closest split it maps to.
-        0% verifies on weights alone (see below); any other split also needs both
-        servers in READY state, as ``read`` does.
+        0% verifies on weights alone: the new server's weight is 0 (it gets no
+        traffic in any state) and the old one's is not. Any other split needs
+        ``read`` to show exactly that split (both servers READY and UP, nobody
+        else taking traffic).
         """
-        wanted = Weights.from_backend(*weights.to_backend(SCALE))
-        if wanted == Weights(0):
-            # 0% is reached when the new server's weight is 0, whatever its admin
-            # state: a rollback must not wait on a server someone put in MAINT or
-            # DRAIN (it gets no traffic either way)
-            old, new = self._states()
-            return new.weight == 0 and old.weight > 0
-        return self.read() == wanted
+        if weights.new_percent == 0:
+            servers = self._servers()
+            return servers[self.new].weight == 0 and servers[self.old].weight > 0
+        return self.read() == weights
+
+
+def _op_word(operational: str) -> str:
+    return {"stopped": "DOWN", "starting": "starting (slow start)",
+            "stopping": "stopping"}.get(operational, operational)
 
 
 __all__ = ["SCALE", "HAProxyRouter"]

@@ -1,0 +1,206 @@
+"""``shiftover rollback``: the new environment to 0%, through the router alone.
+
+A rollback never waits on the lease, the journal or a gate. What this does,
+in order:
+
+1. Journal the operator's request (best effort: a failing journal does not
+   stop a rollback). A live run re-reads the journal before every router write
+   and between checks, so it stops moving up at once and starts rolling back
+   within a fraction of a second.
+2. If a live run holds the lease, give it a short hand-over (a few seconds) to
+   journal ``rollback_started``. A run that does not answer in time (it died,
+   it is frozen, it is stuck in a slow check) is not waited for.
+3. Write 0% through the router directly, retried with a backoff, until the
+   router *verifies* 0% or the timeout passes. When a run held a live lease
+   and did not answer, its last write may still be in flight: the router is
+   watched for a moment after 0% is confirmed and 0% written again if anything
+   moved it.
+4. Journal what happened (best effort): ``rollback_started``, the confirmed 0%,
+   ``rolled_back`` with the seconds it took, which ends the campaign.
+
+The result says whether 0% was confirmed by the router, and how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shiftover.clock import Clock
+from shiftover.engine import events as ev
+from shiftover.engine.events import weight_data
+from shiftover.errors import ShiftoverError
+from shiftover.routers.base import Router
+from shiftover.store import Store
+from shiftover.types import Weights
+
+ZERO = Weights(0)
+HANDOFF = 3.0          # seconds a live run gets to start the rollback itself
+SETTLE = 1.0           # seconds 0% is watched after a direct write that raced a live run
+RETRY_MIN, RETRY_MAX = 0.1, 2.0
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    confirmed: bool              # the router verified 0% on the new environment
+    how: str                     # "live run" | "router" | "none"
+    seconds: float
+    reason: str
+    journalled: bool             # the journal has the outcome
+    live_run: str | None = None  # the holder of a live lease, if there was one
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"confirmed": self.confirmed, "how": self.how, "seconds": self.seconds,
+                "reason": self.reason, "journalled": self.journalled, "live_run": self.live_run,
+                "router_percent": 0.0 if self.confirmed else None}
+
+
+def _live_holder(store: Store | None, service: str) -> str | None:
+    if store is None:
+        return None
+    try:
+        now = store.now()
+        for lease in store.leases():
+            if lease.meta.get("service") == service and not lease.is_expired(now):
+                return str(lease.holder)
+    except ShiftoverError:
+        return None
+    return None
+
+
+def roll_back(
+    *,
+    service: str,
+    store: Store | None,
+    router: Router | None,
+    clock: Clock,
+    actor: str,
+    reason: str = "",
+    timeout: float = 60.0,
+    handoff: float = HANDOFF,
+    stopping: Callable[[], bool] = lambda: False,
+    redact: Callable[[str], str] = lambda s: s,
+) -> RollbackResult:
+    t0 = clock.now()
+    deadline = t0 + timeout
+    run_id = "operator"
+    after_id: int | None = None
+    journal_ok = store is not None
+    if store is not None:
+        try:
+            e = store.append(service=service, run_id=run_id, kind=ev.ROLLBACK_REQUESTED,
+                             at=clock.now(), data={"reason": reason}, actor=actor)
+            after_id = e.id
+        except ShiftoverError:
+            journal_ok = False
+    holder = _live_holder(store, service)
+
+    def elapsed() -> float:
+        return round(clock.now() - t0, 3)
+
+    # 2. a live run gets a short hand-over
+    handed_over = False
+    if holder is not None and store is not None and after_id is not None:
+        end = min(deadline, clock.now() + handoff)
+        while clock.now() < end and not stopping():
+            try:
+                seen = store.events(service=service, after_id=after_id,
+                                    kinds=[ev.ROLLBACK_STARTED, ev.ROLLED_BACK])
+            except ShiftoverError:
+                break
+            if seen:
+                handed_over = True
+                break
+            clock.sleep(0.1)
+        if handed_over and router is None:
+            # no router to check ourselves (the plan's variables are not set):
+            # the live run's own confirmation, from the journal
+            while clock.now() < deadline and not stopping():
+                try:
+                    done = store.events(service=service, after_id=after_id, kinds=[ev.ROLLED_BACK])
+                except ShiftoverError:
+                    break
+                if done:
+                    return RollbackResult(True, "live run", elapsed(),
+                                          "the live run rolled back; 0% confirmed by its router",
+                                          True, holder)
+                clock.sleep(0.2)
+            return RollbackResult(False, "none", elapsed(),
+                                  f"the live run ({holder}) started the rollback but has not "
+                                  "confirmed 0% yet; export the plan's variables so that this "
+                                  "command can check the router itself", journal_ok, holder)
+    if router is None:
+        return RollbackResult(False, "none", elapsed(),
+                              "no live run took the request, and the plan cannot be loaded to "
+                              "reach the router", journal_ok, holder)
+
+    # 3. through the router alone (when the live run took over, this only confirms)
+    backoff = RETRY_MIN
+    last_error = ""
+    confirmed = False
+    while True:
+        try:
+            if handed_over and router.verify(ZERO):
+                confirmed = True
+            else:
+                router.apply(ZERO)
+                confirmed = router.verify(ZERO) is True
+                last_error = "" if confirmed else "the router does not show 0% after apply"
+        except ShiftoverError as exc:
+            last_error = exc.message
+        except Exception as exc:  # a plugin's bug must not stop a rollback
+            last_error = f"{type(exc).__name__}: {exc}"
+        if confirmed:
+            if holder is not None and not handed_over and SETTLE > 0:
+                # the silent run's last write may still land after ours: watch, rewrite
+                settle_end = clock.now() + SETTLE
+                while clock.now() < settle_end:
+                    clock.sleep(0.1)
+                    try:
+                        if not router.verify(ZERO):
+                            router.apply(ZERO)
+                    except ShiftoverError:
+                        pass
+                try:
+                    confirmed = router.verify(ZERO) is True
+                except ShiftoverError as exc:
+                    confirmed, last_error = False, exc.message
+            if confirmed:
+                break
+        if clock.now() >= deadline or stopping():
+            why = "stopped" if stopping() else f"not confirmed within {timeout:g}s"
+            return RollbackResult(False, "none", elapsed(),
+                                  redact(f"{why}: {last_error or 'the router did not verify 0%'}"),
+                                  journal_ok, holder)
+        clock.sleep(min(backoff, max(0.0, deadline - clock.now())))
+        backoff = min(backoff * 2, RETRY_MAX)
+
+    seconds = elapsed()
+    how = "live run" if handed_over else "router"
+    journalled = False
+    if store is not None and not handed_over:
+        journalled = _record(store, service, clock, actor, reason, seconds, holder)
+    elif handed_over:
+        journalled = True
+    text = ("the live run rolled back; 0% confirmed by the router" if handed_over else
+            "0% confirmed by the router" + (f" (the live run {holder} did not answer within "
+                                             f"{handoff:g}s)" if holder else ""))
+    return RollbackResult(True, how, seconds, text, journalled, holder)
+
+
+def _record(store: Store, service: str, clock: Clock, actor: str, reason: str,
+            seconds: float, holder: str | None) -> bool:
+    why = f"operator requested rollback{': ' + reason if reason else ''}"
+    try:
+        for kind, data in (
+            (ev.ROLLBACK_STARTED, {"reason": why, "gates": [], "direct": True,
+                                   "unanswered_run": holder}),
+            (ev.WEIGHT_CONFIRMED, weight_data(ZERO, step_index=-1, verified=True)),
+            (ev.ROLLED_BACK, {"seconds": seconds, "reason": why, "confirmed_by": "router"}),
+        ):
+            store.append(service=service, run_id="operator", kind=kind, at=clock.now(),
+                         data=data, actor=actor)
+    except ShiftoverError:
+        return False
+    return True
