@@ -1,7 +1,8 @@
 """The journal (append-only events) and the lease, on SQLAlchemy Core.
 
-SQLite file by default (``default_state_url``), PostgreSQL by URL. See
-:mod:`shiftover.store.journal` for why it is built the way it is.
+SQLite file by default (``default_state_url``: one per host, or ``$SHIFTOVER_STATE``),
+PostgreSQL by URL. See :mod:`shiftover.store.journal` for the API and why it is
+built the way it is.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 from shiftover.store.journal import (
     DEFAULT_BUSY_TIMEOUT,
     SCHEMA_VERSION,
+    STATE_ENV_VAR,
     Event,
     Lease,
     Store,
+    StoreMissing,
     default_state_url,
     open_store,
     operator_identity,
@@ -20,9 +23,11 @@ from shiftover.store.journal import (
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
     "SCHEMA_VERSION",
+    "STATE_ENV_VAR",
     "Event",
     "Lease",
     "Store",
+    "StoreMissing",
     "default_state_url",
     "open_store",
     "operator_identity",
