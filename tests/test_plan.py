@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from shiftover.errors import PlanError
+from shiftover.types import Weights
 from shiftover.plan import (
     GATE_MODELS,
     GATE_TYPES,
@@ -238,6 +239,13 @@ BAD: list[tuple[str, str, str, int, int]] = [
     ("bad variable reference", _edit("bake: 1m", "bake: ${1BAKE}"), "not a variable reference", 9, 7),
     ("unclosed variable", _edit("bake: 1m", "bake: ${BAKE"), "without a closing '}'", 9, 7),
     ("unset variable", _edit("bake: 1m", "bake: ${BAKE}"), "environment variable BAKE is not set", 9, 7),
+    ("step below the router's smallest split", _edit("[10, 50, 100]", "[0.1, 50, 100]"), "step 0.1% is below the smallest split HAProxy's absolute weights 0-256 can set (0.3891%", 8, 9),
+    ("two steps that are one split", _edit("[10, 50, 100]", "[33.3, 33.31, 50, 100]"), "steps 33.3 and 33.31 are the same split", 8, 15),
+    ("min_samples on an http gate", _edit("    url: http://127.0.0.1:8081/health", "    url: http://127.0.0.1:8081/health\n    min_samples: 3"), "unknown field 'min_samples' ('min_samples' belongs to gate type haproxy_stats, prometheus)", 14, 5),
+    ("min_samples on an alerts gate", _edit("    type: http\n    url: http://127.0.0.1:8081/health", "    type: prometheus_alerts\n    url: http://127.0.0.1:9090\n    min_samples: 3"), "'min_samples' belongs to gate type haproxy_stats, prometheus", 14, 5),
+    ("min_samples without samples_query", _edit("    type: http\n    url: http://127.0.0.1:8081/health", "    type: prometheus\n    url: http://127.0.0.1:9090\n    query: up\n    max: 1\n    min_samples: 50"), "min_samples 50 needs a samples_query", 16, 18),
+    ("interval of 1e308", _edit("bake: 1m", "bake: 1m\ninterval: 1e308"), "longer than a week", 10, 11),
+    ("error_limit zero", _edit("bake: 1m", "bake: 1m\nerror_limit: 0"), "error_limit must be at least 1", 10, 14),
 ]
 
 
@@ -337,3 +345,10 @@ def test_json_schema_accepts_the_example_and_refuses_a_typo() -> None:
 def test_models_still_validate_plain_dicts() -> None:
     plan = Plan.model_validate(YAML(typ="safe", pure=True).load(EXAMPLE_TEXT))
     assert plan == load_plan(EXAMPLE, env={}).plan
+
+
+def test_a_step_the_router_cannot_express_is_mapped_at_or_below() -> None:
+    plan = _parse(_edit("[10, 50, 100]", "[10, 33.3, 50, 100]")).plan
+    mapped = plan.step_weights[1]
+    assert mapped < Weights("33.3") and mapped.expressible(256)
+    assert plan.step_weights[0] == Weights(10) and plan.step_weights[3] == Weights(100)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shiftover.errors import BadInput
+from shiftover.errors import BadInput, RouterError
 from shiftover.routers.base import Router
 from shiftover.types import Weights
 
@@ -122,13 +122,21 @@ def test_walk_up_and_roll_back(router: Router) -> None:
     assert router.read() == Weights(0)
 
 
-def test_split_the_scale_cannot_express_verifies(router: Router) -> None:
-    """33.3% has no exact 0-256 pair: apply writes the closest split, and
-    verify of the same Weights must still say True (else a step never verifies)."""
-    w = Weights("33.3")
-    router.apply(w)
-    assert abs(router.read().as_float() - 33.3) < 0.5
-    assert router.verify(w) in (True, None)
+def test_a_split_the_scale_cannot_express_is_refused_and_nothing_moves(router: Router) -> None:
+    """33.3% has no exact 0-256 pair: apply refuses it (no approximation that verify
+    would then "confirm"); the nearest split at or below it applies and verifies exactly."""
+    router.apply(Weights(10))
+    with pytest.raises(RouterError, match="cannot be set exactly"):
+        router.apply(Weights("33.3"))
+    assert router.read() == Weights(10)
+    mapped = Weights("33.3").at_or_below(router.scale)  # type: ignore[attr-defined]
+    router.apply(mapped)
+    assert router.read() == mapped and router.verify(mapped) is True
+
+
+def test_lease_key_is_stable_and_names_the_target(router: Router) -> None:
+    key = router.lease_key()
+    assert key and key == router.lease_key()
 
 
 @pytest.mark.parametrize("bad", [-1, "-0.5", 100.5, 101, 1000])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from shiftover.demo.haproxy import free_port
+from shiftover.demo.haproxy import HAProxyProcess, StubBackend, find_haproxy, free_port
 from shiftover.errors import BadInput, RouterError
 from shiftover.haproxy_api import HAProxyRuntime
 from shiftover.plan import HAProxyRouterSpec
@@ -66,14 +67,24 @@ def test_apply_is_idempotent(router: HAProxyRouter, monkeypatch: pytest.MonkeyPa
     assert router.read() == Weights(10)
 
 
+def _recording(router: HAProxyRouter, monkeypatch: pytest.MonkeyPatch,
+               fail_at: int | None = None) -> list[tuple[str, int]]:
+    writes: list[tuple[str, int]] = []
+    real = router.runtime.set_weight
+
+    def write(b: str, s: str, w: int) -> None:
+        if fail_at is not None and len(writes) == fail_at:
+            raise RouterError("scripted: the runtime API went away mid-change")
+        writes.append((s, w))
+        real(b, s, w)
+    monkeypatch.setattr(router.runtime, "set_weight", write)
+    return writes
+
+
 def test_growing_side_is_written_first(
     router: HAProxyRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writes: list[tuple[str, int]] = []
-    real = router.runtime.set_weight
-    monkeypatch.setattr(
-        router.runtime, "set_weight", lambda b, s, w: (writes.append((s, w)), real(b, s, w))
-    )
+    writes = _recording(router, monkeypatch)
     router.apply(Weights(100))  # from (256, 0): new grows to 256, then old drops to 0
     assert writes == [("new", 256), ("old", 0)]
     writes.clear()
@@ -81,17 +92,54 @@ def test_growing_side_is_written_first(
     assert writes == [("old", 256), ("new", 0)]
 
 
+@pytest.mark.parametrize(("start", "target"), [(50, 13), (10, 5), (13, 50), (10, 11), (100, 1)])
+def test_a_change_cut_short_leaves_a_split_between_current_and_target(
+        router: HAProxyRouter, fresh: Stack, monkeypatch: pytest.MonkeyPatch,
+        start: int, target: int) -> None:
+    """50% -> 13% once left HAProxy at 59.5% when the second write failed; 10 -> 5
+    passed through 10.18%. After *any* prefix of a change's writes, HAProxy serves a
+    split between the current and the target one."""
+    router.apply(Weights(start))
+    probe = _recording(router, monkeypatch)
+    router.apply(Weights(target))
+    total = len(probe)
+    assert total >= 2
+    lo, hi = sorted((Weights(start), Weights(target)))
+    for cut in range(1, total):
+        monkeypatch.undo()
+        router.apply(Weights(start))
+        _recording(router, monkeypatch, fail_at=cut)
+        with pytest.raises(RouterError, match="mid-change"):
+            router.apply(Weights(target))
+        monkeypatch.undo()
+        served = router.read()
+        assert lo <= served <= hi, (cut, served)
+
+
+def test_a_split_the_scale_cannot_express_is_refused(router: HAProxyRouter) -> None:
+    with pytest.raises(RouterError, match="cannot be set exactly"):
+        router.apply(Weights("33.3"))
+    assert router.read() == Weights(0)
+
+
+def test_verify_compares_the_exact_split_haproxy_serves(router: HAProxyRouter,
+                                                        fresh: Stack) -> None:
+    """Weights summing over 256 were approximated and "verified" against the same
+    approximation: 4.9057% was confirmed while HAProxy served 4.9080%."""
+    rt = fresh.haproxy.runtime()
+    rt.set_weight("web", "old", 248)
+    rt.set_weight("web", "new", 12)  # 12/260 = 4.615%
+    served = router.read()
+    assert served == Weights.from_backend(248, 12)
+    assert router.verify(served) is True
+    assert router.verify(Weights(5)) is False
+
+
 def test_verify_false_for_other_weights(router: HAProxyRouter) -> None:
     router.apply(Weights(25))
     assert router.verify(Weights(25)) is True
     assert router.verify(Weights(50)) is False
     assert router.verify(Weights(0)) is False
-
-
-def test_unrepresentable_percent_verifies_against_closest_split(router: HAProxyRouter) -> None:
-    router.apply(Weights("33.3"))
-    assert router.verify(Weights("33.3")) is True
-    assert abs(router.read().as_float() - 33.3) < 0.5
 
 
 def test_weights_split_traffic(router: HAProxyRouter, fresh: Stack) -> None:
@@ -240,3 +288,64 @@ def test_live_weight_changes_drop_no_request(router: HAProxyRouter, fresh: Stack
         t.join(10)
     assert len(statuses) >= 100
     assert set(statuses) == {200}
+
+
+def test_lease_key_names_the_socket_and_backend(fresh: Stack, tmp_path: Path) -> None:
+    link = tmp_path / "admin-link.sock"
+    link.symlink_to(fresh.haproxy.socket_path)
+    a = HAProxyRouter(fresh.haproxy.socket_path, "web", "old", "new")
+    b = HAProxyRouter(str(link), "web", "ec2", "eks")  # another plan, other names: one key
+    assert a.lease_key() == b.lease_key() == f"haproxy:{Path(fresh.haproxy.socket_path).resolve()}#web"
+    assert HAProxyRouter(fresh.haproxy.socket_path, "api", "old", "new").lease_key() != a.lease_key()
+
+
+@pytest.fixture
+def checked(tmp_path: Path) -> Iterator[tuple[HAProxyProcess, StubBackend, StubBackend, StubBackend]]:
+    if find_haproxy() is None:
+        pytest.skip("haproxy is not installed")
+    with StubBackend("old") as old, StubBackend("new") as new, StubBackend("third") as third, \
+            HAProxyProcess(tmp_path, old_address=old.address, new_address=new.address,
+                           new_weight=0, check=True,
+                           extra_servers=(("third", third.address, 0),)) as proc:
+        yield proc, old, new, third
+
+
+def _wait_op(rt: HAProxyRuntime, server: str, state: str) -> None:
+    deadline = time.monotonic() + 10
+    while rt.servers_state("web")[server].operational != state:
+        assert time.monotonic() < deadline, f"{server} never became {state}"
+        time.sleep(0.05)
+
+
+def test_a_server_down_by_health_check_makes_the_split_unknown(checked: Any) -> None:
+    """With old DOWN, read() said 10% while 100% went to new."""
+    proc, old, _new, _third = checked
+    rt = proc.runtime()
+    router = HAProxyRouter(proc.socket_path, "web", "old", "new")
+    _wait_op(rt, "old", "running")
+    _wait_op(rt, "new", "running")
+    router.apply(Weights(10))
+    assert router.read() == Weights(10)
+    old.stop()
+    _wait_op(rt, "old", "stopped")
+    with pytest.raises(RouterError, match=r"web/old is DOWN .*health check"):
+        router.read()
+    with pytest.raises(RouterError, match="DOWN"):
+        router.verify(Weights(10))
+    # a rollback still ends: 0% needs only the new server's weight at 0
+    router.apply(Weights(0))
+    assert router.verify(Weights(0)) is True
+
+
+def test_a_third_server_taking_traffic_makes_the_split_unknown(checked: Any) -> None:
+    """A third server at weight 256 was ignored."""
+    proc, *_ = checked
+    rt = proc.runtime()
+    router = HAProxyRouter(proc.socket_path, "web", "old", "new")
+    _wait_op(rt, "third", "running")
+    router.apply(Weights(10))
+    assert router.read() == Weights(10)  # weight 0: it takes nothing
+    rt.set_weight("web", "third", 256)
+    with pytest.raises(RouterError, match=r"other servers taking traffic: third \(weight 256\)") as e:
+        router.read()
+    assert "set server web/third weight 0" in str(e.value)

@@ -80,6 +80,8 @@ class HAProxyProcess(ChildProcess):
         tcp_stats_port: int | None = None,
         binary: str | None = None,
         start_timeout: float = 10.0,
+        check: bool = False,
+        extra_servers: tuple[tuple[str, str, int], ...] = (),
     ) -> None:
         for label, name in (("backend", backend), ("old_name", old_name), ("new_name", new_name)):
             if not _NAME.match(name):
@@ -111,6 +113,13 @@ class HAProxyProcess(ChildProcess):
         )
         self.binary = binary or find_haproxy()
         self.start_timeout = start_timeout
+        # health checks (`check inter 200ms fall 1 rise 1`): tests of DOWN servers
+        self.check = check
+        # more servers in the backend: (name, host:port, weight), for tests of a third server
+        for name, addr, w in extra_servers:
+            if not _NAME.match(name) or not _HOSTPORT.match(addr) or not 0 <= w <= 256:
+                raise ShiftoverError(f"extra HAProxy server {name!r} {addr!r} weight {w} is not valid")
+        self.extra_servers = extra_servers
         self.socket_path = str(self.directory / "admin.sock")
         self.config_path = self.directory / "haproxy.cfg"
         self.log_path = self.directory / "haproxy.log"
@@ -137,6 +146,7 @@ class HAProxyProcess(ChildProcess):
     # --- config ------------------------------------------------------------
 
     def config(self) -> str:
+        check = " check inter 200ms fall 1 rise 1" if self.check else ""
         tcp = (
             f"    stats socket ipv4@127.0.0.1:{self.tcp_stats_port} level admin\n"
             if self.tcp_stats_port is not None
@@ -169,8 +179,9 @@ class HAProxyProcess(ChildProcess):
             "\n"
             f"backend {self.backend}\n"
             "    balance roundrobin\n"
-            f"    server {self.old_name} {self.old_address} weight {self.old_weight}\n"
-            f"    server {self.new_name} {self.new_address} weight {self.new_weight}\n"
+            f"    server {self.old_name} {self.old_address} weight {self.old_weight}{check}\n"
+            f"    server {self.new_name} {self.new_address} weight {self.new_weight}{check}\n"
+            + "".join(f"    server {n} {a} weight {w}{check}\n" for n, a, w in self.extra_servers)
         )
 
     def write_config(self) -> Path:

@@ -15,10 +15,10 @@ The rules, in the order they are applied:
    a FAIL adds one consecutive failure, an all-PASS check resets the count, an
    INCONCLUSIVE one does neither. A check in which a gate's provider could not
    answer at all, or the router could not be read, adds one consecutive error
-   (any other check resets it). A check without a verdict (no data, too few
-   samples, an error, an unreadable router) adds one consecutive inconclusive
-   check while traffic is on the new environment (before the first step there
-   is no traffic, so no data is expected there; errors still count). The
+   (any other check resets it). A check without a verdict for want of data (no
+   data, too few samples) adds one consecutive inconclusive check while traffic
+   is on the new environment (before the first step there is no traffic, so no
+   data is expected there); a PASS or FAIL resets it. The
    counts survive a restart of the run; only an operator's ``resume`` clears
    them. Evidence is counted even while the router cannot be read: a new
    environment that FAILs is rolled back whatever its router says.
@@ -131,8 +131,10 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
         errors = state.consecutive_errors + 1 if errored else 0
         traffic_on_new = step_index >= 0 or (obs.weights is not None and obs.weights > ZERO)
         no_verdict = unreadable or verdict is Verdict.INCONCLUSIVE
-        inconclusive = (state.consecutive_inconclusive + 1 if no_verdict and (traffic_on_new or errored)
-                        else 0 if not no_verdict else state.consecutive_inconclusive)
+        # errors have their own limit; "no data" only counts where data is expected
+        inconclusive = (0 if not no_verdict
+                        else state.consecutive_inconclusive + 1 if traffic_on_new and not errored
+                        else state.consecutive_inconclusive)
         events.append((ev.CHECK, {
             "verdict": verdict.value, "consecutive_failures": failures,
             "consecutive_errors": errors, "consecutive_inconclusive": inconclusive,

@@ -46,6 +46,8 @@ SCALE = HAProxyRouterSpec.SCALE  # HAProxy's absolute weight range is 0..256
 class HAProxyRouter:
     """Split traffic between servers ``old`` and ``new`` of one HAProxy backend."""
 
+    scale = SCALE
+
     def __init__(
         self, address: str, backend: str, old: str, new: str, timeout: float = 2.0
     ) -> None:
