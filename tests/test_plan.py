@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from shiftover.errors import PlanError
-from shiftover.types import Weights
 from shiftover.plan import (
     GATE_MODELS,
     GATE_TYPES,
@@ -29,6 +28,7 @@ from shiftover.plan import (
     plan_json_schema,
     redact,
 )
+from shiftover.types import Weights
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plan.yaml"
 EXAMPLE_TEXT = EXAMPLE.read_text()

@@ -87,7 +87,7 @@ def test_a_split_left_between_two_writes_is_reconciled_to_the_last_confirmed_ste
     r.run(max_duration=30)
     assert router.read() == Weights(10)
     # killed between the two writes of 10% -> 50%: old already at 256, new still 28
-    old, new = Weights(50).to_backend(256)
+    _old, new = Weights(50).to_backend(256)
     router.set_raw(252, new)  # new written first: 50.4%, above the confirmed 10%
     r2 = runner(store, clock, router=router)
     r2.run(max_duration=1)

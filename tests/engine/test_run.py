@@ -143,7 +143,7 @@ def test_operator_approval_and_rollback(store: Store) -> None:
 
 
 def test_second_run_is_refused_by_the_lease(store: Store) -> None:
-    runner, _, _, clock = make(store)
+    runner, _, _, _clock = make(store)
     store.acquire_lease(key=runner.lease_key, holder="someone else", ttl=60)
     with pytest.raises(LeaseHeld) as info:
         runner.run(max_duration=10)
