@@ -73,6 +73,17 @@ class ServerState:
 _OPERATIONAL = {0: "stopped", 1: "starting", 2: "running", 3: "stopping"}
 
 
+@dataclass(frozen=True)
+class BackendStat:
+    """One ``show stat`` snapshot: a server's row, its backend's ``BACKEND`` row,
+    and every server row of that backend (the server's included). Rows map the
+    CSV header's column names to their raw text."""
+
+    server: dict[str, str]
+    backend: dict[str, str]
+    servers: tuple[dict[str, str], ...]
+
+
 def _admin_name(bits: int) -> str:
     if bits & _ADMF_MAINT:
         return "maint"
@@ -199,24 +210,43 @@ class HAProxyRuntime:
 
     def stat_row(self, backend: str, server: str) -> dict[str, str]:
         """The ``show stat`` row of one server; RouterError when it is not there."""
+        return self.backend_stat(backend, server).server
+
+    def backend_stat(self, backend: str, server: str) -> BackendStat:
+        """One ``show stat`` snapshot of a server, its backend's aggregate row and
+        its sibling servers; RouterError when the backend or server is not there.
+
+        One command, so every counter comes from the same instant: a server's
+        counters and the BACKEND row's can be compared (HAProxy's own 503/504s
+        are counted on the BACKEND row only)."""
         rows = self.show_stat()
-        for row in rows:
-            if row.get("pxname") == backend and row.get("svname") == server:
-                return row
-        if not any(r.get("pxname") == backend for r in rows):
+        backends = sorted({r.get("pxname", "") for r in rows if r.get("svname") == "BACKEND"})
+        if backend not in backends:
+            if any(r.get("pxname") == backend for r in rows):
+                raise RouterError(
+                    f"HAProxy at {self.address} has a proxy {backend!r}, but it is a frontend, not a backend",
+                    hint=f"name the backend its servers are in; known backends: {', '.join(backends) or 'none'}",
+                )
             raise RouterError(
                 f"HAProxy at {self.address} has no backend {backend!r}",
-                hint=f"known backends: {', '.join(sorted({r.get('pxname', '') for r in rows if r.get('svname') == 'BACKEND'})) or 'none'}",
+                hint=f"known backends: {', '.join(backends) or 'none'}",
             )
-        known = sorted(
-            r.get("svname", "")
-            for r in rows
-            if r.get("pxname") == backend and r.get("svname") not in ("BACKEND", "FRONTEND")
-        )
-        raise RouterError(
-            f"HAProxy at {self.address} has no server {server!r} in backend {backend!r}",
-            hint=f"servers in {backend}: {', '.join(known) or 'none'}",
-        )
+        mine = [r for r in rows if r.get("pxname") == backend]
+        servers = [r for r in mine if r.get("svname") not in ("BACKEND", "FRONTEND")]
+        known = sorted(r.get("svname", "") for r in servers)
+        if server in ("BACKEND", "FRONTEND"):
+            raise RouterError(
+                f"{server!r} is HAProxy's aggregate row of {backend!r}, not a server",
+                hint=f"name one server of {backend}: {', '.join(known) or 'none'}",
+            )
+        row = next((r for r in servers if r.get("svname") == server), None)
+        if row is None:
+            raise RouterError(
+                f"HAProxy at {self.address} has no server {server!r} in backend {backend!r}",
+                hint=f"servers in {backend}: {', '.join(known) or 'none'}",
+            )
+        total = next(r for r in mine if r.get("svname") == "BACKEND")
+        return BackendStat(server=row, backend=total, servers=tuple(servers))
 
     def servers_state(self, backend: str) -> dict[str, ServerState]:
         """``show servers state BACKEND``: every server of the backend by name."""
@@ -274,4 +304,4 @@ class HAProxyRuntime:
             )
 
 
-__all__ = ["HAProxyRuntime", "ServerState"]
+__all__ = ["BackendStat", "HAProxyRuntime", "ServerState"]

@@ -1,47 +1,173 @@
-"""haproxy_stats provider: a server's 5xx ratio read straight from HAProxy.
+"""haproxy_stats provider: how often traffic HAProxy sent to one server failed.
 
-HAProxy keeps cumulative per-server counters (``hrsp_1xx`` .. ``hrsp_5xx``,
-``hrsp_other``) since its start. A ratio over all time would hide a fresh
-failure behind hours of good traffic, so the provider keeps the previous
-reading and measures the *interval* since it: value = Δ5xx / Δresponses,
-samples = Δresponses. With ``window`` set, it keeps the readings of the last
-``window`` seconds and measures from the newest one at least that old: at 1%
-of 200 req/s a 1 s interval holds 2 responses, a 5 s window holds 10.
+Read straight from HAProxy's ``show stat`` (no Prometheus needed), which makes
+this the gate for a laptop rehearsal or for sites that do not scrape HAProxy.
+
+What counts, and why
+--------------------
+A server's own ``hrsp_5xx`` only counts 5xx responses *the server sent*. A new
+environment that is dead or hanging sends no responses at all, so a gate on
+``hrsp_5xx / hrsp_*`` sees "no responses", stays INCONCLUSIVE, and nothing rolls
+back while clients get 503s. Measured on HAProxy 2.6 (backend ``web``, old and
+new at 50/50, 20 requests, new server broken; the full table is in the tests'
+docstring, ``tests/providers/test_haproxy_stats.py``):
+
+==========================  ===============================  =========================
+new server                   its own row                      BACKEND row, clients
+==========================  ===============================  =========================
+answers 500                  ``hrsp_5xx`` 10                  ``hrsp_5xx`` 10
+killed (refused), retries 3  ``econ`` 10, ``wretr`` 30         ``hrsp_5xx`` 10 (503s)
+killed, ``redispatch``       ``wredis`` 20                    0 errors: sent to old
+hangs (``timeout server``)   ``eresp`` 3 of 6                 ``hrsp_5xx`` 3 (504s)
+invalid response             ``eresp`` 10                     ``hrsp_5xx`` 10 (502s)
+resets the connection        ``eresp`` 10 (``srv_abrt`` 10)   connection closed
+DOWN by ``check``            nothing at all                   0 errors: sent to old
+==========================  ===============================  =========================
+
+So every time HAProxy hands a request to the server, the attempt ends in
+exactly one of: a response (``hrsp_1xx`` .. ``hrsp_other``), a connection error
+(``econ``), a response error (``eresp``: timeouts, resets, invalid responses;
+``srv_abrt`` is included in it), a retry on the same server (``wretr``) or a
+redispatch to another one (``wredis``). Measured: ``stot`` (sessions handed to
+the server, retries included) equals that sum in every case above. Hence:
+
+- attempts = Δ(responses + econ + eresp + wretr + wredis), the sample count;
+- failures = Δ(hrsp_5xx + econ + eresp + wretr + wredis);
+- value = failures / attempts, always within 0..1.
+
+A retry or redispatch is a failure of *this* server even when the client was
+served by another one in the end: the new environment did not answer.
+
+HAProxy's own 502/503/504s are counted on the BACKEND row's ``hrsp_5xx``, never
+on the server's: each one follows from an ``econ`` or ``eresp`` of the server
+that was tried, which is where they are counted here (adding the BACKEND row's
+5xx as well would count them twice, and would blame the new server for the old
+one's failures). What the BACKEND row has beyond its servers' 5xx
+(``haproxy_5xx``) is reported in ``details`` as evidence; the share of it the
+servers' errors do not explain (a backend queue timeout, "no server available")
+is ``haproxy_5xx_unattributed``, reported, not charged to any one server.
+
+A server that takes no traffic although its weight says it should: DOWN by
+health check, MAINT, DRAIN or NOLB with a weight above 0, while the backend
+served requests in the interval. Its share of those requests went elsewhere
+(or got 503s), so the value is 1.0 and the samples are its share of the
+backend's sessions by weight (at least its own attempts, at least 1). A server
+at weight 0 with no traffic is ``NoData``: at 0% there is nothing to judge.
+
+Intervals and windows
+---------------------
+HAProxy's counters are cumulative since its start. A ratio over all time would
+hide a fresh failure behind hours of good traffic, so the provider keeps the
+previous reading and measures the *interval* since it. With ``window`` set, it
+keeps the readings of the last ``window`` seconds and measures from the newest
+one at least that old: at 1% of 200 req/s a 1 s interval holds 2 requests, a
+5 s window holds 10. Every reading is one ``show stat``, so the server's and the
+BACKEND row's counters come from the same instant.
 
 Consequences, all deliberate:
 
 - The first call only takes a baseline and raises ``NoData`` ("a ratio needs
-  two"); the engine treats that as INCONCLUSIVE, never as a pass.
-- An interval with no responses is ``NoData``, not a ratio of 0.
+  two"); the engine treats that as INCONCLUSIVE, never as a pass. Errors that
+  make the gate unusable (no such backend or server, a ``mode tcp`` backend, a
+  runtime API that does not answer) are ``ProviderError`` from the first call,
+  so ``shiftover validate`` can tell them from "no data yet".
+- An interval in which nothing was sent to the server is ``NoData``, not a
+  ratio of 0.
 - Counters that went down mean HAProxy was reloaded or restarted: the new
   reading becomes the baseline and the call is ``NoData``.
+- The window is aged with the ``now`` the engine passes in (its clock), never
+  compared with another host's clock, so clock *skew* cannot fool it. A clock
+  that stepped *back* (``now`` earlier than the last reading) would make the
+  window span too much: the provider then measures since the last reading only
+  and says so in ``details``.
 
-No Prometheus is needed, which makes this the gate for a laptop rehearsal or
-for sites that do not scrape HAProxy. Runtime API failures surface as
-``ProviderError`` (the provider never judges, and never fails the run itself).
+Every counter used is in ``details`` (deltas over the measured interval), so the
+journal shows the evidence. Runtime API failures surface as ``ProviderError``
+(the provider never judges, and never fails the run itself).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import deque
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 from shiftover.errors import NoData, ProviderError, RouterError
-from shiftover.haproxy_api import HAProxyRuntime
+from shiftover.haproxy_api import BackendStat, HAProxyRuntime
 from shiftover.plan import HAProxyStatsGate
 from shiftover.types import Measurement
 
 RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
+# a server's attempts that ended without a response from it: name in details -> column
+ERROR_COLUMNS = {
+    "connection_errors": "econ",
+    "response_errors": "eresp",
+    "retries": "wretr",
+    "redispatches": "wredis",
+}
+# ``status`` words (first word of the column) of a server that takes no new traffic
+OUT_OF_SERVICE = ("DOWN", "MAINT", "DRAIN", "NOLB")
+
+
+@dataclass(frozen=True)
+class _Counters:
+    """Cumulative counters at one reading (or, subtracted, their deltas)."""
+
+    responses: int = 0
+    responses_5xx: int = 0
+    connection_errors: int = 0
+    response_errors: int = 0
+    retries: int = 0
+    redispatches: int = 0
+    backend_sessions: int = 0
+    backend_5xx: int = 0
+    servers_5xx: int = 0
+    servers_errors: int = 0  # econ + eresp over all of the backend's servers
+
+    def __sub__(self, other: _Counters) -> _Counters:
+        return _Counters(
+            **{
+                f.name: getattr(self, f.name) - getattr(other, f.name)
+                for f in dataclasses.fields(self)
+            }
+        )
+
+    def negative(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) < 0]
+
+    @property
+    def no_response(self) -> int:
+        """Attempts that ended without a response from the server."""
+        return self.connection_errors + self.response_errors + self.retries + self.redispatches
+
+    @property
+    def attempts(self) -> int:
+        return self.responses + self.no_response
+
+    @property
+    def failures(self) -> int:
+        return self.responses_5xx + self.no_response
 
 
 @dataclass(frozen=True)
 class _Reading:
-    errors: int
-    responses: int
+    counters: _Counters
+    status: str = "no check"  # the server's ``status`` column: UP, DOWN, MAINT, ...
+    weight: int = 0  # the user weight (what ``set server ... weight`` wrote)
+    share: Fraction = Fraction(0)  # of the weight of its backend's servers
+
+    @property
+    def out_of_service(self) -> bool:
+        words = self.status.split()
+        return bool(words) and words[0] in OUT_OF_SERVICE
 
 
 class HAProxyStatsProvider:
-    """5xx / responses of one HAProxy server over the interval since the last call."""
+    """Failed / attempted requests of one HAProxy server over the interval since
+    the last call (see the module docstring for what counts)."""
 
     def __init__(
         self,
@@ -76,74 +202,169 @@ class HAProxyStatsProvider:
     def describe(self) -> str:
         return f"haproxy_stats {self.backend}/{self.server} error_ratio via {self.address}"
 
+    # --- reading ---------------------------------------------------------------
+
+    @property
+    def _name(self) -> str:
+        return f"{self.backend}/{self.server}"
+
+    def _count(self, row: dict[str, str], column: str, what: str) -> int:
+        raw = row.get(column, "")
+        try:
+            value = int(raw) if raw else 0
+        except ValueError:
+            raise ProviderError(
+                f"HAProxy at {self.address} gave {column}={raw!r} for {what}, not a count",
+                hint="this does not look like HAProxy's `show stat`: check the gate's socket",
+            ) from None
+        if value < 0:
+            raise ProviderError(f"HAProxy at {self.address} gave {column}={raw!r} for {what}, a negative count")
+        return value
+
     def _read(self) -> _Reading:
         try:
-            row = self.runtime.stat_row(self.backend, self.server)
+            stat: BackendStat = self.runtime.backend_stat(self.backend, self.server)
         except RouterError as e:
             raise ProviderError(e.message, hint=e.hint) from None
-        counts: dict[str, int] = {}
-        for col in RESPONSE_COLUMNS:
-            raw = row.get(col, "")
-            try:
-                counts[col] = int(raw) if raw else 0
-            except ValueError:
-                raise ProviderError(
-                    f"HAProxy at {self.address} gave {col}={raw!r} for {self.backend}/{self.server}, not a count"
-                ) from None
+        row, total = stat.server, stat.backend
+        if row.get("mode", "http") == "tcp" or total.get("mode", "http") == "tcp":
+            raise ProviderError(
+                f"backend {self.backend!r} at {self.address} is `mode tcp`: HAProxy sees no HTTP "
+                f"responses there, so {self._name} has no error ratio to measure",
+                hint="set `mode http` on the backend, or judge it with a prometheus gate on "
+                "haproxy_server_connection_errors_total",
+            )
         if not any(row.get(c) for c in RESPONSE_COLUMNS):
             raise ProviderError(
-                f"HAProxy at {self.address} reports no HTTP response counters for {self.backend}/{self.server}",
+                f"HAProxy at {self.address} reports no HTTP response counters for {self._name}",
                 hint="the backend must be `mode http`: in tcp mode HAProxy does not see status codes",
             )
-        return _Reading(errors=counts["hrsp_5xx"], responses=sum(counts.values()))
+        responses = {c: self._count(row, c, self._name) for c in RESPONSE_COLUMNS}
+        errors = {name: self._count(row, col, self._name) for name, col in ERROR_COLUMNS.items()}
+        what = f"{self.backend}/BACKEND"
+        counters = _Counters(
+            responses=sum(responses.values()),
+            responses_5xx=responses["hrsp_5xx"],
+            backend_sessions=self._count(total, "stot", what),
+            backend_5xx=self._count(total, "hrsp_5xx", what),
+            servers_5xx=sum(
+                self._count(r, "hrsp_5xx", f"{self.backend}/{r.get('svname')}") for r in stat.servers
+            ),
+            servers_errors=sum(
+                self._count(r, c, f"{self.backend}/{r.get('svname')}")
+                for r in stat.servers
+                for c in ("econ", "eresp")
+            ),
+            **errors,
+        )
+        weight = self._count(row, "uweight" if "uweight" in row else "weight", self._name)
+        # its share of the weight among the servers of its kind (active or backup),
+        # counting those that are down: the share it is *meant* to take
+        kind = row.get("bck", "0")
+        weights = sum(
+            self._count(r, "uweight" if "uweight" in r else "weight", f"{self.backend}/{r.get('svname')}")
+            for r in stat.servers
+            if r.get("bck", "0") == kind
+        )
+        share = Fraction(weight, weights) if weights else Fraction(0)
+        return _Reading(counters, status=row.get("status", "").strip(), weight=weight, share=share)
 
-    def _baseline(self, now: float) -> _Reading | None:
+    def _baseline(self, now: float) -> tuple[float, _Reading] | None:
         """The reading to measure from: the previous one, or with a window the
         newest one at least ``window`` old (the oldest kept, early on)."""
         if not self._readings:
             return None
         if self.window is None:
-            reading = self._readings[-1][1]
+            previous = self._readings[-1]
             self._readings.clear()
-            return reading
+            return previous
         cutoff = now - self.window
         while len(self._readings) > 1 and self._readings[1][0] <= cutoff:
             self._readings.popleft()
-        return self._readings[0][1]
+        return self._readings[0]
+
+    # --- measuring -------------------------------------------------------------
 
     def measure(self, *, now: float) -> Measurement:
         current = self._read()
-        previous = self._baseline(now)
+        notes: list[str] = []
+        previous: tuple[float, _Reading] | None
+        if self._readings and now < self._readings[-1][0]:
+            # the clock stepped back: a window aged by it would span too much
+            previous = self._readings[-1]
+            self._readings.clear()
+            notes.append(
+                f"the clock went back {previous[0] - now:.3f}s since the last check: "
+                "measured since that check only"
+            )
+        else:
+            previous = self._baseline(now)
         self._readings.append((now, current))
         if previous is None:
             raise NoData(
-                f"first reading of {self.backend}/{self.server} at {self.address}: a ratio needs two",
+                f"first reading of {self._name} at {self.address}: a ratio needs two",
                 hint="the next check measures the interval since this one",
             )
-        responses = current.responses - previous.responses
-        errors = current.errors - previous.errors
-        if responses < 0 or errors < 0:
+        since, before = previous
+        d = current.counters - before.counters
+        went_down = d.negative()
+        if went_down:
             self._readings.clear()
             self._readings.append((now, current))
             raise NoData(
-                f"HAProxy counters for {self.backend}/{self.server} went down (reload or restart?): taking a new baseline",
+                f"HAProxy counters for {self._name} went down ({', '.join(went_down)}): "
+                "HAProxy was reloaded or restarted; taking a new baseline",
                 hint="the next check measures the interval since this one",
             )
-        if responses == 0:
-            raise NoData(
-                f"no responses from {self.backend}/{self.server} since the last check",
-                hint="the server gets no traffic: check its weight, or send traffic before judging it",
+        details = self._details(current, d, now - since, notes)
+        if current.out_of_service and current.weight > 0 and d.backend_sessions > 0:
+            meant = math.ceil(d.backend_sessions * current.share)
+            samples = max(d.attempts, meant, 1)
+            details["not_serving"] = (
+                f"{self._name} is {current.status} with weight {current.weight}: about {meant} of the "
+                f"backend's {d.backend_sessions} sessions were meant for it and went elsewhere or failed"
             )
-        return Measurement(
-            value=errors / responses,
-            at=now,
-            samples=responses,
-            details={
-                "errors_5xx": errors,
-                "responses": responses,
-                "server": f"{self.backend}/{self.server}",
-            },
-        )
+            return Measurement(value=1.0, at=now, samples=samples, details=details)
+        if d.attempts == 0:
+            if current.weight == 0:
+                raise NoData(
+                    f"{self._name} has weight 0 and got no traffic since the last check: nothing to judge at 0%",
+                    hint="the gate measures once the router sends the server traffic",
+                )
+            state = f" ({current.status})" if current.out_of_service else ""
+            raise NoData(
+                f"no requests were sent to {self._name}{state} since the last check "
+                f"(the backend had {d.backend_sessions})",
+                hint="send traffic before judging it, or set `window:` to judge more than one interval",
+            )
+        return Measurement(value=d.failures / d.attempts, at=now, samples=d.attempts, details=details)
+
+    def _details(self, current: _Reading, d: _Counters, seconds: float, notes: list[str]) -> dict[str, Any]:
+        haproxy_5xx = max(0, d.backend_5xx - d.servers_5xx)
+        details: dict[str, Any] = {
+            "server": self._name,
+            "status": current.status,
+            "weight": current.weight,
+            "weight_share": float(current.share),
+            "interval_seconds": round(seconds, 3) if seconds >= 0 else None,
+            "attempts": d.attempts,
+            "failures": d.failures,
+            "responses": d.responses,
+            "responses_5xx": d.responses_5xx,
+            "connection_errors": d.connection_errors,
+            "response_errors": d.response_errors,
+            "retries": d.retries,
+            "redispatches": d.redispatches,
+            "backend_sessions": d.backend_sessions,
+            "backend_5xx": d.backend_5xx,
+            "haproxy_5xx": haproxy_5xx,
+            # HAProxy's 5xx that no server's connection or response errors explain
+            # (queue timeouts, no server available): evidence, not charged to this one
+            "haproxy_5xx_unattributed": max(0, haproxy_5xx - d.servers_errors),
+        }
+        if notes:
+            details["notes"] = notes
+        return details
 
 
 __all__ = ["HAProxyStatsProvider"]
