@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -14,7 +15,7 @@ from shiftover.cli import app
 from shiftover.demo.haproxy import HAProxyProcess, StubBackend, stub_stack
 from shiftover.engine import events as ev
 from shiftover.haproxy_api import HAProxyRuntime
-from shiftover.store import open_store
+from shiftover.store import STATE_ENV_VAR, open_store
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -83,7 +84,7 @@ def test_run_never_starts_when_the_new_app_fails_before_the_first_step(stack: St
     assert r.exit_code == 3, r.output
     summary = json.loads(r.output.splitlines()[-1])
     assert summary["outcome"] == "rolled_back" and summary["final_weight"] == 0
-    with open_store(f"sqlite:///{stack.plan.parent}/.shiftover/state.db") as store:
+    with open_store(os.environ[STATE_ENV_VAR]) as store:
         kinds = [e.kind for e in store.events(service="cli-e2e")]
     assert ev.ROLLBACK_STARTED in kinds and ev.ROLLED_BACK in kinds
     assert ev.STEP_ADVANCED not in kinds  # not one request was shifted
@@ -95,7 +96,7 @@ def test_rollback_with_no_live_run_goes_through_the_router(stack: Stack) -> None
     assert r.exit_code == 0, r.output
     st = HAProxyRuntime(stack.haproxy.socket_path, 2.0).servers_state("web")
     assert st["new"].weight == 0 and st["old"].weight > 0
-    with open_store(f"sqlite:///{stack.plan.parent}/.shiftover/state.db") as store:
+    with open_store(os.environ[STATE_ENV_VAR]) as store:
         events = store.events(service="cli-e2e")
     kinds = [e.kind for e in events]
     assert kinds.index(ev.ROLLBACK_REQUESTED) < kinds.index(ev.ROLLBACK_STARTED) < kinds.index(ev.ROLLED_BACK)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 PLAN = """\
 service: resume-demo
-router: {{type: haproxy, socket: {sock}, backend: web, old: old, new: new}}
+router: {{type: haproxy, socket: {sock}, backend: web, old: old, new: new, timeout: 500ms}}
 steps: [10, 20, 30, 40, 100]
 bake: 2s
 interval: 500ms
@@ -34,7 +34,7 @@ normal_state:
     type: http
     url: http://{new}/
     expect_status: 200
-    timeout: 1s
+    timeout: 500ms
 failure_limit: 2
 """
 
@@ -57,7 +57,7 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
         rt = HAProxyRuntime(hap.socket_path, 2.0)
 
         first = subprocess.Popen(shiftover("run", str(plan), "--json", "--state", state,
-                                           "--lease-ttl", "2"),
+                                           "--lease-ttl", "4"),
                                  stdout=subprocess.PIPE, text=True)
         try:
             assert first.stdout is not None
@@ -91,7 +91,7 @@ def test_sigkill_mid_step_then_resume(tmp_path: Path) -> None:
         # (as if the dead run had applied 30% and died before confirming it)
         rt.set_weight("web", "old", 179)
         rt.set_weight("web", "new", 77)  # 30.08%
-        time.sleep(2.2)  # the dead run's lease expires
+        time.sleep(4.2)  # the dead run's lease expires
 
         samples: list[tuple[float, Weights | None]] = []
         stop = threading.Event()

@@ -246,7 +246,6 @@ def _run(
         redact=loaded.redact,
         on_event=on_event,
         on_tick=on_tick,
-        lease_ttl=10.0,
     )
     t0 = time.time()
     if as_json:
