@@ -35,6 +35,7 @@ server failed.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,35 @@ def test_a_hanging_new_server_is_a_failure_not_no_data(tmp_path: Path) -> None:
     assert m.value == 1.0
     assert m.samples == m.details["response_errors"] == 2
     assert m.details["haproxy_5xx"] == 2
+    assert verdict(st.spec, m) is Verdict.FAIL
+
+
+def test_a_new_server_that_hangs_past_the_clients_patience_fails_once_haproxy_gives_up(
+    tmp_path: Path,
+) -> None:
+    with HangingBackend() as new, faulty(
+        tmp_path, new.address, backend_lines=(SHORT_SERVER_TIMEOUT,)
+    ) as st:
+        p = st.provider()
+        with pytest.raises(NoData):
+            p.measure(now=1.0)
+        clients = send(st.url, 4, timeout=0.2)  # clients give up before HAProxy does
+        outcomes: list[Measurement | NoData] = []
+        for t in range(2, 100):  # bounded: HAProxy gives up after 1 s
+            try:
+                outcomes.append(p.measure(now=float(t)))
+                break
+            except NoData as e:
+                outcomes.append(e)
+                time.sleep(0.1)
+    assert clients == {200: 2, "ReadTimeout": 2}
+    *waiting, m = outcomes
+    # until then: no data, saying the requests are in flight (never a pass)
+    for e in waiting:
+        assert isinstance(e, NoData) and "none has finished" in e.message
+    assert isinstance(m, Measurement)
+    assert m.value == 1.0
+    assert m.samples == m.details["response_errors"] >= 1  # the second may land a check later
     assert verdict(st.spec, m) is Verdict.FAIL
 
 

@@ -72,7 +72,11 @@ Consequences, all deliberate:
   runtime API that does not answer) are ``ProviderError`` from the first call,
   so ``shiftover validate`` can tell them from "no data yet".
 - An interval in which nothing was sent to the server is ``NoData``, not a
-  ratio of 0.
+  ratio of 0. So is one in which requests were sent but none has finished: a
+  server that hangs is a failure once HAProxy gives up on it (``timeout
+  server``: an ``eresp`` and a 504, even if the client left earlier), not
+  before; ``details`` shows the ``sessions`` handed to it and those
+  ``in_flight``.
 - Counters that went down mean HAProxy was reloaded or restarted: the new
   reading becomes the baseline and the call is ``NoData``.
 - The window is aged with the ``now`` the engine passes in (its clock), never
@@ -116,6 +120,7 @@ OUT_OF_SERVICE = ("DOWN", "MAINT", "DRAIN", "NOLB")
 class _Counters:
     """Cumulative counters at one reading (or, subtracted, their deltas)."""
 
+    sessions: int = 0  # stot: handed to the server, finished or not
     responses: int = 0
     responses_5xx: int = 0
     connection_errors: int = 0
@@ -158,6 +163,7 @@ class _Reading:
     status: str = "no check"  # the server's ``status`` column: UP, DOWN, MAINT, ...
     weight: int = 0  # the user weight (what ``set server ... weight`` wrote)
     share: Fraction = Fraction(0)  # of the weight of its backend's servers
+    in_flight: int = 0  # scur: sessions on the server right now
 
     @property
     def out_of_service(self) -> bool:
@@ -243,6 +249,7 @@ class HAProxyStatsProvider:
         errors = {name: self._count(row, col, self._name) for name, col in ERROR_COLUMNS.items()}
         what = f"{self.backend}/BACKEND"
         counters = _Counters(
+            sessions=self._count(row, "stot", self._name),
             responses=sum(responses.values()),
             responses_5xx=responses["hrsp_5xx"],
             backend_sessions=self._count(total, "stot", what),
@@ -267,7 +274,13 @@ class HAProxyStatsProvider:
             if r.get("bck", "0") == kind
         )
         share = Fraction(weight, weights) if weights else Fraction(0)
-        return _Reading(counters, status=row.get("status", "").strip(), weight=weight, share=share)
+        return _Reading(
+            counters,
+            status=row.get("status", "").strip(),
+            weight=weight,
+            share=share,
+            in_flight=self._count(row, "scur", self._name),
+        )
 
     def _baseline(self, now: float) -> tuple[float, _Reading] | None:
         """The reading to measure from: the previous one, or with a window the
@@ -331,6 +344,13 @@ class HAProxyStatsProvider:
                     f"{self._name} has weight 0 and got no traffic since the last check: nothing to judge at 0%",
                     hint="the gate measures once the router sends the server traffic",
                 )
+            if d.sessions > 0 or current.in_flight > 0:
+                raise NoData(
+                    f"{d.sessions} requests were sent to {self._name} since the last check and none "
+                    f"has finished ({current.in_flight} in flight)",
+                    hint="a server that hangs shows as response errors once HAProxy's `timeout server` "
+                    "expires; a gate interval or window longer than it sees them sooner",
+                )
             state = f" ({current.status})" if current.out_of_service else ""
             raise NoData(
                 f"no requests were sent to {self._name}{state} since the last check "
@@ -347,6 +367,8 @@ class HAProxyStatsProvider:
             "weight": current.weight,
             "weight_share": float(current.share),
             "interval_seconds": round(seconds, 3) if seconds >= 0 else None,
+            "sessions": d.sessions,
+            "in_flight": current.in_flight,
             "attempts": d.attempts,
             "failures": d.failures,
             "responses": d.responses,
