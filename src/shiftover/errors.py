@@ -7,6 +7,7 @@
     ├── ProviderError (1)          a metrics/alerts/probe backend failed to answer
     │   └── NoData                 it answered, but with nothing to judge
     ├── StoreError (1)             the journal or lease store failed
+    │   └── StoreMissing           a read-only command found no state file (nothing ran yet)
     └── LeaseHeld (5)              another live run holds the router target's lease
         └── LeaseLost (5)          this run's own lease expired, was taken over, or its
                                    state file vanished: it must not write again
@@ -85,6 +86,11 @@ class NoData(ProviderError):
 
 class StoreError(ShiftoverError):
     """The journal or lease store failed."""
+
+
+class StoreMissing(StoreError):
+    """The SQLite state file does not exist and the store was opened with
+    ``create=False`` (read-only commands never create one)."""
 
 
 class LeaseHeld(ShiftoverError):

@@ -192,7 +192,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import StaticPool
 
-from shiftover.errors import LeaseHeld, LeaseLost, StoreError
+from shiftover.errors import LeaseHeld, LeaseLost, StoreError, StoreMissing
 
 SCHEMA_VERSION = 2
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds a writer waits for another writer
@@ -206,10 +206,6 @@ _NOW_SQL = {
     "sqlite": "SELECT (julianday('now') - 2440587.5) * 86400.0",
     "postgresql": "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS double precision)",
 }
-
-
-class StoreMissing(StoreError):
-    """The SQLite state file does not exist and the store was opened with ``create=False``."""
 
 
 _metadata = MetaData()
