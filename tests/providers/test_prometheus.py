@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shiftover.analysis.judge import judge
 from shiftover.demo.prometheus import (
     AlertmanagerProcess,
     MetricsTarget,
@@ -25,11 +26,12 @@ from shiftover.errors import BadInput, NoData, ProviderError
 from shiftover.plan import PrometheusAlertsGate, PrometheusGate
 from shiftover.providers import build_provider
 from shiftover.providers.prometheus import PrometheusAlertsProvider, PrometheusProvider
-from shiftover.types import Measurement
+from shiftover.types import Measurement, Verdict
 
 
 def gate(url: str, query: str, **extra: Any) -> PrometheusGate:
-    return PrometheusGate(type="prometheus", name="g", url=url, query=query, max=1.0, **extra)
+    extra.setdefault("max", 1.0)
+    return PrometheusGate(type="prometheus", name="g", url=url, query=query, **extra)
 
 
 def provider(url: str, query: str, **extra: Any) -> PrometheusProvider:
@@ -47,15 +49,56 @@ def alerts(url: str, labels: dict[str, str]) -> PrometheusAlertsProvider:
 def test_scalar_and_single_series_values(prometheus_process: PrometheusProcess) -> None:
     now = time.time()
     m = provider(prometheus_process.url, "vector(0.5)").measure(now=now)
+    evaluated_at = m.details["evaluated_at"]
     assert m == Measurement(
         value=0.5,
         at=now,
         samples=None,
-        details={"query": "vector(0.5)", "labels": {}, "result_type": "vector"},
+        details={
+            "query": "vector(0.5)",
+            "labels": {},
+            "result_type": "vector",
+            "evaluated_at": evaluated_at,
+            "clock_skew_seconds": round(now - evaluated_at, 3),
+        },
     )
     m = provider(prometheus_process.url, "scalar(vector(0.25))").measure(now=now)
     assert m.value == 0.25
     assert m.details["result_type"] == "scalar"
+
+
+# --- whose clock --------------------------------------------------------------------
+
+
+def test_a_local_clock_behind_prometheus_does_not_judge_the_past(
+    prometheus_process: PrometheusProcess, prometheus_target: MetricsTarget, prometheus_poll: Any
+) -> None:
+    """10 s of skew once made the gate evaluate the query 10 s ago, before the
+    failure, and pass. Prometheus's own "now" sees the failure at once."""
+    prometheus_target.set("skew_new_env_broken", 1)  # a fresh series: it did not exist 10 s ago
+    spec = gate(prometheus_process.url, "max(skew_new_env_broken) or vector(0)", max=0.0)
+    p = PrometheusProvider.from_spec(spec)
+    # bounded below the 10 s of skew: judging the past would still see 0 when it ends
+    m = prometheus_poll(lambda: p.measure(now=time.time() - 10), lambda m: m.value == 1, timeout=8)
+    assert judge(spec, m, now=0.0).verdict is Verdict.FAIL
+    assert m.details["clock_skew_seconds"] < -5  # our clock is behind, and it says so
+
+
+@pytest.mark.parametrize("skew", [-3600.0, 3600.0])
+def test_the_query_is_evaluated_at_prometheus_now_whatever_our_clock_says(
+    prometheus_process: PrometheusProcess, skew: float
+) -> None:
+    before = time.time()
+    # value and sample count are both the evaluation time: one instant, Prometheus's
+    p = provider(prometheus_process.url, "vector(time())", samples_query="vector(time())")
+    now = time.time() + skew
+    m = p.measure(now=now)
+    after = time.time()
+    assert m.at == now  # the journal keeps the engine's clock
+    assert before - 1 <= m.details["evaluated_at"] <= after + 1  # Prometheus's clock (same host)
+    assert m.value == m.details["evaluated_at"]
+    assert m.samples == round(m.details["evaluated_at"])
+    assert m.details["clock_skew_seconds"] == round(now - m.details["evaluated_at"], 3)
 
 
 def test_sub_second_timeout_is_accepted_by_prometheus(

@@ -1,8 +1,8 @@
 """Prometheus as a source of evidence: instant PromQL queries and firing alerts.
 
-``PrometheusProvider`` runs one instant query (``GET /api/v1/query`` with
-``time=now``) and expects one number back. What a cutover gate meets in
-practice, and what this module makes of it:
+``PrometheusProvider`` runs one instant query (``GET /api/v1/query``) and
+expects one number back. What a cutover gate meets in practice, and what this
+module makes of it:
 
 ==========================  ===================================================
 Prometheus answers           provider returns
@@ -21,6 +21,20 @@ HTTP error / refused / slow  ``ProviderError`` saying where and what to check
 
 Flagger treats an empty result and NaN the same way ("no values found"); here
 both are ``NoData`` too, because the engine's rule is that no data never passes.
+Everything that means the gate cannot work as written (unreachable, a parse
+error, several series, a wrong shape) is a ``ProviderError``, never ``NoData``:
+``shiftover validate`` fails on those and accepts "no data yet".
+
+Whose clock: the query carries no ``time=``, so Prometheus evaluates it at its
+own "now", the instant its scrapes are stamped with. Sending our clock instead
+judged the past when it was behind (10 s of skew: a ``[1m]`` window missed the
+last 10 s, the failure, and passed) and an empty future when it was ahead. The
+evaluation timestamp Prometheus returns is in ``details["evaluated_at"]``, and
+``details["clock_skew_seconds"]`` is our ``now`` minus it (positive: our clock
+is ahead; it includes the request's round trip), so a journal shows both. The
+``samples_query`` is evaluated at that same timestamp, so the value and its
+sample count describe one instant. ``Measurement.at`` stays the engine's
+``now``: the journal orders events by one clock.
 
 ``PrometheusAlertsProvider`` counts firing alerts whose labels include all of
 the gate's ``labels``. The ``url`` may point at Prometheus *or* Alertmanager;
@@ -35,6 +49,11 @@ the provider finds out on first use and remembers:
    has said it is not part of the normal state. (Alertmanager 0.25 still
    serves a deprecated ``/api/v1/alerts`` whose ``data`` is a list; that shape
    is what tells it apart from Prometheus.)
+
+An alert entry without a ``labels`` object is a ``ProviderError``, not skipped:
+a malformed list could be hiding the alert that fires. An empty list is a
+measurement (0 firing), not ``NoData``: "no alerts" is exactly what the gate
+asks about.
 
 Credentials in a URL (``http://user:pass@host``) are used for basic auth and
 never appear in messages or details.
@@ -133,14 +152,31 @@ class _Result:
     value: float
     labels: dict[str, str]
     result_type: str
+    evaluated_at: float  # Prometheus's timestamp of the evaluation
     warnings: tuple[str, ...] = ()
 
 
-def _instant_query(api: _Api, query: str, now: float) -> _Result:
-    """Run ``query`` at ``now``; return its single number (NaN is returned, not raised)."""
+def _timestamp(raw: Any, query: str, where: str) -> float:
+    try:
+        ts = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        ts = math.nan
+    if not math.isfinite(ts):
+        raise ProviderError(
+            f"Prometheus at {where} returned {raw!r} as the evaluation time of {query!r}, not a timestamp",
+            hint="this looks like a proxy or a server that is not Prometheus: check the gate's url",
+        )
+    return ts
+
+
+def _instant_query(api: _Api, query: str, at: float | None = None) -> _Result:
+    """Run ``query`` at Prometheus's own "now" (or at ``at``, a timestamp Prometheus
+    gave); return its single number (NaN is returned, not raised)."""
     where = _endpoint(api.shown, "/api/v1/query")
     # timeout as float seconds: Prometheus refuses fractional durations like "0.5s"
-    params = {"query": query, "time": f"{now:.3f}", "timeout": f"{api.timeout:g}"}
+    params = {"query": query, "timeout": f"{api.timeout:g}"}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
     reply = api.get("/api/v1/query", params)
     status, body = reply.status, reply.body
     if isinstance(body, dict) and body.get("status") == "error":
@@ -170,7 +206,9 @@ def _instant_query(api: _Api, query: str, now: float) -> _Result:
     result_type = data.get("resultType")
     result = data.get("result")
     if result_type == "scalar" and isinstance(result, list) and len(result) == 2:
-        return _Result(_number(result[1], query, where), {}, "scalar", warnings)
+        return _Result(
+            _number(result[1], query, where), {}, "scalar", _timestamp(result[0], query, where), warnings
+        )
     if result_type == "vector" and isinstance(result, list):
         if not result:
             raise NoData(
@@ -197,7 +235,8 @@ def _instant_query(api: _Api, query: str, now: float) -> _Result:
                 hint="check that the gate's url is a Prometheus-compatible API",
             )
         labels = _labels_of(series.get("metric"))
-        return _Result(_number(series["value"][1], query, where), labels, "vector", warnings)
+        value = _number(series["value"][1], query, where)
+        return _Result(value, labels, "vector", _timestamp(series["value"][0], query, where), warnings)
     if result_type == "matrix":
         raise ProviderError(
             f"query {query!r} returns a range vector, not a number",
@@ -246,7 +285,7 @@ class PrometheusProvider:
 
     def measure(self, *, now: float) -> Measurement:
         api = _Api(self.url, self.timeout, self.transport, "Prometheus")
-        main = _instant_query(api, self.query, now)
+        main = _instant_query(api, self.query)  # at Prometheus's own now: see the docstring
         if math.isnan(main.value):
             raise NoData(
                 f"query returned NaN (no traffic in the window?): {self.query!r}",
@@ -256,20 +295,22 @@ class PrometheusProvider:
             "query": self.query,
             "labels": main.labels,
             "result_type": main.result_type,
+            "evaluated_at": main.evaluated_at,
+            "clock_skew_seconds": round(now - main.evaluated_at, 3),
         }
         warnings = list(main.warnings)
         samples: int | None = None
         if self.samples_query:
-            samples = self._samples(api, now, details)
+            samples = self._samples(api, main.evaluated_at, details)
         if warnings:
             details["warnings"] = warnings
         return Measurement(value=main.value, at=now, samples=samples, details=details)
 
-    def _samples(self, api: _Api, now: float, details: dict[str, Any]) -> int:
+    def _samples(self, api: _Api, at: float, details: dict[str, Any]) -> int:
         assert self.samples_query is not None
         details["samples_query"] = self.samples_query
         try:
-            result = _instant_query(api, self.samples_query, now)
+            result = _instant_query(api, self.samples_query, at)
         except NoData:
             details["samples_note"] = "samples_query returned no series: counted as 0"
             return 0
@@ -328,11 +369,11 @@ class PrometheusAlertsProvider:
             alerts = self._prometheus_alerts(api)
             if alerts is None:
                 raise self._not_an_alerts_api(api, "/api/v1/alerts")
-            return self._count_prometheus(alerts, now)
+            return self._count_prometheus(api, alerts, now)
         alerts = self._prometheus_alerts(api)
         if alerts is not None:
             self.source = "prometheus"
-            return self._count_prometheus(alerts, now)
+            return self._count_prometheus(api, alerts, now)
         measurement = self._from_alertmanager(api, now)
         self.source = "alertmanager"
         return measurement
@@ -347,12 +388,19 @@ class PrometheusAlertsProvider:
                 return list(data["alerts"])
         return None
 
-    def _count_prometheus(self, alerts: list[Any], now: float) -> Measurement:
+    def _malformed(self, api: _Api, path: str, alert: Any) -> ProviderError:
+        return ProviderError(
+            f"{_endpoint(api.shown, path)} listed an alert without labels: {_short(repr(alert))}",
+            hint="check that the gate's url is Prometheus (or Alertmanager) itself, not a proxy rewriting its answers",
+        )
+
+    def _count_prometheus(self, api: _Api, alerts: list[Any], now: float) -> Measurement:
         firing: list[dict[str, Any]] = []
         pending = 0
         for alert in alerts:
-            if not isinstance(alert, dict):
-                continue
+            # a malformed entry could be the firing alert: never skip it silently
+            if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
+                raise self._malformed(api, "/api/v1/alerts", alert)
             labels = _labels_of(alert.get("labels"))
             if not _matches(labels, self.labels):
                 continue
@@ -397,8 +445,8 @@ class PrometheusAlertsProvider:
             raise self._not_an_alerts_api(api, "/api/v1/alerts and /api/v2/alerts", status)
         firing: list[dict[str, Any]] = []
         for alert in body:
-            if not isinstance(alert, dict):
-                continue
+            if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):
+                raise self._malformed(api, "/api/v2/alerts", alert)
             labels = _labels_of(alert.get("labels"))
             if _matches(labels, self.labels):  # the server filtered already; belt and braces
                 firing.append(
