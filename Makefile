@@ -51,3 +51,12 @@ $(BIN)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+
+# The long chaos suite (tests/chaos, docs/reliability.md): 60 SIGKILLs of `shiftover run`
+# against a real HAProxy with live traffic, and every fault three times. `make test` runs
+# the quick version (12 kills, each fault once). One JSON line of figures per test goes to
+# $(CHAOS_REPORT); SHIFTOVER_CHAOS_KILLS, _REPEAT and _SEED override the profile.
+.PHONY: chaos
+CHAOS_REPORT ?= /tmp/shiftover-chaos/report.jsonl
+chaos: system venv
+	SHIFTOVER_CHAOS=long SHIFTOVER_CHAOS_REPORT=$(CHAOS_REPORT) $(BIN)/python -m pytest -q -p no:cacheprovider tests/chaos
