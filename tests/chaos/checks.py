@@ -42,7 +42,7 @@ from typing import Any
 
 from .harness import SET_WEIGHT, JEvent, ProxyRecord, RunProcess, SplitState, fmt, split_percent
 
-TOL = Fraction(1, 10**6)  # percent: the journal's floats are not exact today
+TOL = Fraction(1, 10**6)  # percent: old journals hold floats, not exact values
 ZERO = Fraction(0)
 
 
@@ -58,8 +58,15 @@ class Violation:
 
 
 def event_split(data: dict[str, Any], key: str = "percent") -> Fraction | None:
-    """The split an event names, exactly when it carries backend integers
-    (``weights: {old, new}`` or ``[old, new]``), else from its percent."""
+    """The split an event names: exact when it carries the exact percent (``exact``,
+    ``router_exact``: "125/63") or backend integers (``weights: {old, new}``), else
+    from its float percent (journals before issue 6's fix)."""
+    exact = data.get("exact" if key == "percent" else key.replace("percent", "exact"))
+    if isinstance(exact, str):
+        try:
+            return Fraction(exact)
+        except (ValueError, ZeroDivisionError):
+            pass
     for wkey in ("weights", f"{key}_weights", "backend"):
         w = data.get(wkey)
         if isinstance(w, dict) and "old" in w and "new" in w:

@@ -135,16 +135,19 @@ def prom_gate(url: str) -> str:
     )
 
 
-def error_limit_extra() -> tuple[str, str | None]:
-    """If the plan has learnt an error/inconclusive limit (issue 6, section 4), set it far
-    above the outage, so that 'hold' is what the test sees; returns (yaml, field)."""
+LIMITS = ("error_limit", "inconclusive_limit")
+
+
+def limit_fields() -> list[str]:
+    """The error/inconclusive limits this product's plan has (issue 6, section 4)."""
     from shiftover.plan import Plan
 
     props = Plan.model_json_schema().get("properties", {})
-    for name in ("consecutive_error_limit", "error_limit", "inconclusive_limit"):
-        if name in props:
-            return f"{name}: 1000\n", name
-    return "", None
+    return [name for name in LIMITS if name in props]
+
+
+def limits_extra(value: int) -> str:
+    return "".join(f"{name}: {value}\n" for name in limit_fields())
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -291,8 +294,10 @@ def test_prometheus_killed_holds_then_continues(tmp_path: Path, trial: int, chao
         s.own(prom.stop)
         prom.wait_for_targets(20)
         wait_prometheus_answers(prom.url)
-        extra, limit_field = error_limit_extra()
-        plan = s.write_plan(plan_text(s, [prom_gate(prom.url), deps_gate(s)], extra=extra))
+        # limits far above the outage and the restart (~45 checks): "hold" is what we look at
+        limit_field = limit_fields()
+        plan = s.write_plan(plan_text(s, [prom_gate(prom.url), deps_gate(s)],
+                                      extra=limits_extra(400)))
         t0 = time.time()
         run = s.start_run(plan, lease_ttl=LEASE_TTL)
         wait_confirmed(run, 20, 40)
@@ -323,7 +328,7 @@ def test_prometheus_killed_holds_then_continues(tmp_path: Path, trial: int, chao
                  split_at_outage=fmt(at_down), splits_during_outage=sorted(fmt(p) for p in splits),
                  verdicts_during_outage=gate_verdicts(journal, t_down + grace, t_up),
                  seconds_restart_to_next_step=None if t_next is None else round(t_next - t_up, 2),
-                 error_limit_field=limit_field, final_split=fmt(final), violations=len(violations))
+                 limits_set=limit_field, final_split=fmt(final), violations=len(violations))
     problems = []
     for e in moved:
         problems.append(f"during the outage (t+{e.at - t0:.2f}s) the run journalled {e.kind} "
@@ -334,6 +339,50 @@ def test_prometheus_killed_holds_then_continues(tmp_path: Path, trial: int, chao
     if rc != 0 or final != 100:
         problems.append(f"the run did not continue to promotion once Prometheus was back: exit {rc}, "
                         f"{fmt(final)} on new; reason: {reason_of(run, jm)[:300]!r}")
+    finish(problems, violations, t0, where)
+
+
+@pytest.mark.skipif(PROFILE.name != "long", reason="long profile (make chaos) only")
+@pytest.mark.parametrize("trial", TRIALS)
+def test_prometheus_down_past_error_limit_is_stuck(tmp_path: Path, trial: int, chaos_record: Any,
+                                                   chaos_artifact: Any) -> None:
+    """The other side of 'holds': with ``error_limit: 4`` an outage that outlasts four
+    checks makes the run stuck, and ``on_failure`` (rollback) runs, with a reason that says so."""
+    if "error_limit" not in limit_fields():
+        pytest.fail("the plan has no error_limit: a gate that cannot be evaluated holds the run "
+                    "forever (issue 6, section 4)", pytrace=False)
+    with chaos_stack(tmp_path) as s:
+        jobs = [("haproxy", [f"127.0.0.1:{s.haproxy.metrics_port}"])]
+        prom = PrometheusProcess(tmp_path / "prom", jobs=jobs).start()
+        s.own(prom.stop)
+        prom.wait_for_targets(20)
+        wait_prometheus_answers(prom.url)
+        plan = s.write_plan(plan_text(s, [prom_gate(prom.url), deps_gate(s)],
+                                      extra="error_limit: 4\ninconclusive_limit: 400\n"))
+        t0 = time.time()
+        run = s.start_run(plan, lease_ttl=LEASE_TTL)
+        wait_confirmed(run, 20, 40)
+        t_down = time.time()
+        assert prom.pid is not None
+        os.kill(prom.pid, signal.SIGKILL)
+        prom.stop()
+        s.note("Prometheus SIGKILLed (not restarted)")
+        rc = end_run(run, 30)
+        t_end = time.time()
+        t_zero = s.poller.wait_for(lambda p: p == 0, 0, since=t_down)
+        final = s.router_split()
+        journal = s.journal("faults")
+        jm, violations = common_violations(s, journal, t0, t_end)
+        where = save_timeline(s, journal, t0, chaos_artifact)
+    why = reason_of(run, jm)
+    chaos_record(fault="Prometheus SIGKILLed, error_limit 4", rc=rc, final_split=fmt(final),
+                 seconds_down_to_zero=None if t_zero is None else round(t_zero - t_down, 2),
+                 reason=why[:200], verdicts_after=gate_verdicts(journal, t_down),
+                 violations=len(violations))
+    problems = []
+    if rc != 3 or final != 0 or "stuck" not in why.lower():
+        problems.append(f"past the error limit the run should be stuck and roll back: exit {rc}, "
+                        f"{fmt(final)} on new, reason {why[:300]!r}")
     finish(problems, violations, t0, where)
 
 
@@ -462,20 +511,33 @@ def test_journal_locked_still_rolls_back(tmp_path: Path, trial: int, chaos_recor
 # --- the lease is lost during a slow check --------------------------------------------------------------
 
 SLOW_GATE_TIMEOUT = 8.0
-FROZEN_ROUTER_TIMEOUT = 10.0
+FROZEN_ROUTER_TIMEOUT = 4.0
+
+
+LEASE_CASES = ([("slow_check", "rollback"), ("slow_check", "run"), ("frozen_run", "rollback"),
+                ("frozen_run", "run")] if PROFILE.name == "long"
+               else [("slow_check", "rollback"), ("frozen_run", "run")])
 
 
 @pytest.mark.parametrize("trial", TRIALS)
-@pytest.mark.parametrize("how", ["slow_check", "frozen_run"])
-def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, trial: int,
+@pytest.mark.parametrize(("how", "other"), LEASE_CASES)
+def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, other: str, trial: int,
                                                   chaos_record: Any, chaos_artifact: Any) -> None:
-    """``slow_check``: the gate's endpoint answers only after the lease has expired and
-    another process has taken it (gate timeout 8 s, TTL 1.5 s, or the shortest the
-    product accepts). ``frozen_run``: the run is SIGSTOPped right after a passing check,
-    when it has decided to move a step and not yet written (a VM or GC pause), until
-    the lease has expired and been taken, then SIGCONTed. The other process is
-    ``shiftover rollback`` (it rolls back through the router itself when no run is live).
-    The frozen run's router timeout is 10 s so that its in-flight read survives the pause."""
+    """Run A has confirmed 20% and baked it: its next passing check moves a step up.
+
+    ``slow_check``: that check's endpoint answers only when the other process is done
+    (gate timeout 8 s; TTL 1.5 s, or the shortest the product accepts). ``frozen_run``:
+    A is SIGSTOPped right after a passing check, when it has decided to move and not
+    yet written (a VM or GC pause), until its lease has expired, then SIGCONTed.
+    The frozen run's router timeout is 4 s so that its held read survives a pause of
+    TTL + the other process's start (1.5 + ~1.2 s); a product that demands a TTL above
+    that fails the read instead (and still must not write).
+
+    The other process, once A's lease has expired (or when A's check has been held
+    for a while): ``rollback`` is ``shiftover rollback`` (0%, by itself when no run is
+    live); ``run`` is a second ``shiftover run``, which takes the lease and bakes.
+    Whatever happens, A makes no router write once the other holds the lease, and says
+    why it stopped; after a rollback, 0% stays."""
     notes: dict[str, Any] = {}
     with chaos_stack(tmp_path) as s:
         gate_timeout = SLOW_GATE_TIMEOUT if how == "slow_check" else GATE_TIMEOUT
@@ -509,12 +571,22 @@ def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, tria
         t_slow = time.time()
         expires = lease_expiry(s.db_path)
         ttl = float(notes["lease_ttl"])
-        latest = t_slow + (gate_timeout - 2.0 if how == "slow_check" else ttl + 1.0)
+        latest = t_slow + (gate_timeout - 3.0 if how == "slow_check" else ttl + 1.0)
         wake = min(expires + 0.2 if expires is not None else t_slow + ttl + 0.3, latest)
         time.sleep(max(0.0, wake - time.time()))
         lease_expired = expires is not None and time.time() > expires
-        b = s.cli("rollback", str(plan), "--state", s.state_url, "-m", "chaos: lease takeover",
-                  "--timeout", "10")
+        b_pid, b_rc, b_at = 0, None, time.time()
+        b_run: RunProcess | None = None
+        if other == "rollback":
+            b = s.cli("rollback", str(plan), "--state", s.state_url, "-m", "chaos: lease takeover",
+                      "--timeout", "10")
+            b_pid, b_rc, b_at = b.pid, b.rc, b.started
+        else:
+            b_run = s.start_run(plan, lease_ttl=LEASE_TTL, label="B")
+            b_pid, b_at = b_run.pid, b_run.started
+            if not b_run.alive():
+                b_rc = b_run.rc
+                s.note(f"run B refused: exit {b_rc}")
         if how == "slow_check":
             s.gate.release()
             s.note("the held check is answered (200)")
@@ -523,45 +595,48 @@ def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, tria
             a.signal(signal.SIGCONT)
             trap.release.set()
             s.note("run A SIGCONTed; its held router command goes through")
-        rc_a = end_run(a, 20)
+        rc_a = end_run(a, 30)
         s.proxy.disarm()
         time.sleep(0.5)
+        if b_run is not None:
+            b_rc = end_run(b_run, 0.1)  # SIGTERM: B holds where it is (exit 4)
         t_end = time.time()
         final = s.router_split()
         journal = s.journal("faults")
         jm, violations = common_violations(s, journal, t0, t_end)
-        a_writes = [w for w in s.proxy.writes(a.pid) if w.sent >= b.started]
-        after_b = [x for x in s.poller.between(b.started, t_end) if x.split is not None]
+        a_writes = [w for w in s.proxy.writes(a.pid) if w.sent >= b_at]
+        after_b = [x for x in s.poller.between(b_at, t_end) if x.split is not None]
         where = save_timeline(s, journal, t0, chaos_artifact)
-    b_run = jm.run_of_pid.get(b.pid)
-    b_started = next((e.at for e in journal if e.run_id == b_run and e.kind == "run_started"), None)
+    b_rid = jm.run_of_pid.get(b_pid)
+    b_started = next((e.at for e in journal if e.run_id == b_rid and e.kind == "run_started"), None)
     a_rid = jm.run_of_pid.get(a.pid)
     a_stop = next((e for e in journal if e.run_id == a_rid and e.kind == "run_stopped"), None)
     why = " | ".join(x for x in (reason_of(a, jm), str((a_stop.data if a_stop else {}).get("reason", "")))
                      if x)
     problems = []
-    if b_started is not None:  # the other process held the lease: the old run is fenced off
+    if b_started is not None:  # the other process took the lease: A is fenced off
         late = [w for w in a_writes if w.sent >= b_started]
         if late:
-            problems.append(f"run A wrote the router {len(late)} time(s) after `shiftover rollback` "
+            problems.append(f"run A wrote the router {len(late)} time(s) after `shiftover {other}` "
                             f"took the lease (t+{b_started - t0:.2f}s): "
                             + "; ".join(f"t+{w.sent - t0:.2f}s {w.cmd}" for w in late[:4]))
         if rc_a != 5 or "lease" not in why.lower():
             problems.append(f"run A ended exit {rc_a} without saying it lost the lease: {why[:300]!r}")
-    # whoever rolled back, 0% is where it ends and stays
     zero_at = next((x.first for x in after_b if x.split == 0), None)
-    if zero_at is None or final != 0:
-        problems.append(f"HAProxy is at {fmt(final)} after the rollback request (want 0%)")
-    else:
-        up = [x for x in after_b if x.first > zero_at and (x.split or ZERO) > 0]
-        if up:
-            problems.append(f"after 0% HAProxy served {fmt(up[0].split)} again "
-                            f"(t+{up[0].first - t0:.2f}s): a stale write")
-    chaos_record(fault=f"lease lost during a check ({how})", lease_ttl=notes["lease_ttl"],
-                 short_ttl_refused=notes.get("short_ttl_refused"), lease_expired=lease_expired,
-                 other_took_lease=b_started is not None, rollback_cmd_rc=b.rc,
-                 old_run_rc=rc_a, old_run_reason=why[:200],
-                 old_run_writes_after_takeover=[w.cmd for w in a_writes],
-                 seconds_request_to_zero=None if zero_at is None else round(zero_at - b.started, 2),
+    if other == "rollback":  # whoever rolled back, 0% is where it ends and stays
+        if zero_at is None or final != 0:
+            problems.append(f"HAProxy is at {fmt(final)} after the rollback request (want 0%)")
+        else:
+            up = [x for x in after_b if x.first > zero_at and (x.split or ZERO) > 0]
+            if up:
+                problems.append(f"after 0% HAProxy served {fmt(up[0].split)} again "
+                                f"(t+{up[0].first - t0:.2f}s): a stale write")
+    chaos_record(fault=f"lease lost during a check ({how}, other: {other})",
+                 lease_ttl=notes["lease_ttl"], short_ttl_refused=notes.get("short_ttl_refused"),
+                 lease_expired=lease_expired, other_took_lease=b_started is not None,
+                 other_rc=b_rc, old_run_rc=rc_a, old_run_reason=why[:200],
+                 old_run_writes_after_other_started=[w.cmd for w in a_writes],
+                 seconds_request_to_zero=None if zero_at is None or other != "rollback"
+                 else round(zero_at - b_at, 2),
                  final_split=fmt(final), violations=len(violations))
     finish(problems, violations, t0, where)
