@@ -83,7 +83,7 @@ steps: [1, 2, 5, 10, 25, 50, 75, 100]
 bake: {bake}
 interval: 1s
 normal_state:
-  - name: new environment 5xx ratio (HAProxy)
+  - name: new environment failed requests (5xx, refused, timed out; HAProxy stats)
     type: haproxy_stats
     socket: {socket}
     backend: web
@@ -91,10 +91,34 @@ normal_state:
     max: 0.01
     window: 3s
     min_samples: {min_samples}
-  - name: new environment 5xx ratio (app, Prometheus)
+  - name: new environment failed requests (5xx, refused, timed out; Prometheus)
     type: prometheus
     url: {prometheus}
-    query: sum(rate(http_requests_total{{instance_name="new",code=~"5.."}}[5s])) / sum(rate(http_requests_total{{instance_name="new"}}[5s]))
+    # the README's query over 5s: a dead or hanging eks counts, not only its own 5xx
+    query: |
+      (
+          sum(increase(haproxy_server_http_responses_total{{proxy="web",server="eks",code="5xx"}}[5s]))
+        + sum(increase(haproxy_server_connection_errors_total{{proxy="web",server="eks"}}[5s]))
+        + sum(increase(haproxy_server_response_errors_total{{proxy="web",server="eks"}}[5s]))
+        + sum(increase(haproxy_server_retry_warnings_total{{proxy="web",server="eks"}}[5s]))
+        + sum(increase(haproxy_server_redispatch_warnings_total{{proxy="web",server="eks"}}[5s]))
+      ) / (
+          sum(increase(haproxy_server_http_responses_total{{proxy="web",server="eks"}}[5s]))
+        + sum(increase(haproxy_server_connection_errors_total{{proxy="web",server="eks"}}[5s]))
+        + sum(increase(haproxy_server_response_errors_total{{proxy="web",server="eks"}}[5s]))
+        + sum(increase(haproxy_server_retry_warnings_total{{proxy="web",server="eks"}}[5s]))
+        + sum(increase(haproxy_server_redispatch_warnings_total{{proxy="web",server="eks"}}[5s]))
+      )
+      unless on() (
+            max(haproxy_server_status{{proxy="web",server="eks",state=~"DOWN|MAINT|DRAIN|NOLB"}}) == 1
+        and on() max(haproxy_server_uweight{{proxy="web",server="eks"}}) > 0
+        and on() sum(increase(haproxy_backend_sessions_total{{proxy="web"}}[5s])) > 0
+      )
+      or on() (
+            max(haproxy_server_status{{proxy="web",server="eks",state=~"DOWN|MAINT|DRAIN|NOLB"}}) == 1
+        and on() max(haproxy_server_uweight{{proxy="web",server="eks"}}) > 0
+        and on() sum(increase(haproxy_backend_sessions_total{{proxy="web"}}[5s])) > 0
+      )
     max: 0.01
   - name: dependencies reachable from the new environment
     type: http
