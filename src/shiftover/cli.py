@@ -2,20 +2,46 @@
 
 Exit codes (DESIGN.md): 0 promoted/ok · 1 internal error · 2 bad input ·
 3 rolled back · 4 paused or held · 5 lease held by another run.
+
+What every command here guarantees:
+
+- **No secret reaches an output.** Values a plan took from the environment are
+  masked before anything is rendered (data first, so a secret cannot be split by
+  line wrapping or hidden by JSON escaping) and again on the way out: stdout and
+  stderr go through a redacting stream that knows every secret of every plan this
+  process has loaded. Error messages and internal errors pass through it too.
+- **Never a traceback.** Our errors print one message and their exit code; bad
+  option values are exit 2 naming the option; anything else is "internal error"
+  (exit 1, ``SHIFTOVER_DEBUG=1`` shows the traceback). A closed pipe
+  (``--json | head``) ends the command quietly; a ``run`` is stopped first and
+  journals ``run_stopped``.
+- **Read-only commands stay read-only.** ``status``, ``history`` and ``plan``
+  open the journal with ``create=False``: with no state file they say "no
+  journal yet at PATH" and show an empty state; they never create one.
+- **Hints can be pasted.** They name the plan path as typed, ``--state`` when it
+  was given, and the program as it was invoked when it is not on ``PATH``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import io
 import json
 import os
+import shlex
+import shutil
 import signal
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, TypeVar
+from typing import IO, Annotated, Any, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -27,31 +53,119 @@ from shiftover.clock import SystemClock
 from shiftover.engine import events as ev
 from shiftover.engine.build import build_runner, minimum_duration, preflight
 from shiftover.engine.decide import Decision, Observation
-from shiftover.engine.events import RunState, fold
+from shiftover.engine.events import RunState
 from shiftover.engine.rollback import roll_back
-from shiftover.engine.run import check_lease_ttl
+from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
 from shiftover.errors import BadInput, ShiftoverError
-from shiftover.plan import load_outline, load_plan, parse_duration, plan_json_schema
+from shiftover.plan import (
+    LoadedPlan,
+    Plan,
+    PlanOutline,
+    load_outline,
+    load_plan,
+    parse_duration,
+    plan_json_schema,
+)
+from shiftover.plan import redact as redact_secrets
 from shiftover.routers import build_router
-from shiftover.store import Store, default_state_url, open_store, operator_identity
+from shiftover.store import (
+    Event,
+    Store,
+    StoreMissing,
+    default_state_url,
+    open_store,
+    operator_identity,
+)
+
+EXIT_CODES = ("Exit codes: 0 promoted / ok · 1 internal error · 2 bad input (plan, flags) · "
+              "3 rolled back · 4 paused or held (weights left in place) · "
+              "5 lease held by another run, or lost")
 
 app = typer.Typer(
     help="Move a live service from an old environment to a new one, a few percent at a time.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    epilog=EXIT_CODES, no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+# --- output: every byte goes through the redactor ------------------------------------------
+
+_SECRETS: set[str] = set()
+
+
+def _redact(text: str) -> str:
+    return redact_secrets(text, _SECRETS) if _SECRETS else text
+
+
+class _Redacting:
+    """A text stream that masks every known secret, then writes to the current
+    ``sys.stdout``/``sys.stderr`` (looked up at each write: test runners swap them)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _target(self) -> IO[str]:
+        stream: IO[str] = getattr(sys, self._name)
+        # under rich's Live, sys.stdout is a proxy that prints to our console: writing
+        # to it would loop forever; write to the file it stands for
+        proxied: IO[str] = getattr(stream, "rich_proxied_file", stream)
+        return proxied
+
+    def write(self, text: str) -> int:
+        self._target().write(_redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self._target(), "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return self._target().fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self._target(), "encoding", None) or "utf-8"
+
+
+_STDOUT = _Redacting("stdout")
+_STDERR = _Redacting("stderr")
+out = Console(file=_STDOUT)  # type: ignore[arg-type]
+err = Console(file=_STDERR, stderr=True)  # type: ignore[arg-type]
+
+
+def _line(text: str) -> None:
+    """One plain line on stdout (JSON lines, progress lines), flushed."""
+    _STDOUT.write(text + "\n")
+    _STDOUT.flush()
+
+
+def _print_json(obj: Any) -> None:
+    _line(json.dumps(views.redact_values(obj, _redact), indent=2, default=str))
+
+
+def _print_error(exc: ShiftoverError) -> None:
+    err.print(f"[bold red]error:[/] {_redact(str(exc))}", markup=True, highlight=False,
+              soft_wrap=True)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: anything still to be written (or flushed at exit) is dropped."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _print_error(exc: ShiftoverError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-
-
 def command(*args: Any, **kw: Any) -> Callable[[F], F]:
     """``app.command`` that turns our errors into one clean message and their exit code
-    (2 bad input, 5 lease held, ...), never a traceback."""
+    (2 bad input, 5 lease held, ...), a closed stdout into a quiet exit, and anything
+    else into "internal error" (exit 1) — never a traceback."""
 
     def deco(fn: F) -> F:
         @functools.wraps(fn)
@@ -61,6 +175,21 @@ def command(*args: Any, **kw: Any) -> Callable[[F], F]:
             except ShiftoverError as exc:
                 _print_error(exc)
                 raise typer.Exit(exc.exit_code) from None
+            except BrokenPipeError:  # `... --json | head`: the reader has had enough
+                _quiet_stdout()
+                raise typer.Exit(0) from None
+            except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
+                    click.exceptions.Abort):
+                raise
+            except Exception as exc:
+                if os.environ.get("SHIFTOVER_DEBUG"):
+                    raise
+                err.print(f"[bold red]internal error:[/] {_redact(f'{type(exc).__name__}: {exc}')}",
+                          markup=True, highlight=False, soft_wrap=True)
+                err.print(f"  this is a bug in shiftover; run again with SHIFTOVER_DEBUG=1 "
+                          f"for the traceback ({_redact(_where_raised(exc))})",
+                          highlight=False, soft_wrap=True)
+                raise typer.Exit(1) from None
 
         app.command(*args, **kw)(wrapper)
         return fn
@@ -68,32 +197,68 @@ def command(*args: Any, **kw: Any) -> Callable[[F], F]:
     return deco
 
 
-def _duration(value: str | None) -> float | None:
-    """Click callback: the plan's duration syntax (500ms, 90s, 5m, 1h) or seconds."""
+def _where_raised(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return "unknown place"
+    last = tb[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("shiftover")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        _line(f"shiftover {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", help="Print the version and exit.", callback=_show_version,
+        is_eager=True)] = False) -> None:
+    """Move a live service from an old environment to a new one, a few percent at a time."""
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def _seconds(option: str, value: str | None, *, positive: bool = False) -> float | None:
+    """An option in the plan's duration syntax (500ms, 90s, 5m, 1h, 1d) or a number of
+    seconds; BadInput (exit 2) naming the option otherwise."""
     if value is None:
         return None
+    text = value.strip()
     try:
-        return parse_duration(float(value) if _is_number(value) else value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
+        number = float(text)
     except ValueError:
-        return False
-    return True
+        number = None
+    try:
+        seconds = parse_duration(number if number is not None else text)
+    except ValueError as exc:
+        raise BadInput(f"{option} {value!r}: {exc}",
+                       hint=f"e.g. {option} 90s, {option} 5m or {option} 2h") from None
+    if positive and seconds <= 0:
+        raise BadInput(f"{option} {value!r} must be more than 0",
+                       hint=f"leave {option} out for no limit")
+    return seconds
 
 
-PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False)]
+PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False,
+                                           metavar="PLAN")]
 StateOpt = Annotated[str | None, typer.Option(
     "--state", help="Journal and lease URL (default: $SHIFTOVER_STATE, else this host's "
     "state file: /var/lib/shiftover/state.db for root, ~/.local/state/shiftover/state.db otherwise).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the journal).")]
 
 
-def _store(plan_path: Path, state: str | None, *, busy_timeout: float | None = None) -> Store:
+def _state_url(state: str | None) -> str:
     if state is not None:
         try:
             url = make_url(state)
@@ -105,13 +270,101 @@ def _store(plan_path: Path, state: str | None, *, busy_timeout: float | None = N
             raise BadInput(f"--state {state!r} is an in-memory journal: other terminals "
                            "(pause, approve, rollback) and the next run could not see it",
                            hint="give a file: sqlite:////path/to/state.db")
+        return state
+    return default_state_url()
+
+
+def _where(url: str) -> str:
+    """Where a state URL points, for people: a SQLite file's path, else the URL
+    without its password."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return str(parsed.database)
+    return parsed.render_as_string(hide_password=True)
+
+
+def _store(state: str | None, *, busy_timeout: float | None = None) -> Store:
+    url = _state_url(state)
     if busy_timeout is not None:
-        return open_store(state or default_state_url(), busy_timeout=busy_timeout)
-    return open_store(state or default_state_url())
+        return open_store(url, busy_timeout=busy_timeout)
+    return open_store(url)
 
 
-def _state(store: Store, service: str) -> RunState:
-    return fold(RunState(), store.events(service=service))
+@contextmanager
+def _read_only_store(state: str | None, *, quiet: bool = False) -> Iterator[tuple[Store | None, dict[str, Any]]]:
+    """The journal for reading, never created: (None, info) when there is none yet."""
+    url = _state_url(state)
+    info: dict[str, Any] = {"where": _where(url), "exists": True}
+    try:
+        store = open_store(url, create=False)
+    except StoreMissing:
+        info["exists"] = False
+        if not quiet:
+            err.print(f"no journal yet at {info['where']}: nothing has been run with this state "
+                      "(pass --state, or set SHIFTOVER_STATE, to read another one)",
+                      highlight=False, soft_wrap=True)
+        yield None, info
+        return
+    with store:
+        yield store, info
+
+
+def _program() -> str:
+    """How the user invoked us, as a command that works when pasted."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "shiftover":
+        found = shutil.which("shiftover")
+        if found and os.path.realpath(found) == os.path.realpath(argv0):
+            return "shiftover"
+        return shlex.quote(argv0)
+    return "shiftover"
+
+
+def _cmds(plan: Path, state: str | None) -> views.Commands:
+    shown_state = state
+    if state is not None:
+        try:
+            url = make_url(state)
+            if url.password:
+                shown_state = url.render_as_string(hide_password=True)
+        except ArgumentError:
+            pass
+    return views.Commands(str(plan), shown_state, _program())
+
+
+def _print_hints(hints: list[str], prefix: str = "next: ") -> None:
+    """Commands to paste, one per line, never wrapped (a wrapped command breaks)."""
+    for h in hints:
+        out.print(f"{prefix}{h}", highlight=False, soft_wrap=True, markup=False)
+
+
+def _load(plan: Path) -> LoadedPlan:
+    """The whole plan (needs its ${VAR}s); its secrets join the redactor at once."""
+    loaded = load_plan(plan)
+    _SECRETS.update(s for s in loaded.secrets if s)
+    return loaded
+
+
+def _try_load(plan: Path) -> tuple[LoadedPlan | None, ShiftoverError | None]:
+    try:
+        return _load(plan), None
+    except ShiftoverError as exc:
+        return None, exc
+
+
+def _fold(events: list[Event]) -> RunState:
+    state, skipped = views.fold_events(events)
+    if skipped:
+        ids = ", ".join(f"#{e.id} ({e.kind})" for e in skipped[:5])
+        err.print(f"warning: {len(skipped)} journal event(s) could not be read and were skipped: "
+                  f"{ids}{' ...' if len(skipped) > 5 else ''}", highlight=False, soft_wrap=True)
+    return state
+
+
+# --- commands --------------------------------------------------------------------------------
 
 
 @command()
@@ -121,103 +374,186 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
 
     Exits 2 when the router cannot be read, a gate FAILs, or a gate cannot be
     evaluated at all (refused, bad query, unknown server): "no data yet" is fine."""
-    loaded = load_plan(plan)
+    loaded = _load(plan)
     p = loaded.plan
     mapped = views.mapped_steps(p)
+    cmd = _cmds(plan, None)
     if offline:
         if as_json:
-            out.print_json(json.dumps({"valid": True, "service": p.service,
-                                       "steps": views.steps_json(p)}))
+            _print_json({"valid": True, "service": p.service, "steps": views.steps_json(p)})
         else:
-            out.print(f"[green]✓[/] {plan}: valid plan for {p.service}")
+            out.print(f"[green]✓[/] {plan}: valid plan for {p.service}", highlight=False)
             for line in mapped:
-                out.print(f"  note: {line}")
+                out.print(f"  note: {line}", highlight=False)
         return
     pf = preflight(p, SystemClock(), redact=loaded.redact)
     errored = [r for r in pf.results if r.error]
     if as_json:
-        out.print_json(json.dumps({
+        _print_json({
             "valid": pf.ok, "service": p.service, "router": pf.router,
             "weights": None if pf.weights is None else float(pf.weights.new_percent),
             "weights_exact": None if pf.weights is None else pf.weights.exact,
             "router_error": pf.router_error, "steps": views.steps_json(p),
-            "gates": [r.to_dict() for r in pf.results]}))
+            "gates": [r.to_dict() for r in pf.results]})
     else:
-        out.print(f"[green]✓[/] {plan}: valid plan for [bold]{p.service}[/]")
+        out.print(f"[green]✓[/] {plan}: valid plan for [bold]{p.service}[/]", highlight=False)
         for line in mapped:
-            out.print(f"  note: {line}")
+            out.print(f"  note: {line}", highlight=False)
         if pf.router_error:
-            out.print(f"[red]✗[/] router {pf.router}: {pf.router_error}")
+            out.print(f"[red]✗[/] router {pf.router}: {pf.router_error}", highlight=False)
         else:
-            out.print(f"[green]✓[/] router {pf.router}: {pf.weights} on new")
-        out.print(views.gates_table(pf.results))
+            out.print(f"[green]✓[/] router {pf.router}: {pf.weights} on new", highlight=False)
+        out.print(views.gates_table(pf.results, loaded.redact))
         for r in errored:
-            out.print(f"[red]✗[/] gate [bold]{r.gate}[/] cannot be evaluated: {r.reason}")
+            out.print(f"[red]✗[/] gate [bold]{loaded.redact(r.gate)}[/] cannot be evaluated: "
+                      f"{r.reason}", highlight=False)
         if errored:
             out.print("  a gate that cannot be evaluated would hold the run without evidence: "
-                      "fix it, then run `shiftover validate` again")
+                      "fix it, then validate again:", highlight=False)
+            _print_hints([cmd("validate")], prefix="  ")
+        if pf.ok:
+            _print_hints([cmd("plan"), cmd("run")])
     if not pf.ok:  # router unreadable, a gate FAILs or errors: the run would not start
         raise typer.Exit(2)
 
 
 @command("plan")
 def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
-    """Show the steps, the minimum duration, the approvals and the current state."""
-    p = load_plan(plan).plan
-    with _store(plan, state) as store:
-        st = _state(store, p.service)
+    """Show the steps as the router will set them, the minimum duration, the approvals,
+    the lease TTL a run will use and the current state (read-only)."""
+    loaded = _load(plan)
+    p = loaded.plan
+    with _read_only_store(state) as (store, info):
+        events = store.events(service=p.service) if store is not None else []
+    st = _fold(events)
+    word = views.status_report(
+        p, st, events, router=None, run=None, limits=_limits(p, None, events),
+        now=SystemClock().now(), cmd=_cmds(plan, state), journal=info)
     data = {
-        "service": p.service, "steps": p.steps, "bake_seconds": p.bake,
-        "interval_seconds": p.interval, "minimum_duration_seconds": minimum_duration(p),
-        "approvals": p.approvals, "failure_limit": p.failure_limit, "on_failure": p.on_failure,
-        "gates": [{"name": g.name, "type": g.type} for g in p.normal_state],
-        "current": views.status_json(p, st, None),
+        "service": p.service, "steps": p.steps, "step_weights": views.steps_json(p),
+        "bake_seconds": p.bake, "interval_seconds": p.interval,
+        "minimum_duration_seconds": minimum_duration(p), "approvals": p.approvals,
+        "failure_limit": p.failure_limit, "error_limit": p.error_limit,
+        "inconclusive_limit": p.inconclusive_limit, "on_failure": p.on_failure,
+        "lease_ttl_seconds": default_lease_ttl(p), "min_lease_ttl_seconds": min_lease_ttl(p),
+        "gates": [{"name": loaded.redact(g.name), "type": g.type} for g in p.normal_state],
+        "current": {k: word[k] for k in ("status", "status_detail", "journal_weight", "step",
+                                         "step_index", "waiting_approval", "paused", "started",
+                                         "outcome", "journal")},
     }
     if as_json:
-        out.print_json(json.dumps(data, default=str))
+        _print_json(data)
         return
-    out.print(f"[bold]{p.service}[/]: {len(p.steps)} steps, bake {p.bake:g}s each, check every {p.interval:g}s")
+    out.print(f"[bold]{p.service}[/]: {len(p.steps)} steps, bake {p.bake:g}s each, "
+              f"check every {p.interval:g}s", highlight=False)
+    out.print(views.steps_table(p))
+    for line in views.mapped_steps(p):
+        out.print(f"  note: {line}", highlight=False)
     out.print(views.steps_line(p, st))
-    out.print(f"minimum duration: {minimum_duration(p) / 60:.1f} min (approvals not counted)")
-    out.print(f"on {p.failure_limit} consecutive failed checks: {p.on_failure}")
+    out.print(f"minimum duration: {minimum_duration(p) / 60:.1f} min (approvals not counted)",
+              highlight=False)
+    out.print(f"on {p.failure_limit} consecutive failed checks: {p.on_failure}; stuck (same "
+              f"action) after {p.error_limit} checks that cannot be evaluated or "
+              f"{p.inconclusive_limit} without a verdict", highlight=False)
+    out.print(f"lease: {default_lease_ttl(p):g}s by default (--lease-ttl, at least "
+              f"{min_lease_ttl(p):g}s): a run that dies holds the router this long",
+              highlight=False)
     for g in p.normal_state:
-        out.print(f"  gate [bold]{g.name}[/] ({g.type})")
+        out.print(f"  gate [bold]{loaded.redact(g.name)}[/] ({g.type})", highlight=False)
+    status_word = str(word["status"]).replace("_", " ")
+    out.print(f"now: {status_word}" + (f" — {word['status_detail']}" if word["status_detail"] else "")
+              + ("" if info["exists"] else f" (no journal yet at {info['where']})"),
+              highlight=False)
+
+
+def _limits(p: Plan | None, outline: PlanOutline | None, events: list[Event]) -> views.Limits:
+    """The limits status compares counts with: the plan's (when it loads), else the
+    last run's (journalled), else the defaults."""
+    if p is not None:
+        return views.Limits(p.failure_limit, p.error_limit, p.inconclusive_limit, p.bake, "plan")
+    started = next((e for e in reversed(events) if e.kind == ev.RUN_STARTED), None)
+    summary = started.data.get("plan") if started is not None else None
+    failure = outline.failure_limit if outline is not None else Plan.model_fields["failure_limit"].default
+    if isinstance(summary, dict):
+        def num(key: str) -> Any:
+            v = summary.get(key)
+            return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+        return views.Limits(failure, num("error_limit"), num("inconclusive_limit"),
+                            num("bake"), "journal")
+    return views.Limits(failure, Plan.model_fields["error_limit"].default,
+                        Plan.model_fields["inconclusive_limit"].default, None, "defaults")
+
+
+@dataclass
+class _Progress:
+    """What the progress lines (stdout not a terminal) last showed."""
+
+    line: str = ""
+    status: str = ""
+    repeats: int = 0
+    at: float = 0.0
 
 
 @command()
 def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view, then a summary line.")] = False,
         max_duration: Annotated[str | None, typer.Option(help="Stop (held, exit 4) after this long: 90s, 30m, 2h.")] = None,
-        lease_ttl: Annotated[str | None, typer.Option(help="How long a dead run's lease lives (default: max(30s, 2 x the longest tick); shorter than one tick is refused).")] = None) -> None:
+        lease_ttl: Annotated[str | None, typer.Option(help="How long a dead run's lease blocks the router target (default: max(30s, 2 x the longest tick); shorter than one tick is refused).")] = None) -> None:
     """Run the plan: shift step by step, check the normal state, roll back when it breaks.
 
-    Exit codes: 0 promoted, 3 rolled back, 4 held (stopped, paused), 5 lease held
-    by another run or lost, 2 bad input, 1 internal error."""
-    loaded = load_plan(plan)
+    Exit codes:
+      0  promoted: 100% on the new environment
+      1  internal error
+      2  bad input (plan, flags)
+      3  rolled back: 0% on the new environment
+      4  held: stopped (Ctrl-C, SIGTERM, --max-duration) or paused, weights left in place; run again to resume
+      5  the router target's lease is held by another run, or this run lost it"""
+    loaded = _load(plan)
     p = loaded.plan
-    max_seconds = _duration(max_duration)
-    ttl = check_lease_ttl(p, _duration(lease_ttl))
-    with _store(plan, state, busy_timeout=2.0) as store:
+    max_seconds = _seconds("--max-duration", max_duration, positive=True)
+    ttl = check_lease_ttl(p, _seconds("--lease-ttl", lease_ttl))
+    cmd = _cmds(plan, state)
+    with _store(state, busy_timeout=2.0) as store:
         pipe = {"closed": False}
+        shown = _Progress()
 
         def emit(line: str) -> None:
             if pipe["closed"]:
                 return
             try:
-                print(line, flush=True)
+                _line(line)
             except BrokenPipeError:  # `run --json | head`: stop cleanly, journal run_stopped
                 pipe["closed"] = True
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                _quiet_stdout()
                 runner.stop()
 
-        def on_event(e: Any) -> None:
+        def progress(at: float, text: str, *, repeatable: bool) -> None:
+            """A progress line; the same passing check over and over is shown once a
+            minute, with how many there were."""
+            same = repeatable and text == shown.line
+            if same and at - shown.at < 60:
+                shown.repeats += 1
+                return
+            suffix = f" (and {shown.repeats} more like it)" if same and shown.repeats else ""
+            shown.line, shown.repeats, shown.at = text, 0, at
+            emit(f"{views.when(at)} {text}{suffix}")
+
+        def on_event(e: Event) -> None:
             if as_json:
                 emit(views.event_json(e))
             elif live is None:  # not a terminal: one progress line per event
-                emit(f"{views.when(e.at)} {views.describe_event(e)}")
+                progress(e.at, views.describe_event(e), repeatable=e.kind == ev.CHECK)
 
         def on_tick(st: RunState, obs: Observation, d: Decision) -> None:
+            hint = views.decision_hint(p, d, st, cmd)
             if live is not None:
-                live.update(views.live_view(p, st, obs, d, runner.recent))
+                live.update(views.live_view(p, st, obs, d, runner.recent, redact=loaded.redact,
+                                            hint=hint))
+            elif not as_json and d.status and d.status != shown.status and not (
+                    d.status == "holding" and obs.results is None and obs.weights is not None):
+                # (between checks a baked step reads "holding: no check yet": not news)
+                shown.status = d.status
+                progress(SystemClock().now(), f"{d.status.replace('_', ' ')}: {loaded.redact(d.reason)}"
+                         + (f" — next: {hint}" if hint else ""), repeatable=False)
 
         live: Live | None = None
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
@@ -235,68 +571,151 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                 live = lv
                 result = runner.run(max_duration=max_seconds)
         final = result.final_weight
+        unwatched = (result.outcome in ("held", "lease_lost", "store_failed")
+                     and final is not None and final.new_percent > 0)
+        hints: list[str] = []
+        try:
+            st = _fold(store.events(service=p.service))
+        except ShiftoverError:
+            st = runner.state
+        if result.exit_code == 4 and (st.rolling_back or st.rollback_requested):
+            hints.append(cmd("rollback"))
+        elif result.exit_code == 4:
+            waiting = views.awaiting_approval(st)
+            if waiting is not None:
+                hints.append(cmd("approve", "--step", f"{waiting:g}"))
+            if st.paused:
+                hints.append(cmd("resume"))
+            hints += [cmd("run"), cmd("rollback")]
+        elif result.exit_code == 5 and final is not None and final.new_percent > 0:
+            hints.append(cmd("rollback"))
         if as_json:
-            emit(json.dumps({"summary": True, "outcome": result.outcome,
-                             "exit_code": result.exit_code, "status": result.status,
-                             "final_weight": None if final is None else float(final.new_percent),
-                             "final_exact": None if final is None else final.exact,
-                             "reason": result.reason, "run_id": result.run_id}))
-        else:
+            emit(json.dumps(views.redact_values({
+                "summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
+                "status": result.status,
+                "final_weight": None if final is None else float(final.new_percent),
+                "final_exact": None if final is None else final.exact,
+                "unwatched": unwatched, "reason": result.reason, "run_id": result.run_id,
+                "hints": hints}, loaded.redact)))
+        elif not pipe["closed"]:
             style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
-            out.print(f"[{style}]{result.outcome}[/]: {result.reason}", highlight=False)
-            if result.outcome in ("held", "lease_lost", "store_failed") and final is not None \
-                    and final.new_percent > 0:
-                out.print(f"unwatched: {final} of the traffic is on the new environment and no "
-                          f"run is watching it; resume with `shiftover run {plan}` or send it "
-                          f"back with `shiftover rollback {plan}`", highlight=False)
+            out.print(f"[{style}]{result.outcome}[/]: {loaded.redact(result.reason)}",
+                      highlight=False)
+            if unwatched:
+                assert final is not None
+                out.print(f"[bold yellow]unwatched: {final} on new, no run[/] — that share of the "
+                          "traffic stays on the new environment and nothing checks it",
+                          highlight=False)
+            _print_hints(hints)
     raise typer.Exit(result.exit_code)
 
 
 @command()
 def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
-    """Where the service stands: weight, step, failures, who is running it."""
-    p = load_outline(plan)
-    with _store(plan, state) as store:
-        st = _state(store, p.service)
-        lease = views.live_lease(store, p.service)
-        last = store.last_event(service=p.service)
+    """Where the service stands: the router's real split (read now), the journal's,
+    any drift, the status word, whether a run is really running, the counts against
+    their limits, and what to type next. Read-only: never creates a state file.
+
+    The router is read when the whole plan loads (its ${VAR}s exported); otherwise
+    status says why it could not read it and reports the journal alone."""
+    outline = load_outline(plan)
+    loaded, load_error = _try_load(plan)
+    reading, lease_key = _read_router(loaded, load_error)
+    with _read_only_store(state) as (store, info):
+        if store is not None:
+            events = store.events(service=outline.service)
+            run_holder = views.find_run(store, outline.service, lease_key)
+        else:
+            events, run_holder = [], None
+    info["events"] = len(events)
+    st = _fold(events)
+    shape: Plan | PlanOutline = loaded.plan if loaded is not None else outline
+    report = views.status_report(
+        shape, st, events, router=reading, run=run_holder,
+        limits=_limits(loaded.plan if loaded else None, outline, events),
+        now=SystemClock().now(), cmd=_cmds(plan, state), journal=info)
     if as_json:
-        out.print_json(json.dumps(views.status_json(p, st, lease), default=str))
+        _print_json(report)
     else:
-        out.print(views.status_view(p, st, lease, last))
+        out.print(views.status_view(views.redact_values(report, _redact)))
+        _print_hints(report["hints"])
+
+
+def _read_router(loaded: LoadedPlan | None,
+                 load_error: ShiftoverError | None) -> tuple[views.RouterReading, str | None]:
+    if loaded is None:
+        lines = [x.strip() for x in str(load_error or "the plan did not load").splitlines()]
+        # "plan.yaml: 2 problems in the plan:" is followed by the problems: show the first
+        first = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+        return views.RouterReading(error=_redact(
+            f"not read: the whole plan is needed to reach the router ({first})")), None
+    target = None
+    try:
+        router = build_router(loaded.plan.router)
+        target = loaded.redact(router.describe())
+        key = router.lease_key()
+        return views.RouterReading(weights=router.read(), target=target), key
+    except ShiftoverError as exc:
+        return views.RouterReading(error=loaded.redact(exc.message), target=target), None
+    except Exception as exc:  # a plugin's bug must not hide the journal's state
+        return views.RouterReading(error=loaded.redact(f"{type(exc).__name__}: {exc}"),
+                                   target=target), None
 
 
 @command()
-def history(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False,
-            limit: Annotated[int, typer.Option(min=0, help="Show the last N events (0: all).")] = 50) -> None:
-    """The journal of the service: every event, oldest first."""
+def history(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option(
+                "--json", help="One JSON object per event (JSON Lines).")] = False,
+            limit: Annotated[int, typer.Option(min=0, help="Show the last N events (0: all).")] = 50,
+            every: Annotated[bool, typer.Option("--all", help="Every event (same as --limit 0).")] = False,
+            run_id: Annotated[str | None, typer.Option("--run", help="Only the events of this run (its run id, as `run` and `history` show it; `operator` for operator actions).")] = None) -> None:
+    """The journal of the service, oldest first. Read-only: never creates a state file."""
     p = load_outline(plan)
-    with _store(plan, state) as store:
-        events = store.events(service=p.service)
-    if limit:
+    _try_load(plan)  # only to learn the plan's secrets, so that none is echoed
+    with _read_only_store(state) as (store, info):
+        if store is None:
+            events: list[Event] = []
+            runs: list[str] = []
+        else:
+            events = store.events(service=p.service, run_id=run_id)
+            runs = [] if events or run_id is None else list(dict.fromkeys(
+                e.run_id for e in store.events(service=p.service)))
+    if run_id is not None and not events and info["exists"]:
+        raise BadInput(f"no events of run {run_id!r} in the journal of {p.service} at {info['where']}",
+                       hint=("its runs, oldest first: " + ", ".join(runs)) if runs
+                       else "this journal has no events for the service yet")
+    total = len(events)
+    if limit and not every and total > limit:
         events = events[-limit:]
+        err.print(f"showing the last {limit} of {total} events: --all for every one",
+                  highlight=False)
     if as_json:
         for e in events:
-            print(views.event_json(e))
+            _line(json.dumps(views.redact_values(json.loads(views.event_json(e)), _redact)))
     else:
-        out.print(views.events_table(events, title=f"{p.service}: {len(events)} events"))
+        title = f"{p.service}: {len(events)} events" + (f" of run {run_id}" if run_id else "")
+        out.print(views.events_table(events, title=title, show_run=run_id is None))
 
 
 def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) -> bool:
-    """Journal an operator action; True when a live run holds the lease (it acts on
-    it within a fraction of a second). Needs only the plan's outline: no secrets."""
+    """Journal an operator action; True when a run is running (it acts on it within a
+    fraction of a second). Needs only the plan's outline: no secrets."""
     p = load_outline(plan)
-    with _store(plan, state) as store:
+    _try_load(plan)  # only to learn the plan's secrets, so that none is echoed
+    with _store(state) as store:
+        before = _fold(store.events(service=p.service))
         e = store.append(service=p.service, run_id="operator", kind=kind,
                          at=SystemClock().now(), data=data, actor=operator_identity())
         live = views.live_lease(store, p.service) is not None
-    out.print(f"{views.describe_event(e)} (journal #{e.id})")
-    if not live and kind != ev.ROLLBACK_REQUESTED:
-        out.print("no run is live: this takes effect when `shiftover run` starts")
+    out.print(f"{views.describe_event(e)} (journal #{e.id})", highlight=False)
+    if kind == ev.RESUMED and not before.paused:
+        out.print("note: the campaign was not paused (this clears the failure counts)",
+                  highlight=False)
+    if kind == ev.PAUSED and before.paused:
+        out.print("note: the campaign was already paused", highlight=False)
+    if not live:
+        out.print(f"no run is running: this takes effect when `{_cmds(plan, state)('run')}` starts",
+                  highlight=False, soft_wrap=True, markup=False)
     return live
-
-
-Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the journal).")]
 
 
 @command()
@@ -313,20 +732,25 @@ def resume(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
 
 @command()
 def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The step (percent) to approve; default: the one waiting.")] = None,
-            state: StateOpt = None) -> None:
-    """Approve a step that waits for approval."""
+            state: StateOpt = None, reason: Reason = "") -> None:
+    """Approve a step that waits for approval (or, with --step, one ahead of time)."""
     p = load_outline(plan)
     if step is None:
-        with _store(plan, state) as store:
-            st = _state(store, p.service)
-        if st.waiting_approval is None:
+        with _read_only_store(state, quiet=True) as (store, _info):
+            st = _fold(store.events(service=p.service)) if store is not None else RunState()
+        if views.awaiting_approval(st) is None:
+            listed = ", ".join(f"{a:g}" for a in p.approvals)
             raise BadInput("no step is waiting for approval",
-                           hint="pass --step N to approve a step in advance")
-        step = st.waiting_approval
+                           hint=(f"approve one ahead of time: "
+                                 f"{_cmds(plan, state)('approve', '--step', f'{p.approvals[0]:g}')}"
+                                 f" (steps that need approval: {listed})") if p.approvals
+                           else "this plan has no steps that need approval")
+        step = views.awaiting_approval(st)
+        assert step is not None
     if step not in p.approvals:
         raise BadInput(f"the {step:g}% step does not need approval",
                        hint=f"steps that need approval: {', '.join(f'{a:g}' for a in p.approvals) or 'none'}")
-    _operator(plan, state, ev.APPROVED, {"step": step})
+    _operator(plan, state, ev.APPROVED, {"step": step, "reason": reason})
 
 
 @command()
@@ -340,20 +764,16 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     writes 0% through the router directly. Exit 0 once the router confirms 0%,
     4 when it does not within --timeout (the reason says why)."""
     outline = load_outline(plan)
-    seconds = _duration(timeout)
+    seconds = _seconds("--timeout", timeout)
     assert seconds is not None
-    loaded, load_error = None, None
-    try:
-        loaded = load_plan(plan)
-    except ShiftoverError as exc:
-        load_error = exc
+    loaded, load_error = _try_load(plan)
     router = None
     if loaded is not None:
         router = build_router(loaded.plan.router)
     store = None
     store_error = None
     try:
-        store = _store(plan, state, busy_timeout=2.0)
+        store = _store(state, busy_timeout=2.0)
     except BadInput:
         raise
     except ShiftoverError as exc:  # a rollback never waits on the journal
@@ -369,7 +789,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
         result = roll_back(service=outline.service, store=store, router=router,
                            clock=SystemClock(), actor=operator_identity(), reason=reason,
                            timeout=seconds, stopping=lambda: stopped["now"],
-                           redact=loaded.redact if loaded is not None else (lambda t: t))
+                           redact=loaded.redact if loaded is not None else _redact)
     finally:
         if store is not None:
             store.close()
@@ -379,7 +799,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     if load_error is not None and router is None:
         data["plan_error"] = str(load_error)
     if as_json:
-        print(json.dumps(data), flush=True)
+        _line(json.dumps(views.redact_values(data, _redact)))
     elif result.confirmed:
         out.print(f"[bold]rolled back[/]: {result.reason} ({result.seconds:.2f}s)", highlight=False)
         if not result.journalled:
@@ -389,13 +809,16 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
         err.print(f"[bold red]rollback not confirmed[/]: {result.reason}", highlight=False)
         if load_error is not None and router is None:
             err.print(f"  the plan could not be loaded: {load_error}", highlight=False)
+            err.print("  export the plan's variables so that this command can reach the router, "
+                      f"then: {_cmds(plan, state)('rollback')}", highlight=False, soft_wrap=True,
+                      markup=False)
     raise typer.Exit(0 if result.confirmed else 4)
 
 
 @command()
 def schema() -> None:
     """Print the plan's JSON Schema."""
-    print(json.dumps(plan_json_schema(), indent=2))
+    _line(json.dumps(plan_json_schema(), indent=2))
 
 
 @command()
@@ -408,6 +831,7 @@ def demo(scenario: Annotated[str, typer.Option(help="healthy | errors")] = "heal
 
     if scenario not in SCENARIOS:
         raise BadInput(f"unknown scenario {scenario!r}", hint=f"known: {', '.join(SCENARIOS)}")
+
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # unwinds the stack: every child process is stopped
 
@@ -438,6 +862,9 @@ def main() -> None:
     except ShiftoverError as exc:  # raised outside a command (e.g. while mounting)
         _print_error(exc)
         sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(0)
 
 
 if __name__ == "__main__":
