@@ -103,7 +103,10 @@ class HAProxyRuntime:
                 hint="set the socket: a unix socket path or host:port",
             )
         if timeout <= 0:
-            raise RouterError(f"HAProxy runtime API timeout must be > 0, got {timeout}")
+            raise RouterError(
+                f"HAProxy runtime API timeout must be > 0, got {timeout}",
+                hint="set a timeout such as 2s",
+            )
         self.address = address
         self.timeout = timeout
         self._tcp: tuple[str, int] | None = None
@@ -138,7 +141,9 @@ class HAProxyRuntime:
                 raise
             return sock
         except (FileNotFoundError, ConnectionRefusedError):
-            raise RouterError(f"no HAProxy runtime API at {where}: {fix}") from None
+            raise RouterError(
+                f"no HAProxy runtime API at {where}: nothing accepts connections there", hint=fix
+            ) from None
         except PermissionError:
             raise RouterError(
                 f"permission denied opening the HAProxy runtime API at {where}",
@@ -157,7 +162,10 @@ class HAProxyRuntime:
     def command(self, cmd: str) -> str:
         """Send one command, return HAProxy's full reply; RouterError on failure."""
         if "\n" in cmd or ";" in cmd:
-            raise RouterError(f"refusing to send {cmd!r}: one command per call, no newlines or ';'")
+            raise RouterError(
+                f"refusing to send {cmd!r}: one command per call, no newlines or ';'",
+                hint="send each command on its own",
+            )
         with self._connect() as sock:
             chunks: list[bytes] = []
             # the timeout caps the whole reply, not each recv: a peer that trickles
@@ -181,7 +189,8 @@ class HAProxyRuntime:
                 ) from None
             except OSError as e:
                 raise RouterError(
-                    f"HAProxy runtime API at {self.address} broke off while answering `{cmd}`: {e.strerror or e}"
+                    f"HAProxy runtime API at {self.address} broke off while answering `{cmd}`: {e.strerror or e}",
+                    hint="HAProxy may be restarting; the next call asks again",
                 ) from None
         reply = b"".join(chunks).decode("utf-8", "replace")
         first = reply.strip().splitlines()[0] if reply.strip() else ""
@@ -202,7 +211,9 @@ class HAProxyRuntime:
             )
         if not reply.startswith("# ") or not reply[2:].strip():
             raise RouterError(
-                f"HAProxy at {self.address} answered `show stat` with something that is not CSV: {reply[:80]!r}"
+                f"HAProxy at {self.address} answered `show stat` with something that is not CSV: {reply[:80]!r}",
+                hint="check that the address is HAProxy's `stats socket` (not another service), "
+                "and that HAProxy is not being restarted",
             )
         rows = list(csv.reader(io.StringIO(reply[2:])))
         header = rows[0]
@@ -274,7 +285,8 @@ class HAProxyRuntime:
                 )
             except (KeyError, ValueError):
                 raise RouterError(
-                    f"HAProxy at {self.address} answered `show servers state {backend}` in a format shiftover does not know: {ln[:80]!r}"
+                    f"HAProxy at {self.address} answered `show servers state {backend}` in a format shiftover does not know: {ln[:80]!r}",
+                    hint="shiftover reads the format of HAProxy 2.0 and later; check the address is HAProxy's stats socket",
                 ) from None
             out[st.server] = st
         return out
@@ -295,12 +307,14 @@ class HAProxyRuntime:
         to the config's initial weight, and 0 stays 0."""
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 256:
             raise RouterError(
-                f"HAProxy weight for {backend}/{server} must be an integer 0-256, got {weight!r}"
+                f"HAProxy weight for {backend}/{server} must be an integer 0-256, got {weight!r}",
+                hint="HAProxy's absolute weights are 0-256",
             )
         reply = self.command(f"set server {backend}/{server} weight {weight}")
         if reply.strip():
             raise RouterError(
-                f"HAProxy at {self.address} refused `set server {backend}/{server} weight {weight}`: {reply.strip()}"
+                f"HAProxy at {self.address} refused `set server {backend}/{server} weight {weight}`: {reply.strip()}",
+                hint="HAProxy's own words are above; check the server with `show servers state`",
             )
 
 

@@ -14,21 +14,41 @@ What every provider promises (see ``shiftover.providers.base``):
 5. After a failure it recovers: the next healthy answer is measured again
    (after the warm-up if the failure came first), and a failure in mid-run
    costs no new warm-up.
+6. Which failure is which, because the engine and ``shiftover validate`` act on
+   the difference (every failure mode of every case declares its ``Expect``):
+
+   - ``ERROR``: the gate cannot work as written or cannot reach its backend
+     (refused, timed out, garbage, a PromQL error, several series, no such
+     backend or server, a ``mode tcp`` backend): ``ProviderError`` that is not
+     ``NoData``, from the very first call (warm-up or not), so ``validate``
+     fails on it.
+   - ``NODATA``: the backend answered, with nothing to judge (an empty result,
+     NaN, no traffic, a server at weight 0): ``NoData``, so ``validate``
+     accepts it and the run holds.
+   - ``FAILS``: the new environment is broken (a dead or DOWN server, a server
+     in MAINT with a weight, an HTTP 500): a ``Measurement`` that the judge
+     FAILs, never ``NoData`` (no data only holds: nothing would roll back).
+   - ``VALUE``: any measurement (a probe reporting the status it got).
 
 Cases run against cheap local backends: the HTTP-speaking providers talk to a
 scripted stdlib server that can answer like Prometheus / Alertmanager / a
 health endpoint, or fail in each way a real network does (500, HTML, truncated
 JSON, wrong shapes, closed connection, no answer within the timeout, nothing
-listening). The haproxy_stats provider reads a real HAProxy (started once per
-module, with two stub HTTP servers behind it) for the healthy case and for the
-failures HAProxy itself gives (unknown backend or server, server in MAINT);
-the socket-level failures are a missing socket, a stale socket file, a plain
-file, and a scripted unix-socket server that answers like a broken runtime API
-(closes early, hangs, garbage, cut-off or malformed ``show stat`` CSV).
+listening), or answer in a way only one provider cares about (an empty
+vector, NaN, several series, an empty alert list). The haproxy_stats provider
+reads a real HAProxy (started once per module, with two stub HTTP servers
+behind it) for the healthy case, for the failures HAProxy itself gives
+(unknown backend or server, a frontend or the BACKEND row named as one) and
+for a broken new server, made so through the runtime API (its address moved
+to a dead port, its health forced DOWN, MAINT, weight 0, no traffic); the
+socket-level failures are a missing socket, a stale socket file, a plain file,
+and a scripted unix-socket server that answers like a broken runtime API
+(closes early, hangs, garbage, cut-off or malformed ``show stat`` CSV, a
+``mode tcp`` backend's row).
 
 To add a provider: write a ``Backend`` (``spec()``, ``healthy()``,
 ``fail(mode)``, ``prime()``, ``warm_up``), register it in ``CASES`` with its
-failure modes, and remove its type from ``PENDING``.
+failure modes and what each must give, and remove its type from ``PENDING``.
 ``test_every_provider_has_a_contract_case`` fails until every registered
 provider is covered.
 """
@@ -36,6 +56,7 @@ provider is covered.
 from __future__ import annotations
 
 import csv
+import enum
 import http.server
 import io
 import json
@@ -52,11 +73,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import pytest
 
+from shiftover.analysis.judge import judge
 from shiftover.demo.prometheus import QuietHTTPServer
 from shiftover.errors import BadInput, NoData, ProviderError
 from shiftover.plan import HAProxyStatsGate, HttpGate, PrometheusAlertsGate, PrometheusGate
 from shiftover.providers import PROVIDERS, Provider, build_provider
-from shiftover.types import Measurement
+from shiftover.types import Measurement, Verdict
 
 if TYPE_CHECKING:
     from shiftover.demo.haproxy import HAProxyProcess
@@ -66,6 +88,15 @@ SECRET = "contract-s3cret"
 
 # Provider types registered in shiftover.providers without a case here yet.
 PENDING: set[str] = set()
+
+
+class Expect(enum.Enum):
+    """What a failure mode must give (see point 6 of the module docstring)."""
+
+    ERROR = "ProviderError, not NoData, from the first call"
+    NODATA = "NoData"
+    FAILS = "a measurement the judge FAILs"
+    VALUE = "a measurement"
 
 
 class Backend(Protocol):
@@ -116,10 +147,16 @@ def _free_port() -> int:
 
 
 class ScriptedHttp:
-    """Answers ``healthy_answers[path]`` (status, JSON-able or bytes), or fails per ``mode``."""
+    """Answers ``healthy_answers[path]`` (status, JSON-able or bytes), or fails per
+    ``mode``: one of ``HTTP_FAILURES``, or one of ``mode_answers`` (answered on any path)."""
 
-    def __init__(self, healthy_answers: dict[str, tuple[int, Any]]) -> None:
+    def __init__(
+        self,
+        healthy_answers: dict[str, tuple[int, Any]],
+        mode_answers: dict[str, tuple[int, Any]] | None = None,
+    ) -> None:
         self.healthy_answers = healthy_answers
+        self.mode_answers = mode_answers or {}
         self.mode = "healthy"
         self.stopping = threading.Event()
         backend = self
@@ -136,8 +173,8 @@ class ScriptedHttp:
             def do_GET(self) -> None:
                 mode = backend.mode
                 path = self.path.split("?", 1)[0]
-                if mode == "healthy":
-                    status, payload = backend.healthy_answers.get(
+                if mode == "healthy" or mode in backend.mode_answers:
+                    status, payload = backend.mode_answers.get(mode) or backend.healthy_answers.get(
                         path, (404, b"404 page not found")
                     )
                     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -252,11 +289,52 @@ ALERTMANAGER_ALERTS = [
 TIMEOUT = "400ms"
 
 
+# Prometheus-specific answers: it answered, with nothing to judge or with a shape a
+# gate cannot use
+PROMETHEUS_ANSWERS: dict[str, tuple[int, Any]] = {
+    "empty_vector": (200, {"status": "success", "data": {"resultType": "vector", "result": []}}),
+    "nan": (
+        200,
+        {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [NOW, "NaN"]}]}},
+    ),
+    "several_series": (
+        200,
+        {
+            "status": "success",
+            "data": {
+                "resultType": "vector",
+                "result": [
+                    {"metric": {"server": "old"}, "value": [NOW, "0"]},
+                    {"metric": {"server": "new"}, "value": [NOW, "1"]},
+                ],
+            },
+        },
+    ),
+    "parse_error": (
+        400,
+        {
+            "status": "error",
+            "errorType": "bad_data",
+            "error": 'invalid parameter "query": 1:9: parse error: unclosed left parenthesis',
+        },
+    ),
+    "string_result": (200, {"status": "success", "data": {"resultType": "string", "result": [NOW, "x"]}}),
+}
+# the same, for a Prometheus or an Alertmanager asked for its alerts
+ALERT_ANSWERS: dict[str, tuple[int, Any]] = {
+    "no_alerts_prometheus": (200, {"status": "success", "data": {"alerts": []}}),
+    "no_alerts_alertmanager": (200, []),
+    "alert_without_labels": (200, {"status": "success", "data": {"alerts": [{"state": "firing"}]}}),
+}
+
+
 @contextmanager
 def _http_case(
-    answers: dict[str, tuple[int, Any]], make_spec: Callable[[str], Any]
+    answers: dict[str, tuple[int, Any]],
+    make_spec: Callable[[str], Any],
+    mode_answers: dict[str, tuple[int, Any]] | None = None,
 ) -> Iterator[Backend]:
-    server = ScriptedHttp(answers)
+    server = ScriptedHttp(answers, mode_answers)
     try:
         yield HttpBackend(server, make_spec)
     finally:
@@ -275,6 +353,7 @@ def prometheus_case(request: pytest.FixtureRequest) -> Any:
             max=1,
             timeout=TIMEOUT,
         ),
+        PROMETHEUS_ANSWERS,
     )
 
 
@@ -288,6 +367,7 @@ def prometheus_alerts_case(request: pytest.FixtureRequest) -> Any:
             labels={"service": "accounting"},
             timeout=TIMEOUT,
         ),
+        ALERT_ANSWERS,
     )
 
 
@@ -301,6 +381,7 @@ def alertmanager_alerts_case(request: pytest.FixtureRequest) -> Any:
             labels={"service": "accounting"},
             timeout=TIMEOUT,
         ),
+        ALERT_ANSWERS,
     )
 
 
@@ -323,18 +404,28 @@ RUNTIME_API_FAILURES = (
     "cut_in_header",  # the real `show stat` reply, cut off inside the CSV header
     "cut_in_row",  # ... cut off inside the server's row
     "cut_after_hash",  # ... cut off right after the "# " that starts the header
-    "no_counters",  # the server's row without hrsp_* (what a `mode tcp` backend shows)
+    "no_counters",  # the server's row without hrsp_*
+    "tcp_mode",  # the server's row as a `mode tcp` backend shows it: mode=tcp, no hrsp_*
     "non_numeric",  # the server's row with hrsp_5xx=abc
 )
-HAPROXY_FAILURES = (
-    "refused",  # nothing at the socket path
-    "stale_socket",  # a socket file left by a killed HAProxy: nobody listens
-    "not_a_socket",  # a plain file at the socket path
-    *RUNTIME_API_FAILURES,
-    "unknown_backend",  # real HAProxy, no such backend
-    "unknown_server",  # real HAProxy, no such server in the backend
-    "maint",  # real HAProxy, `set server web/new state maint`: the server gets no traffic
-)
+HAPROXY_FAILURES: dict[str, Expect] = {
+    "refused": Expect.ERROR,  # nothing at the socket path
+    "stale_socket": Expect.ERROR,  # a socket file left by a killed HAProxy: nobody listens
+    "not_a_socket": Expect.ERROR,  # a plain file at the socket path
+    **dict.fromkeys(RUNTIME_API_FAILURES, Expect.ERROR),
+    # a real HAProxy, asked about something that is not there
+    "unknown_backend": Expect.ERROR,  # no such backend
+    "unknown_server": Expect.ERROR,  # no such server in the backend
+    "frontend": Expect.ERROR,  # the gate names a frontend as its backend
+    "aggregate_row": Expect.ERROR,  # the gate names BACKEND as its server
+    # a real HAProxy whose new server is broken while traffic is sent to it
+    "dead_server": Expect.FAILS,  # its address moved to a port nobody listens on
+    "down": Expect.FAILS,  # `set server web/new health down`: what a failing check does
+    "maint": Expect.FAILS,  # `set server web/new state maint` with weight 256
+    # a real HAProxy with nothing to judge
+    "weight_0": Expect.NODATA,  # `set server web/new weight 0`: 0% on new
+    "idle": Expect.NODATA,  # no traffic at all since the last check
+}
 
 
 def _show_stat_with(reply: str, backend: str, server: str, **changes: str) -> bytes:
@@ -378,6 +469,15 @@ class ScriptedRuntimeApi:
                     ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other"), ""
                 ),
             ),
+            "tcp_mode": _show_stat_with(
+                show_stat,
+                "web",
+                "new",
+                mode="tcp",
+                **dict.fromkeys(
+                    ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other"), ""
+                ),
+            ),
             "non_numeric": _show_stat_with(show_stat, "web", "new", hrsp_5xx="abc"),
         }
         api = self
@@ -411,6 +511,8 @@ class HAProxyStack:
     haproxy: HAProxyProcess
     api: ScriptedRuntimeApi
     directory: Path
+    new_port: int  # where web/new really listens (a stub backend)
+    dead_port: int  # where nothing listens
 
 
 @pytest.fixture(scope="module")
@@ -431,7 +533,7 @@ def haproxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxyS
             str(directory / "scripted.sock"), proc.runtime().command("show stat")
         )
         try:
-            yield HAProxyStack(proc, api, directory)
+            yield HAProxyStack(proc, api, directory, st.new.port, _free_port())
         finally:
             api.close()
 
@@ -446,6 +548,7 @@ class HAProxyBackend:
     warm_up: int = 1  # the first measure only takes the baseline
     backend: str = "web"
     server: str = "new"
+    traffic: bool = True  # prime() sends requests
     link: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -468,12 +571,16 @@ class HAProxyBackend:
         os.symlink(target, tmp)
         os.replace(tmp, self.link)
 
-    def _set_new_state(self, state: str) -> None:
-        self.stack.haproxy.runtime().command(f"set server web/new state {state}")
+    def _new(self, change: str) -> None:
+        self.stack.haproxy.runtime().command(f"set server web/new {change}")
 
     def healthy(self) -> None:
         self.backend, self.server = "web", "new"
-        self._set_new_state("ready")
+        self.traffic = True
+        self._new("state ready")
+        self._new("health up")
+        self._new("weight 256")
+        self._new(f"addr 127.0.0.1 port {self.stack.new_port}")
         self._point_at(self.stack.haproxy.socket_path)
 
     def fail(self, mode: str) -> None:
@@ -492,13 +599,27 @@ class HAProxyBackend:
             self.backend = "nope"
         elif mode == "unknown_server":
             self.server = "eks"
+        elif mode == "frontend":
+            self.backend = "shiftover_fe"
+        elif mode == "aggregate_row":
+            self.server = "BACKEND"
+        elif mode == "dead_server":
+            self._new(f"addr 127.0.0.1 port {self.stack.dead_port}")
+        elif mode == "down":
+            self._new("health down")
         elif mode == "maint":
-            self._set_new_state("maint")
+            self._new("state maint")
+        elif mode == "weight_0":
+            self._new("weight 0")
+        elif mode == "idle":
+            self.traffic = False
         else:  # pragma: no cover
             raise AssertionError(mode)
 
     def prime(self) -> None:
-        # round robin at 50/50: every two requests reach new once (unless it is in MAINT)
+        # round robin at 50/50: every two requests reach new once (unless it is out)
+        if not self.traffic:
+            return
         with httpx.Client(timeout=5.0) as client:
             for _ in range(4):
                 client.get(self.stack.haproxy.frontend_url)
@@ -518,23 +639,53 @@ def haproxy_stats_case(request: pytest.FixtureRequest) -> Iterator[Backend]:
 class Case:
     gate_type: str
     open: Callable[[pytest.FixtureRequest], AbstractContextManager[Backend]]
-    failures: tuple[str, ...]
+    # failure mode -> what it must give
+    failures: dict[str, Expect]
     # failure mode -> (what leaks, why): a known contract violation, a strict xfail until fixed
     known_bugs: dict[str, tuple[type[BaseException], str]] = field(default_factory=dict)
 
 
+# Metrics and alerts backends: any answer that is not a usable one is an error.
+HTTP_API_FAILURES = dict.fromkeys(HTTP_FAILURES, Expect.ERROR)
+ALERTS_FAILURES = {
+    **HTTP_API_FAILURES,
+    # "nothing firing" is the answer an alerts gate asks for, not an absence of data
+    "no_alerts_prometheus": Expect.VALUE,
+    "no_alerts_alertmanager": Expect.VALUE,
+    "alert_without_labels": Expect.ERROR,  # a malformed list could hide the firing one
+}
+
 CASES: dict[str, Case] = {
-    "prometheus": Case("prometheus", prometheus_case, HTTP_FAILURES),
-    "prometheus_alerts": Case("prometheus_alerts", prometheus_alerts_case, HTTP_FAILURES),
+    "prometheus": Case(
+        "prometheus",
+        prometheus_case,
+        {
+            **HTTP_API_FAILURES,
+            "empty_vector": Expect.NODATA,  # no traffic yet, or a label that matches nothing
+            "nan": Expect.NODATA,  # 0/0: a ratio over a window without requests
+            "several_series": Expect.ERROR,  # the query must aggregate
+            "parse_error": Expect.ERROR,
+            "string_result": Expect.ERROR,
+        },
+    ),
+    "prometheus_alerts": Case("prometheus_alerts", prometheus_alerts_case, ALERTS_FAILURES),
     "prometheus_alerts@alertmanager": Case(
-        "prometheus_alerts", alertmanager_alerts_case, HTTP_FAILURES
+        "prometheus_alerts", alertmanager_alerts_case, ALERTS_FAILURES
     ),
-    "http": Case("http", http_case, HTTP_FAILURES),
-    "haproxy_stats": Case(
-        "haproxy_stats",
-        haproxy_stats_case,
-        HAPROXY_FAILURES,
+    "http": Case(
+        "http",
+        http_case,
+        {
+            # a probe reports whatever status it got; not reaching the endpoint is the error
+            **dict.fromkeys(HTTP_FAILURES, Expect.VALUE),
+            "refused": Expect.ERROR,
+            "timeout": Expect.ERROR,
+            "close": Expect.ERROR,
+            "http500_html": Expect.FAILS,  # the endpoint is broken: status 500, expected 200
+            "http404_empty": Expect.FAILS,
+        },
     ),
+    "haproxy_stats": Case("haproxy_stats", haproxy_stats_case, HAPROXY_FAILURES),
 }
 
 
@@ -595,12 +746,14 @@ def test_healthy_backend_gives_a_measurement_at_now(backend: Backend) -> None:
 
 
 @pytest.mark.parametrize(("case", "mode"), _failure_params())
-def test_failures_raise_only_provider_errors(
+def test_failures_raise_only_provider_errors_of_the_declared_kind(
     case: str, mode: str, request: pytest.FixtureRequest
 ) -> None:
     with CASES[case].open(request) as b:
         b.fail(mode)
-        provider = build_provider(b.spec())
+        spec = b.spec()
+        provider = build_provider(spec)
+        outcomes: list[Measurement | ProviderError] = []
         for _ in range(1 + b.warm_up):  # past the warm-up too: the failure itself
             b.prime()
             outcome = _measure_or_provider_error(provider)
@@ -611,6 +764,23 @@ def test_failures_raise_only_provider_errors(
                 assert outcome.__cause__ is None or isinstance(outcome.__cause__, ProviderError)
             else:
                 _check_measurement(outcome)  # e.g. an http probe reports a 500 as a status
+            outcomes.append(outcome)
+    expect = CASES[case].failures[mode]
+    *warm_up, last = outcomes
+    if expect is Expect.ERROR:
+        # from the first call: `validate` evaluates each gate once, and must fail on it
+        for o in outcomes:
+            assert isinstance(o, ProviderError) and not isinstance(o, NoData), (expect, o)
+            assert o.hint, f"a gate that cannot work must say how to fix it: {o}"
+    elif expect is Expect.NODATA:
+        for o in outcomes:
+            assert isinstance(o, NoData), (expect, o)
+    else:
+        for o in warm_up:
+            assert isinstance(o, NoData | Measurement), (expect, o)
+        assert isinstance(last, Measurement), (expect, last)
+        if expect is Expect.FAILS:
+            assert judge(spec, last, now=NOW).verdict is Verdict.FAIL, (last.value, last.details)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -638,6 +808,18 @@ def test_a_failure_mid_run_costs_no_new_warm_up(case: str, request: pytest.Fixtu
         b.healthy()
         b.prime()
         _check_measurement(provider.measure(now=NOW))
+
+
+def test_every_failure_mode_is_played_and_declared() -> None:
+    for name, case in CASES.items():
+        unknown = set(case.failures) - set(HTTP_FAILURES) - set(PROMETHEUS_ANSWERS) - set(
+            ALERT_ANSWERS
+        ) - set(HAPROXY_FAILURES)
+        assert not unknown, f"{name}: modes no backend plays: {sorted(unknown)}"
+        assert all(isinstance(e, Expect) for e in case.failures.values()), name
+    # a broken new environment and an empty answer are covered for the threshold gates
+    kinds = {e for c in CASES.values() for e in c.failures.values()}
+    assert kinds == set(Expect)
 
 
 def test_every_provider_has_a_contract_case() -> None:

@@ -224,7 +224,10 @@ class HAProxyStatsProvider:
                 hint="this does not look like HAProxy's `show stat`: check the gate's socket",
             ) from None
         if value < 0:
-            raise ProviderError(f"HAProxy at {self.address} gave {column}={raw!r} for {what}, a negative count")
+            raise ProviderError(
+                f"HAProxy at {self.address} gave {column}={raw!r} for {what}, a negative count",
+                hint="this does not look like HAProxy's `show stat`: check the gate's socket",
+            )
         return value
 
     def _read(self) -> _Reading:
