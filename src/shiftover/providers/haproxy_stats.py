@@ -351,8 +351,8 @@ class HAProxyStatsProvider:
                 raise NoData(
                     f"{d.sessions} requests were sent to {self._name} since the last check and none "
                     f"has finished ({current.in_flight} in flight)",
-                    hint="a server that hangs shows as response errors once HAProxy's `timeout server` "
-                    "expires; a gate interval or window longer than it sees them sooner",
+                    hint="a server that hangs is counted (response errors, 504s) once HAProxy's "
+                    "`timeout server` expires: a later check sees it",
                 )
             state = f" ({current.status})" if current.out_of_service else ""
             raise NoData(
