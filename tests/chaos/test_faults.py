@@ -574,6 +574,7 @@ def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, othe
         latest = t_slow + (gate_timeout - 3.0 if how == "slow_check" else ttl + 1.0)
         wake = min(expires + 0.2 if expires is not None else t_slow + ttl + 0.3, latest)
         time.sleep(max(0.0, wake - time.time()))
+        expires = lease_expiry(s.db_path)  # A could not renew since: did it expire?
         lease_expired = expires is not None and time.time() > expires
         b_pid, b_rc, b_at = 0, None, time.time()
         b_run: RunProcess | None = None
@@ -610,18 +611,25 @@ def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, othe
     b_rid = jm.run_of_pid.get(b_pid)
     b_started = next((e.at for e in journal if e.run_id == b_rid and e.kind == "run_started"), None)
     a_rid = jm.run_of_pid.get(a.pid)
-    a_stop = next((e for e in journal if e.run_id == a_rid and e.kind == "run_stopped"), None)
-    why = " | ".join(x for x in (reason_of(a, jm), str((a_stop.data if a_stop else {}).get("reason", "")))
-                     if x)
+    said = reason_of(a, jm)  # A's own summary line
+    journalled = " | ".join(
+        f"{e.kind}: {e.data.get('reason', e.data.get('error', ''))}" for e in journal
+        if e.run_id == a_rid and e.at >= b_at and (e.kind == "run_stopped" or "lease" in e.kind))
     problems = []
-    if b_started is not None:  # the other process took the lease: A is fenced off
-        late = [w for w in a_writes if w.sent >= b_started]
+    if b_started is not None or lease_expired:  # A's lease is gone: A is fenced off
+        since, who = ((b_started, f"`shiftover {other}` took the lease") if b_started is not None
+                      else (b_at, f"its lease expired and `shiftover {other}` acted"))
+        late = [w for w in a_writes if w.sent >= since]
         if late:
-            problems.append(f"run A wrote the router {len(late)} time(s) after `shiftover {other}` "
-                            f"took the lease (t+{b_started - t0:.2f}s): "
+            problems.append(f"run A wrote the router {len(late)} time(s) after {who} "
+                            f"(t+{since - t0:.2f}s): "
                             + "; ".join(f"t+{w.sent - t0:.2f}s {w.cmd}" for w in late[:4]))
-        if rc_a != 5 or "lease" not in why.lower():
-            problems.append(f"run A ended exit {rc_a} without saying it lost the lease: {why[:300]!r}")
+        if rc_a != 5 or "lease" not in said.lower():
+            problems.append(f"run A ended exit {rc_a} without saying it lost the lease: {said[:300]!r}")
+        if "lease" not in journalled.lower():
+            problems.append("the journal does not say why run A stopped (nothing from A after "
+                            f"t+{b_at - t0:.2f}s mentions the lease: {journalled[:200]!r}); "
+                            f"its own output said {said[:200]!r}")
     zero_at = next((x.first for x in after_b if x.split == 0), None)
     if other == "rollback":  # whoever rolled back, 0% is where it ends and stays
         if zero_at is None or final != 0:
@@ -634,7 +642,8 @@ def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, othe
     chaos_record(fault=f"lease lost during a check ({how}, other: {other})",
                  lease_ttl=notes["lease_ttl"], short_ttl_refused=notes.get("short_ttl_refused"),
                  lease_expired=lease_expired, other_took_lease=b_started is not None,
-                 other_rc=b_rc, old_run_rc=rc_a, old_run_reason=why[:200],
+                 other_rc=b_rc, old_run_rc=rc_a, old_run_said=said[:200],
+                 old_run_journalled=journalled[:200],
                  old_run_writes_after_other_started=[w.cmd for w in a_writes],
                  seconds_request_to_zero=None if zero_at is None or other != "rollback"
                  else round(zero_at - b_at, 2),
