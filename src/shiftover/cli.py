@@ -24,6 +24,7 @@ What every command here guarantees:
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.metadata
 import io
@@ -128,10 +129,21 @@ class _Redacting:
         return getattr(self._target(), "encoding", None) or "utf-8"
 
 
+class _Console(Console):
+    """Rich's console, except that a closed stdout is our business: rich would exit 1
+    on the spot; we stop quietly with the command's own exit code (0 for a reader
+    that had enough, the run's outcome for ``run``)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _quiet_stdout()
+        raise BrokenPipeError(errno.EPIPE, "the reader closed stdout")
+
+
 _STDOUT = _Redacting("stdout")
 _STDERR = _Redacting("stderr")
-out = Console(file=_STDOUT)  # type: ignore[arg-type]
-err = Console(file=_STDERR, stderr=True)  # type: ignore[arg-type]
+out = _Console(file=_STDOUT)  # type: ignore[arg-type]
+err = _Console(file=_STDERR, stderr=True)  # type: ignore[arg-type]
 
 
 def _line(text: str) -> None:
@@ -214,7 +226,10 @@ def _version() -> str:
 
 def _show_version(value: bool) -> None:
     if value:
-        _line(f"shiftover {_version()}")
+        try:
+            _line(f"shiftover {_version()}")
+        except BrokenPipeError:
+            _quiet_stdout()
         raise typer.Exit(0)
 
 
@@ -592,21 +607,26 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         if as_json:
             emit(json.dumps(views.redact_values({
                 "summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
-                "status": result.status,
+                # a finished campaign's word is its outcome, not the last tick's
+                "status": result.outcome if result.outcome in ("promoted", "rolled_back")
+                else result.status,
                 "final_weight": None if final is None else float(final.new_percent),
                 "final_exact": None if final is None else final.exact,
                 "unwatched": unwatched, "reason": result.reason, "run_id": result.run_id,
                 "hints": hints}, loaded.redact)))
         elif not pipe["closed"]:
-            style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
-            out.print(f"[{style}]{result.outcome}[/]: {loaded.redact(result.reason)}",
-                      highlight=False)
-            if unwatched:
-                assert final is not None
-                out.print(f"[bold yellow]unwatched: {final} on new, no run[/] — that share of the "
-                          "traffic stays on the new environment and nothing checks it",
+            try:
+                style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
+                out.print(f"[{style}]{result.outcome}[/]: {loaded.redact(result.reason)}",
                           highlight=False)
-            _print_hints(hints)
+                if unwatched:
+                    assert final is not None
+                    out.print(f"[bold yellow]unwatched: {final} on new, no run[/] — that share "
+                              "of the traffic stays on the new environment and nothing checks it",
+                              highlight=False)
+                _print_hints(hints)
+            except BrokenPipeError:  # the exit code is the run's outcome, whoever reads
+                pass
     raise typer.Exit(result.exit_code)
 
 
