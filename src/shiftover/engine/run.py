@@ -520,9 +520,11 @@ class Runner:
 
     # -- faults ---------------------------------------------------------------
     def _lease_lost(self, exc: LeaseLost) -> RunOutcome:
-        reason = f"lost the lease, stopped without writing again: {exc.message}"
-        return RunOutcome("lease_lost", 5, self._router_weights, self.redact(reason), self.run_id,
-                          list(self.recent), self.status)
+        """Stop, writing nothing more to the router. The journal says why (unfenced:
+        the new holder's events are not touched, this only records that we stopped)."""
+        self.status = "lease_lost"
+        return self._finish("lease_lost", 5,
+                            f"lost the lease, stopped without writing again: {exc.message}")
 
     def _without_journal(self, exc: StoreError) -> RunOutcome | None:
         """The journal failed outside a rollback: hold, keep checking, roll back
