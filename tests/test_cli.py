@@ -449,3 +449,17 @@ def test_status_limits_come_from_the_journal_without_the_plans_secrets(tmp_path:
     assert data["limits_from"] == "journal"
     assert data["consecutive"]["errors"] == {"count": 2, "limit": 7}
     assert data["consecutive"]["inconclusive"] == {"count": 3, "limit": 9}
+
+
+def test_brackets_in_paths_names_and_reasons_are_text_not_markup(tmp_path: Path) -> None:
+    p = tmp_path / "[prod] plan.yaml"
+    p.write_text(EXAMPLE.read_text().replace("name: no firing alerts for the service",
+                                             "name: 5xx ratio [1m] [/bold]"))
+    for args in (["validate", "--offline"], ["plan"], ["pause", "-m", "[/bold] see [red]INC-1"],
+                 ["status"], ["history"], ["approve", "--step", "50", "-m", "[/]"]):
+        r = runner.invoke(app, [args[0], str(p), *args[1:]])
+        assert r.exit_code == 0, (args, r.output)
+        assert "internal error" not in r.output
+    assert "[prod] plan.yaml" in flat(runner.invoke(app, ["validate", str(p), "--offline"]).output)
+    assert "5xx ratio [1m] [/bold]" in flat(runner.invoke(app, ["plan", str(p)]).output)
+    assert "[/bold] see [red]INC-1" in flat(runner.invoke(app, ["history", str(p)]).output)

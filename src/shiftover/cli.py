@@ -46,6 +46,7 @@ import click
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape as _e
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -157,7 +158,7 @@ def _print_json(obj: Any) -> None:
 
 
 def _print_error(exc: ShiftoverError) -> None:
-    err.print(f"[bold red]error:[/] {_redact(str(exc))}", markup=True, highlight=False,
+    err.print(f"[bold red]error:[/] {_e(_redact(str(exc)))}", markup=True, highlight=False,
               soft_wrap=True)
 
 
@@ -169,6 +170,16 @@ def _quiet_stdout() -> None:
         os.close(fd)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass
+
+
+@contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Output of a command whose exit code means something (validate, run, rollback):
+    if the reader closes the pipe, the rest is dropped and the exit code still stands."""
+    try:
+        yield
+    except BrokenPipeError:
+        _quiet_stdout()
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -196,11 +207,11 @@ def command(*args: Any, **kw: Any) -> Callable[[F], F]:
             except Exception as exc:
                 if os.environ.get("SHIFTOVER_DEBUG"):
                     raise
-                err.print(f"[bold red]internal error:[/] {_redact(f'{type(exc).__name__}: {exc}')}",
+                err.print(f"[bold red]internal error:[/] {_e(_redact(f'{type(exc).__name__}: {exc}'))}",
                           markup=True, highlight=False, soft_wrap=True)
                 err.print(f"  this is a bug in shiftover; run again with SHIFTOVER_DEBUG=1 "
                           f"for the traceback ({_redact(_where_raised(exc))})",
-                          highlight=False, soft_wrap=True)
+                          highlight=False, soft_wrap=True, markup=False)
                 raise typer.Exit(1) from None
 
         app.command(*args, **kw)(wrapper)
@@ -320,7 +331,7 @@ def _read_only_store(state: str | None, *, quiet: bool = False) -> Iterator[tupl
         if not quiet:
             err.print(f"no journal yet at {info['where']}: nothing has been run with this state "
                       "(pass --state, or set SHIFTOVER_STATE, to read another one)",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
         yield None, info
         return
     with store:
@@ -375,7 +386,8 @@ def _fold(events: list[Event]) -> RunState:
     if skipped:
         ids = ", ".join(f"#{e.id} ({e.kind})" for e in skipped[:5])
         err.print(f"warning: {len(skipped)} journal event(s) could not be read and were skipped: "
-                  f"{ids}{' ...' if len(skipped) > 5 else ''}", highlight=False, soft_wrap=True)
+                  f"{ids}{' ...' if len(skipped) > 5 else ''}", highlight=False, soft_wrap=True,
+                  markup=False)
     return state
 
 
@@ -397,37 +409,38 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
         if as_json:
             _print_json({"valid": True, "service": p.service, "steps": views.steps_json(p)})
         else:
-            out.print(f"[green]✓[/] {plan}: valid plan for {p.service}", highlight=False)
+            out.print(f"[green]✓[/] {_e(str(plan))}: valid plan for {p.service}", highlight=False)
             for line in mapped:
-                out.print(f"  note: {line}", highlight=False)
+                out.print(f"  note: {line}", highlight=False, markup=False)
         return
     pf = preflight(p, SystemClock(), redact=loaded.redact)
     errored = [r for r in pf.results if r.error]
-    if as_json:
-        _print_json({
-            "valid": pf.ok, "service": p.service, "router": pf.router,
-            "weights": None if pf.weights is None else float(pf.weights.new_percent),
-            "weights_exact": None if pf.weights is None else pf.weights.exact,
-            "router_error": pf.router_error, "steps": views.steps_json(p),
-            "gates": [r.to_dict() for r in pf.results]})
-    else:
-        out.print(f"[green]✓[/] {plan}: valid plan for [bold]{p.service}[/]", highlight=False)
-        for line in mapped:
-            out.print(f"  note: {line}", highlight=False)
-        if pf.router_error:
-            out.print(f"[red]✗[/] router {pf.router}: {pf.router_error}", highlight=False)
+    with _reader_may_leave():
+        if as_json:
+            _print_json({
+                "valid": pf.ok, "service": p.service, "router": pf.router,
+                "weights": None if pf.weights is None else float(pf.weights.new_percent),
+                "weights_exact": None if pf.weights is None else pf.weights.exact,
+                "router_error": pf.router_error, "steps": views.steps_json(p),
+                "gates": [r.to_dict() for r in pf.results]})
         else:
-            out.print(f"[green]✓[/] router {pf.router}: {pf.weights} on new", highlight=False)
-        out.print(views.gates_table(pf.results, loaded.redact))
-        for r in errored:
-            out.print(f"[red]✗[/] gate [bold]{loaded.redact(r.gate)}[/] cannot be evaluated: "
-                      f"{r.reason}", highlight=False)
-        if errored:
-            out.print("  a gate that cannot be evaluated would hold the run without evidence: "
-                      "fix it, then validate again:", highlight=False)
-            _print_hints([cmd("validate")], prefix="  ")
-        if pf.ok:
-            _print_hints([cmd("plan"), cmd("run")])
+            out.print(f"[green]✓[/] {_e(str(plan))}: valid plan for [bold]{p.service}[/]", highlight=False)
+            for line in mapped:
+                out.print(f"  note: {line}", highlight=False, markup=False)
+            if pf.router_error:
+                out.print(f"[red]✗[/] router {_e(pf.router)}: {_e(pf.router_error)}", highlight=False)
+            else:
+                out.print(f"[green]✓[/] router {_e(pf.router)}: {pf.weights} on new", highlight=False)
+            out.print(views.gates_table(pf.results, loaded.redact))
+            for r in errored:
+                out.print(f"[red]✗[/] gate [bold]{_e(loaded.redact(r.gate))}[/] cannot be evaluated: "
+                          f"{_e(r.reason)}", highlight=False)
+            if errored:
+                out.print("  a gate that cannot be evaluated would hold the run without evidence: "
+                          "fix it, then validate again:", highlight=False)
+                _print_hints([cmd("validate")], prefix="  ")
+            if pf.ok:
+                _print_hints([cmd("plan"), cmd("run")])
     if not pf.ok:  # router unreadable, a gate FAILs or errors: the run would not start
         raise typer.Exit(2)
 
@@ -463,7 +476,7 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
               f"check every {p.interval:g}s", highlight=False)
     out.print(views.steps_table(p))
     for line in views.mapped_steps(p):
-        out.print(f"  note: {line}", highlight=False)
+        out.print(f"  note: {line}", highlight=False, markup=False)
     out.print(views.steps_line(p, st))
     out.print(f"minimum duration: {minimum_duration(p) / 60:.1f} min (approvals not counted)",
               highlight=False)
@@ -474,11 +487,11 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
               f"{min_lease_ttl(p):g}s): a run that dies holds the router this long",
               highlight=False)
     for g in p.normal_state:
-        out.print(f"  gate [bold]{loaded.redact(g.name)}[/] ({g.type})", highlight=False)
+        out.print(f"  gate [bold]{_e(loaded.redact(g.name))}[/] ({g.type})", highlight=False)
     status_word = str(word["status"]).replace("_", " ")
     out.print(f"now: {status_word}" + (f" — {word['status_detail']}" if word["status_detail"] else "")
               + ("" if info["exists"] else f" (no journal yet at {info['where']})"),
-              highlight=False)
+              highlight=False, markup=False)
 
 
 def _limits(p: Plan | None, outline: PlanOutline | None, events: list[Event]) -> views.Limits:
@@ -501,12 +514,26 @@ def _limits(p: Plan | None, outline: PlanOutline | None, events: list[Event]) ->
 
 @dataclass
 class _Progress:
-    """What the progress lines (stdout not a terminal) last showed."""
+    """Progress lines (stdout not a terminal): one per event, except that an event
+    that says the same as the last one of its kind (a passing check every interval,
+    the bake restarting on every inconclusive check) is shown once a minute, with
+    how many there were in between."""
 
-    line: str = ""
-    status: str = ""
-    repeats: int = 0
-    at: float = 0.0
+    def __init__(self) -> None:
+        self.status = ""
+        self._last: dict[str, tuple[str, float, int]] = {}  # kind -> (text, at, repeats)
+
+    def line(self, kind: str, at: float, text: str) -> str | None:
+        if kind not in (ev.CHECK, ev.BAKE_STARTED):
+            return f"{views.when(at)} {text}"
+        last = self._last.get(kind)
+        if last is not None and last[0] == text and at - last[1] < 60:
+            self._last[kind] = (text, last[1], last[2] + 1)
+            return None
+        more = f" (and {last[2]} more like it)" if last is not None and last[0] == text \
+            and last[2] else ""
+        self._last[kind] = (text, at, 0)
+        return f"{views.when(at)} {text}{more}"
 
 
 @command()
@@ -541,22 +568,16 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                 _quiet_stdout()
                 runner.stop()
 
-        def progress(at: float, text: str, *, repeatable: bool) -> None:
-            """A progress line; the same passing check over and over is shown once a
-            minute, with how many there were."""
-            same = repeatable and text == shown.line
-            if same and at - shown.at < 60:
-                shown.repeats += 1
-                return
-            suffix = f" (and {shown.repeats} more like it)" if same and shown.repeats else ""
-            shown.line, shown.repeats, shown.at = text, 0, at
-            emit(f"{views.when(at)} {text}{suffix}")
+        def progress(kind: str, at: float, text: str) -> None:
+            line = shown.line(kind, at, text)
+            if line is not None:
+                emit(line)
 
         def on_event(e: Event) -> None:
             if as_json:
                 emit(views.event_json(e))
             elif live is None:  # not a terminal: one progress line per event
-                progress(e.at, views.describe_event(e), repeatable=e.kind == ev.CHECK)
+                progress(e.kind, e.at, views.describe_event(e))
 
         def on_tick(st: RunState, obs: Observation, d: Decision) -> None:
             hint = views.decision_hint(p, d, st, cmd)
@@ -567,8 +588,9 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                     d.status == "holding" and obs.results is None and obs.weights is not None):
                 # (between checks a baked step reads "holding: no check yet": not news)
                 shown.status = d.status
-                progress(SystemClock().now(), f"{d.status.replace('_', ' ')}: {loaded.redact(d.reason)}"
-                         + (f" — next: {hint}" if hint else ""), repeatable=False)
+                progress("status", SystemClock().now(),
+                         f"{d.status.replace('_', ' ')}: {loaded.redact(d.reason)}"
+                         + (f" — next: {hint}" if hint else ""))
 
         live: Live | None = None
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
@@ -617,7 +639,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         elif not pipe["closed"]:
             try:
                 style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
-                out.print(f"[{style}]{result.outcome}[/]: {loaded.redact(result.reason)}",
+                out.print(f"[{style}]{result.outcome}[/]: {_e(loaded.redact(result.reason))}",
                           highlight=False)
                 if unwatched:
                     assert final is not None
@@ -726,7 +748,7 @@ def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) ->
         e = store.append(service=p.service, run_id="operator", kind=kind,
                          at=SystemClock().now(), data=data, actor=operator_identity())
         live = views.live_lease(store, p.service) is not None
-    out.print(f"{views.describe_event(e)} (journal #{e.id})", highlight=False)
+    out.print(f"{views.describe_event(e)} (journal #{e.id})", highlight=False, markup=False)
     if kind == ev.RESUMED and not before.paused:
         out.print("note: the campaign was not paused (this clears the failure counts)",
                   highlight=False)
@@ -818,20 +840,21 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
         data["journal_error"] = str(store_error)
     if load_error is not None and router is None:
         data["plan_error"] = str(load_error)
-    if as_json:
-        _line(json.dumps(views.redact_values(data, _redact)))
-    elif result.confirmed:
-        out.print(f"[bold]rolled back[/]: {result.reason} ({result.seconds:.2f}s)", highlight=False)
-        if not result.journalled:
-            out.print("the journal could not record it: `shiftover status` may lag until the "
-                      "next run", highlight=False)
-    else:
-        err.print(f"[bold red]rollback not confirmed[/]: {result.reason}", highlight=False)
-        if load_error is not None and router is None:
-            err.print(f"  the plan could not be loaded: {load_error}", highlight=False)
-            err.print("  export the plan's variables so that this command can reach the router, "
-                      f"then: {_cmds(plan, state)('rollback')}", highlight=False, soft_wrap=True,
-                      markup=False)
+    with _reader_may_leave():
+        if as_json:
+            _line(json.dumps(views.redact_values(data, _redact)))
+        elif result.confirmed:
+            out.print(f"[bold]rolled back[/]: {_e(result.reason)} ({result.seconds:.2f}s)", highlight=False)
+            if not result.journalled:
+                out.print("the journal could not record it: `shiftover status` may lag until the "
+                          "next run", highlight=False)
+        else:
+            err.print(f"[bold red]rollback not confirmed[/]: {_e(result.reason)}", highlight=False)
+            if load_error is not None and router is None:
+                err.print(f"  the plan could not be loaded: {load_error}", highlight=False, markup=False)
+                err.print("  export the plan's variables so that this command can reach the router, "
+                          f"then: {_cmds(plan, state)('rollback')}", highlight=False, soft_wrap=True,
+                          markup=False)
     raise typer.Exit(0 if result.confirmed else 4)
 
 

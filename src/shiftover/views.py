@@ -227,7 +227,7 @@ def events_table(events: Iterable[Event], title: str = "recent events", *,
             "bold green" if e.kind == ev.PROMOTED else "")
         cells: list[Any] = [when(e.at)]
         if show_run:
-            cells.append(str(e.run_id))
+            cells.append(Text(str(e.run_id)))
         cells.append(Text(describe_event(e), style=style))
         t.add_row(*cells)
     return t
@@ -316,11 +316,13 @@ def gates_table(results: Sequence[GateResult] | Sequence[dict[str, Any]],
         value = "-" if v is None else (f"{v:.4g}" if isinstance(v, int | float) else str(v))
         verdict = str(d.get("verdict", "?"))
         samples = d.get("samples")
-        t.add_row(redact(str(d.get("gate", "?"))), value, redact(str(d.get("threshold") or "-")),
+        # Text, not str: a reason quoting PromQL (``x[1m]``) is not Rich markup
+        t.add_row(Text(redact(str(d.get("gate", "?")))), Text(value),
+                  Text(redact(str(d.get("threshold") or "-"))),
                   "-" if samples is None else str(samples),
                   Text(verdict.upper() + (" (error)" if d.get("error") else ""),
                        style=VERDICT_STYLE.get(verdict, "")),
-                  redact(str(d.get("reason", ""))))
+                  Text(redact(str(d.get("reason", "")))))
     return t
 
 
@@ -560,11 +562,18 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
                  and not (word == "promoted" and on_new.new_percent == 100))
     drift = None
     if seen is not None and journal_w is not None and seen != journal_w:
+        who = "the run" if running else "the next `run`"
+        if not state.started:
+            then = ""
+        elif seen > journal_w:
+            then = f": above it, so {who} sets {journal_w} again before anything else"
+        elif seen.new_percent == 0:
+            then = f": drained outside shiftover, so {who} accepts 0% and pauses"
+        else:
+            then = f": below it, so {who} accepts it and bakes that step again"
         drift = {"router": weight_json(seen), "journal": weight_json(journal_w),
                  "text": f"the router serves {seen}, the journal's last confirmed split is "
-                         f"{journal_w}" + ("" if not state.started else
-                                           ": the run reconciles it (a higher split is sent "
-                                           "back down, a lower one is accepted)")}
+                         f"{journal_w}{then}"}
     elif seen is not None and journal_w is None and seen.new_percent > 0:
         drift = {"router": weight_json(seen), "journal": None,
                  "text": f"the router serves {seen} and the journal has no confirmed split"}
@@ -584,7 +593,8 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
     elif word in ("paused", "stuck"):
         e = _last(events, [ev.PAUSED])
         by = f" by {e.actor}" if e is not None and e.actor else " by the run" if e else ""
-        detail = f"{word}{by}" + (f": {state.pause_reason}" if state.pause_reason else "")
+        why = state.pause_reason.removeprefix("stuck: ") if word == "stuck" else state.pause_reason
+        detail = f"paused{by}" + (f": {why}" if why else "")
     elif word == "held":
         if state.rolling_back or state.rollback_requested:
             detail = "a rollback was started and the router has not confirmed 0%"
