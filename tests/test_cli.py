@@ -463,3 +463,14 @@ def test_brackets_in_paths_names_and_reasons_are_text_not_markup(tmp_path: Path)
     assert "[prod] plan.yaml" in flat(runner.invoke(app, ["validate", str(p), "--offline"]).output)
     assert "5xx ratio [1m] [/bold]" in flat(runner.invoke(app, ["plan", str(p)]).output)
     assert "[/bold] see [red]INC-1" in flat(runner.invoke(app, ["history", str(p)]).output)
+
+
+def test_status_names_another_services_run_on_the_same_router_target(plan: Path) -> None:
+    _held_campaign()
+    fake_live_run(service="billing-web")  # another plan, same HAProxy socket and backend
+    data = json.loads(runner.invoke(app, ["status", str(plan), "--json"]).stdout)
+    assert data["running"] is False and data["run"]["service"] == "billing-web"
+    assert data["unwatched"] is False  # that run watches the traffic on this target
+    assert not any(h.split()[1] == "run" for h in data["hints"])  # it would be refused
+    text = flat(runner.invoke(app, ["status", str(plan)]).output)
+    assert "driven by run x" in text and "of service billing-web" in text

@@ -691,17 +691,17 @@ def _read_router(loaded: LoadedPlan | None,
         first = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
         return views.RouterReading(error=_redact(
             f"not read: the whole plan is needed to reach the router ({first})")), None
-    target = None
+    target = key = None
     try:
         router = build_router(loaded.plan.router)
         target = loaded.redact(router.describe())
-        key = router.lease_key()
+        key = router.lease_key()  # known even when the router does not answer
         return views.RouterReading(weights=router.read(), target=target), key
     except ShiftoverError as exc:
-        return views.RouterReading(error=loaded.redact(exc.message), target=target), None
+        return views.RouterReading(error=loaded.redact(exc.message), target=target), key
     except Exception as exc:  # a plugin's bug must not hide the journal's state
         return views.RouterReading(error=loaded.redact(f"{type(exc).__name__}: {exc}"),
-                                   target=target), None
+                                   target=target), key
 
 
 @command()

@@ -547,7 +547,9 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
                   router: RouterReading | None, run: RunHolder | None, limits: Limits,
                   now: float, cmd: Commands, journal: Mapping[str, Any]) -> dict[str, Any]:
     """Everything ``status`` says, as one JSON-ready dict (the text view renders it)."""
-    running = run is not None and run.running
+    # a run of another service on the same router target (two plans, one backend)
+    other = run is not None and run.service not in (None, plan.service)
+    running = run is not None and run.running and not other
     seen = router.weights if router is not None else None
     journal_w = state.confirmed if state.started else state.final
     word = _status_word(state, running, seen)
@@ -558,7 +560,8 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
 
     # what is on the new environment, as best known: the router now, else the journal
     on_new = seen if seen is not None else journal_w
-    unwatched = (not running and on_new is not None and on_new.new_percent > 0
+    watched = run is not None and run.running  # by a run of this service, or another's
+    unwatched = (not watched and on_new is not None and on_new.new_percent > 0
                  and not (word == "promoted" and on_new.new_percent == 100))
     drift = None
     if seen is not None and journal_w is not None and seen != journal_w:
@@ -634,9 +637,10 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
 
     # what to type next (every one of these works when pasted)
     hints: list[str] = []
-    blocked = run is not None and run.lease_live and not running  # a dead run's lease
+    # a lease a new `run` would be refused by: a dead run's, or another service's run
+    blocked = run is not None and run.lease_live and not running
     if word == "not_started" and not running:
-        hints += [cmd("validate"), cmd("run")]
+        hints += [cmd("validate")] + ([] if blocked else [cmd("run")])
     if state.started and (state.rolling_back or state.rollback_requested) and not running:
         hints.append(cmd("rollback"))
     if awaiting_approval(state) is not None:
@@ -720,13 +724,19 @@ def status_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("status", f"{word} — {report['status_detail']}" if report["status_detail"]
                  else word))
     run = report.get("run")
+    who = "" if not run else (f"run {run.get('run_id') or '?'} (pid {run.get('pid')} on "
+                              f"{run.get('host')})")
+    other = run is not None and run.get("service") not in (None, report["service"])
     if report["running"] and run:
-        rows.append(("running", f"yes: run {run.get('run_id') or '?'} (pid {run.get('pid')} on "
-                                f"{run.get('host')}), lease renewed, expires in "
-                                f"{run.get('lease_expires_in'):g}s unless renewed"))
+        rows.append(("running", f"yes: {who}, lease live (expires in "
+                                f"{run.get('lease_expires_in'):g}s unless renewed)"))
+    elif run and run.get("lease_live") and other and run.get("running"):
+        rows.append(("running", f"no; the router target is driven by {who} of service "
+                                f"{run.get('service')}: a run of this plan is refused until it "
+                                "ends"))
     elif run and run.get("lease_live"):
-        rows.append(("running", f"no: run {run.get('run_id') or '?'} (pid {run.get('pid')} on "
-                                f"{run.get('host')}) is gone; its lease blocks a new run for "
+        of = f" of service {run.get('service')}" if other else ""
+        rows.append(("running", f"no: {who}{of} is gone; its lease blocks a new run for "
                                 f"{run.get('lease_expires_in'):g}s more"))
     else:
         rows.append(("running", "no"))
