@@ -74,7 +74,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory, metrics_port: int) -> I
 
 
 class Traffic:
-    """Steady GETs through HAProxy from two threads until stopped."""
+    """Steady GETs through HAProxy from two threads until stopped, ~20/s each: the
+    [1m] window then holds few enough good responses that a handful of failures
+    (a hanging server gives one a second per thread) shows within seconds."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -86,7 +88,7 @@ class Traffic:
             while not self.stopping.is_set():
                 with contextlib.suppress(httpx.HTTPError):
                     client.get(self.url)
-                self.stopping.wait(0.01)
+                self.stopping.wait(0.05)
 
     def __enter__(self) -> Traffic:
         for t in self.threads:
