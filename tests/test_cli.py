@@ -474,3 +474,25 @@ def test_status_names_another_services_run_on_the_same_router_target(plan: Path)
     assert not any(h.split()[1] == "run" for h in data["hints"])  # it would be refused
     text = flat(runner.invoke(app, ["status", str(plan)]).output)
     assert "driven by run x" in text and "of service billing-web" in text
+
+
+def test_json_stays_json_whatever_a_secret_looks_like(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A secret may be a short, common word ("status", "1"): masking it must not
+    break a JSON key or number. JSON is redacted value by value, never as text."""
+    monkeypatch.setenv("HDR_A", "status")
+    monkeypatch.setenv("HDR_B", "1")
+    p = tmp_path / "plan.yaml"
+    p.write_text(EXAMPLE.read_text().replace(
+        "    expect_status: 200\n",
+        "    expect_status: 200\n    headers: {X-A: '${HDR_A}', X-B: '${HDR_B}'}\n"))
+    _held_campaign()
+    for args in (["status", "--json"], ["plan", "--json"], ["history", "--json", "--all"],
+                 ["validate", "--offline", "--json"]):
+        r = runner.invoke(app, [args[0], str(p), *args[1:]])
+        assert r.exit_code == 0, r.output
+        docs = [json.loads(x) for x in r.stdout.splitlines()] if args[0] == "history" \
+            else [json.loads(r.stdout)]
+        assert docs
+    data = json.loads(runner.invoke(app, ["status", str(p), "--json"]).stdout)
+    assert data["status"] == "held" and data["consecutive"]["failures"]["count"] == 1

@@ -148,13 +148,22 @@ err = _Console(file=_STDERR, stderr=True)  # type: ignore[arg-type]
 
 
 def _line(text: str) -> None:
-    """One plain line on stdout (JSON lines, progress lines), flushed."""
+    """One plain line on stdout (progress lines), flushed, through the redactor."""
     _STDOUT.write(text + "\n")
     _STDOUT.flush()
 
 
+def _json_line(obj: Any, *, indent: int | None = None) -> None:
+    """JSON on stdout. Every string in it is redacted *before* it is serialised; the
+    stream's own pass is skipped, as it could break the JSON (a secret ``80`` would
+    mask a number, a secret ``status`` a key)."""
+    stream = _STDOUT._target()
+    stream.write(json.dumps(views.redact_values(obj, _redact), indent=indent, default=str) + "\n")
+    stream.flush()
+
+
 def _print_json(obj: Any) -> None:
-    _line(json.dumps(views.redact_values(obj, _redact), indent=2, default=str))
+    _json_line(obj, indent=2)
 
 
 def _print_error(exc: ShiftoverError) -> None:
@@ -193,6 +202,7 @@ def command(*args: Any, **kw: Any) -> Callable[[F], F]:
     def deco(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*a: Any, **k: Any) -> Any:
+            _SECRETS.clear()  # one command, one plan's secrets (tests run many in a process)
             try:
                 return fn(*a, **k)
             except ShiftoverError as exc:
@@ -558,15 +568,21 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         pipe = {"closed": False}
         shown = _Progress()
 
-        def emit(line: str) -> None:
+        def emit(line: str | None = None, obj: Any = None) -> None:
             if pipe["closed"]:
                 return
             try:
-                _line(line)
+                if line is not None:
+                    _line(line)
+                else:
+                    _json_line(obj)
             except BrokenPipeError:  # `run --json | head`: stop cleanly, journal run_stopped
                 pipe["closed"] = True
                 _quiet_stdout()
                 runner.stop()
+
+        def emit_json(obj: Any) -> None:
+            emit(obj=obj)
 
         def progress(kind: str, at: float, text: str) -> None:
             line = shown.line(kind, at, text)
@@ -575,7 +591,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
 
         def on_event(e: Event) -> None:
             if as_json:
-                emit(views.event_json(e))
+                emit_json(json.loads(views.event_json(e)))
             elif live is None:  # not a terminal: one progress line per event
                 progress(e.kind, e.at, views.describe_event(e))
 
@@ -627,7 +643,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         elif result.exit_code == 5 and final is not None and final.new_percent > 0:
             hints.append(cmd("rollback"))
         if as_json:
-            emit(json.dumps(views.redact_values({
+            emit_json(views.redact_values({
                 "summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
                 # a finished campaign's word is its outcome, not the last tick's
                 "status": result.outcome if result.outcome in ("promoted", "rolled_back")
@@ -635,7 +651,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                 "final_weight": None if final is None else float(final.new_percent),
                 "final_exact": None if final is None else final.exact,
                 "unwatched": unwatched, "reason": result.reason, "run_id": result.run_id,
-                "hints": hints}, loaded.redact)))
+                "hints": hints}, loaded.redact))
         elif not pipe["closed"]:
             try:
                 style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
@@ -732,7 +748,7 @@ def history(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, type
                   highlight=False)
     if as_json:
         for e in events:
-            _line(json.dumps(views.redact_values(json.loads(views.event_json(e)), _redact)))
+            _json_line(json.loads(views.event_json(e)))
     else:
         title = f"{p.service}: {len(events)} events" + (f" of run {run_id}" if run_id else "")
         out.print(views.events_table(events, title=title, show_run=run_id is None))
@@ -842,7 +858,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
         data["plan_error"] = str(load_error)
     with _reader_may_leave():
         if as_json:
-            _line(json.dumps(views.redact_values(data, _redact)))
+            _json_line(data)
         elif result.confirmed:
             out.print(f"[bold]rolled back[/]: {_e(result.reason)} ({result.seconds:.2f}s)", highlight=False)
             if not result.journalled:
@@ -861,7 +877,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
 @command()
 def schema() -> None:
     """Print the plan's JSON Schema."""
-    _line(json.dumps(plan_json_schema(), indent=2))
+    _json_line(plan_json_schema(), indent=2)
 
 
 @command()
