@@ -222,8 +222,11 @@ class HttpGate(_GateBase):
 class HAProxyStatsGate(_GateBase):
     """Per-server counters read straight from HAProxy (no Prometheus needed).
 
-    ``metric: error_ratio`` is 5xx responses / responses over the last interval,
-    or over the last ``window`` when set (more samples at low traffic).
+    ``metric: error_ratio`` is failed / attempted requests of the server (its 5xx,
+    connection and response errors, retries and redispatches away from it) over
+    the last interval, or over the last ``window`` when set (more samples at low
+    traffic); 1.0 while it is DOWN/MAINT/DRAIN with a weight > 0 and the backend
+    serves traffic; no data at weight 0.
     """
 
     type: Literal["haproxy_stats"]
