@@ -651,8 +651,9 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
         hints.append(cmd("run"))
     if running and word not in ("paused", "stuck", "rolling_back"):
         hints.append(cmd("pause"))
-    if (running or unwatched or (drift is not None and on_new is not None
-                                 and on_new.new_percent > 0)) and cmd("rollback") not in hints:
+    if ((running and word != "rolling_back") or unwatched
+            or (drift is not None and on_new is not None and on_new.new_percent > 0)) \
+            and cmd("rollback") not in hints:
         hints.append(cmd("rollback"))
 
     run_json = None
@@ -666,6 +667,8 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
 
     last_event = events[-1] if events else None
     check = state.last_check or None
+    raw = check.get("results") if check else None
+    results = [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
     return {
         "service": plan.service,
         "status": word,
@@ -696,9 +699,8 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
         "limits_from": limits.source,
         "last_stop": last_stop or None,
         "last_check": None if check is None else {
-            "at": (check.get("results") or [{}])[0].get("at")
-            if isinstance((check.get("results") or [None])[0], dict) else None,
-            "verdict": check.get("verdict"), "results": check.get("results") or []},
+            "at": next((r.get("at") for r in results if r.get("at") is not None), None),
+            "verdict": check.get("verdict"), "results": results},
         "last_event": None if last_event is None else {
             "id": last_event.id, "at": last_event.at, "kind": last_event.kind,
             "text": describe_event(last_event)},
