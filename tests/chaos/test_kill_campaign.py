@@ -117,13 +117,14 @@ class Campaign:
                                           deadline=min(self.deadline, time.monotonic() + 30))
 
     def watch(self, run: RunProcess, until: float) -> None:
-        """Until the run ends or ``until`` (monotonic); a run that prints events faster
-        than the journal-rate bound (checks.check_rates) is killed early (``runaway``)."""
+        """Until the run ends or ``until`` (monotonic); a run that prints events at twice
+        the journal-rate bound (checks.check_rates) is killed early (``runaway``): long
+        enough to measure its rate, short enough to keep the campaign bounded."""
         t0 = time.monotonic()
         while run.alive() and time.monotonic() < until:
             time.sleep(0.05)
             elapsed = time.monotonic() - t0
-            if len(run.lines) > RATE_BURST + RATE_PER_TICK / INTERVAL * elapsed:
+            if len(run.lines) > 2 * (RATE_BURST + RATE_PER_TICK / INTERVAL * elapsed):
                 self.runaway.append(f"{run.label}: {len(run.lines)} events in {elapsed:.1f}s")
                 run.kill("runaway")
                 return
