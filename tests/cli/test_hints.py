@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -138,9 +140,13 @@ def test_a_dead_run_is_not_running_and_its_hints_still_work(stack: Stack) -> Non
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     try:
         assert proc.stdout is not None
-        for _ in range(500):  # bounded: until the step is confirmed and waits
-            line = proc.stdout.readline()
-            if not line or json.loads(line).get("kind") == ev.APPROVAL_WAITING:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the run waits for the approval
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+            line = proc.stdout.readline() if ready else ""
+            if ready and not line:
+                break  # the run ended
+            if line and json.loads(line).get("kind") == ev.APPROVAL_WAITING:
                 break
         live = json.loads(runner.invoke(app, ["status", plan, "--json"]).stdout)
         assert live["running"] is True and live["status"] == "waiting_approval"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,19 +26,19 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plan.yaml"
 
 def closed_pipe(*args: str, timeout: float = 60) -> tuple[int, str]:
     """Run ``shiftover ARGS`` with nobody reading its stdout; (exit code, stderr)."""
-    proc = subprocess.Popen([sys.executable, "-m", "shiftover.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    proc.stdout.close()  # like `| head -0`: gone before the first write
-    try:
-        err = proc.stderr.read()
-        code = proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stderr.close()
-    return code, err
+    with tempfile.TemporaryFile("w+") as errfile:
+        proc = subprocess.Popen([sys.executable, "-m", "shiftover.cli", *args],
+                                stdout=subprocess.PIPE, stderr=errfile, text=True)
+        assert proc.stdout is not None
+        proc.stdout.close()  # like `| head -0`: gone before the first write
+        try:
+            code = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        errfile.seek(0)
+        return code, errfile.read()
 
 
 def quiet(err: str) -> bool:
