@@ -496,3 +496,18 @@ def test_json_stays_json_whatever_a_secret_looks_like(tmp_path: Path,
         assert docs
     data = json.loads(runner.invoke(app, ["status", str(p), "--json"]).stdout)
     assert data["status"] == "held" and data["consecutive"]["failures"]["count"] == 1
+
+
+def test_state_takes_a_file_path_as_people_type_it(plan: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, ["pause", str(plan), "--state", "./team.db"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "team.db").exists()
+    # the hint repeats --state as typed: pasted in the same directory, the same journal
+    assert f"shiftover run {plan} --state ./team.db" in flat(r.output)
+    data = json.loads(runner.invoke(app, ["status", str(plan), "--state", "./team.db",
+                                          "--json"]).stdout)
+    assert data["paused"] is True and data["journal"]["where"] == str(tmp_path / "team.db")
+    r = runner.invoke(app, ["status", str(plan), "--state", f"{tmp_path}/"])
+    assert r.exit_code == 2 and "is a directory" in r.output

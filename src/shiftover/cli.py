@@ -47,7 +47,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape as _e
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from shiftover import views
@@ -288,20 +288,29 @@ def _seconds(option: str, value: str | None, *, positive: bool = False) -> float
 PlanArg = Annotated[Path, typer.Argument(help="The plan file (YAML).", show_default=False,
                                            metavar="PLAN")]
 StateOpt = Annotated[str | None, typer.Option(
-    "--state", help="Journal and lease URL (default: $SHIFTOVER_STATE, else this host's "
-    "state file: /var/lib/shiftover/state.db for root, ~/.local/state/shiftover/state.db otherwise).")]
+    "--state", help="Journal and lease: a SQLite file (./state.db) or a database URL "
+    "(postgresql+psycopg://...). Default: $SHIFTOVER_STATE, else this host's state file: "
+    "/var/lib/shiftover/state.db for root, ~/.local/state/shiftover/state.db otherwise.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the journal).")]
 
 
 def _state_url(state: str | None) -> str:
+    """``--state``: a database URL, or the path of a SQLite file (what people type:
+    ``--state ./state.db``, ``--state /srv/shiftover/state.db``)."""
     if state is not None:
+        if "://" not in state and ("/" in state or state.endswith((".db", ".sqlite", ".sqlite3"))):
+            if state.endswith("/"):
+                raise BadInput(f"--state {state!r} is a directory",
+                               hint=f"name the file: --state {state}state.db")
+            return URL.create("sqlite", database=str(Path(state).expanduser().absolute())) \
+                .render_as_string(hide_password=False)
         try:
             url = make_url(state)
         except ArgumentError:
-            raise BadInput(f"--state {state!r} is not a database URL",
-                           hint="e.g. sqlite:////var/lib/shiftover/state.db or "
-                                "postgresql+psycopg://user@host/db") from None
+            raise BadInput(f"--state {state!r} is neither a database URL nor a file path",
+                           hint="e.g. --state ./state.db, sqlite:////var/lib/shiftover/state.db "
+                                "or postgresql+psycopg://user@host/db") from None
         if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
             raise BadInput(f"--state {state!r} is an in-memory journal: other terminals "
                            "(pause, approve, rollback) and the next run could not see it",
