@@ -180,7 +180,7 @@ def test_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @given(
-    st.lists(st.text(alphabet="abc123", min_size=1, max_size=6), min_size=1, max_size=4),
+    st.lists(st.text(alphabet="abc123", min_size=4, max_size=8), min_size=1, max_size=4),
     st.text(alphabet=" -/:", min_size=1, max_size=3),
 )
 def test_redact_leaves_no_secret_behind(secrets: list[str], filler: str) -> None:
@@ -352,3 +352,9 @@ def test_a_step_the_router_cannot_express_is_mapped_at_or_below() -> None:
     mapped = plan.step_weights[1]
     assert mapped < Weights("33.3") and mapped.expressible(256)
     assert plan.step_weights[0] == Weights(10) and plan.step_weights[3] == Weights(100)
+
+
+def test_values_too_short_to_be_secrets_are_not_masked() -> None:
+    """`${REPLICAS}=1` must not turn every "1" of every message into "***"."""
+    assert redact("step 1% of 10", frozenset({"1"})) == "step 1% of 10"
+    assert redact("token abcd", frozenset({"abcd"})) == "token ***"

@@ -47,7 +47,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape as _e
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from shiftover import views
@@ -58,7 +58,7 @@ from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState
 from shiftover.engine.rollback import roll_back
 from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
-from shiftover.errors import BadInput, ShiftoverError
+from shiftover.errors import BadInput, ShiftoverError, StoreError
 from shiftover.plan import (
     LoadedPlan,
     Plan,
@@ -77,6 +77,7 @@ from shiftover.store import (
     default_state_url,
     open_store,
     operator_identity,
+    state_url,
 )
 
 EXIT_CODES = ("Exit codes: 0 promoted / ok · 1 internal error · 2 bad input (plan, flags) · "
@@ -297,26 +298,13 @@ Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the 
 
 def _state_url(state: str | None) -> str:
     """``--state``: a database URL, or the path of a SQLite file (what people type:
-    ``--state ./state.db``, ``--state /srv/shiftover/state.db``)."""
-    if state is not None:
-        if "://" not in state and ("/" in state or state.endswith((".db", ".sqlite", ".sqlite3"))):
-            if state.endswith("/"):
-                raise BadInput(f"--state {state!r} is a directory",
-                               hint=f"name the file: --state {state}state.db")
-            return URL.create("sqlite", database=str(Path(state).expanduser().absolute())) \
-                .render_as_string(hide_password=False)
-        try:
-            url = make_url(state)
-        except ArgumentError:
-            raise BadInput(f"--state {state!r} is neither a database URL nor a file path",
-                           hint="e.g. --state ./state.db, sqlite:////var/lib/shiftover/state.db "
-                                "or postgresql+psycopg://user@host/db") from None
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
-            raise BadInput(f"--state {state!r} is an in-memory journal: other terminals "
-                           "(pause, approve, rollback) and the next run could not see it",
-                           hint="give a file: sqlite:////path/to/state.db")
-        return state
-    return default_state_url()
+    ``--state ./state.db``, ``--state /srv/shiftover/state.db``); else this host's."""
+    if state is None:
+        return default_state_url()
+    try:
+        return state_url(state, source="--state")
+    except StoreError as exc:  # a flag the user can fix: exit 2
+        raise BadInput(exc.message, hint=exc.hint) from None
 
 
 def _where(url: str) -> str:

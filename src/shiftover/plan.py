@@ -421,13 +421,18 @@ class LoadedPlan:
         return redact(text, self.secrets)
 
 
+MIN_SECRET_LENGTH = 4
+
+
 def redact(text: str, secrets: frozenset[str] | set[str]) -> str:
     """Replace every secret value in ``text`` by ``***``.
 
     One pass, longest secret first: a secret that contains another is masked
-    whole, and a mask is never rescanned.
+    whole, and a mask is never rescanned. Values shorter than
+    :data:`MIN_SECRET_LENGTH` characters are not masked: ``${REPLICAS}=1`` would
+    otherwise turn every "1" of every message into "***" while hiding nothing.
     """
-    ordered = sorted((s for s in secrets if s), key=len, reverse=True)
+    ordered = sorted((s for s in secrets if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
     if not ordered:
         return text
     return re.sub("|".join(re.escape(s) for s in ordered), "***", text)
@@ -498,6 +503,17 @@ def parse_plan_text(
     return LoadedPlan(plan=plan, path=Path(filename), source_text=text, secrets=frozenset(interp.secrets))
 
 
+def _lenient_duration(value: Any) -> float | None:
+    """A duration, or None when it is not one (an unset ``${VAR}`` in an outline)."""
+    try:
+        return None if value is None else parse_duration(value)
+    except ValueError:
+        return None
+
+
+_LenientDuration = Annotated[float | None, BeforeValidator(_lenient_duration)]
+
+
 class PlanOutline(BaseModel):
     """What operator commands need of a plan: which service, which steps.
 
@@ -511,6 +527,11 @@ class PlanOutline(BaseModel):
     steps: list[float] = Field(min_length=1)
     approvals: list[float] = Field(default_factory=list)
     failure_limit: int = 2
+    error_limit: int = 4
+    inconclusive_limit: int = 20
+    on_failure: str = "rollback"
+    bake: _LenientDuration = None
+    interval: _LenientDuration = 15.0
     router_type: str | None = None
 
     @model_validator(mode="before")

@@ -220,10 +220,15 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
     if baked < plan.bake:
         return Decision(Action.WAIT, f"baking {confirmed}: {baked:.0f}s of {plan.bake:g}s",
                         events=tuple(events), status="baking")
+    if verdict is None:  # baked; no check was due this tick: the next one decides
+        if state.waiting_approval is not None:
+            return Decision(Action.WAIT, f"waiting for approval of the {state.waiting_approval:g}% step",
+                            events=tuple(events), status="waiting_approval")
+        return Decision(Action.WAIT, f"{confirmed} baked {baked:.0f}s: the next check decides",
+                        events=tuple(events), status="baking")
     if verdict is not Verdict.PASS:
-        why = "no check yet" if verdict is None else _unknown_reason(results or (), obs)
-        return Decision(Action.WAIT, f"holding {confirmed}: {why}", events=tuple(events),
-                        status="holding")
+        return Decision(Action.WAIT, f"holding {confirmed}: {_unknown_reason(results or (), obs)}",
+                        events=tuple(events), status="holding")
     if step_index == len(plan.steps) - 1:
         return Decision(Action.PROMOTE, f"{confirmed} baked {baked:.0f}s with every gate passing",
                         events=tuple(events), status="promoting")

@@ -140,7 +140,7 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     if kind in TERMINAL:
         # the campaign is over; the next one starts from the router's real weight
         # (reconciled, never assumed), with only what operators said since then
-        final = weight_of(d) if kind == PROMOTED and "percent" in d else s.confirmed
+        final = (_safe_weight(d) or s.confirmed) if kind == PROMOTED else s.confirmed
         return RunState(outcome=kind, final=final, plan_hash=s.plan_hash, last_run=s.last_run,
                         last_stop=s.last_stop)
     if kind == RUN_STARTED:

@@ -571,6 +571,8 @@ class Runner:
 
     def _finish(self, outcome: str, code: int, reason: str) -> RunOutcome:
         reason = self.redact(reason)
+        if outcome in (ev.PROMOTED, ev.ROLLED_BACK):
+            self.status = outcome
         try:
             self.journal(ev.RUN_STOPPED, {
                 "outcome": outcome, "exit_code": code, "reason": reason,

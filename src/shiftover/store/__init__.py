@@ -18,6 +18,7 @@ from shiftover.store.journal import (
     default_state_url,
     open_store,
     operator_identity,
+    state_url,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "default_state_url",
     "open_store",
     "operator_identity",
+    "state_url",
 ]

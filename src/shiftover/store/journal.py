@@ -338,24 +338,49 @@ def operator_identity() -> str:
     return f"{user or 'unknown'}@{host}"
 
 
+def state_url(value: str, *, source: str = "--state") -> str:
+    """A state store given by a person: a database URL, or the path of a SQLite file
+    (``./state.db``, ``/srv/shiftover/state.db``, ``~/cutover.db``). ``source``
+    names where it came from (``--state``, ``SHIFTOVER_STATE``) for the errors. An
+    in-memory SQLite URL is refused: other terminals and the next run could not
+    see it."""
+    value = value.strip()
+    pathlike = "/" in value or value.endswith((".db", ".sqlite", ".sqlite3")) or value.startswith("~")
+    if "://" not in value and pathlike:
+        if value.endswith("/") or (value and Path(value).expanduser().is_dir()):
+            raise StoreError(f"{source} {value!r} is a directory",
+                             hint=f"name the file: {source} {value.rstrip('/')}/state.db")
+        if not value:
+            raise StoreError(f"{source} is empty", hint=_URL_HINT)
+        return URL.create("sqlite", database=str(Path(value).expanduser().absolute())) \
+            .render_as_string(hide_password=False)
+    try:
+        url = make_url(value)
+    except sa_exc.ArgumentError:
+        raise StoreError(
+            f"{source} {_redact(value)!r} is neither a database URL nor a file path",
+            hint=f"{_URL_HINT} (four slashes before an absolute path), or a file path "
+            f"such as ./{_redact(value)}.db",
+        ) from None
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        raise StoreError(
+            f"{source} {_redact(value)!r} is an in-memory journal: other terminals (pause, "
+            "approve, rollback) and the next run could not see it",
+            hint="give a file: ./state.db or sqlite:////path/to/state.db")
+    return value
+
+
 def default_state_url() -> str:
     """The state store for this host (see the module docstring for why per host).
 
-    ``$SHIFTOVER_STATE`` (a URL) if set; else ``sqlite:////var/lib/shiftover/state.db``
-    for root; else ``$XDG_STATE_HOME/shiftover/state.db`` (XDG default
-    ``~/.local/state``). Nothing is created here: :class:`Store` does that.
+    ``$SHIFTOVER_STATE`` (a URL or a file path) if set; else
+    ``sqlite:////var/lib/shiftover/state.db`` for root; else
+    ``$XDG_STATE_HOME/shiftover/state.db`` (XDG default ``~/.local/state``).
+    Nothing is created here: :class:`Store` does that.
     """
     configured = os.environ.get(STATE_ENV_VAR, "").strip()
     if configured:
-        try:
-            make_url(configured)
-        except sa_exc.ArgumentError:
-            raise StoreError(
-                f"{STATE_ENV_VAR}={_redact(configured)!r} is not a database URL",
-                hint=f"{_URL_HINT} (four slashes before an absolute path), "
-                f"or unset {STATE_ENV_VAR} to use this host's default",
-            ) from None
-        return configured
+        return state_url(configured, source=STATE_ENV_VAR)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         db = Path("/var/lib/shiftover/state.db")
     else:
@@ -1039,4 +1064,5 @@ __all__ = [
     "default_state_url",
     "open_store",
     "operator_identity",
+    "state_url",
 ]
