@@ -18,6 +18,9 @@ The rules (names are what the failure messages and docs/reliability.md use):
 - ``monotone-change``: within one change (consecutive writes of one process), the
   new share moves from where it was toward the target, never beyond either end;
   ``overshoot`` is the unsafe half of it (beyond the higher end), checked everywhere.
+  A dip below the lower end is a violation only when a path inside the band exists
+  (``monotone_path_exists``): from 256/29 to 252/28 none does, and the safe side is
+  below.
 - ``monotone-rollback``: while a rollback is open in the journal, no write raises
   the new share.
 - ``return-first``: a run that finds the router above the last confirmed split
@@ -31,8 +34,10 @@ The rules (names are what the failure messages and docs/reliability.md use):
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import json
+import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -239,6 +244,42 @@ def pct(w: tuple[int, int]) -> Fraction | None:
     return split_percent(*w)
 
 
+def monotone_path_exists(start: tuple[int, int], end: tuple[int, int], scale: int = 256) -> bool:
+    """Whether single-server writes can take ``start`` to ``end`` with the new share
+    always between the two ends (HAProxy's 0-scale integers). Some pairs have no such
+    path: from 256/29 (10.18%) to 252/28 (10%) every first write leaves the band.
+    Best-first search toward ``end``; a band with no path is narrow, so it is small."""
+    a, b = pct(start), pct(end)
+    if a is None or b is None:
+        return False
+    lo, hi = min(a, b) / 100, max(a, b) / 100
+
+    def olds(n: int) -> range:  # x with lo <= n/(x+n) <= hi, x + n > 0
+        first = 0 if hi == 1 else math.ceil(n * (1 - hi) / hi) if hi > 0 else (1 if n == 0 else scale + 1)
+        last = scale if lo == 0 else min(scale, math.floor(n * (1 - lo) / lo))
+        return range(max(first, 0 if n > 0 else 1), last + 1)
+
+    def news(o: int) -> range:  # y with lo <= y/(o+y) <= hi, o + y > 0
+        first = 0 if lo == 0 else scale + 1 if lo == 1 and o > 0 else math.ceil(lo * o / (1 - lo)) if lo < 1 else 1
+        last = scale if hi == 1 else math.floor(hi * o / (1 - hi))
+        return range(max(first, 0 if o > 0 else 1), min(last, scale) + 1)
+
+    def dist(w: tuple[int, int]) -> int:
+        return abs(w[0] - end[0]) + abs(w[1] - end[1])
+
+    seen = {start}
+    todo = [(dist(start), start)]
+    while todo:
+        _, (o, n) = heapq.heappop(todo)
+        if (o, n) == end:
+            return True
+        for nxt in [(x, n) for x in olds(n)] + [(o, y) for y in news(o)]:
+            if nxt not in seen:
+                seen.add(nxt)
+                heapq.heappush(todo, (dist(nxt), nxt))
+    return False
+
+
 # --- the rules ---------------------------------------------------------------------------------
 
 
@@ -327,7 +368,9 @@ def check_writes(writes: Sequence[Write], jm: JournalModel, runs: Sequence[RunPr
         for w in ws[:-1]:
             mid = pct(w.after)
             over = mid is None or mid > hi + TOL
-            if over or (strict_monotone and mid is not None and mid < lo - TOL):
+            dip = (strict_monotone and mid is not None and mid < lo - TOL
+                   and monotone_path_exists(ws[0].before, ws[-1].after))
+            if over or dip:
                 out.append(Violation(
                     "overshoot" if over else "monotone-change", w.at,
                     label_of_pid.get(w.pid, f"pid {w.pid}"),
