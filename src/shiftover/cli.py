@@ -67,6 +67,7 @@ from shiftover.plan import (
     load_plan,
     parse_duration,
     plan_json_schema,
+    redact_values,
 )
 from shiftover.plan import redact as redact_secrets
 from shiftover.routers import build_router
@@ -159,7 +160,7 @@ def _json_line(obj: Any, *, indent: int | None = None) -> None:
     stream's own pass is skipped, as it could break the JSON (a secret ``80`` would
     mask a number, a secret ``status`` a key)."""
     stream = _STDOUT._target()
-    stream.write(json.dumps(views.redact_values(obj, _redact), indent=indent, default=str) + "\n")
+    stream.write(json.dumps(redact_values(obj, _redact), indent=indent, default=str) + "\n")
     stream.flush()
 
 
@@ -640,7 +641,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         elif result.exit_code == 5 and final is not None and final.new_percent > 0:
             hints.append(cmd("rollback"))
         if as_json:
-            emit_json(views.redact_values({
+            emit_json(redact_values({
                 "summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
                 # a finished campaign's word is its outcome, not the last tick's
                 "status": result.outcome if result.outcome in ("promoted", "rolled_back")
@@ -692,7 +693,7 @@ def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> N
     if as_json:
         _print_json(report)
     else:
-        out.print(views.status_view(views.redact_values(report, _redact)))
+        out.print(views.status_view(redact_values(report, _redact)))
         _print_hints(report["hints"])
 
 

@@ -438,6 +438,18 @@ def redact(text: str, secrets: frozenset[str] | set[str]) -> str:
     return re.sub("|".join(re.escape(s) for s in ordered), "***", text)
 
 
+def redact_values(value: Any, redact_: Any) -> Any:
+    """Redact every string inside a JSON-like value *before* it is serialised (escaping
+    could otherwise hide a secret from the redactor). ``redact_`` maps str -> str."""
+    if isinstance(value, str):
+        return redact_(value)
+    if isinstance(value, Mapping):
+        return {str(k): redact_values(v, redact_) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_values(v, redact_) for v in value]
+    return value
+
+
 def load_plan(path: str | Path, *, env: Mapping[str, str] | None = None) -> LoadedPlan:
     """Read, interpolate and validate a plan file; raise PlanError naming file:line:col."""
     p = Path(path)
@@ -1129,5 +1141,6 @@ __all__ = [
     "plan_hash",
     "plan_json_schema",
     "redact",
+    "redact_values",
     "step_weights",
 ]

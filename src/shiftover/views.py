@@ -39,7 +39,7 @@ from rich.text import Text
 
 from shiftover.engine import events as ev
 from shiftover.engine.decide import Decision, Observation
-from shiftover.engine.events import RunState, current_step, fold
+from shiftover.engine.events import RunState, current_step, fold, weight_data
 from shiftover.errors import ShiftoverError
 from shiftover.plan import Plan, PlanOutline
 from shiftover.store import Event
@@ -88,19 +88,7 @@ def _pct(d: Mapping[str, Any], key: str = "percent") -> str:
 
 
 def weight_json(w: Weights | None) -> dict[str, Any] | None:
-    return None if w is None else {"percent": float(w.new_percent), "exact": w.exact}
-
-
-def redact_values(value: Any, redact: Redact) -> Any:
-    """Redact every string in a JSON-like value *before* it is serialised (escaping
-    could otherwise hide a secret from the redactor)."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {str(k): redact_values(v, redact) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_values(v, redact) for v in value]
-    return value
+    return None if w is None else weight_data(w)
 
 
 # --- events ----------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-from shiftover.demo.process import ChildProcess, free_port, log_tail
+from shiftover.demo.process import ChildProcess, log_tail
 from shiftover.errors import BadInput, ShiftoverError
 
 _DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
@@ -162,20 +162,8 @@ class PostgresServer(ChildProcess):
         self._starting = True
         try:
             self._prepare()
-            attempts = 1 if self._fixed_port else 3
-            last: ShiftoverError | None = None
-            for _ in range(attempts):
-                if not self._fixed_port:
-                    self.port = free_port()
-                try:
-                    self._launch(self._server_argv(), self.log_path, self.ready_timeout,
-                                 cwd=self._dir)
-                    break
-                except ShiftoverError as exc:  # the port raced away, or a real failure
-                    last = exc
-            else:
-                assert last is not None
-                raise last
+            self._launch_on_a_free_port(self._server_argv, self.log_path, self.ready_timeout,
+                                        fixed_port=bool(self._fixed_port), cwd=self._dir)
             self._createdb(self.database)
         except BaseException:
             self._starting = False

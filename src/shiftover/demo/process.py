@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -114,6 +114,8 @@ class StartStop:
 class ChildProcess(StartStop):
     """One child process we own. See the module docstring for the lifecycle.
 
+    ``port`` is the port a server child listens on (0 until it is known).
+
     A subclass implements ``start()`` (prepare, then :meth:`_launch`), ``stop()``
     (:meth:`_end`, plus its own cleanup or result), :meth:`_ready` and
     :meth:`_not_ready`.
@@ -121,6 +123,8 @@ class ChildProcess(StartStop):
 
     #: Seconds between two readiness checks.
     poll_interval = 0.05
+
+    port: int = 0
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
@@ -184,6 +188,30 @@ class ChildProcess(StartStop):
         except BaseException:
             self.stop()
             raise
+
+    def _launch_on_a_free_port(
+        self,
+        argv: Callable[[], Sequence[str]],
+        log_path: Path,
+        timeout: float,
+        *,
+        fixed_port: bool,
+        cwd: Path | None = None,
+    ) -> None:
+        """:meth:`_launch` with ``self.port`` picked free (unless ``fixed_port``), tried
+        three times: another process can take a free port between the pick and the bind.
+        ``argv`` is called per attempt, since the command line names the port."""
+        last: ShiftoverError | None = None
+        for _ in range(1 if fixed_port else 3):
+            if not fixed_port:
+                self.port = free_port()
+            try:
+                self._launch(argv(), log_path, timeout, cwd=cwd)
+                return
+            except ShiftoverError as exc:  # the port raced away, or a real failure
+                last = exc
+        assert last is not None
+        raise last
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
         deadline = time.monotonic() + timeout

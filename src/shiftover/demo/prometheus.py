@@ -170,19 +170,9 @@ class _ManagedProcess(ChildProcess):
         if self.running():
             return self
         self._write_config()
-        attempts = 1 if self._fixed_port else 3
-        last: ShiftoverError | None = None
-        for _ in range(attempts):
-            if not self._fixed_port:
-                self.port = free_port()
-            try:
-                self._launch(self._argv(), self.log_path, self.ready_timeout, cwd=self.directory)
-                return self
-            except ShiftoverError as exc:  # port raced away, or a real failure
-                last = exc
-                self.stop()
-        assert last is not None
-        raise last
+        self._launch_on_a_free_port(self._argv, self.log_path, self.ready_timeout,
+                                    fixed_port=bool(self._fixed_port), cwd=self.directory)
+        return self
 
     def stop(self) -> None:
         """Terminate, wait, kill after ``stop_timeout``. Safe to call twice."""

@@ -56,7 +56,7 @@ from shiftover.engine import events as ev
 from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
 from shiftover.engine.events import RunState, fold, weight_data
 from shiftover.errors import BadInput, LeaseLost, ProviderError, ShiftoverError, StoreError
-from shiftover.plan import Plan, plan_hash
+from shiftover.plan import Plan, plan_hash, redact_values
 from shiftover.providers.base import Provider
 from shiftover.routers.base import Router
 from shiftover.store import Event, Store
@@ -85,18 +85,6 @@ class RunOutcome:
     run_id: str
     events: list[Event] = field(default_factory=list)
     status: str = ""             # the last decision's status word (baking, holding, stuck, ...)
-
-
-def _redact_values(value: Any, redact: Callable[[str], str]) -> Any:
-    """Redact every string inside a JSON-like value (before it is serialised, so
-    escaping cannot hide a secret from the redactor)."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {str(k): _redact_values(v, redact) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_values(v, redact) for v in value]
-    return value
 
 
 def new_run_id() -> str:
@@ -212,7 +200,7 @@ class Runner:
                 fenced: bool = True) -> Event:
         """Append one event. Fenced appends are refused (LeaseLost) unless this run
         still holds its lease; rollback events are written unfenced."""
-        clean = _redact_values(data or {}, self.redact)
+        clean = redact_values(data or {}, self.redact)
         return self.store.append(service=self.plan.service, run_id=self.run_id, kind=kind,
                                  at=self.clock.now(), data=clean,
                                  fence=(self.lease_key, self.holder) if fenced else None)
