@@ -264,6 +264,8 @@ class SocketProxy:
         self._server: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._handlers: list[threading.Thread] = []
+        self._held: list[Trap] = []
+        self.errors: list[str] = []
 
     def start(self) -> SocketProxy:
         with contextlib.suppress(FileNotFoundError):
@@ -279,6 +281,8 @@ class SocketProxy:
 
     def stop(self) -> None:
         self._stop.set()
+        for trap in self._held:
+            trap.release.set()
         if self._thread is not None:
             self._thread.join(5)
         for t in list(self._handlers):
@@ -317,9 +321,17 @@ class SocketProxy:
                 continue
             except OSError:
                 return
-            t = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            t = threading.Thread(target=self._handle_safely, args=(conn,), daemon=True)
             self._handlers = [h for h in self._handlers if h.is_alive()] + [t]
             t.start()
+
+    def _handle_safely(self, conn: socket.socket) -> None:
+        # an exception in a thread would surface as a pytest warning (an error here)
+        try:
+            self._handle(conn)
+        except Exception as exc:
+            with self._lock:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _handle(self, conn: socket.socket) -> None:
         with conn:
@@ -363,6 +375,7 @@ class SocketProxy:
                     self._trap = None
             if action == "hold":
                 assert trap is not None
+                self._held.append(trap)
                 self._fire(trap, cmd)
                 trap.release.wait(120)
             sent = time.time()

@@ -173,16 +173,19 @@ class Campaign:
         if (run.router_before or 0) == 0:  # nothing to roll back yet: wait for a step
             run.wait_line(lambda e: e.get("kind") == "weight_confirmed"
                           and (event_split(e.get("data", {})) or 0) > 0, PER_RUN_DEADLINE)
+        if not run.alive():  # it ended before the new environment failed: no rollback to cut
+            self.notes.append(f"{run.label}: ended (exit {run.rc}) before its rollback began")
+            self.finish(run)
+            return
+        when = rng.choice(("after_first_write", "before_verify"))
+        s.proxy.arm(Trap(run.pid, when, s.proxy.changes_by(run.pid) + 1,
+                         lambda: run.kill("during_rollback")))
+        s.new.fail(1.0)
+        s.note("new environment fails (500)")
+        self.watch(run, time.monotonic() + PER_RUN_DEADLINE)
         if run.alive():
-            when = rng.choice(("after_first_write", "before_verify"))
-            s.proxy.arm(Trap(run.pid, when, s.proxy.changes_by(run.pid) + 1,
-                             lambda: run.kill("during_rollback")))
-            s.new.fail(1.0)
-            s.note("new environment fails (500)")
-            self.watch(run, time.monotonic() + PER_RUN_DEADLINE)
-            if run.alive():
-                run.kill("deadline")
-                self.notes.append(f"{run.label}: the rollback's change never came")
+            run.kill("deadline")
+            self.notes.append(f"{run.label}: the rollback's change never came")
         s.proxy.disarm()
         self.finish(run)
         # the next run must finish the rollback (new still failing), then new recovers
