@@ -109,7 +109,8 @@ class Campaign:
         self.completions: list[dict[str, Any]] = []
         self.clean_rollbacks = 0
         self.runaway: list[str] = []
-        self.notes: list[str] = []
+        self.notes: list[str] = []   # problems
+        self.info: list[str] = []    # worth knowing, not a failure
         self.promoted = False
 
     # -- one run -----------------------------------------------------------------
@@ -174,7 +175,8 @@ class Campaign:
             run.wait_line(lambda e: e.get("kind") == "weight_confirmed"
                           and (event_split(e.get("data", {})) or 0) > 0, PER_RUN_DEADLINE)
         if not run.alive():  # it ended before the new environment failed: no rollback to cut
-            self.notes.append(f"{run.label}: ended (exit {run.rc}) before its rollback began")
+            line = f"{run.label}: ended (exit {run.rc}) before its rollback began"
+            (self.info if run.rc in (0, 3) else self.notes).append(line)
             self.finish(run)
             return
         when = rng.choice(("after_first_write", "before_verify"))
@@ -329,7 +331,7 @@ def test_sigkill_campaign_resumes_from_confirmed_and_promotes(
         journal_kinds=dict(kinds(journal).most_common(8)),
         traffic={f"{k[0]} {k[1]}": n for k, n in sorted(traffic.items())},
         violations=len(violations), violation_rules=dict(Counter(v.rule for v in violations)),
-        runaway=c.runaway, notes=c.notes,
+        runaway=c.runaway, notes=c.notes, info=c.info,
         **split_summary(states, jm, t0), **rate_summary(rates))
 
     where = chaos_artifact("timeline.txt", timeline(journal, states, records, runs, notes, t0))
