@@ -9,7 +9,8 @@ would, so that the suite needs no hook in ``src/``:
   so every router write is attributed to the process that made it. A *trap*
   SIGKILLs a run at an exact point of a weight change: right after HAProxy has
   applied the first ``set server ... weight`` of a change (the window between
-  the two writes), or after the last write and before the read-back.
+  the two writes), or after the last write and before the read-back; or it
+  SIGSTOPs a run on the read that follows a passing check, before it writes.
 - :class:`SplitPoller` reads the real split from the runtime API every ~10 ms
   (directly, not through the proxy) and keeps every distinct state with the
   wall-clock interval in which it was seen.

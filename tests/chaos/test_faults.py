@@ -174,7 +174,8 @@ def end_run(run: RunProcess, timeout: float) -> int | None:
     return rc
 
 
-def reason_of(run: RunProcess, jm: JournalModel) -> str:
+def reason_of(run: RunProcess) -> str:
+    """The reason on the run's own summary line (empty if it was killed before it)."""
     if run.summary is not None:
         return str(run.summary.get("reason", ""))
     return ""
@@ -247,19 +248,19 @@ def test_new_server_killed_rolls_back(tmp_path: Path, evidence: str, trial: int,
         after = [x.split for x in s.poller.between(t_fault, t_end) if x.split is not None]
         failed = s.traffic.failed(s.traffic.totals(t_fault, t_end))
         journal = s.journal("faults")
-        jm, violations = common_violations(s, journal, t0, t_end)
+        _jm, violations = common_violations(s, journal, t0, t_end)
         where = save_timeline(s, journal, t0, chaos_artifact)
     chaos_record(fault="new server SIGKILLed", evidence=evidence, rc=rc,
                  outcome=(run.summary or {}).get("outcome"), split_at_fault=fmt(at_fault),
                  max_split_after_fault=fmt(max(after, default=None)), final_split=fmt(final),
                  seconds_fault_to_zero=None if t_zero is None else round(t_zero - t_fault, 2),
-                 client_failures_after_fault=failed, reason=reason_of(run, jm)[:200],
+                 client_failures_after_fault=failed, reason=reason_of(run)[:200],
                  verdicts_after_fault=gate_verdicts(journal, t_fault), violations=len(violations))
     problems = []
     if rc != 3 or final != 0:
         problems.append(f"the run did not roll back: exit {rc}, HAProxy reads {fmt(final)} on new "
                         f"{t_end - t_fault:.1f}s after the kill ({failed} client requests failed "
-                        f"since); reason: {reason_of(run, jm)[:300]!r}; verdicts since the kill: "
+                        f"since); reason: {reason_of(run)[:300]!r}; verdicts since the kill: "
                         f"{gate_verdicts(journal, t_fault)}")
     if at_fault is not None and any(p > at_fault + TOL for p in after):
         problems.append(f"the run moved up after the new server died: {fmt(at_fault)} -> "
@@ -316,7 +317,7 @@ def test_prometheus_killed_holds_then_continues(tmp_path: Path, trial: int, chao
         t_end = time.time()
         final = s.router_split()
         journal = s.journal("faults")
-        jm, violations = common_violations(s, journal, t0, t_end)
+        _jm, violations = common_violations(s, journal, t0, t_end)
         held = [x for x in s.poller.between(t_down, t_up) if x.split is not None]
         where = save_timeline(s, journal, t0, chaos_artifact)
     grace = INTERVAL + GATE_TIMEOUT + 0.1  # a check already under way when Prometheus died
@@ -338,7 +339,7 @@ def test_prometheus_killed_holds_then_continues(tmp_path: Path, trial: int, chao
                         f"{sorted(fmt(p) for p in splits)}")
     if rc != 0 or final != 100:
         problems.append(f"the run did not continue to promotion once Prometheus was back: exit {rc}, "
-                        f"{fmt(final)} on new; reason: {reason_of(run, jm)[:300]!r}")
+                        f"{fmt(final)} on new; reason: {reason_of(run)[:300]!r}")
     finish(problems, violations, t0, where)
 
 
@@ -372,9 +373,9 @@ def test_prometheus_down_past_error_limit_is_stuck(tmp_path: Path, trial: int, c
         t_zero = s.poller.wait_for(lambda p: p == 0, 0, since=t_down)
         final = s.router_split()
         journal = s.journal("faults")
-        jm, violations = common_violations(s, journal, t0, t_end)
+        _jm, violations = common_violations(s, journal, t0, t_end)
         where = save_timeline(s, journal, t0, chaos_artifact)
-    why = reason_of(run, jm)
+    why = reason_of(run)
     chaos_record(fault="Prometheus SIGKILLed, error_limit 4", rc=rc, final_split=fmt(final),
                  seconds_down_to_zero=None if t_zero is None else round(t_zero - t_down, 2),
                  reason=why[:200], verdicts_after=gate_verdicts(journal, t_down),
@@ -433,7 +434,7 @@ def test_haproxy_restart_reconciles_without_exceeding_confirmed(
         t_end = time.time()
         final = s.router_split()
         journal = s.journal("faults")
-        jm, violations = common_violations(s, journal, t0, t_end)
+        _jm, violations = common_violations(s, journal, t0, t_end)
         after = s.poller.between(t_back, t_end)
         writes = [w for w in s.proxy.writes(run.pid) if w.sent > t_back]
         where = save_timeline(s, journal, t0, chaos_artifact)
@@ -452,7 +453,7 @@ def test_haproxy_restart_reconciles_without_exceeding_confirmed(
                         "intended any step")
     if rc != 0 or final != 100:
         problems.append(f"the run did not go on to promotion after the restart: exit {rc}, "
-                        f"{fmt(final)} on new; reason: {reason_of(run, jm)[:300]!r}")
+                        f"{fmt(final)} on new; reason: {reason_of(run)[:300]!r}")
     chaos_record(fault="HAProxy restarted", rc=rc, split_at_restart=fmt(at_restart),
                  first_seen_after=None if seen is None else seen.kind,
                  seconds_restart_to_observed=None if seen is None else round(seen.at - t_back, 2),
@@ -490,19 +491,19 @@ def test_journal_locked_still_rolls_back(tmp_path: Path, trial: int, chaos_recor
         t_end = time.time()
         final = s.router_split()
         journal = s.journal("faults")
-        jm, violations = common_violations(s, journal, t0, t_end)
+        _jm, violations = common_violations(s, journal, t0, t_end)
         where = save_timeline(s, journal, t0, chaos_artifact)
     after = [e.kind for e in journal if e.at > t_release]
     chaos_record(fault="journal locked + new fails", rc=rc, rc_while_locked=rc_locked,
                  seconds_fault_to_zero=None if t_zero is None else round(t_zero - t_fault, 2),
                  zero_before_unlock=t_zero is not None and t_zero < t_release,
                  final_split=fmt(final), journalled_after_unlock=dict(Counter(after)),
-                 reason=reason_of(run, jm)[:200], violations=len(violations))
+                 reason=reason_of(run)[:200], violations=len(violations))
     problems = []
     if t_zero is None or t_zero >= t_release:
         problems.append(f"HAProxy was not at 0% while the journal was locked ({LOCK_HOLD:g}s): "
                         f"the run {'exited ' + str(rc_locked) if rc_locked is not None else 'was still running'}"
-                        f"; reason: {reason_of(run, jm)[:300]!r}")
+                        f"; reason: {reason_of(run)[:300]!r}")
     if rc != 3 or final != 0:
         problems.append(f"the run did not end rolled back: exit {rc}, {fmt(final)} on new")
     finish(problems, violations, t0, where)
@@ -611,7 +612,7 @@ def test_lease_lost_during_a_check_no_write_after(tmp_path: Path, how: str, othe
     b_rid = jm.run_of_pid.get(b_pid)
     b_started = next((e.at for e in journal if e.run_id == b_rid and e.kind == "run_started"), None)
     a_rid = jm.run_of_pid.get(a.pid)
-    said = reason_of(a, jm)  # A's own summary line
+    said = reason_of(a)  # A's own summary line
     journalled = " | ".join(
         f"{e.kind}: {e.data.get('reason', e.data.get('error', ''))}" for e in journal
         if e.run_id == a_rid and e.at >= b_at and (e.kind == "run_stopped" or "lease" in e.kind))
