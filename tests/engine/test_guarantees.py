@@ -442,3 +442,158 @@ def test_an_edited_plan_resumes_at_or_below_the_confirmed_split_one_step_up(
     assert intents[:1] == [next_move]
     st = fold(RunState(), events(store))
     assert current_step(edited.step_weights, st.confirmed) == edited.step_weights.index(next_move)
+
+
+# --- found by the hostile review --------------------------------------------------
+
+
+class _PauseBeforeTheFirstAppend:
+    """A store through which an operator's event lands right after the run decided
+    (on the state it had re-read after the checks) and before it journals anything."""
+
+    def __init__(self, inner: Store, kind: str, when: Any) -> None:
+        self.inner, self.kind, self.when, self.done = inner, kind, when, False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != "append":
+            return attr
+
+        def append(**k: Any) -> Any:
+            if not self.done and k.get("fence") and self.when(k):
+                self.done = True
+                self.inner.append(service="svc", run_id="op", kind=self.kind, at=k["at"],
+                                  data={"reason": "typed just after the checks"}, actor="bob@h")
+            return attr(**k)
+        return append
+
+
+@pytest.mark.parametrize("kind", [ev.PAUSED, ev.ROLLBACK_REQUESTED])
+def test_an_operator_event_journalled_between_the_decision_and_the_write_is_obeyed(
+        store: Store, clock: FakeClock, kind: str) -> None:
+    """The run decided to advance on the state re-read after the checks; the pause
+    landed just before its first append; the refresh folded it, and the check
+    "anything halting since the state I hold" looked *after* it: 50% -> 100% anyway."""
+    router = InMemoryRouter()
+    p = plan(bake="0s")
+    racing = _PauseBeforeTheFirstAppend(
+        store, kind, lambda k: k["kind"] == ev.STEP_ADVANCED and k["data"]["to_percent"] == 50)
+    out = runner(racing, clock, router=router, p=p).run(max_duration=100)  # type: ignore[arg-type]
+    assert racing.done
+    assert Weights(50) not in router.history
+    assert out.outcome in ("held", "rolled_back")
+
+
+@pytest.mark.parametrize(("raw", "first_step"), [((252, 13), 10), ((247, 5), 10)])
+def test_a_split_below_the_first_step_bakes_before_it_moves(store: Store, clock: FakeClock,
+                                                            raw: tuple[int, int],
+                                                            first_step: int) -> None:
+    """An operator's partial drain to 4.9% (below the first step) moved to 10% at
+    the next check, with no bake, on a check without data."""
+    router = InMemoryRouter()
+    runner(store, clock, router=router, p=plan(steps=[first_step, 50, 100])).run(max_duration=30)
+    router.set_raw(*raw)
+    nodata = ScriptedProvider([None])
+    r = runner(store, clock, router=router, providers=[nodata], p=plan(steps=[first_step, 50, 100]))
+    r.run(max_duration=120)
+    assert router.read() == Weights.from_backend(*raw)  # held there: no data never passes
+    good = ScriptedProvider([0.0])
+    r2 = runner(store, clock, router=router, providers=[good], p=plan(steps=[first_step, 50, 100]))
+    start = clock.now()
+    r2.run(max_duration=200)
+    mine = [e for e in events(store) if e.run_id == r2.run_id]
+    up = next(e for e in mine if e.kind == ev.WEIGHT_INTENDED)
+    assert Weights.parse(up.data["exact"]) == Weights(first_step)
+    assert up.at - start >= 60  # a full bake below the first step first
+
+
+def test_an_edited_plan_whose_first_step_is_above_the_split_bakes_first(
+        store: Store, clock: FakeClock) -> None:
+    router = InMemoryRouter()
+    runner(store, clock, router=router, p=plan(steps=[10, 25, 50, 100])).run(max_duration=90)
+    assert router.read() == Weights(25)
+    r = runner(store, clock, router=router, providers=[ScriptedProvider([None, 0.0])],
+               p=plan(steps=[50, 100]))
+    r.run(max_duration=30)
+    assert router.read() == Weights(25)  # not doubled on a check without data
+
+
+def test_a_new_campaign_never_accepts_a_split_above_where_the_last_one_ended(
+        store: Store, clock: FakeClock) -> None:
+    """After a rollback, someone sets 50%: the next run reconciled 50% as its
+    start, skipped the approval of 50% and promoted."""
+    router = InMemoryRouter()
+    p = plan(approvals=[50])
+    bad = ScriptedProvider([0.0] * 9 + [0.5])
+    assert runner(store, clock, router=router, providers=[bad], p=p).run(
+        max_duration=3600).outcome == "rolled_back"
+    router.set_raw(256, 256)
+    r = runner(store, clock, router=router, p=p)
+    out = r.run(max_duration=150)
+    mine = [e for e in events(store) if e.run_id == r.run_id]
+    intents = [Weights.parse(e.data["exact"]) for e in mine if e.kind == ev.WEIGHT_INTENDED]
+    assert intents[:2] == [Weights(0), Weights(10)]  # back to 0% first, then from the start
+    assert out.outcome == "held" and Weights(100) not in router.history[-3:]
+
+
+def test_a_run_frozen_past_its_lease_makes_sure_of_zero_after_an_operator_rollback(
+        store: Store, clock: FakeClock) -> None:
+    """The write of a run frozen after its renewal lands after the operator's 0%;
+    the run then lost its lease and exited, leaving 25% with nobody watching."""
+    router = InMemoryRouter()
+    p = plan(steps=[10, 25, 100], bake="20s")
+    ttl = min_lease_ttl(p)
+
+    def frozen(w: Weights) -> None:
+        if w == Weights(25):
+            router.on_apply = None
+            clock.advance(ttl + 1)  # frozen past its lease, right before the write lands
+            result = roll_back(service="svc", store=store, router=router, clock=clock,
+                               actor="op@h", timeout=30)
+            assert result.confirmed
+    router.on_apply = frozen
+    out = runner(store, clock, router=router, p=p, lease_ttl=ttl).run(max_duration=3600)
+    assert out.exit_code == 5
+    assert router.raw[1] == 0  # its late 25% did not survive
+    assert "0% was made sure of" in out.reason
+
+
+def test_one_odd_journal_row_does_not_stop_a_live_run(store: Store, clock: FakeClock) -> None:
+    router = InMemoryRouter()
+    bad = ScriptedProvider([0.0] * 9 + [0.5])
+    import sqlalchemy as sa
+
+    def on_tick(state: RunState, obs: Observation, d: Decision) -> None:
+        if obs.weights == Weights(10) and not getattr(on_tick, "done", False):
+            on_tick.done = True  # type: ignore[attr-defined]
+            with store._engine.begin() as conn:  # someone's script, by hand
+                conn.execute(sa.text(
+                    "insert into shiftover_events (service, run_id, kind, at, actor, data) "
+                    "values ('svc', 'ops-script', 'note', 0, 'bob', 'not json'), "
+                    "('svc', 'ops-script', 'paused', 0, 'bob', '\"maintenance window\"')"))
+    out = runner(store, clock, router=router, providers=[bad], on_tick=on_tick).run(
+        max_duration=3600)
+    assert out.outcome == "rolled_back" and router.raw[1] == 0
+
+
+def test_stop_is_heard_while_a_slow_gate_is_evaluated(store: Store, clock: FakeClock) -> None:
+    p = plan(normal_state=[{"name": "slow", "type": "prometheus", "url": "http://127.0.0.1:1",
+                            "query": "x", "max": 1, "timeout": "1h"}])
+    stuck = _Stuck()
+    r = runner(store, clock, p=p, providers=[stuck])
+    timer = threading.Timer(0.5, r.stop)
+    timer.start()
+    done = threading.Event()
+    result: dict[str, Any] = {}
+
+    def go() -> None:
+        result["out"] = r.run()
+        done.set()
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    try:
+        assert done.wait(20), "stop was not heard while the gate hung"
+    finally:
+        stuck.release.set()
+        t.join(30)
+    assert result["out"].outcome == "held"

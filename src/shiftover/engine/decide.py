@@ -39,14 +39,23 @@ The rules, in the order they are applied:
      Accept it, and **pause**: the run does not climb back until ``resume``;
    - *lower*: accept it; the step becomes the largest one at or below it, and
      its bake starts over.
-5. **A step bakes only on evidence.** The bake restarts at every check that is
-   not all-PASS (a FAIL or no verdict) and when the run (re)starts: a step's
-   bake counts only time in which every check passed and the split was known.
+   A new campaign starts from the split the last one left confirmed (0% after a
+   rollback, 100% after a promotion): a higher split is not accepted then
+   either, and a drop to 0% between campaigns is simply where the new one
+   starts. Only the very first campaign of a journal takes whatever the router
+   has as its starting point (there is nothing to compare it with).
+5. **A step bakes only on evidence.** Whenever traffic is on the new
+   environment (any split above 0%, a step or not), the bake restarts at every
+   check that is not all-PASS (a FAIL or no verdict) and when the run
+   (re)starts: a split's bake counts only time in which every check passed and
+   the split was known.
 6. **Operators.** A rollback request starts a rollback. While paused the run
    checks (and counts, and may still roll back at a limit) but never advances.
-7. **Before the first step** (0%), the run starts once a check has no FAIL and
-   no error (no data is expected there, an error is not: a gate that cannot
-   work at all must not let traffic move).
+7. **At 0%**, before the first step, the run starts once a check has no FAIL
+   and no error (no data is expected there, an error is not: a gate that cannot
+   work at all must not let traffic move). A split above 0% but below the first
+   step (an operator's partial drain, a plan whose first step was raised) is
+   not 0%: it bakes, and moves to the first step only like any step advances.
 8. **Advance** only when the bake has passed, the check of this tick passed
    every gate (each with its minimum sample size), and the next step's approval,
    if the plan asks for one, was given. At 100% the same conditions promote.
@@ -171,7 +180,7 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
                         status="holding")
     if state.router_error is not None:
         events.append((ev.ROUTER_READABLE, {"after": state.router_error}))
-        if confirmed is not None and step_index >= 0 and obs.weights == confirmed:
+        if confirmed is not None and confirmed > ZERO and obs.weights == confirmed:
             events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
                                              "reason": "the router answers again"}))
             return Decision(Action.WAIT, f"the router answers again at {obs.weights}: "
@@ -181,13 +190,14 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
 
     # 5. a step bakes only on evidence
     bake_since = state.bake_since
-    if verdict is not None and verdict is not Verdict.PASS and step_index >= 0:
+    on_new = confirmed > ZERO  # traffic on the new environment: no data never passes
+    if verdict is not None and verdict is not Verdict.PASS and on_new:
         why = (_fail_reason(results or ()) if verdict is Verdict.FAIL
                else "inconclusive: " + _unknown_reason(results or (), obs))
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
                                          "reason": why}))
         bake_since = now
-    elif bake_since is None and step_index >= 0:
+    elif bake_since is None and on_new:
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
                                          "reason": "run started"}))
         bake_since = now
@@ -201,8 +211,8 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
         return Decision(Action.WAIT, f"{word}{': ' + state.pause_reason if state.pause_reason else ''}",
                         events=tuple(events), status=word)
 
-    # 7. before the first step
-    if step_index < 0:
+    # 7. before the first step, at 0%: no traffic on new, so no data is expected
+    if not on_new:
         if verdict is None:
             return Decision(Action.WAIT, "checking the normal state before the first step",
                             events=tuple(events), status="starting")
@@ -278,15 +288,17 @@ def _reconcile(plan: Plan, state: RunState, router: Weights,
         "journal_percent": None if confirmed is None else _pct(confirmed),
         "journal_exact": None if confirmed is None else confirmed.exact,
         "router_percent": _pct(router), "router_exact": router.exact, "step_index": step_index}))
+    # (a split carried over from the last campaign is not this campaign's: a drop
+    # to 0% between campaigns is where a new `run` starts, not a drain to respect)
     drained = (confirmed is not None and confirmed > ZERO and router == ZERO
-               and step_at_or_below(plan, confirmed) >= 0)
+               and not state.carried)
     if drained and not state.paused:
         events.append((ev.ENGINE_PAUSED, {
             "reason": f"the router was set to 0% outside shiftover (it had {confirmed} confirmed): "
                       "taken as an operator's emergency drain; `shiftover resume` climbs again"}))
         return Decision(Action.WAIT, f"the router went from {confirmed} to 0% outside shiftover: "
                         "paused", events=tuple(events), status="paused")
-    if step_index >= 0:
+    if router > ZERO:
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(router),
                                          "reason": "reconciled with the router"}))
     return Decision(Action.WAIT, f"reconciled with the router at {router}", step_index=step_index,

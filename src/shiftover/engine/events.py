@@ -86,6 +86,7 @@ class RunState:
 
     started: bool = False                  # a campaign is open
     confirmed: Weights | None = None       # last weight the router confirmed (or reconciled)
+    carried: bool = False                  # confirmed is the previous campaign's final split
     intended: Weights | None = None        # last weight we meant to set (maybe unconfirmed)
     bake_since: float | None = None        # when the current bake started
     consecutive_failures: int = 0          # checks with a FAIL in a row
@@ -131,7 +132,11 @@ def fold(state: RunState, events: Iterable[Any]) -> RunState:
     every field read with a default: a journal with gaps still folds."""
     s = state
     for e in events:
-        s = _apply(s, e.kind, e.at, e.data or {})
+        data = e.data if isinstance(e.data, dict) else {}
+        try:
+            s = _apply(s, e.kind, e.at, data)
+        except (TypeError, ValueError, AttributeError, ArithmeticError, ShiftoverError):
+            pass  # a malformed event (written by hand?) changes nothing
         s = replace(s, last_event_id=e.id)
     return s
 
@@ -147,8 +152,10 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
         run = {k: d.get(k) for k in ("run_id", "pid", "host", "resumed", "environment")}
         s = replace(s, last_run=run, last_stop={}, plan_hash=d.get("plan_hash", s.plan_hash),
                     router_error=None)
-        if not s.started:  # a new campaign: keeps approvals/pauses given in between
-            return replace(s, started=True)
+        if not s.started:
+            # a new campaign keeps approvals/pauses given in between, and starts from
+            # where the last one left the router: a split above that is not accepted
+            return replace(s, started=True, confirmed=s.final, carried=s.final is not None)
         # a resumed campaign re-bakes from scratch; failure counts carry over (a
         # restart must not wipe the evidence that the new environment is failing)
         return replace(s, bake_since=None)
@@ -161,12 +168,12 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
         if w is None:
             return s
         # a confirmed weight starts (or restarts) its step's bake
-        return replace(s, confirmed=w, bake_since=at, waiting_approval=None,
+        return replace(s, confirmed=w, carried=False, bake_since=at, waiting_approval=None,
                        rollback_confirmed=s.rolling_back and w.new_percent == 0
                        and d.get("verified", True) is not False)
     if kind == RECONCILED:
         w = _safe_weight(d, "router_percent")
-        return s if w is None else replace(s, confirmed=w, intended=None)
+        return s if w is None else replace(s, confirmed=w, carried=False, intended=None)
     if kind == BAKE_STARTED:
         return replace(s, bake_since=at)
     if kind == CHECK:

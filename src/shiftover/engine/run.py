@@ -42,6 +42,7 @@ called again on top of itself), so one hung backend cannot starve the others.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -191,6 +192,7 @@ class Runner:
         self._router_weights: Weights | None = None   # the last split the router showed
         self._backoff = ROLLBACK_RETRY_MIN
         self._last_apply: Weights | None = None
+        self._journal_down = False
         self._pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gate{i}")
                        for i in range(len(self.gates))]
         self._inflight: list[tuple[float, Future[Measurement]] | None] = [None] * len(self.gates)
@@ -246,10 +248,11 @@ class Runner:
         self._router_weights = w
         return w, None
 
-    def evaluate_gates(self) -> tuple[GateResult, ...]:
+    def evaluate_gates(self) -> tuple[GateResult, ...] | None:
         """Every gate at once, each on its own thread with its own timeout (+ grace).
         A gate whose previous call is still running is not called again: it is an
-        error this check, and the others are unaffected."""
+        error this check, and the others are unaffected. None when the run was
+        stopped while waiting (Ctrl-C does not wait out a slow gate)."""
         now = self.clock.now()
         submitted: list[Future[Measurement] | None] = []
         for i, gate in enumerate(self.gates):
@@ -262,8 +265,14 @@ class Runner:
             submitted.append(job)
         limits = [float(getattr(g.spec, "timeout", 5.0)) + GATE_GRACE for g in self.gates]
         pending = [f for f in submitted if f is not None]
-        if pending:
-            wait(pending, timeout=max(limits))
+        # wait in slices, so that a stop is heard; at most the slowest gate's limit
+        for _ in range(math.ceil(max(limits, default=0.0) / POLL_SLICE)):
+            if not pending or self._stop:
+                break
+            _done, not_done = wait(pending, timeout=POLL_SLICE)
+            pending = list(not_done)
+        if self._stop:
+            return None
         results = []
         for gate, fut, limit, inflight in zip(self.gates, submitted, limits, self._inflight,
                                               strict=True):
@@ -356,7 +365,7 @@ class Runner:
                 return done
 
     def _tick(self) -> RunOutcome | None:
-        self._renew()
+        self._renew(force=True)
         self._refresh()
         st = self.state
         if st.ended:
@@ -369,7 +378,9 @@ class Runner:
         if due and not rolling:
             results = self.evaluate_gates()
             self._last_check_at = now
-            # what was read before the (possibly slow) checks is read again
+            # the lease is renewed and what was read before the (possibly slow)
+            # checks is read again, before anything is decided on it
+            self._renew(force=True)
             self._refresh()
             st = self.state
             if st.ended:
@@ -378,6 +389,7 @@ class Runner:
                 results = None
             weights, err = self.read_router()
         obs = Observation(weights, err, results)
+        basis = st.last_event_id  # what the decision knows; anything later is re-checked
         decision = decide(self.plan, st, obs, self.clock.now())
         if decision.action is Action.ROLLBACK:
             for kind, data in decision.events:
@@ -400,7 +412,7 @@ class Runner:
             why = "stopped" if self._stop else "max duration reached"
             return self._finish("held", 4, f"{why}: {decision.reason}")
         if decision.action is Action.APPLY and decision.target is not None:
-            return self._apply(decision)
+            return self._apply(decision, basis)
         self._wait_for_next_check()
         return None
 
@@ -416,10 +428,12 @@ class Runner:
         except ShiftoverError:
             pass
 
-    def _apply(self, decision: Decision) -> RunOutcome | None:
+    def _apply(self, decision: Decision, basis: int) -> RunOutcome | None:
         assert decision.target is not None
-        # the last word of operators and the lease, immediately before the write
-        if self._halted_since(self.state.last_event_id):
+        # the last word of operators and the lease, immediately before the write:
+        # anything halting journalled after the state the decision was made on
+        # (even if it was folded since) means: decide again
+        if self._halted_since(basis):
             self._refresh()
             return None
         self._renew(force=True)
@@ -458,8 +472,10 @@ class Runner:
         """0% through the router alone, retried with a backoff until it verifies;
         the journal is written when it can be, never waited on."""
         started = self.state.rollback_started_at or self.clock.now()
-        journal_ok = self._try_journal(ev.WEIGHT_INTENDED, weight_data(ZERO, reason="rollback",
-                                                                        step_index=-1))
+        # a journal known to be failing is not waited on (a locked SQLite file
+        # would hold every append for its busy timeout): 0% first, the record after
+        journal_ok = not self._journal_down and self._try_journal(
+            ev.WEIGHT_INTENDED, weight_data(ZERO, reason="rollback", step_index=-1))
         backoff = ROLLBACK_RETRY_MIN
         last_error: str | None = None
         while True:
@@ -482,6 +498,9 @@ class Runner:
             backoff = min(backoff * 2, ROLLBACK_RETRY_MAX)
         self._router_weights = ZERO
         seconds = round(self.clock.now() - started, 3)
+        if not journal_ok:
+            journal_ok = self._try_journal(ev.WEIGHT_INTENDED, weight_data(
+                ZERO, reason="rollback", step_index=-1, journalled_after_the_write=True))
         confirmed = self._try_journal(ev.WEIGHT_CONFIRMED, weight_data(ZERO, step_index=-1,
                                                                        verified=True))
         done = confirmed and self._try_journal(ev.ROLLED_BACK, {
@@ -497,22 +516,42 @@ class Runner:
         run). After a rollback, 0% is made sure of: a write of ours that raced it
         must not survive it."""
         if st.outcome == ev.ROLLED_BACK:
-            try:
-                if not self.router.verify(ZERO):
-                    self.router.apply(ZERO)
-            except Exception:
-                pass
+            self._ensure_zero()
         return self._finish(st.outcome or "ended", 0 if st.outcome == ev.PROMOTED else 3,
                             "the campaign was ended"
                             + (" (rolled back)" if st.outcome == ev.ROLLED_BACK else " (promoted)"))
 
     # -- faults ---------------------------------------------------------------
     def _lease_lost(self, exc: LeaseLost) -> RunOutcome:
-        """Stop, writing nothing more to the router. The journal says why (unfenced:
-        the new holder's events are not touched, this only records that we stopped)."""
+        """Stop, writing nothing more to the router except toward 0%: if an operator
+        rolled back meanwhile (this run may have been frozen past its lease, with a
+        write of its own landing after their 0%), 0% is made sure of. The journal
+        says why (unfenced: it only records that this run stopped)."""
         self.status = "lease_lost"
-        return self._finish("lease_lost", 5,
-                            f"lost the lease, stopped without writing again: {exc.message}")
+        reason = f"lost the lease, stopped without writing again: {exc.message}"
+        try:
+            self._refresh(notify=False)
+            st = self.state
+            rolled = st.rolling_back or st.rollback_requested or st.outcome == ev.ROLLED_BACK
+        except ShiftoverError:
+            rolled = False
+        if rolled and self._ensure_zero():
+            reason = (f"lost the lease; a rollback was asked meanwhile, so 0% was made sure of "
+                      f"through the router: {exc.message}")
+        return self._finish("lease_lost", 5, reason)
+
+    def _ensure_zero(self, attempts: int = 5) -> bool:
+        """0% through the router if it is not there yet (a few tries, no journal)."""
+        for i in range(attempts):
+            try:
+                if self.router.verify(ZERO):
+                    self._router_weights = ZERO
+                    return True
+                self.router.apply(ZERO)
+            except Exception:  # the router is all we have: try again
+                pass
+            self.clock.sleep(ROLLBACK_RETRY_MIN * (i + 1))
+        return False
 
     def _without_journal(self, exc: StoreError) -> RunOutcome | None:
         """The journal failed outside a rollback: hold, keep checking, roll back
@@ -522,6 +561,7 @@ class Runner:
         failures = self.state.consecutive_failures
         checks = 0
         self.status = "journal_down"
+        self._journal_down = True
         while True:
             if self._stopping():
                 return RunOutcome("held", 4, self._router_weights,
@@ -531,6 +571,8 @@ class Runner:
             if self._last_check_at is None or now - self._last_check_at >= self.plan.interval - 1e-9:
                 self._last_check_at = now
                 results = self.evaluate_gates()
+                if results is None:  # stopped while the gates ran
+                    continue
                 checks += 1
                 verdict = summarize(results)
                 if verdict is Verdict.FAIL:
@@ -549,6 +591,7 @@ class Runner:
                         "seconds": round(self.clock.now() - started, 3), "checks": checks,
                         "consecutive_failures": failures, "error": error})
                     self._refresh()
+                    self._journal_down = False
                     return None
                 except LeaseLost as lost:
                     return self._lease_lost(lost)

@@ -1042,14 +1042,23 @@ def _lease(row: Any) -> Lease:
 
 
 def _event(row: Any) -> Event:
+    """A row as an Event. A row someone wrote by hand with data that is not a JSON
+    object keeps its text under ``_unreadable``: one odd row must not stop a live
+    run (or ``status``) from reading the journal."""
+    try:
+        data = json.loads(row.data)
+    except (TypeError, ValueError):
+        data = {"_unreadable": str(row.data)[:200]}
+    if not isinstance(data, dict):
+        data = {"_unreadable": str(row.data)[:200]}
     return Event(
         id=int(row.id),
         service=row.service,
         run_id=row.run_id,
         kind=row.kind,
-        at=float(row.at),
+        at=float(row.at) if row.at is not None else 0.0,
         actor=row.actor,
-        data=json.loads(row.data),
+        data=data,
     )
 
 
