@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from shiftover.cli import app
 from shiftover.engine import events as ev
+from shiftover.routers.haproxy import HAProxyRouter
 from shiftover.store import STATE_ENV_VAR, open_store
 from shiftover.views import when
 
@@ -45,7 +46,8 @@ def plan(tmp_path: Path) -> Path:
 def fake_live_run(service: str = "accounting-web", pid: int | None = None) -> None:
     """A lease as a live run on this host takes it (our own pid: alive)."""
     with open_store(os.environ[STATE_ENV_VAR]) as store:
-        store.acquire_lease(key="haproxy:/run/haproxy/admin.sock#web", holder="run x", ttl=600,
+        key = HAProxyRouter("/run/haproxy/admin.sock", "web", "ec2", "eks").lease_key()
+        store.acquire_lease(key=key, holder="run x", ttl=600,
                             meta={"service": service, "run_id": "x",
                                   "pid": os.getpid() if pid is None else pid,
                                   "host": socket.gethostname()})
@@ -203,7 +205,7 @@ def test_rollback_with_no_live_run_and_no_router_gives_up_cleanly(plan: Path) ->
     assert "Traceback" not in r.output
 
 
-@pytest.mark.parametrize("url", ["notaurl", "sqlite://", "sqlite:///"])
+@pytest.mark.parametrize("url", ["notaurl", "sqlite://", "sqlite:///", "mysql://a", ""])
 def test_bad_or_unshareable_state_urls_are_bad_input(plan: Path, url: str) -> None:
     r = runner.invoke(app, ["status", str(plan), "--state", url])
     assert r.exit_code == 2, r.output
@@ -511,3 +513,12 @@ def test_state_takes_a_file_path_as_people_type_it(plan: Path, tmp_path: Path,
     assert data["paused"] is True and data["journal"]["where"] == str(tmp_path / "team.db")
     r = runner.invoke(app, ["status", str(plan), "--state", f"{tmp_path}/"])
     assert r.exit_code == 2 and "is a directory" in r.output
+
+
+def test_run_json_refused_by_the_lease_still_ends_with_a_summary_line(plan: Path) -> None:
+    fake_live_run()
+    r = runner.invoke(app, ["run", str(plan), "--json"])
+    assert r.exit_code == 5
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["summary"] is True and summary["outcome"] == "lease_held"
+    assert summary["exit_code"] == 5 and "leased by" in summary["reason"]

@@ -358,3 +358,14 @@ def test_values_too_short_to_be_secrets_are_not_masked() -> None:
     """`${REPLICAS}=1` must not turn every "1" of every message into "***"."""
     assert redact("step 1% of 10", frozenset({"1"})) == "step 1% of 10"
     assert redact("token abcd", frozenset({"abcd"})) == "token ***"
+
+
+def test_a_secret_is_masked_in_its_escaped_forms_too() -> None:
+    """`body_contains: ${TOK}` with a quote and a backslash leaked through the
+    reasons that quote it with repr, and through the journal's JSON."""
+    import json as _json
+    secret = 's3cr3t"val\\ue'
+    quoted = f"body does not contain {secret!r}"
+    for text in (quoted, _json.dumps(quoted)):
+        out = redact(text, frozenset({secret}))
+        assert "s3cr3t" not in out, out

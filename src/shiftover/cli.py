@@ -30,10 +30,12 @@ import importlib.metadata
 import io
 import json
 import os
+import queue
 import shlex
 import shutil
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,7 +60,7 @@ from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState
 from shiftover.engine.rollback import roll_back
 from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
-from shiftover.errors import BadInput, ShiftoverError, StoreError
+from shiftover.errors import BadInput, LeaseHeld, ShiftoverError, StoreError
 from shiftover.plan import (
     LoadedPlan,
     Plan,
@@ -80,6 +82,7 @@ from shiftover.store import (
     operator_identity,
     state_url,
 )
+from shiftover.store.holders import find_run, live_lease
 
 EXIT_CODES = ("Exit codes: 0 promoted / ok · 1 internal error · 2 bad input (plan, flags) · "
               "3 rolled back · 4 paused or held (weights left in place) · "
@@ -155,6 +158,58 @@ def _line(text: str) -> None:
     _STDOUT.flush()
 
 
+class _OutputPump:
+    """Lines from a live run go out through a thread, never from the control loop:
+    a reader that stalls (`| less`, a stuck log shipper, Ctrl-S) must not freeze
+    the checks and the rollback. The queue is bounded; when it is full, lines are
+    dropped and counted, and the count is printed once the reader catches up."""
+
+    def __init__(self, write: Callable[[Any], None], on_closed: Callable[[], None],
+                 size: int = 10_000) -> None:
+        self._write = write
+        self._on_closed = on_closed
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self.dropped = 0
+        self.closed = False
+        self._thread = threading.Thread(target=self._pump, name="output", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        if self.closed:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def _pump(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _PUMP_END:
+                return
+            try:
+                if self.dropped:
+                    n, self.dropped = self.dropped, 0
+                    self._write(f"({n} lines dropped: the reader was too slow)")
+                self._write(item)
+            except BrokenPipeError:
+                self.closed = True
+                _quiet_stdout()
+                self._on_closed()
+                return
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what is queued, waiting at most ``timeout`` for a slow reader."""
+        try:
+            self._queue.put(_PUMP_END, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+
+_PUMP_END = object()
+
+
 def _json_line(obj: Any, *, indent: int | None = None) -> None:
     """JSON on stdout. Every string in it is redacted *before* it is serialised; the
     stream's own pass is skipped, as it could break the JSON (a secret ``80`` would
@@ -162,6 +217,19 @@ def _json_line(obj: Any, *, indent: int | None = None) -> None:
     stream = _STDOUT._target()
     stream.write(json.dumps(redact_values(obj, _redact), indent=indent, default=str) + "\n")
     stream.flush()
+
+
+# How long a run or a rollback waits for another writer of the journal. Operators'
+# commands hold it for milliseconds; a journal locked for longer is a failing one,
+# and neither a run's checks nor a rollback may wait on it for seconds.
+JOURNAL_BUSY_TIMEOUT = 0.5
+
+
+def _try_json_line(obj: Any) -> None:
+    try:
+        _json_line(obj)
+    except BrokenPipeError:  # the exit code is the run's outcome, whoever reads
+        _quiet_stdout()
 
 
 def _print_json(obj: Any) -> None:
@@ -562,22 +630,21 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
     max_seconds = _seconds("--max-duration", max_duration, positive=True)
     ttl = check_lease_ttl(p, _seconds("--lease-ttl", lease_ttl))
     cmd = _cmds(plan, state)
-    with _store(state, busy_timeout=2.0) as store:
-        pipe = {"closed": False}
+    with _store(state, busy_timeout=JOURNAL_BUSY_TIMEOUT) as store:
         shown = _Progress()
 
+        def write(item: Any) -> None:
+            if isinstance(item, str):
+                _line(item)
+            else:
+                _json_line(item)
+
+        # `run --json | head`: the pump sees the closed pipe, the run stops cleanly
+        # and journals run_stopped; a stalled reader only delays (or drops) lines
+        pump = _OutputPump(write, lambda: runner.stop())
+
         def emit(line: str | None = None, obj: Any = None) -> None:
-            if pipe["closed"]:
-                return
-            try:
-                if line is not None:
-                    _line(line)
-                else:
-                    _json_line(obj)
-            except BrokenPipeError:  # `run --json | head`: stop cleanly, journal run_stopped
-                pipe["closed"] = True
-                _quiet_stdout()
-                runner.stop()
+            pump.put(line if line is not None else obj)
 
         def emit_json(obj: Any) -> None:
             emit(obj=obj)
@@ -595,9 +662,9 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
 
         def on_tick(st: RunState, obs: Observation, d: Decision) -> None:
             hint = views.decision_hint(p, d, st, cmd)
-            if live is not None:
-                live.update(views.live_view(p, st, obs, d, runner.recent, redact=loaded.redact,
-                                            hint=hint))
+            if live is not None:  # drawn by the painter thread, never from the loop
+                latest["view"] = views.live_view(p, st, obs, d, list(runner.recent),
+                                                 redact=loaded.redact, hint=hint)
             elif not as_json and d.status and d.status != shown.status and not (
                     d.status == "holding" and obs.results is None and obs.weights is not None):
                 # (between checks a baked step reads "holding: no check yet": not news)
@@ -615,12 +682,42 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        if as_json or not out.is_terminal:
+        latest: dict[str, Any] = {}
+        if as_json:
+            try:
+                result = runner.run(max_duration=max_seconds)
+            except LeaseHeld as exc:  # scripts read the summary line: it says why too
+                pump.close()
+                _try_json_line(redact_values({
+                    "summary": True, "outcome": "lease_held", "exit_code": exc.exit_code,
+                    "status": "lease_held", "final_weight": None, "final_exact": None,
+                    "unwatched": False, "reason": exc.message, "run_id": runner.run_id,
+                    "hints": []}, loaded.redact))
+                raise
+        elif not out.is_terminal:
             result = runner.run(max_duration=max_seconds)
         else:
             with Live(console=out, refresh_per_second=4, transient=False) as lv:
                 live = lv
-                result = runner.run(max_duration=max_seconds)
+                done = threading.Event()
+
+                def paint() -> None:  # a stalled terminal blocks this thread, not the run
+                    while not done.wait(0.25):
+                        view = latest.pop("view", None)
+                        if view is not None:
+                            lv.update(view)
+
+                painter = threading.Thread(target=paint, name="live-view", daemon=True)
+                painter.start()
+                try:
+                    result = runner.run(max_duration=max_seconds)
+                finally:
+                    done.set()
+                    painter.join(2)
+                    view = latest.pop("view", None)
+                    if view is not None:
+                        lv.update(view)
+        pump.close()
         final = result.final_weight
         unwatched = (result.outcome in ("held", "lease_lost", "store_failed")
                      and final is not None and final.new_percent > 0)
@@ -640,8 +737,8 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
             hints += [cmd("run"), cmd("rollback")]
         elif result.exit_code == 5 and final is not None and final.new_percent > 0:
             hints.append(cmd("rollback"))
-        if as_json:
-            emit_json(redact_values({
+        if as_json and not pump.closed:
+            _try_json_line(redact_values({
                 "summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
                 # a finished campaign's word is its outcome, not the last tick's
                 "status": result.outcome if result.outcome in ("promoted", "rolled_back")
@@ -650,7 +747,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                 "final_exact": None if final is None else final.exact,
                 "unwatched": unwatched, "reason": result.reason, "run_id": result.run_id,
                 "hints": hints}, loaded.redact))
-        elif not pipe["closed"]:
+        elif not pump.closed:
             try:
                 style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
                 out.print(f"[{style}]{result.outcome}[/]: {_e(loaded.redact(result.reason))}",
@@ -680,7 +777,7 @@ def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> N
     with _read_only_store(state) as (store, info):
         if store is not None:
             events = store.events(service=outline.service)
-            run_holder = views.find_run(store, outline.service, lease_key)
+            run_holder = find_run(store, outline.service, lease_key)
         else:
             events, run_holder = [], None
     info["events"] = len(events)
@@ -761,7 +858,7 @@ def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) ->
         before = _fold(store.events(service=p.service))
         e = store.append(service=p.service, run_id="operator", kind=kind,
                          at=SystemClock().now(), data=data, actor=operator_identity())
-        live = views.live_lease(store, p.service) is not None
+        live = live_lease(store, p.service) is not None
     out.print(f"{views.describe_event(e)} (journal #{e.id})", highlight=False, markup=False)
     if kind == ev.RESUMED and not before.paused:
         out.print("note: the campaign was not paused (this clears the failure counts)",
@@ -819,6 +916,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     itself; otherwise (no live run, or one that does not answer) this command
     writes 0% through the router directly. Exit 0 once the router confirms 0%,
     4 when it does not within --timeout (the reason says why)."""
+    began = SystemClock().now()  # the operator's clock starts when they hit enter
     outline = load_outline(plan)
     seconds = _seconds("--timeout", timeout)
     assert seconds is not None
@@ -829,7 +927,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     store = None
     store_error = None
     try:
-        store = _store(state, busy_timeout=2.0)
+        store = _store(state, busy_timeout=JOURNAL_BUSY_TIMEOUT)
     except BadInput:
         raise
     except ShiftoverError as exc:  # a rollback never waits on the journal
@@ -844,7 +942,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     try:
         result = roll_back(service=outline.service, store=store, router=router,
                            clock=SystemClock(), actor=operator_identity(), reason=reason,
-                           timeout=seconds, stopping=lambda: stopped["now"],
+                           timeout=seconds, stopping=lambda: stopped["now"], started_at=began,
                            redact=loaded.redact if loaded is not None else _redact)
     finally:
         if store is not None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
+import os
 import re
 import socket
 import time
@@ -49,7 +51,7 @@ _ERROR_REPLIES: tuple[tuple[str, str], ...] = (
 _ADMF_MAINT = 0x01 | 0x02 | 0x04 | 0x20 | 0x40  # forced, inherited, config, resolution, hostname
 _ADMF_DRAIN = 0x08 | 0x10  # forced, inherited
 
-_TCP = re.compile(r"^(?:tcp://)?(?P<host>\[[^\]]+\]|[^/:\[\]]+):(?P<port>\d+)$")
+_TCP = re.compile(r"^(?:tcp://|ipv4@|ipv6@)?(?P<host>\[[^\]]+\]|[^/:\[\]@]+):(?P<port>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,8 @@ class HAProxyRuntime:
         self.timeout = timeout
         self._tcp: tuple[str, int] | None = None
         self._path: str | None = None
-        path = address.removeprefix("unix://")
+        # every spelling HAProxy's own `stats socket` line and shiftover's hints use
+        path = address.removeprefix("unix://").removeprefix("unix@")
         m = None if path.startswith(("/", ".")) else _TCP.match(address)
         if m:
             self._tcp = (m.group("host").strip("[]"), int(m.group("port")))
@@ -120,6 +123,25 @@ class HAProxyRuntime:
 
     def __repr__(self) -> str:
         return f"HAProxyRuntime({self.address!r})"
+
+    @property
+    def canonical(self) -> str:
+        """One spelling of this endpoint, so that two spellings of one socket are
+        one lease key: a unix socket by its real path (symlinks resolved), a TCP
+        address by its resolved IP (``localhost:9999`` is ``tcp:127.0.0.1:9999``)."""
+        if self._tcp is None:
+            return "unix:" + os.path.realpath(self._path or "")
+        host, port = self._tcp
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            ip = str(sorted(str(i[4][0]) for i in infos)[0]) if infos else host
+        except (OSError, UnicodeError):
+            ip = host.lower()
+        try:
+            ip = str(ipaddress.ip_address(ip))  # 127.000.000.001 -> 127.0.0.1
+        except ValueError:
+            pass
+        return f"tcp:{ip}:{port}"
 
     # --- transport ---------------------------------------------------------
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import math
 import os
 import re
@@ -424,6 +425,17 @@ class LoadedPlan:
 MIN_SECRET_LENGTH = 4
 
 
+def _escaped_forms(secret: str) -> set[str]:
+    """A secret as it can appear in text: raw, as Python's ``repr`` escapes it (a
+    reason quoting ``body_contains`` with ``!r``), as JSON escapes it, and both."""
+    forms = {secret}
+    for quoted in (repr(secret), json.dumps(secret)):
+        inner = quoted[1:-1]
+        forms.add(inner)
+        forms.add(json.dumps(inner)[1:-1])
+    return {f for f in forms if f}
+
+
 def redact(text: str, secrets: frozenset[str] | set[str]) -> str:
     """Replace every secret value in ``text`` by ``***``.
 
@@ -432,7 +444,11 @@ def redact(text: str, secrets: frozenset[str] | set[str]) -> str:
     :data:`MIN_SECRET_LENGTH` characters are not masked: ``${REPLICAS}=1`` would
     otherwise turn every "1" of every message into "***" while hiding nothing.
     """
-    ordered = sorted((s for s in secrets if len(s) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+    forms: set[str] = set()
+    for secret in secrets:
+        if len(secret) >= MIN_SECRET_LENGTH:
+            forms |= _escaped_forms(secret)
+    ordered = sorted(forms, key=len, reverse=True)
     if not ordered:
         return text
     return re.sub("|".join(re.escape(s) for s in ordered), "***", text)

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shlex
-import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,6 +41,7 @@ from shiftover.engine.events import RunState, current_step, fold, weight_data
 from shiftover.errors import ShiftoverError
 from shiftover.plan import Plan, PlanOutline
 from shiftover.store import Event
+from shiftover.store.holders import RunHolder
 from shiftover.types import GateResult, Verdict, Weights
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow"}
@@ -361,82 +360,6 @@ def awaiting_approval(state: RunState) -> float | None:
 
 
 # --- who is running ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunHolder:
-    """The holder of a lease on this service (or on its router target), as seen now."""
-
-    holder: str
-    key: str
-    service: str | None
-    run_id: str | None
-    pid: int | None
-    host: str | None
-    expires_in: float          # seconds, by the database's clock (<= 0: expired)
-    pid_alive: bool | None     # None: another host, or no pid recorded (cannot tell)
-
-    @property
-    def lease_live(self) -> bool:
-        return self.expires_in > 0
-
-    @property
-    def running(self) -> bool:
-        """Live lease and, on this host, a live process."""
-        return self.lease_live and self.pid_alive is not False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"holder": self.holder, "service": self.service, "run_id": self.run_id,
-                "pid": self.pid, "host": self.host, "lease_live": self.lease_live,
-                "lease_expires_in": round(self.expires_in, 1), "pid_alive": self.pid_alive,
-                "running": self.running}
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
-def find_run(store: Any, service: str, lease_key: str | None = None) -> RunHolder | None:
-    """The live lease of a run of ``service`` (or of any run driving ``lease_key``),
-    judged by the store's clock, with whether its process is alive on this host."""
-    now = store.now()
-    found: list[tuple[int, Any]] = []
-    for lease in store.leases():
-        meta = lease.meta if isinstance(lease.meta, dict) else {}
-        if lease.is_expired(now):
-            continue
-        if lease_key is not None and lease.key == lease_key:
-            found.append((0, lease))
-        elif meta.get("service") == service:
-            found.append((1, lease))
-    if not found:
-        return None
-    lease = min(found, key=lambda x: x[0])[1]
-    meta = lease.meta if isinstance(lease.meta, dict) else {}
-    pid = meta.get("pid")
-    host = meta.get("host")
-    alive: bool | None = None
-    if isinstance(pid, int) and host == socket.gethostname():
-        alive = pid_alive(pid)
-    return RunHolder(holder=str(lease.holder), key=str(lease.key),
-                     service=meta.get("service"), run_id=meta.get("run_id"),
-                     pid=pid if isinstance(pid, int) else None,
-                     host=host if isinstance(host, str) else None,
-                     expires_in=float(lease.expires_at) - now, pid_alive=alive)
-
-
-def live_lease(store: Any, service: str) -> Any:
-    """A run of ``service`` that is running (live lease, live process), or None."""
-    run = find_run(store, service)
-    return run if run is not None and run.running else None
 
 
 # --- paste-ready commands ------------------------------------------------------------------

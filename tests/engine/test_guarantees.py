@@ -597,3 +597,31 @@ def test_stop_is_heard_while_a_slow_gate_is_evaluated(store: Store, clock: FakeC
         stuck.release.set()
         t.join(30)
     assert result["out"].outcome == "held"
+
+
+def test_rollback_does_not_wait_for_a_run_that_is_already_dead(store: Store,
+                                                               clock: FakeClock) -> None:
+    """After a SIGKILL, `rollback` waited its 3 s hand-over for a dead process."""
+    import socket
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    router = InMemoryRouter(Weights(25))
+    store.acquire_lease(key=router.lease_key(), holder="run dead", ttl=900,
+                        meta={"service": "svc", "pid": dead.pid, "host": socket.gethostname()})
+    start = clock.now()
+    result = roll_back(service="svc", store=store, router=router, clock=clock, actor="a@h",
+                       timeout=30)
+    assert result.confirmed and result.live_run is None
+    assert clock.now() - start < 1  # no hand-over, no settle: nobody is writing
+
+
+def test_rollback_reports_seconds_from_when_the_operator_asked(store: Store,
+                                                               clock: FakeClock) -> None:
+    router = InMemoryRouter(Weights(25))
+    asked = clock.now()
+    clock.advance(2.0)  # opening a busy journal took this long
+    result = roll_back(service="svc", store=store, router=router, clock=clock, actor="a@h",
+                       timeout=30, started_at=asked)
+    assert result.confirmed and result.seconds >= 2.0

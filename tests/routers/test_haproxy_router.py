@@ -295,8 +295,16 @@ def test_lease_key_names_the_socket_and_backend(fresh: Stack, tmp_path: Path) ->
     link.symlink_to(fresh.haproxy.socket_path)
     a = HAProxyRouter(fresh.haproxy.socket_path, "web", "old", "new")
     b = HAProxyRouter(str(link), "web", "ec2", "eks")  # another plan, other names: one key
-    assert a.lease_key() == b.lease_key() == f"haproxy:{Path(fresh.haproxy.socket_path).resolve()}#web"
+    assert a.lease_key() == b.lease_key() == f"haproxy:unix:{Path(fresh.haproxy.socket_path).resolve()}#web"
     assert HAProxyRouter(fresh.haproxy.socket_path, "api", "old", "new").lease_key() != a.lease_key()
+    tcp = fresh.haproxy.tcp_address
+    assert tcp is not None
+    port = tcp.rsplit(":", 1)[1]
+    keys = {HAProxyRouter(spelling, "web", "old", "new").lease_key()
+            for spelling in (tcp, f"tcp://{tcp}", f"ipv4@{tcp}", f"localhost:{port}",
+                             f"127.000.000.001:{port}")}
+    assert keys == {f"haproxy:tcp:127.0.0.1:{port}#web"}
+    assert HAProxyRouter(f"ipv4@{tcp}", "web", "old", "new").read() == Weights(0)
 
 
 @pytest.fixture

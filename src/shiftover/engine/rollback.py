@@ -33,6 +33,7 @@ from shiftover.engine.events import weight_data
 from shiftover.errors import ShiftoverError
 from shiftover.routers.base import Router
 from shiftover.store import Store
+from shiftover.store.holders import find_run
 from shiftover.types import Weights
 
 ZERO = Weights(0)
@@ -56,17 +57,16 @@ class RollbackResult:
                 "router_percent": 0.0 if self.confirmed else None}
 
 
-def _live_holder(store: Store | None, service: str) -> str | None:
+def _live_holder(store: Store | None, service: str, key: str | None) -> str | None:
+    """The holder of a live lease on this service or router target whose process is
+    not known to be dead (a SIGKILLed run on this host is not waited for)."""
     if store is None:
         return None
     try:
-        now = store.now()
-        for lease in store.leases():
-            if lease.meta.get("service") == service and not lease.is_expired(now):
-                return str(lease.holder)
+        run = find_run(store, service, key)
     except ShiftoverError:
         return None
-    return None
+    return run.holder if run is not None and run.running else None
 
 
 def roll_back(
@@ -81,9 +81,12 @@ def roll_back(
     handoff: float = HANDOFF,
     stopping: Callable[[], bool] = lambda: False,
     redact: Callable[[str], str] = lambda s: s,
+    started_at: float | None = None,
 ) -> RollbackResult:
-    t0 = clock.now()
-    deadline = t0 + timeout
+    """See the module docstring. ``started_at``: when the operator asked (the
+    reported seconds include opening the journal); the timeout counts from now."""
+    t0 = clock.now() if started_at is None else started_at
+    deadline = clock.now() + timeout
     run_id = "operator"
     after_id: int | None = None
     journal_ok = store is not None
@@ -94,7 +97,7 @@ def roll_back(
             after_id = e.id
         except ShiftoverError:
             journal_ok = False
-    holder = _live_holder(store, service)
+    holder = _live_holder(store, service, router.lease_key() if router is not None else None)
 
     def elapsed() -> float:
         return round(clock.now() - t0, 3)

@@ -33,8 +33,6 @@ ends even when someone put a server in maintenance.
 
 from __future__ import annotations
 
-import os
-
 from shiftover.errors import RouterError
 from shiftover.haproxy_api import HAProxyRuntime, ServerState
 from shiftover.plan import HAProxyRouterSpec
@@ -71,14 +69,12 @@ class HAProxyRouter:
         return f"haproxy {self.backend}/{self.old},{self.new} via {self.address}"
 
     def lease_key(self) -> str:
-        """``haproxy:<socket>#<backend>``; a unix socket by its real path, so two
-        spellings of one socket (a symlink, a relative path) are one key."""
-        address = self.address.removeprefix("unix://")
-        if address.startswith(("/", ".")) or ":" not in address:
-            address = os.path.realpath(address)
-        else:
-            address = address.removeprefix("tcp://").lower()
-        return f"haproxy:{address}#{self.backend}"
+        """``haproxy:<endpoint>#<backend>``: a unix socket by its real path, a TCP
+        address by its resolved IP, so that two spellings of one socket (a symlink,
+        a relative path, ``localhost`` for ``127.0.0.1``) are one key. A unix
+        socket and a TCP socket of the *same* HAProxy cannot be told to be one:
+        every plan driving a backend must name the same socket (README)."""
+        return f"haproxy:{self.runtime.canonical}#{self.backend}"
 
     def _servers(self) -> dict[str, ServerState]:
         servers = self.runtime.servers_state(self.backend)

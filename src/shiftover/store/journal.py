@@ -345,6 +345,8 @@ def state_url(value: str, *, source: str = "--state") -> str:
     in-memory SQLite URL is refused: other terminals and the next run could not
     see it."""
     value = value.strip()
+    if not value:
+        raise StoreError(f"{source} is empty", hint=f"give a file path such as ./state.db, or {_URL_HINT}")
     pathlike = "/" in value or value.endswith((".db", ".sqlite", ".sqlite3")) or value.startswith("~")
     if "://" not in value and pathlike:
         if value.endswith("/") or (value and Path(value).expanduser().is_dir()):
@@ -362,6 +364,11 @@ def state_url(value: str, *, source: str = "--state") -> str:
             hint=f"{_URL_HINT} (four slashes before an absolute path), or a file path "
             f"such as ./{_redact(value)}.db",
         ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"{source} {_redact(value)!r} is a {url.get_backend_name()} URL: shiftover keeps its "
+            "journal and leases in SQLite or PostgreSQL only",
+            hint=f"{_URL_HINT}, or a file path such as ./state.db")
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         raise StoreError(
             f"{source} {_redact(value)!r} is an in-memory journal: other terminals (pause, "
