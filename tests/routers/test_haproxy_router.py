@@ -357,3 +357,39 @@ def test_a_third_server_taking_traffic_makes_the_split_unknown(checked: Any) -> 
     with pytest.raises(RouterError, match=r"other servers taking traffic: third \(weight 256\)") as e:
         router.read()
     assert "set server web/third weight 0" in str(e.value)
+
+
+def test_a_rollback_moves_clients_pinned_by_cookie_persistence(tmp_path: Path) -> None:
+    """Weight 0 still takes persistent clients: "0% confirmed" while a pinned client
+    kept reaching the broken new server. A rollback puts it in MAINT too."""
+    if find_haproxy() is None:
+        pytest.skip("haproxy is not installed")
+    with StubBackend("old") as old, StubBackend("new") as new, HAProxyProcess(
+            tmp_path, old_address=old.address, new_address=new.address,
+            backend_lines=("cookie SRV insert indirect nocache",),
+            server_options={"old": "cookie o", "new": "cookie n"}) as proc:
+        router = HAProxyRouter(proc.socket_path, "web", "old", "new")
+        router.apply(Weights(50))
+        with httpx.Client(timeout=5.0) as client:
+            for _ in range(3):
+                client.get(proc.frontend_url, cookies={"SRV": "n"})
+            assert new.requests == 3  # pinned
+            router.apply(Weights(0))
+            assert router.verify(Weights(0)) is True
+            assert router.read() == Weights(0)
+            before = new.requests
+            for _ in range(5):
+                assert client.get(proc.frontend_url, cookies={"SRV": "n"}).status_code == 200
+            assert new.requests == before  # the pinned client left the new server
+        assert proc.runtime().servers_state("web")["new"].admin == "maint"
+        with pytest.raises(RouterError, match="does not take a server out of maintenance") as e:
+            router.apply(Weights(10))
+        assert "set server web/new state ready" in str(e.value)
+
+
+def test_without_persistence_a_rollback_leaves_the_new_server_ready(router: HAProxyRouter,
+                                                                   fresh: Stack) -> None:
+    router.apply(Weights(50))
+    router.apply(Weights(0))
+    assert router.verify(Weights(0)) is True
+    assert fresh.haproxy.runtime().servers_state("web")["new"].admin == "ready"

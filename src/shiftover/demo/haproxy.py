@@ -82,6 +82,8 @@ class HAProxyProcess(ChildProcess):
         start_timeout: float = 10.0,
         check: bool = False,
         extra_servers: tuple[tuple[str, str, int], ...] = (),
+        backend_lines: tuple[str, ...] = (),
+        server_options: dict[str, str] | None = None,
     ) -> None:
         for label, name in (("backend", backend), ("old_name", old_name), ("new_name", new_name)):
             if not _NAME.match(name):
@@ -120,6 +122,14 @@ class HAProxyProcess(ChildProcess):
             if not _NAME.match(name) or not _HOSTPORT.match(addr) or not 0 <= w <= 256:
                 raise ShiftoverError(f"extra HAProxy server {name!r} {addr!r} weight {w} is not valid")
         self.extra_servers = extra_servers
+        # tests of persistence and retries: raw lines for the backend, options per server
+        # (e.g. backend_lines=("cookie SRV insert indirect nocache",),
+        # server_options={"old": "cookie o", "new": "cookie n"})
+        for line in backend_lines:
+            if "\n" in line:
+                raise ShiftoverError(f"backend line {line!r} must be one line")
+        self.backend_lines = backend_lines
+        self.server_options = dict(server_options or {})
         self.socket_path = str(self.directory / "admin.sock")
         self.config_path = self.directory / "haproxy.cfg"
         self.log_path = self.directory / "haproxy.log"
@@ -179,10 +189,15 @@ class HAProxyProcess(ChildProcess):
             "\n"
             f"backend {self.backend}\n"
             "    balance roundrobin\n"
-            f"    server {self.old_name} {self.old_address} weight {self.old_weight}{check}\n"
-            f"    server {self.new_name} {self.new_address} weight {self.new_weight}{check}\n"
+            + "".join(f"    {line}\n" for line in self.backend_lines)
+            + f"    server {self.old_name} {self.old_address} weight {self.old_weight}{check}{self._opts(self.old_name)}\n"
+            f"    server {self.new_name} {self.new_address} weight {self.new_weight}{check}{self._opts(self.new_name)}\n"
             + "".join(f"    server {n} {a} weight {w}{check}\n" for n, a, w in self.extra_servers)
         )
+
+    def _opts(self, server: str) -> str:
+        opts = self.server_options.get(server, "")
+        return f" {opts}" if opts else ""
 
     def write_config(self) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,12 @@ new share never passes through a higher one (50% -> 13% once passed through
 
 ``apply`` writes weights even when a server is in MAINT or DRAIN (a rollback must
 get as far as it can); ``read`` then raises. ``verify(0%)`` needs only the new
-server's weight to be 0 (it then gets no traffic in any state), so a rollback
-ends even when someone put a server in maintenance.
+server's weight to be 0, so a rollback ends even when someone put a server in
+maintenance, except where clients can be pinned to the new server: HAProxy
+still sends persistent requests (a ``cookie``, a stick table) to a server at
+weight 0 or in DRAIN. There a rollback also puts the new server in MAINT, and
+``verify(0%)`` asks for it; shiftover never takes it out of MAINT by itself
+(``apply`` above 0% refuses, naming the command that does).
 """
 
 from __future__ import annotations
@@ -86,10 +90,33 @@ class HAProxyRouter:
             )
         return servers
 
+    def _persistent(self) -> str | None:
+        """Why clients may stick to the new server whatever its weight (HAProxy still
+        sends persistent requests to a server at weight 0, or in DRAIN), or None.
+        Seen: a ``cookie`` on the new server, a stick table named after the backend.
+        A table declared elsewhere and used with ``stick ... table NAME`` is not
+        seen (README)."""
+        try:
+            row = self.runtime.stat_row(self.backend, self.new)
+        except RouterError:
+            row = {}
+        if row.get("cookie"):
+            return f"cookie persistence (server {self.new} has cookie {row['cookie']!r})"
+        try:
+            tables = self.runtime.command("show table")
+        except RouterError:
+            return None
+        for line in tables.splitlines():
+            if line.startswith("# table:") and line[len("# table:"):].split(",")[0].strip() == self.backend:
+                return f"a stick table on backend {self.backend}"
+        return None
+
     def read(self) -> Weights:
         servers = self._servers()
         old, new = servers[self.old], servers[self.new]
         for st in (old, new):
+            if st.admin == "maint" and st.weight == 0:
+                continue  # gets nothing, persistent clients included: the split holds
             if st.admin != "ready":
                 raise RouterError(
                     f"HAProxy server {self.backend}/{st.server} is in {st.admin.upper()} at {self.address}: "
@@ -138,7 +165,16 @@ class HAProxyRouter:
                 hint="use a split the 0-256 scale expresses exactly (plans are mapped when loaded)",
             ) from None
         servers = self._servers()
-        current = (servers[self.old].weight, servers[self.new].weight)
+        new = servers[self.new]
+        if target[1] > 0 and new.admin == "maint" and new.weight == 0:
+            raise RouterError(
+                f"HAProxy server {self.backend}/{self.new} is in MAINT at {self.address}: shiftover "
+                "does not take a server out of maintenance (it puts one there itself when a "
+                "rollback must also move clients pinned by persistence)",
+                hint=f"when the new environment is fixed: `set server {self.backend}/{self.new} "
+                "state ready` on the runtime API, then run again",
+            )
+        current = (servers[self.old].weight, new.weight)
         previous = current
         for pair in write_path(current, target):
             if pair[0] != previous[0]:
@@ -146,18 +182,25 @@ class HAProxyRouter:
             if pair[1] != previous[1]:
                 self.runtime.set_weight(self.backend, self.new, pair[1])
             previous = pair
+        if target[1] == 0 and new.admin != "maint" and self._persistent() is not None:
+            # weight 0 still takes persistent clients: maintenance moves them too
+            self.runtime.command(f"set server {self.backend}/{self.new} state maint")
 
     def verify(self, weights: Weights) -> bool:
         """True when the backend serves exactly ``weights``.
 
-        0% verifies on weights alone: the new server's weight is 0 (it gets no
-        traffic in any state) and the old one's is not. Any other split needs
-        ``read`` to show exactly that split (both servers READY and UP, nobody
-        else taking traffic).
+        0% verifies without ``read``: the new server's weight is 0 and the old
+        one's is not, and, when clients can be pinned to the new server (cookie or
+        stick table), the new server is in MAINT: weight 0 alone still lets
+        persistent clients in. Any other split needs ``read`` to show exactly that
+        split (both servers READY and UP, nobody else taking traffic).
         """
         if weights.new_percent == 0:
             servers = self._servers()
-            return servers[self.new].weight == 0 and servers[self.old].weight > 0
+            new = servers[self.new]
+            if new.weight != 0 or servers[self.old].weight == 0:
+                return False
+            return new.admin == "maint" or self._persistent() is None
         return self.read() == weights
 
 
