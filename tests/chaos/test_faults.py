@@ -60,7 +60,7 @@ from .harness import (
     lease_expiry,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 INTERVAL = 0.25
 BAKE = 1.0

@@ -52,7 +52,7 @@ from .checks import (
 from .conftest import PROFILE
 from .harness import ChaosStack, RunProcess, Trap, chaos_stack, fmt
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
 INTERVAL = 0.2
 BAKE = 0.6

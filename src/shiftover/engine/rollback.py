@@ -23,6 +23,8 @@ The result says whether 0% was confirmed by the router, and how.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -195,12 +197,14 @@ def roll_back(
 def _record(store: Store, service: str, clock: Clock, actor: str, reason: str,
             seconds: float, holder: str | None) -> bool:
     why = f"operator requested rollback{': ' + reason if reason else ''}"
+    who = {"pid": os.getpid(), "host": socket.gethostname()}  # whose writes these were
     try:
         for kind, data in (
             (ev.ROLLBACK_STARTED, {"reason": why, "gates": [], "direct": True,
-                                   "unanswered_run": holder}),
-            (ev.WEIGHT_CONFIRMED, weight_data(ZERO, step_index=-1, verified=True)),
-            (ev.ROLLED_BACK, {"seconds": seconds, "reason": why, "confirmed_by": "router"}),
+                                   "unanswered_run": holder, **who}),
+            (ev.WEIGHT_CONFIRMED, weight_data(ZERO, step_index=-1, verified=True, **who)),
+            (ev.ROLLED_BACK, {"seconds": seconds, "reason": why, "confirmed_by": "router",
+                              **who}),
         ):
             store.append(service=service, run_id="operator", kind=kind, at=clock.now(),
                          data=data, actor=actor)
