@@ -47,22 +47,13 @@ class FaultyHAProxy(HAProxyProcess):
         tcp_backend: bool = False,
         **kw: Any,
     ) -> None:
-        super().__init__(directory, **kw)
-        self.backend_lines = backend_lines
-        self.server_options = server_options
+        names = (kw.get("old_name", "old"), kw.get("new_name", "new"))
+        super().__init__(directory, backend_lines=backend_lines,
+                         server_options=dict.fromkeys(names, server_options), **kw)
         self.tcp_backend = tcp_backend
 
     def config(self) -> str:
-        head, sep, _ = super().config().partition(f"\nbackend {self.backend}\n")
-        assert sep, "HAProxyProcess.config() changed shape: no backend section found"
-        opts = f" {self.server_options}" if self.server_options else ""
-        text = (
-            f"{head}\nbackend {self.backend}\n"
-            "    balance roundrobin\n"
-            + "".join(f"    {line}\n" for line in self.backend_lines)
-            + f"    server {self.old_name} {self.old_address} weight {self.old_weight}{opts}\n"
-            f"    server {self.new_name} {self.new_address} weight {self.new_weight}{opts}\n"
-        )
+        text = super().config()
         if self.tcp_backend:
             text += (
                 "\nbackend tcpweb\n"
