@@ -44,6 +44,44 @@ SETTLE = 1.0           # seconds 0% is watched after a direct write that raced a
 RETRY_MIN, RETRY_MAX = 0.1, 2.0
 
 
+def try_zero(router: Router) -> str | None:
+    """One attempt at 0% through the router alone: write it (idempotent), then
+    verify. None once the router verifies 0%, else why not."""
+    try:
+        router.apply(ZERO)
+        if router.verify(ZERO) is True:
+            return None
+        return "the router does not show 0% after apply"
+    except ShiftoverError as exc:
+        return exc.message
+    except Exception as exc:  # a plugin's bug must not stop a rollback
+        return f"{type(exc).__name__}: {exc}"
+
+
+def drive_to_zero(router: Router, clock: Clock, *, deadline: float | None = None,
+                  stopping: Callable[[], bool] = lambda: False,
+                  on_error: Callable[[str], None] = lambda e: None) -> str | None:
+    """:func:`try_zero` with a backoff until the router verifies 0% (None), or until
+    ``stopping()`` or ``deadline`` (the last error). ``on_error`` hears each
+    *distinct* error once: a refusal repeated a hundred times is one journal line.
+    The one rollback loop of the run, of ``shiftover rollback`` and of a run that
+    finds its campaign rolled back by someone else."""
+    backoff = RETRY_MIN
+    last: str | None = None
+    while True:
+        error = try_zero(router)
+        if error is None:
+            return None
+        if error != last:
+            on_error(error)
+            last = error
+        left = None if deadline is None else deadline - clock.now()
+        if stopping() or (left is not None and left <= 0):
+            return error
+        clock.sleep(backoff if left is None else min(backoff, left))
+        backoff = min(backoff * 2, RETRY_MAX)
+
+
 @dataclass(frozen=True)
 class RollbackResult:
     confirmed: bool              # the router verified 0% on the new environment
@@ -140,46 +178,22 @@ def roll_back(
                               "no live run took the request, and the plan cannot be loaded to "
                               "reach the router", journal_ok, holder)
 
-    # 3. through the router alone (when the live run took over, this only confirms)
-    backoff = RETRY_MIN
-    last_error = ""
-    confirmed = False
+    # 3. through the router alone (when the live run took over, this only confirms:
+    # both push toward 0%, and applying it is idempotent)
     while True:
-        try:
-            if handed_over and router.verify(ZERO):
-                confirmed = True
-            else:
-                router.apply(ZERO)
-                confirmed = router.verify(ZERO) is True
-                last_error = "" if confirmed else "the router does not show 0% after apply"
-        except ShiftoverError as exc:
-            last_error = exc.message
-        except Exception as exc:  # a plugin's bug must not stop a rollback
-            last_error = f"{type(exc).__name__}: {exc}"
-        if confirmed:
-            if holder is not None and not handed_over and SETTLE > 0:
-                # the silent run's last write may still land after ours: watch, rewrite
-                settle_end = clock.now() + SETTLE
-                while clock.now() < settle_end:
-                    clock.sleep(0.1)
-                    try:
-                        if not router.verify(ZERO):
-                            router.apply(ZERO)
-                    except ShiftoverError:
-                        pass
-                try:
-                    confirmed = router.verify(ZERO) is True
-                except ShiftoverError as exc:
-                    confirmed, last_error = False, exc.message
-            if confirmed:
-                break
+        last_error = drive_to_zero(router, clock, deadline=deadline, stopping=stopping)
+        if last_error is None and holder is not None and not handed_over:
+            # the silent run's last write may still land after ours: watch, rewrite
+            settle_end = clock.now() + SETTLE
+            while last_error is None and clock.now() < settle_end:
+                clock.sleep(0.1)
+                last_error = try_zero(router)
+        if last_error is None:
+            break
         if clock.now() >= deadline or stopping():
             why = "stopped" if stopping() else f"not confirmed within {timeout:g}s"
-            return RollbackResult(False, "none", elapsed(),
-                                  redact(f"{why}: {last_error or 'the router did not verify 0%'}"),
+            return RollbackResult(False, "none", elapsed(), redact(f"{why}: {last_error}"),
                                   journal_ok, holder)
-        clock.sleep(min(backoff, max(0.0, deadline - clock.now())))
-        backoff = min(backoff * 2, RETRY_MAX)
 
     seconds = elapsed()
     how = "live run" if handed_over else "router"

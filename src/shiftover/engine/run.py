@@ -56,6 +56,7 @@ from shiftover.clock import Clock
 from shiftover.engine import events as ev
 from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
 from shiftover.engine.events import RunState, fold, weight_data
+from shiftover.engine.rollback import RETRY_MAX, RETRY_MIN, drive_to_zero
 from shiftover.errors import BadInput, LeaseLost, ProviderError, ShiftoverError, StoreError
 from shiftover.plan import Plan, plan_hash, redact_values
 from shiftover.providers.base import Provider
@@ -63,8 +64,7 @@ from shiftover.routers.base import Router
 from shiftover.store import Event, Store
 from shiftover.types import GateResult, Measurement, Verdict, Weights
 
-ROLLBACK_RETRY_MIN = 0.1
-ROLLBACK_RETRY_MAX = 2.0
+ROLLBACK_RETRY_MIN, ROLLBACK_RETRY_MAX = RETRY_MIN, RETRY_MAX  # also the write backoff
 POLL_SLICE = 0.2        # how often a waiting run looks at the journal for operators
 MIN_SLEEP = 0.01        # the least a tick sleeps: no loop spins, whatever the state
 GATE_GRACE = 1.0        # a gate's answer may arrive this long after its own timeout
@@ -476,26 +476,15 @@ class Runner:
         # would hold every append for its busy timeout): 0% first, the record after
         journal_ok = not self._journal_down and self._try_journal(
             ev.WEIGHT_INTENDED, weight_data(ZERO, reason="rollback", step_index=-1))
-        backoff = ROLLBACK_RETRY_MIN
-        last_error: str | None = None
-        while True:
-            try:
-                self.router.apply(ZERO)
-                ok = self.router.verify(ZERO)
-                error = None if ok else "the router does not show 0% after apply"
-            except Exception as exc:
-                ok = False
-                error = exc.message if isinstance(exc, ShiftoverError) else f"{type(exc).__name__}: {exc}"
-            if ok:
-                break
-            if error != last_error and journal_ok:  # once per distinct error, not per retry
+        def failed(error: str) -> None:  # once per distinct error, not per retry
+            nonlocal journal_ok
+            if journal_ok:
                 journal_ok = self._try_journal(ev.WEIGHT_FAILED, weight_data(ZERO, error=error))
-                last_error = error
-            if self._stopping():
-                return self._finish("held", 4, "stopped before the router confirmed 0%: "
-                                    f"run `shiftover rollback` again ({error})")
-            self.clock.sleep(backoff)
-            backoff = min(backoff * 2, ROLLBACK_RETRY_MAX)
+
+        error = drive_to_zero(self.router, self.clock, stopping=self._stopping, on_error=failed)
+        if error is not None:
+            return self._finish("held", 4, "stopped before the router confirmed 0%: "
+                                f"run `shiftover rollback` again ({error})")
         self._router_weights = ZERO
         seconds = round(self.clock.now() - started, 3)
         if not journal_ok:
@@ -540,17 +529,11 @@ class Runner:
                       f"through the router: {exc.message}")
         return self._finish("lease_lost", 5, reason)
 
-    def _ensure_zero(self, attempts: int = 5) -> bool:
-        """0% through the router if it is not there yet (a few tries, no journal)."""
-        for i in range(attempts):
-            try:
-                if self.router.verify(ZERO):
-                    self._router_weights = ZERO
-                    return True
-                self.router.apply(ZERO)
-            except Exception:  # the router is all we have: try again
-                pass
-            self.clock.sleep(ROLLBACK_RETRY_MIN * (i + 1))
+    def _ensure_zero(self, within: float = 2.0) -> bool:
+        """0% through the router if it is not there yet (a short while, no journal)."""
+        if drive_to_zero(self.router, self.clock, deadline=self.clock.now() + within) is None:
+            self._router_weights = ZERO
+            return True
         return False
 
     def _without_journal(self, exc: StoreError) -> RunOutcome | None:
