@@ -141,6 +141,16 @@ def fold(state: RunState, events: Iterable[Any]) -> RunState:
     return s
 
 
+def fold_pairs(state: RunState, pairs: Iterable[tuple[str, dict[str, Any]]],
+               at: float) -> RunState:
+    """Fold events that could not be journalled (a decision's ``(kind, data)``), so
+    a run whose journal is down still follows its own rules."""
+    s = state
+    for kind, data in pairs:
+        s = _apply(s, kind, at, data)
+    return s
+
+
 def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     if kind in TERMINAL:
         # the campaign is over; the next one starts from the router's real weight
@@ -181,9 +191,12 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
                        consecutive_errors=int(d.get("consecutive_errors", 0)),
                        consecutive_inconclusive=int(d.get("consecutive_inconclusive", 0)),
                        last_check=d)
-    if kind == JOURNAL_GAP:
-        return replace(s, consecutive_failures=int(d.get("consecutive_failures",
-                                                         s.consecutive_failures)))
+    if kind == JOURNAL_GAP:  # the counts the run kept while the journal was down
+        return replace(
+            s, consecutive_failures=int(d.get("consecutive_failures", s.consecutive_failures)),
+            consecutive_errors=int(d.get("consecutive_errors", s.consecutive_errors)),
+            consecutive_inconclusive=int(d.get("consecutive_inconclusive",
+                                               s.consecutive_inconclusive)))
     if kind == ROUTER_ERROR:
         return replace(s, router_error=str(d.get("error", "")))
     if kind == ROUTER_READABLE:

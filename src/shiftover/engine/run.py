@@ -51,18 +51,18 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shiftover.analysis.judge import judge, summarize
+from shiftover.analysis.judge import judge
 from shiftover.clock import Clock
 from shiftover.engine import events as ev
 from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
-from shiftover.engine.events import RunState, fold, weight_data
+from shiftover.engine.events import RunState, fold, fold_pairs, weight_data
 from shiftover.engine.rollback import RETRY_MAX, RETRY_MIN, drive_to_zero
 from shiftover.errors import BadInput, LeaseLost, ProviderError, ShiftoverError, StoreError
 from shiftover.plan import Plan, plan_hash, redact_values
 from shiftover.providers.base import Provider
 from shiftover.routers.base import Router
 from shiftover.store import Event, Store
-from shiftover.types import GateResult, Measurement, Verdict, Weights
+from shiftover.types import GateResult, Measurement, Weights
 
 ROLLBACK_RETRY_MIN, ROLLBACK_RETRY_MAX = RETRY_MIN, RETRY_MAX  # also the write backoff
 POLL_SLICE = 0.2        # how often a waiting run looks at the journal for operators
@@ -373,9 +373,8 @@ class Runner:
         weights, err = self.read_router()
         rolling = st.rolling_back or st.rollback_requested
         now = self.clock.now()
-        due = self._last_check_at is None or now - self._last_check_at >= self.plan.interval - 1e-9
         results = None
-        if due and not rolling:
+        if self._check_due(now) and not rolling:
             results = self.evaluate_gates()
             self._last_check_at = now
             # the lease is renewed and what was read before the (possibly slow)
@@ -415,6 +414,10 @@ class Runner:
             return self._apply(decision, basis)
         self._wait_for_next_check()
         return None
+
+    def _check_due(self, now: float) -> bool:
+        last = self._last_check_at
+        return last is None or now - last >= self.plan.interval - 1e-9
 
     def _notify(self, obs: Observation, decision: Decision) -> None:
         self.status = decision.status
@@ -537,11 +540,13 @@ class Runner:
         return False
 
     def _without_journal(self, exc: StoreError) -> RunOutcome | None:
-        """The journal failed outside a rollback: hold, keep checking, roll back
-        through the router at the failure limit; back to normal when it answers."""
+        """The journal failed outside a rollback: hold and keep checking, by the same
+        rules (``decide`` on a state folded in memory), except that nothing moves up:
+        a rollback (a limit reached) goes through the router alone; back to normal,
+        with a ``journal_gap`` event, when the journal answers again."""
         error = self.redact(exc.message)
         started = self.clock.now()
-        failures = self.state.consecutive_failures
+        st = self.state
         checks = 0
         self.status = "journal_down"
         self._journal_down = True
@@ -551,28 +556,26 @@ class Runner:
                                   f"stopped while the journal was failing ({error}); the router "
                                   "was left as it was", self.run_id, list(self.recent), self.status)
             now = self.clock.now()
-            if self._last_check_at is None or now - self._last_check_at >= self.plan.interval - 1e-9:
+            if self._check_due(now):
                 self._last_check_at = now
                 results = self.evaluate_gates()
                 if results is None:  # stopped while the gates ran
                     continue
                 checks += 1
-                verdict = summarize(results)
-                if verdict is Verdict.FAIL:
-                    failures += 1
-                elif verdict is Verdict.PASS:
-                    failures = 0
-                if verdict is Verdict.FAIL and failures >= self.plan.failure_limit \
-                        and self.plan.on_failure == "rollback":
-                    why = "; ".join(f"{r.gate}: {r.reason}" for r in results
-                                    if r.verdict is Verdict.FAIL)
-                    return self._roll_back(f"{failures} consecutive failed checks while the "
-                                           f"journal was failing ({error}): {why}")
+                weights, err = self.read_router()
+                decision = decide(self.plan, st, Observation(weights, err, results), now)
+                if decision.action is Action.ROLLBACK:
+                    return self._roll_back(f"{decision.reason} (while the journal was failing: "
+                                           f"{error})")
+                st = fold_pairs(st, decision.events, now)  # APPLY/PROMOTE: held, not done
                 try:  # is the journal back?
                     self._renew(force=True)
                     self.journal(ev.JOURNAL_GAP, {
                         "seconds": round(self.clock.now() - started, 3), "checks": checks,
-                        "consecutive_failures": failures, "error": error})
+                        "consecutive_failures": st.consecutive_failures,
+                        "consecutive_errors": st.consecutive_errors,
+                        "consecutive_inconclusive": st.consecutive_inconclusive,
+                        "error": error})
                     self._refresh()
                     self._journal_down = False
                     return None
