@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import ipaddress
 import os
 import re
 import socket
@@ -132,15 +131,10 @@ class HAProxyRuntime:
         if self._tcp is None:
             return "unix:" + os.path.realpath(self._path or "")
         host, port = self._tcp
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            ip = str(sorted(str(i[4][0]) for i in infos)[0]) if infos else host
+        try:  # getaddrinfo also normalises literals: 127.000.000.001 is 127.0.0.1
+            ip = min(str(i[4][0]) for i in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
         except (OSError, UnicodeError):
             ip = host.lower()
-        try:
-            ip = str(ipaddress.ip_address(ip))  # 127.000.000.001 -> 127.0.0.1
-        except ValueError:
-            pass
         return f"tcp:{ip}:{port}"
 
     # --- transport ---------------------------------------------------------

@@ -313,8 +313,9 @@ def checked(tmp_path: Path) -> Iterator[tuple[HAProxyProcess, StubBackend, StubB
         pytest.skip("haproxy is not installed")
     with StubBackend("old") as old, StubBackend("new") as new, StubBackend("third") as third, \
             HAProxyProcess(tmp_path, old_address=old.address, new_address=new.address,
-                           new_weight=0, check=True,
-                           extra_servers=(("third", third.address, 0),)) as proc:
+                           new_weight=0, extra_servers=(("third", third.address, 0),),
+                           server_options=dict.fromkeys(("old", "new", "third"),
+                                                        "check inter 200ms fall 1 rise 1")) as proc:
         yield proc, old, new, third
 
 

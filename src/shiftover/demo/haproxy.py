@@ -80,24 +80,27 @@ class HAProxyProcess(ChildProcess):
         tcp_stats_port: int | None = None,
         binary: str | None = None,
         start_timeout: float = 10.0,
-        check: bool = False,
         extra_servers: tuple[tuple[str, str, int], ...] = (),
         backend_lines: tuple[str, ...] = (),
         server_options: dict[str, str] | None = None,
     ) -> None:
-        for label, name in (("backend", backend), ("old_name", old_name), ("new_name", new_name)):
+        extra_names = tuple((f"extra server {n!r}", n) for n, _, _ in extra_servers)
+        for label, name in (("backend", backend), ("old_name", old_name), ("new_name", new_name),
+                            *extra_names):
             if not _NAME.match(name):
                 raise ShiftoverError(
                     f"HAProxy {label} {name!r} is not a valid name: use letters, digits, _ . : -"
                 )
         if old_name == new_name:
             raise ShiftoverError(f"old and new servers need different names, both are {old_name!r}")
-        for label, addr in (("old_address", old_address), ("new_address", new_address)):
+        for label, addr in (("old_address", old_address), ("new_address", new_address),
+                            *((f"extra server {n!r}", a) for n, a, _ in extra_servers)):
             if not _HOSTPORT.match(addr):
                 raise ShiftoverError(
                     f"HAProxy {label} {addr!r} is not host:port, e.g. 127.0.0.1:8001"
                 )
-        for label, w in (("old_weight", old_weight), ("new_weight", new_weight)):
+        for label, w in (("old_weight", old_weight), ("new_weight", new_weight),
+                         *((f"extra server {n!r}", w) for n, _, w in extra_servers)):
             if not 0 <= w <= 256:
                 raise ShiftoverError(f"HAProxy {label} {w} is outside 0-256 (absolute weights)")
         self.directory = Path(directory)
@@ -115,16 +118,11 @@ class HAProxyProcess(ChildProcess):
         )
         self.binary = binary or find_haproxy()
         self.start_timeout = start_timeout
-        # health checks (`check inter 200ms fall 1 rise 1`): tests of DOWN servers
-        self.check = check
         # more servers in the backend: (name, host:port, weight), for tests of a third server
-        for name, addr, w in extra_servers:
-            if not _NAME.match(name) or not _HOSTPORT.match(addr) or not 0 <= w <= 256:
-                raise ShiftoverError(f"extra HAProxy server {name!r} {addr!r} weight {w} is not valid")
         self.extra_servers = extra_servers
-        # tests of persistence and retries: raw lines for the backend, options per server
-        # (e.g. backend_lines=("cookie SRV insert indirect nocache",),
-        # server_options={"old": "cookie o", "new": "cookie n"})
+        # tests of persistence, retries and health checks: raw lines for the backend,
+        # options per server (e.g. backend_lines=("cookie SRV insert indirect nocache",),
+        # server_options={"old": "cookie o check", "new": "cookie n check"})
         for line in backend_lines:
             if "\n" in line:
                 raise ShiftoverError(f"backend line {line!r} must be one line")
@@ -156,7 +154,6 @@ class HAProxyProcess(ChildProcess):
     # --- config ------------------------------------------------------------
 
     def config(self) -> str:
-        check = " check inter 200ms fall 1 rise 1" if self.check else ""
         tcp = (
             f"    stats socket ipv4@127.0.0.1:{self.tcp_stats_port} level admin\n"
             if self.tcp_stats_port is not None
@@ -190,9 +187,9 @@ class HAProxyProcess(ChildProcess):
             f"backend {self.backend}\n"
             "    balance roundrobin\n"
             + "".join(f"    {line}\n" for line in self.backend_lines)
-            + f"    server {self.old_name} {self.old_address} weight {self.old_weight}{check}{self._opts(self.old_name)}\n"
-            f"    server {self.new_name} {self.new_address} weight {self.new_weight}{check}{self._opts(self.new_name)}\n"
-            + "".join(f"    server {n} {a} weight {w}{check}\n" for n, a, w in self.extra_servers)
+            + "".join(f"    server {n} {a} weight {w}{self._opts(n)}\n" for n, a, w in (
+                (self.old_name, self.old_address, self.old_weight),
+                (self.new_name, self.new_address, self.new_weight), *self.extra_servers))
         )
 
     def _opts(self, server: str) -> str:
