@@ -247,9 +247,11 @@ class HAProxyRuntime:
         counters and the BACKEND row's can be compared (HAProxy's own 503/504s
         are counted on the BACKEND row only)."""
         rows = self.show_stat()
-        backends = sorted({r.get("pxname", "") for r in rows if r.get("svname") == "BACKEND"})
-        if backend not in backends:
-            if any(r.get("pxname") == backend for r in rows):
+        mine = [r for r in rows if r.get("pxname") == backend]
+        total = next((r for r in mine if r.get("svname") == "BACKEND"), None)
+        if total is None:  # the lists below are for the error's hint only
+            backends = sorted({r.get("pxname", "") for r in rows if r.get("svname") == "BACKEND"})
+            if mine:
                 raise RouterError(
                     f"HAProxy at {self.address} has a proxy {backend!r}, but it is a frontend, not a backend",
                     hint=f"name the backend its servers are in; known backends: {', '.join(backends) or 'none'}",
@@ -258,21 +260,19 @@ class HAProxyRuntime:
                 f"HAProxy at {self.address} has no backend {backend!r}",
                 hint=f"known backends: {', '.join(backends) or 'none'}",
             )
-        mine = [r for r in rows if r.get("pxname") == backend]
         servers = [r for r in mine if r.get("svname") not in ("BACKEND", "FRONTEND")]
-        known = sorted(r.get("svname", "") for r in servers)
-        if server in ("BACKEND", "FRONTEND"):
-            raise RouterError(
-                f"{server!r} is HAProxy's aggregate row of {backend!r}, not a server",
-                hint=f"name one server of {backend}: {', '.join(known) or 'none'}",
-            )
         row = next((r for r in servers if r.get("svname") == server), None)
         if row is None:
+            known = ", ".join(sorted(r.get("svname", "") for r in servers)) or "none"
+            if server in ("BACKEND", "FRONTEND"):
+                raise RouterError(
+                    f"{server!r} is HAProxy's aggregate row of {backend!r}, not a server",
+                    hint=f"name one server of {backend}: {known}",
+                )
             raise RouterError(
                 f"HAProxy at {self.address} has no server {server!r} in backend {backend!r}",
-                hint=f"servers in {backend}: {', '.join(known) or 'none'}",
+                hint=f"servers in {backend}: {known}",
             )
-        total = next(r for r in mine if r.get("svname") == "BACKEND")
         return BackendStat(server=row, backend=total, servers=tuple(servers))
 
     def servers_state(self, backend: str) -> dict[str, ServerState]:

@@ -267,15 +267,11 @@ class HAProxyStatsProvider:
             ),
             **errors,
         )
-        weight = self._count(row, "uweight" if "uweight" in row else "weight", self._name)
+        weight = self._weight(row)
         # its share of the weight among the servers of its kind (active or backup),
         # counting those that are down: the share it is *meant* to take
         kind = row.get("bck", "0")
-        weights = sum(
-            self._count(r, "uweight" if "uweight" in r else "weight", f"{self.backend}/{r.get('svname')}")
-            for r in stat.servers
-            if r.get("bck", "0") == kind
-        )
+        weights = sum(self._weight(r) for r in stat.servers if r.get("bck", "0") == kind)
         share = Fraction(weight, weights) if weights else Fraction(0)
         return _Reading(
             counters,
@@ -284,6 +280,11 @@ class HAProxyStatsProvider:
             share=share,
             in_flight=self._count(row, "scur", self._name),
         )
+
+    def _weight(self, r: dict[str, str]) -> int:
+        """A server's user weight (``uweight`` since HAProxy 2.4, ``weight`` before)."""
+        return self._count(r, "uweight" if "uweight" in r else "weight",
+                           f"{self.backend}/{r.get('svname')}")
 
     def _baseline(self, now: float) -> tuple[float, _Reading] | None:
         """The reading to measure from: the previous one, or with a window the
