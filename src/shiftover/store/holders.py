@@ -59,32 +59,23 @@ def find_run(store: Any, service: str, lease_key: str | None = None) -> RunHolde
     """The live lease of a run of ``service`` (or of any run driving ``lease_key``),
     judged by the store's clock, with whether its process is alive on this host."""
     now = store.now()
-    found: list[tuple[int, Any]] = []
-    for lease in store.leases():
-        meta = lease.meta if isinstance(lease.meta, dict) else {}
-        if lease.is_expired(now):
-            continue
-        if lease_key is not None and lease.key == lease_key:
-            found.append((0, lease))
-        elif meta.get("service") == service:
-            found.append((1, lease))
-    if not found:
+    live = [lease for lease in store.leases() if not lease.is_expired(now)]
+    lease = next((x for x in live if lease_key is not None and x.key == lease_key), None) or \
+        next((x for x in live if x.meta.get("service") == service), None)
+    if lease is None:
         return None
-    lease = min(found, key=lambda x: x[0])[1]
-    meta = lease.meta if isinstance(lease.meta, dict) else {}
-    pid = meta.get("pid")
-    host = meta.get("host")
+    pid, host = lease.meta.get("pid"), lease.meta.get("host")
     alive: bool | None = None
     if isinstance(pid, int) and host == socket.gethostname():
         alive = pid_alive(pid)
     return RunHolder(holder=str(lease.holder), key=str(lease.key),
-                     service=meta.get("service"), run_id=meta.get("run_id"),
+                     service=lease.meta.get("service"), run_id=lease.meta.get("run_id"),
                      pid=pid if isinstance(pid, int) else None,
                      host=host if isinstance(host, str) else None,
-                     expires_in=float(lease.expires_at) - now, pid_alive=alive)
+                     expires_in=lease.expires_at - now, pid_alive=alive)
 
 
-def live_lease(store: Any, service: str) -> Any:
+def live_lease(store: Any, service: str) -> RunHolder | None:
     """A run of ``service`` that is running (live lease, live process), or None."""
     run = find_run(store, service)
     return run if run is not None and run.running else None

@@ -349,11 +349,9 @@ def state_url(value: str, *, source: str = "--state") -> str:
         raise StoreError(f"{source} is empty", hint=f"give a file path such as ./state.db, or {_URL_HINT}")
     pathlike = "/" in value or value.endswith((".db", ".sqlite", ".sqlite3")) or value.startswith("~")
     if "://" not in value and pathlike:
-        if value.endswith("/") or (value and Path(value).expanduser().is_dir()):
+        if value.endswith("/") or Path(value).expanduser().is_dir():
             raise StoreError(f"{source} {value!r} is a directory",
                              hint=f"name the file: {source} {value.rstrip('/')}/state.db")
-        if not value:
-            raise StoreError(f"{source} is empty", hint=_URL_HINT)
         return URL.create("sqlite", database=str(Path(value).expanduser().absolute())) \
             .render_as_string(hide_password=False)
     try:
@@ -364,7 +362,7 @@ def state_url(value: str, *, source: str = "--state") -> str:
             hint=f"{_URL_HINT} (four slashes before an absolute path), or a file path "
             f"such as ./{_redact(value)}.db",
         ) from None
-    if url.get_backend_name() not in ("sqlite", "postgresql"):
+    if url.get_backend_name() not in _SUPPORTED:
         raise StoreError(
             f"{source} {_redact(value)!r} is a {url.get_backend_name()} URL: shiftover keeps its "
             "journal and leases in SQLite or PostgreSQL only",
@@ -662,7 +660,7 @@ class Store:
                 f"(waited up to {self._busy_timeout:g}s): it holds a write transaction",
                 hint="retry; if it persists, find the process holding the file (fuser or lsof on it)",
             )
-        if self._file is not None and self._file_replaced() and "unable to open" in low:
+        if self._file_replaced() and "unable to open" in low:
             return StoreError(
                 f"the state file {where} was deleted or replaced while {doing}",
                 hint="open the store again (run the command again); keep the state file in "
@@ -714,27 +712,18 @@ class Store:
         clock; otherwise raise :class:`LeaseLost` and append nothing. The
         engine fences every append it makes; operators append without one.
         """
-        payload = dict(data or {})
-        try:
-            encoded = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise StoreError(
-                f"event {kind!r} for service {service!r} has data that is not JSON: {e}",
-                hint="pass only str, int, float (finite), bool, None, lists and dicts with str keys",
-            ) from None
+        encoded = _json_object(data, f"event {kind!r} for service {service!r} has data that")
         if not math.isfinite(at):
             raise StoreError(f"event {kind!r} for service {service!r} has a non-finite time {at!r}")
         with self._tx(write=True, doing=f"appending event {kind!r}") as conn:
             pg = conn.dialect.name == "postgresql"
+            self._check_file(holding=fence[0] if fence is not None else None)
             if fence is not None:
                 key, holder = fence
-                self._check_file(holding=key)
                 if pg:  # a takeover waits until this append has committed
                     conn.exec_driver_sql("LOCK TABLE shiftover_leases IN SHARE MODE")
                 now = self._now(conn)
                 _require_held(self._read_lease(conn, key), key=key, holder=holder, now=now)
-            else:
-                self._check_file(holding=None)
             if pg:
                 # ids must be visible in commit order (see module doc)
                 conn.exec_driver_sql("LOCK TABLE shiftover_events IN SHARE ROW EXCLUSIVE MODE")
@@ -812,9 +801,12 @@ class Store:
             return self._now(conn)
 
     @contextmanager
-    def _lease_tx(self, doing: str) -> Iterator[tuple[Connection, float]]:
-        """A write transaction that owns every lease decision, and the clock read after the lock."""
+    def _lease_tx(self, doing: str, *, holding: str | None = None
+                  ) -> Iterator[tuple[Connection, float]]:
+        """A write transaction that owns every lease decision, and the clock read after
+        the lock; the state file is checked first (``holding``: see :meth:`_check_file`)."""
         with self._tx(write=True, doing=doing) as conn:
+            self._check_file(holding=holding)
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("LOCK TABLE shiftover_leases IN SHARE ROW EXCLUSIVE MODE")
             yield conn, self._now(conn)
@@ -830,9 +822,8 @@ class Store:
         lease is still live.
         """
         _check_ttl(ttl)
-        encoded = _meta_json(meta, key)
+        encoded = _json_object(meta, f"the lease meta for {key!r}")
         with self._lease_tx(f"acquiring the lease on {key!r}") as (conn, now):
-            self._check_file(holding=None)
             current = self._read_lease(conn, key)
             c = _leases.c
             if current is None:
@@ -874,8 +865,7 @@ class Store:
         lost control and must stop writing to the router.
         """
         _check_ttl(ttl)
-        with self._lease_tx(f"renewing the lease on {key!r}") as (conn, now):
-            self._check_file(holding=key)
+        with self._lease_tx(f"renewing the lease on {key!r}", holding=key) as (conn, now):
             current = _require_held(self._read_lease(conn, key), key=key, holder=holder, now=now)
             conn.execute(
                 update(_leases)
@@ -893,7 +883,6 @@ class Store:
     def release_lease(self, *, key: str, holder: str) -> None:
         """Give the lease up. A no-op unless ``holder`` holds it (live or expired)."""
         with self._lease_tx(f"releasing the lease on {key!r}") as (conn, _now):
-            self._check_file(holding=None)
             c = _leases.c
             conn.execute(delete(_leases).where(c.key == key, c.holder == holder))
 
@@ -979,12 +968,13 @@ def _check_ttl(ttl: float) -> None:
         raise ValueError(f"lease ttl must be a positive number of seconds, got {ttl!r}")
 
 
-def _meta_json(meta: Mapping[str, Any] | None, key: str) -> str:
+def _json_object(value: Mapping[str, Any] | None, what: str) -> str:
+    """A mapping as compact JSON text (event data, lease meta); StoreError naming ``what``."""
     try:
-        return json.dumps(dict(meta or {}), separators=(",", ":"), allow_nan=False)
+        return json.dumps(dict(value or {}), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
         raise StoreError(
-            f"the lease meta for {key!r} is not JSON: {e}",
+            f"{what} is not JSON: {e}",
             hint="pass only str, int, float (finite), bool, None, lists and dicts with str keys",
         ) from None
 
@@ -1039,12 +1029,16 @@ def _require_held(current: Lease | None, *, key: str, holder: str, now: float) -
 
 
 def _lease(row: Any) -> Lease:
+    try:  # a row edited by hand must not break status or a rollback
+        meta = json.loads(row.meta)
+    except (TypeError, ValueError):
+        meta = {}
     return Lease(
         key=row.key,
         holder=row.holder,
         acquired_at=float(row.acquired_at),
         expires_at=float(row.expires_at),
-        meta=json.loads(row.meta),
+        meta=meta if isinstance(meta, dict) else {},
     )
 
 
