@@ -50,7 +50,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-from shiftover.demo.process import ChildProcess, log_tail
+from shiftover.demo.process import ChildProcess, log_tail, startup_error
 from shiftover.errors import BadInput, ShiftoverError
 
 _DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
@@ -310,16 +310,8 @@ class PostgresServer(ChildProcess):
         return len(lines) >= 8 and lines[7].strip() == "ready"
 
     def _not_ready(self, code: int | None) -> ShiftoverError:
-        hint = f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
-        if code is not None:
-            return ShiftoverError(
-                f"PostgreSQL exited with status {code} while starting on 127.0.0.1:{self.port}",
-                hint=hint,
-            )
-        return ShiftoverError(
-            f"PostgreSQL on 127.0.0.1:{self.port} was not ready within {self.ready_timeout:g}s",
-            hint=hint,
-        )
+        return startup_error("PostgreSQL", f"127.0.0.1:{self.port}", code, self.ready_timeout,
+                             self.log_path)
 
 
 def _server_os_user() -> str | None:

@@ -111,6 +111,17 @@ class StartStop:
         self.stop()
 
 
+def startup_error(what: str, where: str, code: int | None, timeout: float,
+                  log_path: Path) -> ShiftoverError:
+    """A server child that did not come up: it exited with ``code``, or (None) it
+    was not ready within ``timeout``; the hint is the end of its log."""
+    hint = f"its log ({log_path}) ends with:\n{log_tail(log_path, 20, chr(10))}"
+    if code is not None:
+        return ShiftoverError(f"{what} exited with status {code} while starting on {where}",
+                              hint=hint)
+    return ShiftoverError(f"{what} on {where} was not ready within {timeout:g}s", hint=hint)
+
+
 class ChildProcess(StartStop):
     """One child process we own. See the module docstring for the lifecycle.
 

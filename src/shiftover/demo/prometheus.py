@@ -51,6 +51,7 @@ from shiftover.demo.process import (
     free_port,
     log_tail,
     serve_in_thread,
+    startup_error,
     stop_serving,
 )
 from shiftover.errors import BadInput, ShiftoverError
@@ -211,16 +212,8 @@ class _ManagedProcess(ChildProcess):
             conn.close()
 
     def _not_ready(self, code: int | None) -> ShiftoverError:
-        hint = f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
-        if code is not None:
-            return ShiftoverError(
-                f"{self.binary_name} exited with status {code} while starting on {self.address}",
-                hint=hint,
-            )
-        return ShiftoverError(
-            f"{self.binary_name} on {self.address} was not ready within {self.ready_timeout:g}s",
-            hint=hint,
-        )
+        return startup_error(self.binary_name, self.address, code, self.ready_timeout,
+                             self.log_path)
 
 
 def _check(tool: str, args: list[str], what: Path) -> None:
