@@ -39,7 +39,6 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Annotated, Any, TypeVar
@@ -74,6 +73,7 @@ from shiftover.plan import (
 from shiftover.plan import redact as redact_secrets
 from shiftover.routers import build_router
 from shiftover.store import (
+    DEFAULT_BUSY_TIMEOUT,
     Event,
     Store,
     StoreMissing,
@@ -225,13 +225,6 @@ def _json_line(obj: Any, *, indent: int | None = None) -> None:
 JOURNAL_BUSY_TIMEOUT = 0.5
 
 
-def _try_json_line(obj: Any) -> None:
-    try:
-        _json_line(obj)
-    except BrokenPipeError:  # the exit code is the run's outcome, whoever reads
-        _quiet_stdout()
-
-
 def _print_json(obj: Any) -> None:
     _json_line(obj, indent=2)
 
@@ -317,10 +310,8 @@ def _version() -> str:
 
 def _show_version(value: bool) -> None:
     if value:
-        try:
+        with _reader_may_leave():
             _line(f"shiftover {_version()}")
-        except BrokenPipeError:
-            _quiet_stdout()
         raise typer.Exit(0)
 
 
@@ -388,11 +379,8 @@ def _where(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def _store(state: str | None, *, busy_timeout: float | None = None) -> Store:
-    url = _state_url(state)
-    if busy_timeout is not None:
-        return open_store(url, busy_timeout=busy_timeout)
-    return open_store(url)
+def _store(state: str | None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+    return open_store(_state_url(state), busy_timeout=busy_timeout)
 
 
 @contextmanager
@@ -458,13 +446,7 @@ def _try_load(plan: Path) -> tuple[LoadedPlan | None, ShiftoverError | None]:
 
 
 def _fold(events: list[Event]) -> RunState:
-    state, skipped = views.fold_events(events)
-    if skipped:
-        ids = ", ".join(f"#{e.id} ({e.kind})" for e in skipped[:5])
-        err.print(f"warning: {len(skipped)} journal event(s) could not be read and were skipped: "
-                  f"{ids}{' ...' if len(skipped) > 5 else ''}", highlight=False, soft_wrap=True,
-                  markup=False)
-    return state
+    return ev.fold(RunState(), events)  # an event it cannot apply changes nothing
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -531,9 +513,9 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
         events = store.events(service=p.service) if store is not None else []
     st = _fold(events)
     word = views.status_report(
-        p, st, events, router=None, run=None, limits=_limits(p, None, events),
+        p, st, events, router=None, run=None, limits=_limits(p, p, events),
         now=SystemClock().now(), cmd=_cmds(plan, state), journal=info)
-    data = {
+    data: dict[str, Any] = {
         "service": p.service, "steps": p.steps, "step_weights": views.steps_json(p),
         "bake_seconds": p.bake, "interval_seconds": p.interval,
         "minimum_duration_seconds": minimum_duration(p), "approvals": p.approvals,
@@ -554,13 +536,13 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
     for line in views.mapped_steps(p):
         out.print(f"  note: {line}", highlight=False, markup=False)
     out.print(views.steps_line(p, st))
-    out.print(f"minimum duration: {minimum_duration(p) / 60:.1f} min (approvals not counted)",
+    out.print(f"minimum duration: {data['minimum_duration_seconds'] / 60:.1f} min (approvals not counted)",
               highlight=False)
     out.print(f"on {p.failure_limit} consecutive failed checks: {p.on_failure}; stuck (same "
               f"action) after {p.error_limit} checks that cannot be evaluated or "
               f"{p.inconclusive_limit} without a verdict", highlight=False)
-    out.print(f"lease: {default_lease_ttl(p):g}s by default (--lease-ttl, at least "
-              f"{min_lease_ttl(p):g}s): a run that dies holds the router this long",
+    out.print(f"lease: {data['lease_ttl_seconds']:g}s by default (--lease-ttl, at least "
+              f"{data['min_lease_ttl_seconds']:g}s): a run that dies holds the router this long",
               highlight=False)
     for g in p.normal_state:
         out.print(f"  gate [bold]{_e(loaded.redact(g.name))}[/] ({g.type})", highlight=False)
@@ -570,14 +552,14 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
               highlight=False, markup=False)
 
 
-def _limits(p: Plan | None, outline: PlanOutline | None, events: list[Event]) -> views.Limits:
+def _limits(p: Plan | None, outline: Plan | PlanOutline, events: list[Event]) -> views.Limits:
     """The limits status compares counts with: the plan's (when it loads), else the
     last run's (journalled), else the defaults."""
     if p is not None:
         return views.Limits(p.failure_limit, p.error_limit, p.inconclusive_limit, p.bake, "plan")
     started = next((e for e in reversed(events) if e.kind == ev.RUN_STARTED), None)
     summary = started.data.get("plan") if started is not None else None
-    failure = outline.failure_limit if outline is not None else Plan.model_fields["failure_limit"].default
+    failure = outline.failure_limit
     if isinstance(summary, dict):
         def num(key: str) -> Any:
             v = summary.get(key)
@@ -588,7 +570,6 @@ def _limits(p: Plan | None, outline: PlanOutline | None, events: list[Event]) ->
                         Plan.model_fields["inconclusive_limit"].default, None, "defaults")
 
 
-@dataclass
 class _Progress:
     """Progress lines (stdout not a terminal): one per event, except that an event
     that says the same as the last one of its kind (a passing check every interval,
@@ -643,31 +624,23 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         # and journals run_stopped; a stalled reader only delays (or drops) lines
         pump = _OutputPump(write, lambda: runner.stop())
 
-        def emit(line: str | None = None, obj: Any = None) -> None:
-            pump.put(line if line is not None else obj)
-
-        def emit_json(obj: Any) -> None:
-            emit(obj=obj)
-
         def progress(kind: str, at: float, text: str) -> None:
             line = shown.line(kind, at, text)
             if line is not None:
-                emit(line)
+                pump.put(line)
 
         def on_event(e: Event) -> None:
             if as_json:
-                emit_json(json.loads(views.event_json(e)))
+                pump.put(views.event_dict(e))
             elif live is None:  # not a terminal: one progress line per event
                 progress(e.kind, e.at, views.describe_event(e))
 
         def on_tick(st: RunState, obs: Observation, d: Decision) -> None:
-            hint = views.decision_hint(p, d, st, cmd)
+            hint = views.decision_hint(d, st, cmd)
             if live is not None:  # drawn by the painter thread, never from the loop
                 latest["view"] = views.live_view(p, st, obs, d, list(runner.recent),
                                                  redact=loaded.redact, hint=hint)
-            elif not as_json and d.status and d.status != shown.status and not (
-                    d.status == "holding" and obs.results is None and obs.weights is not None):
-                # (between checks a baked step reads "holding: no check yet": not news)
+            elif not as_json and d.status and d.status != shown.status:
                 shown.status = d.status
                 progress("status", SystemClock().now(),
                          f"{d.status.replace('_', ' ')}: {loaded.redact(d.reason)}"
@@ -688,11 +661,12 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                 result = runner.run(max_duration=max_seconds)
             except LeaseHeld as exc:  # scripts read the summary line: it says why too
                 pump.close()
-                _try_json_line(redact_values({
-                    "summary": True, "outcome": "lease_held", "exit_code": exc.exit_code,
-                    "status": "lease_held", "final_weight": None, "final_exact": None,
-                    "unwatched": False, "reason": exc.message, "run_id": runner.run_id,
-                    "hints": []}, loaded.redact))
+                with _reader_may_leave():
+                    _json_line({
+                        "summary": True, "outcome": "lease_held", "exit_code": exc.exit_code,
+                        "status": "lease_held", "final_weight": None, "final_exact": None,
+                        "unwatched": False, "reason": exc.message, "run_id": runner.run_id,
+                        "hints": []})
                 raise
         elif not out.is_terminal:
             result = runner.run(max_duration=max_seconds)
@@ -722,10 +696,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         unwatched = (result.outcome in ("held", "lease_lost", "store_failed")
                      and final is not None and final.new_percent > 0)
         hints: list[str] = []
-        try:
-            st = _fold(store.events(service=p.service))
-        except ShiftoverError:
-            st = runner.state
+        st = runner.state  # refreshed by the run as it stopped
         if result.exit_code == 4 and (st.rolling_back or st.rollback_requested):
             hints.append(cmd("rollback"))
         elif result.exit_code == 4:
@@ -737,18 +708,17 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
             hints += [cmd("run"), cmd("rollback")]
         elif result.exit_code == 5 and final is not None and final.new_percent > 0:
             hints.append(cmd("rollback"))
-        if as_json and not pump.closed:
-            _try_json_line(redact_values({
-                "summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
-                # a finished campaign's word is its outcome, not the last tick's
-                "status": result.outcome if result.outcome in ("promoted", "rolled_back")
-                else result.status,
-                "final_weight": None if final is None else float(final.new_percent),
-                "final_exact": None if final is None else final.exact,
-                "unwatched": unwatched, "reason": result.reason, "run_id": result.run_id,
-                "hints": hints}, loaded.redact))
-        elif not pump.closed:
-            try:
+        # the exit code is the run's outcome, whoever reads (or stopped reading)
+        with _reader_may_leave():
+            if as_json and not pump.closed:
+                _json_line({
+                    "summary": True, "outcome": result.outcome, "exit_code": result.exit_code,
+                    "status": result.status,
+                    "final_weight": None if final is None else float(final.new_percent),
+                    "final_exact": None if final is None else final.exact,
+                    "unwatched": unwatched, "reason": result.reason, "run_id": result.run_id,
+                    "hints": hints})
+            elif not pump.closed:
                 style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
                 out.print(f"[{style}]{result.outcome}[/]: {_e(loaded.redact(result.reason))}",
                           highlight=False)
@@ -758,8 +728,6 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                               "of the traffic stays on the new environment and nothing checks it",
                               highlight=False)
                 _print_hints(hints)
-            except BrokenPipeError:  # the exit code is the run's outcome, whoever reads
-                pass
     raise typer.Exit(result.exit_code)
 
 
@@ -843,7 +811,7 @@ def history(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, type
                   highlight=False)
     if as_json:
         for e in events:
-            _json_line(json.loads(views.event_json(e)))
+            _json_line(views.event_dict(e))
     else:
         title = f"{p.service}: {len(events)} events" + (f" of run {run_id}" if run_id else "")
         out.print(views.events_table(events, title=title, show_run=run_id is None))
@@ -891,15 +859,14 @@ def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The 
     if step is None:
         with _read_only_store(state, quiet=True) as (store, _info):
             st = _fold(store.events(service=p.service)) if store is not None else RunState()
-        if views.awaiting_approval(st) is None:
+        step = views.awaiting_approval(st)
+        if step is None:
             listed = ", ".join(f"{a:g}" for a in p.approvals)
             raise BadInput("no step is waiting for approval",
                            hint=(f"approve one ahead of time: "
                                  f"{_cmds(plan, state)('approve', '--step', f'{p.approvals[0]:g}')}"
                                  f" (steps that need approval: {listed})") if p.approvals
                            else "this plan has no steps that need approval")
-        step = views.awaiting_approval(st)
-        assert step is not None
     if step not in p.approvals:
         raise BadInput(f"the {step:g}% step does not need approval",
                        hint=f"steps that need approval: {', '.join(f'{a:g}' for a in p.approvals) or 'none'}")

@@ -37,8 +37,7 @@ from rich.text import Text
 
 from shiftover.engine import events as ev
 from shiftover.engine.decide import Decision, Observation
-from shiftover.engine.events import RunState, current_step, fold, weight_data
-from shiftover.errors import ShiftoverError
+from shiftover.engine.events import RunState, current_step, weight_data
 from shiftover.plan import Plan, PlanOutline
 from shiftover.store import Event
 from shiftover.store.holders import RunHolder
@@ -71,16 +70,8 @@ def _num(v: Any, fmt: str = "g") -> str:
     return str(v)
 
 
-def _weight(d: Mapping[str, Any], key: str = "percent") -> Weights | None:
-    """The exact weight an event carries (``exact``, else the float), or None."""
-    try:
-        return ev.weight_of(dict(d), key)
-    except (KeyError, ValueError, TypeError, ArithmeticError, ShiftoverError):
-        return None
-
-
 def _pct(d: Mapping[str, Any], key: str = "percent") -> str:
-    w = _weight(d, key)
+    w = ev.weight_or_none(dict(d), key)
     if w is not None:
         return str(w)
     return "?%" if d.get(key) is None else f"{_num(d.get(key))}%"
@@ -93,27 +84,14 @@ def weight_json(w: Weights | None) -> dict[str, Any] | None:
 # --- events ----------------------------------------------------------------------------
 
 
-def fold_events(events: Iterable[Any]) -> tuple[RunState, list[Any]]:
-    """The journal's state for views, and the events the fold could not apply.
-
-    The engine's fold reads every field with a default, but a view must show
-    *something* even for an event it cannot make sense of (a journal written by
-    another version, an edited row): such an event is skipped and reported, never
-    a traceback and never an empty status."""
-    state = RunState()
-    skipped: list[Any] = []
-    for e in events:
-        try:
-            state = fold(state, [e])
-        except Exception:  # any shape of data, from any version
-            skipped.append(e)
-    return state, skipped
-
+def event_dict(e: Event) -> dict[str, Any]:
+    """An event as ``--json`` prints it."""
+    return {"id": e.id, "at": round(e.at, 3), "service": e.service, "run_id": e.run_id,
+            "kind": e.kind, "actor": e.actor, "data": e.data}
 
 
 def event_json(e: Event) -> str:
-    return json.dumps({"id": e.id, "at": round(e.at, 3), "service": e.service, "run_id": e.run_id,
-                       "kind": e.kind, "actor": e.actor, "data": e.data}, default=str)
+    return json.dumps(event_dict(e), default=str)
 
 
 def describe_event(e: Any) -> str:
@@ -337,8 +315,7 @@ def live_view(plan: Plan, state: RunState, obs: Observation | None, decision: De
     return Panel(Group(*parts), title="shiftover run", border_style="cyan")
 
 
-def decision_hint(plan: Plan | PlanOutline, decision: Decision | None, state: RunState,
-                  cmd: Commands) -> str | None:
+def decision_hint(decision: Decision | None, state: RunState, cmd: Commands) -> str | None:
     """The command an operator is expected to type now, if any (from the journal's
     state, which does not flicker between checks as a tick's decision can)."""
     if state.rolling_back or state.rollback_requested or (
@@ -357,9 +334,6 @@ def awaiting_approval(state: RunState) -> float | None:
     ``waiting_approval`` until the step is reached, approved or not)."""
     w = state.waiting_approval
     return None if w is None or w in state.approved else w
-
-
-# --- who is running ----------------------------------------------------------------------
 
 
 # --- paste-ready commands ------------------------------------------------------------------
@@ -404,11 +378,6 @@ class Limits:
     inconclusive_limit: int | None
     bake: float | None
     source: str  # "plan", "journal" (the last run's plan), "defaults"
-
-
-STATUS_WORDS = ("not_started", "starting", "baking", "holding", "failing", "reconciling",
-                "waiting_approval", "paused", "stuck", "rolling_back", "held", "promoted",
-                "rolled_back")
 
 
 def _last(events: Sequence[Any], kinds: Iterable[str]) -> Any:
@@ -464,7 +433,7 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
     seen = router.weights if router is not None else None
     journal_w = state.confirmed if state.started else state.final
     word = _status_word(state, running, seen)
-    index = step_of(plan, state) if state.started else current_step(plan.step_weights, journal_w)
+    index = current_step(plan.step_weights, journal_w)
     step = plan.steps[index] if 0 <= index < len(plan.steps) else None
     last_run = state.last_run or {}
     last_stop = state.last_stop or {}

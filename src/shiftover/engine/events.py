@@ -155,7 +155,7 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     if kind in TERMINAL:
         # the campaign is over; the next one starts from the router's real weight
         # (reconciled, never assumed), with only what operators said since then
-        final = (_safe_weight(d) or s.confirmed) if kind == PROMOTED else s.confirmed
+        final = (weight_or_none(d) or s.confirmed) if kind == PROMOTED else s.confirmed
         return RunState(outcome=kind, final=final, plan_hash=s.plan_hash, last_run=s.last_run,
                         last_stop=s.last_stop)
     if kind == RUN_STARTED:
@@ -172,9 +172,9 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     if kind == RUN_STOPPED:
         return replace(s, last_stop=dict(d))
     if kind == WEIGHT_INTENDED:
-        return replace(s, intended=_safe_weight(d) or s.intended)
+        return replace(s, intended=weight_or_none(d) or s.intended)
     if kind == WEIGHT_CONFIRMED:
-        w = _safe_weight(d)
+        w = weight_or_none(d)
         if w is None:
             return s
         # a confirmed weight starts (or restarts) its step's bake
@@ -182,7 +182,7 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
                        rollback_confirmed=s.rolling_back and w.new_percent == 0
                        and d.get("verified", True) is not False)
     if kind == RECONCILED:
-        w = _safe_weight(d, "router_percent")
+        w = weight_or_none(d, "router_percent")
         return s if w is None else replace(s, confirmed=w, carried=False, intended=None)
     if kind == BAKE_STARTED:
         return replace(s, bake_since=at)
@@ -220,7 +220,8 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     return s
 
 
-def _safe_weight(d: dict[str, Any], key: str = "percent") -> Weights | None:
+def weight_or_none(d: dict[str, Any], key: str = "percent") -> Weights | None:
+    """:func:`weight_of`, or None for an event whose weight cannot be read."""
     try:
         return weight_of(d, key)
     except (KeyError, ValueError, TypeError, ArithmeticError, ShiftoverError):
