@@ -32,6 +32,7 @@ and are held as float seconds.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -337,8 +338,7 @@ class Plan(_Model):
         exactly; a step that maps to 0% or onto the previous step is an error."""
         scale = self.router.SCALE
         previous: Weights | None = None
-        for i, s in enumerate(self.steps):
-            mapped = Weights(str(s)).at_or_below(scale)
+        for i, (s, mapped) in enumerate(zip(self.steps, self.step_weights, strict=True)):
             if mapped.new_percent == 0:
                 smallest = Weights.from_backend(scale, 1)
                 assert smallest is not None
@@ -356,9 +356,10 @@ class Plan(_Model):
             previous = mapped
         return self
 
-    @property
+    @functools.cached_property
     def step_weights(self) -> tuple[Weights, ...]:
-        """The steps as the router sets them exactly (see :meth:`Weights.at_or_below`)."""
+        """The steps as the router sets them exactly (see :meth:`Weights.at_or_below`);
+        computed once: the engine asks for them at every tick."""
         return step_weights(self.steps, self.router.SCALE)
 
     @model_validator(mode="after")
@@ -569,7 +570,7 @@ class PlanOutline(BaseModel):
             data = {**data, "router_type": data["router"].get("type")}
         return data
 
-    @property
+    @functools.cached_property
     def step_weights(self) -> tuple[Weights, ...]:
         model = ROUTER_MODELS.get(self.router_type or "")
         return step_weights(self.steps, getattr(model, "SCALE", None))
