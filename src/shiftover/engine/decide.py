@@ -138,7 +138,7 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
         failures = state.consecutive_failures + 1 if verdict is Verdict.FAIL else (
             0 if verdict is Verdict.PASS and not unreadable else state.consecutive_failures)
         errors = state.consecutive_errors + 1 if errored else 0
-        traffic_on_new = step_index >= 0 or (obs.weights is not None and obs.weights > ZERO)
+        traffic_on_new = any(w is not None and w > ZERO for w in (confirmed, obs.weights))
         no_verdict = unreadable or verdict is Verdict.INCONCLUSIVE
         # errors have their own limit; "no data" only counts where data is expected
         inconclusive = (0 if not no_verdict
