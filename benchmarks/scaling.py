@@ -6,8 +6,8 @@ Workload: the NASA KSC trace's launch day (1995-07-13 UTC, 1,440 per-minute rows
 at --scale 200 (peak 1,350 requests/s) through examples/scaling.yaml: web HPA on
 an External AverageValue metric, Cluster Autoscaler (10 s scan, 90 s
 provisioning, scale-down after 10 min). The ``+ worker`` rows add the worker
-deployment with its queue-length HPA (a closed loop). Without ../shared/data, a
-synthetic day of the same size is used (the table says so).
+deployment with its queue-length HPA (a closed loop). The trace ships in
+examples/data/ (see its README).
 
 Times are wall-clock medians of ``--runs`` runs on a prepared workload (``run``)
 and end to end (``simulate``: per-second demand, the metric pipeline, the run,
@@ -21,8 +21,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -39,19 +37,14 @@ from shiftover.scaling.recommend import Grid, recommend  # noqa: E402
 from shiftover.scaling.sim import prepare, run, simulate  # noqa: E402
 from shiftover.scaling.trace import Trace, load_trace, parse_timestamp  # noqa: E402
 
-NASA = REPO.parent / "shared" / "data" / "nasa_ksc_jul1995_rpm.csv"
+NASA = REPO / "examples" / "data" / "nasa_ksc_jul1995_rpm.csv"
 
 
 def day_trace() -> tuple[Trace, str]:
-    if NASA.exists():
-        trace = load_trace(
-            NASA, scale=200, start=parse_timestamp("1995-07-13T00:00:00Z"), end=parse_timestamp("1995-07-14T00:00:00Z")
-        )
-        return trace, "NASA KSC 1995-07-13 x200"
-    minutes = np.arange(1440)
-    rpm = 6000 + 5000 * np.sin((minutes - 360) / 1440 * 2 * np.pi) + np.where((minutes > 820) & (minutes < 860), 40000, 0)
-    trace = Trace(start=parse_timestamp("2024-01-01"), step_seconds=60, requests=np.maximum(rpm, 0).astype(np.float64), source="synthetic")
-    return trace, "synthetic day (NASA trace not found)"
+    trace = load_trace(
+        NASA, scale=200, start=parse_timestamp("1995-07-13T00:00:00Z"), end=parse_timestamp("1995-07-14T00:00:00Z")
+    )
+    return trace, "NASA KSC 1995-07-13 x200"
 
 
 def median_ms(fn: object, runs: int) -> float:

@@ -12,14 +12,14 @@ from typer.testing import CliRunner
 from shiftover.cli_scale import scale_app
 
 REPO = Path(__file__).resolve().parents[2]
-NASA = REPO.parent / "shared" / "data" / "nasa_ksc_jul1995_rpm.csv"
+NASA = REPO / "examples" / "data" / "nasa_ksc_jul1995_rpm.csv"
 EXAMPLE = REPO / "examples" / "scaling.yaml"
 runner = CliRunner()
 
 
 def nasa() -> str:
     if not NASA.exists():
-        pytest.skip(f"the NASA trace is not at {NASA} (see ../shared/data/README.md)")
+        pytest.skip(f"the NASA trace is not at {NASA} (see examples/data/README.md)")
     return str(NASA)
 
 

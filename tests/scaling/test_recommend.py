@@ -15,7 +15,7 @@ from shiftover.scaling.recommend import Candidate, Grid, pareto, recommend
 from shiftover.scaling.trace import Trace, load_trace, parse_timestamp
 
 REPO = Path(__file__).resolve().parents[2]
-NASA = REPO.parent / "shared" / "data" / "nasa_ksc_jul1995_rpm.csv"
+NASA = REPO / "examples" / "data" / "nasa_ksc_jul1995_rpm.csv"
 
 
 def small_config() -> ScalingConfig:
@@ -89,7 +89,7 @@ def test_default_grid_has_at_least_a_thousand_configurations() -> None:
 
 def test_nasa_launch_morning_reduced_sweep() -> None:
     if not NASA.exists():
-        pytest.skip(f"the NASA trace is not at {NASA} (see ../shared/data/README.md)")
+        pytest.skip(f"the NASA trace is not at {NASA} (see examples/data/README.md)")
     cfg = load_config(REPO / "examples" / "scaling.yaml")
     trace = load_trace(
         NASA, scale=200, start=parse_timestamp("1995-07-13T11:00:00Z"), end=parse_timestamp("1995-07-13T17:00:00Z")

@@ -22,7 +22,7 @@ from shiftover.scaling.sim import SimResult, simulate
 from shiftover.scaling.trace import Trace, load_trace, parse_timestamp
 
 REPO = Path(__file__).resolve().parents[2]
-NASA = REPO.parent / "shared" / "data" / "nasa_ksc_jul1995_rpm.csv"
+NASA = REPO / "examples" / "data" / "nasa_ksc_jul1995_rpm.csv"
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -223,7 +223,7 @@ def test_totals_match_the_trace() -> None:
 
 def nasa() -> Path:
     if not NASA.exists():
-        pytest.skip(f"the NASA trace is not at {NASA} (see ../shared/data/README.md)")
+        pytest.skip(f"the NASA trace is not at {NASA} (see examples/data/README.md)")
     return NASA
 
 

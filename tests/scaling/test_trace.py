@@ -10,7 +10,7 @@ import pytest
 from shiftover.errors import BadInput
 from shiftover.scaling.trace import load_trace, parse_timestamp
 
-NASA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nasa_ksc_jul1995_rpm.csv"
+NASA = Path(__file__).resolve().parents[2] / "examples" / "data" / "nasa_ksc_jul1995_rpm.csv"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -101,7 +101,7 @@ def test_missing_file_and_empty_window(tmp_path: Path) -> None:
 
 def test_nasa_trace_matches_its_readme() -> None:
     if not NASA.exists():
-        pytest.skip(f"the NASA trace is not at {NASA} (see ../shared/data/README.md)")
+        pytest.skip(f"the NASA trace is not at {NASA} (see examples/data/README.md)")
     tr = load_trace(NASA)
     assert tr.step_seconds == 60
     assert tr.buckets == 39692
