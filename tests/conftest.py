@@ -22,6 +22,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -92,3 +93,24 @@ def postgres_database(postgres_url: str) -> Iterator[str]:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[Any]:
+    """A moto server on 127.0.0.1 for the whole session (the local AWS double)."""
+    from shiftover.demo.moto import MotoServer
+
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def aws(moto_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """boto3 (in this process and in the children it starts) talks to a freshly reset
+    moto server: the standard endpoint and credential variables point there."""
+    moto_server.reset()
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in moto_server.aws_env().items():
+        monkeypatch.setenv(name, value)
+    yield moto_server

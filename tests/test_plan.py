@@ -17,17 +17,17 @@ from shiftover.plan import (
     GATE_TYPES,
     ROUTER_TYPES,
     GateSpec,
-    HttpGate,
     LoadedPlan,
     Plan,
-    PrometheusAlertsGate,
-    PrometheusGate,
     load_plan,
     parse_duration,
     parse_plan_text,
     plan_json_schema,
     redact,
 )
+from shiftover.providers.http import HttpGate
+from shiftover.providers.prometheus import PrometheusAlertsGate, PrometheusGate
+from shiftover.routers import ROUTERS
 from shiftover.types import Weights
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plan.yaml"
@@ -104,7 +104,7 @@ def test_bad_durations_are_refused(bad: object) -> None:
 def test_gate_and_router_types_match_the_models() -> None:
     union = typing.get_args(typing.get_args(GateSpec)[0])
     assert set(GATE_TYPES) == set(GATE_MODELS) == {m.model_fields["type"].annotation.__args__[0] for m in union}
-    assert ROUTER_TYPES == ("haproxy",)
+    assert set(ROUTER_TYPES) == set(ROUTERS)
 
 
 # --- ${VAR} interpolation -------------------------------------------------------

@@ -772,7 +772,7 @@ def _read_router(loaded: LoadedPlan | None,
             f"not read: the whole plan is needed to reach the router ({first})")), None
     target = key = None
     try:
-        router = build_router(loaded.plan.router)
+        router = build_router(loaded.plan.members)
         target = loaded.redact(router.describe())
         key = router.lease_key()  # known even when the router does not answer
         return views.RouterReading(weights=router.read(), target=target), key
@@ -890,7 +890,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     loaded, load_error = _try_load(plan)
     router = None
     if loaded is not None:
-        router = build_router(loaded.plan.router)
+        router = build_router(loaded.plan.members)
     store = None
     store_error = None
     try:

@@ -4,6 +4,8 @@
     ├── BadInput (2)               the user can fix it: a flag, a file, a value
     │   └── PlanError (2)          a plan file problem, with file:line:col
     ├── RouterError (1)            the traffic backend refused or cannot be reached
+    │   └── RouterConfigError (2)  the backend answers, but its target is not what the
+    │                              plan says (no such record, listener or server)
     ├── ProviderError (1)          a metrics/alerts/probe backend failed to answer
     │   └── NoData                 it answered, but with nothing to judge
     ├── StoreError (1)             the journal or lease store failed
@@ -74,6 +76,16 @@ class PlanError(BadInput):
 
 class RouterError(ShiftoverError):
     """The traffic router cannot be read or written."""
+
+
+class RouterConfigError(RouterError):
+    """The router's backend answered, and its target is not what the plan says (a
+    record, listener, rule or target group that does not exist, record types that
+    differ, two targets of two load balancers): the plan or the backend must be
+    fixed; retrying will not help. Exit code 2 at preflight; during a run it holds
+    like any unreadable router."""
+
+    exit_code = 2
 
 
 class ProviderError(ShiftoverError):

@@ -35,238 +35,74 @@ import difflib
 import functools
 import hashlib
 import json
-import math
+import operator
 import os
 import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from shiftover.errors import PlanError
+from shiftover.providers import gate_specs
+from shiftover.routers import router_specs
+from shiftover.spec import (
+    MAX_DURATION,
+    Duration,
+    FiniteFloat,
+    GateSpecBase,
+    RouterSpecBase,
+    SpecModel,
+    parse_duration,
+)
+from shiftover.spec import rule as _rule
 from shiftover.types import Weights
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# A cutover is hours, a bake minutes: anything longer than a week is a typo
-# (``interval: 1e308`` once overflowed the clock arithmetic into a traceback).
-MAX_DURATION = 7 * 86400.0
-
-
-def parse_duration(value: Any) -> float:
-    """'500ms' -> 0.5, '90s' -> 90, '5m' -> 300, '1h' -> 3600, '1d'; numbers are seconds.
-    At most a week (:data:`MAX_DURATION`)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be like 500ms, 90s, 5m or 1h")
-    seconds: float | None = None
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("a duration must be a finite number of seconds, e.g. 90 or 90s")
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            seconds = float(m.group(1)) * _UNIT[m.group(2)]
-    if seconds is None:
-        raise ValueError(f"{value!r} is not a duration: use a number with ms, s, m or h, e.g. 500ms, 90s, 5m, 1h")
-    if seconds > MAX_DURATION:
-        raise ValueError(f"{value!r} is longer than a week: durations are at most 7d (604800 s)")
-    return seconds
-
-
-_DURATION_SCHEMA: dict[str, Any] = {
-    "anyOf": [
-        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
-        {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
-    ],
-    "description": "a duration: 500ms, 90s, 5m, 1h, or a number of seconds (at most 7d)",
-}
-
-Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
-# Timeouts of 0 would fail every check: refuse them at the plan.
-Timeout = Annotated[Duration, Field(gt=0)]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-
-
-def _check_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _rule(f"{value!r} is not an http(s) URL: write it with scheme and host, e.g. http://127.0.0.1:9090")
-    return value
-
-
-Url = Annotated[str, AfterValidator(_check_url)]
-
-
-def _rule(message: str, at: tuple[str | int, ...] = ()) -> PydanticCustomError:
-    """A plan rule broken; ``at`` is where, relative to the validated field or model."""
-    return PydanticCustomError("plan_rule", "{message}", {"message": message, "at": at})
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- routers -----------------------------------------------------------------
-
-
-class HAProxyRouterSpec(_Model):
-    """HAProxy runtime API: two servers in one backend, absolute weights 0-256."""
-
-    SCALE: ClassVar[int] = 256  # integer weights 0..SCALE: which splits are exact
-    LABEL: ClassVar[str] = "HAProxy's absolute weights 0-256"
-
-    type: Literal["haproxy"]
-    socket: str = Field(min_length=1, description="Runtime API: a unix socket path, or host:port / tcp://host:port")
-    backend: str = Field(min_length=1)
-    old: str = Field(min_length=1, description="HAProxy server name of the old environment")
-    new: str = Field(min_length=1, description="HAProxy server name of the new environment")
-    timeout: Timeout = 2.0
-
-    @model_validator(mode="after")
-    def _two_servers(self) -> HAProxyRouterSpec:
-        if self.old == self.new:
-            raise _rule(
-                f"old and new are the same server {self.new!r}: they must name the two environments' servers",
-                ("new",),
-            )
-        return self
-
-
-RouterSpec = Annotated[HAProxyRouterSpec, Field(discriminator="type")]
-
-
-# --- gates (the normal state) ------------------------------------------------
-
-
-class _GateBase(_Model):
-    name: str = Field(min_length=1)
-
-
-_MinSamples = Annotated[int, Field(ge=0, description="fewer samples than this is INCONCLUSIVE")]
-
-
-class PrometheusGate(_GateBase):
-    """An instant PromQL query that returns a scalar or a single-series vector."""
-
-    type: Literal["prometheus"]
-    url: Url
-    query: str = Field(min_length=1)
-    max: FiniteFloat | None = None
-    min: FiniteFloat | None = None
-    samples_query: str | None = Field(
-        default=None, description="optional PromQL giving the sample size (e.g. request count)"
-    )
-    min_samples: _MinSamples = 0
-    timeout: Timeout = 5.0
-
-    @model_validator(mode="after")
-    def _needs_threshold(self) -> PrometheusGate:
-        if self.max is None and self.min is None:
-            raise ValueError("a prometheus gate needs a threshold: set max, min, or both")
-        if self.min_samples and not self.samples_query:
-            raise _rule(
-                f"min_samples {self.min_samples} needs a samples_query to count the samples: "
-                "without one this gate could never pass",
-                ("min_samples",),
-            )
-        if self.max is not None and self.min is not None and self.min > self.max:
-            raise _rule(
-                f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
-                ("min",),
-            )
-        return self
-
-
-class PrometheusAlertsGate(_GateBase):
-    """FAIL while any alert matching all ``labels`` is firing."""
-
-    type: Literal["prometheus_alerts"]
-    url: Url
-    labels: dict[str, str] = Field(default_factory=dict)
-    timeout: Timeout = 5.0
-
-
-class HttpGate(_GateBase):
-    """An HTTP probe: status, optional body substring. A connection error is FAIL."""
-
-    type: Literal["http"]
-    url: Url
-    expect_status: int = Field(default=200, ge=100, le=599)
-    body_contains: str | None = None
-    method: Literal["GET", "HEAD", "POST"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Timeout = 2.0
-
-
-class HAProxyStatsGate(_GateBase):
-    """Per-server counters read straight from HAProxy (no Prometheus needed).
-
-    ``metric: error_ratio`` is failed / attempted requests of the server (its 5xx,
-    connection and response errors, retries and redispatches away from it) over
-    the last interval, or over the last ``window`` when set (more samples at low
-    traffic); 1.0 while it is DOWN/MAINT/DRAIN with a weight > 0 and the backend
-    serves traffic; no data at weight 0.
-    """
-
-    type: Literal["haproxy_stats"]
-    socket: str = Field(min_length=1)
-    backend: str = Field(min_length=1)
-    server: str = Field(min_length=1)
-    metric: Literal["error_ratio"] = "error_ratio"
-    max: FiniteFloat = Field(ge=0)
-    min_samples: _MinSamples = 0
-    window: Duration | None = Field(
-        default=None,
-        description="judge the last `window` of traffic (e.g. 5s); default: the interval since the previous check",
-    )
-    timeout: Timeout = 2.0
-
-
-GateSpec = Annotated[
-    PrometheusGate | PrometheusAlertsGate | HttpGate | HAProxyStatsGate,
-    Field(discriminator="type"),
-]
-
-ROUTER_MODELS: dict[str, type[_Model]] = {"haproxy": HAProxyRouterSpec}
-GATE_MODELS: dict[str, type[_GateBase]] = {
-    "prometheus": PrometheusGate,
-    "prometheus_alerts": PrometheusAlertsGate,
-    "http": HttpGate,
-    "haproxy_stats": HAProxyStatsGate,
-}
+# Every router's and gate's model lives beside its implementation; the registries
+# assemble the unions the plan validates against (one import of each backend
+# module: their SDKs are imported lazily, on first use).
+ROUTER_MODELS: dict[str, type[RouterSpecBase]] = router_specs()
+GATE_MODELS: dict[str, type[GateSpecBase]] = gate_specs()
 ROUTER_TYPES = tuple(ROUTER_MODELS)
 GATE_TYPES = tuple(GATE_MODELS)
+
+if TYPE_CHECKING:
+    RouterSpec = RouterSpecBase
+    GateSpec = GateSpecBase
+else:
+    RouterSpec = Annotated[functools.reduce(operator.or_, ROUTER_MODELS.values()),
+                           Field(discriminator="type")]
+    GateSpec = Annotated[functools.reduce(operator.or_, GATE_MODELS.values()),
+                         Field(discriminator="type")]
 
 
 # --- the plan ----------------------------------------------------------------
 
 
-class Plan(_Model):
+class Plan(SpecModel):
     service: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    router: RouterSpec
+    router: RouterSpec | None = Field(default=None, description="the router that splits traffic")
+    routers: list[RouterSpec] | None = Field(
+        default=None, min_length=2,
+        description="several routers moved in lockstep (e.g. Route53 and an ALB): every step "
+        "applies to all of them; use instead of router",
+    )
     steps: list[FiniteFloat] = Field(min_length=1, description="percent of traffic on the new environment")
     bake: Duration = Field(description="each step must stay normal this long")
     interval: Duration = Field(default=15.0, description="how often the normal state is checked")
@@ -332,25 +168,56 @@ class Plan(_Model):
                 )
         return approvals
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_router_field(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            has_one, has_many = data.get("router") is not None, data.get("routers") is not None
+            if has_one and has_many:
+                raise _rule("set router (one) or routers (several in lockstep), not both",
+                            ("routers",))
+            if not has_one and not has_many:
+                raise _rule("the plan has no router: add router: (or routers: for several in lockstep)",
+                            ("router",))
+        return data
+
+    @property
+    def members(self) -> tuple[RouterSpec, ...]:
+        """The routers this plan moves: one, or several in lockstep."""
+        if self.routers is not None:
+            return tuple(self.routers)
+        assert self.router is not None
+        return (self.router,)
+
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(m.SCALE for m in self.members)
+
+    @property
+    def scale_label(self) -> str:
+        """How errors name the weight scale(s) every step must be exact on."""
+        labels = list(dict.fromkeys(m.LABEL for m in self.members))
+        return labels[0] if len(labels) == 1 else "every router of the group (" + "; ".join(labels) + ")"
+
     @model_validator(mode="after")
     def _steps_on_the_routers_scale(self) -> Plan:
-        """Each step becomes the largest split at or below it that the router sets
+        """Each step becomes the largest split at or below it that every router sets
         exactly; a step that maps to 0% or onto the previous step is an error."""
-        scale = self.router.SCALE
         previous: Weights | None = None
         for i, (s, mapped) in enumerate(zip(self.steps, self.step_weights, strict=True)):
             if mapped.new_percent == 0:
-                smallest = Weights.from_backend(scale, 1)
-                assert smallest is not None
+                smallest = ", ".join(
+                    f"{Weights.from_backend(scale, 1)} with weights {scale}/1" for scale in
+                    dict.fromkeys(self.scales))
                 raise _rule(
-                    f"step {s:g}% is below the smallest split {self.router.LABEL} can set "
-                    f"({smallest}, weights {scale}/1)",
+                    f"step {s:g}% is below the smallest split {self.scale_label} can set "
+                    f"({smallest})",
                     ("steps", i),
                 )
             if previous is not None and mapped == previous:
                 raise _rule(
                     f"steps {self.steps[i - 1]:g} and {s:g} are the same split on "
-                    f"{self.router.LABEL} ({mapped}): drop one of them",
+                    f"{self.scale_label} ({mapped}): drop one of them",
                     ("steps", i),
                 )
             previous = mapped
@@ -358,9 +225,9 @@ class Plan(_Model):
 
     @functools.cached_property
     def step_weights(self) -> tuple[Weights, ...]:
-        """The steps as the router sets them exactly (see :meth:`Weights.at_or_below`);
+        """The steps as every router sets them exactly (see :meth:`Weights.at_or_below`);
         computed once: the engine asks for them at every tick."""
-        return step_weights(self.steps, self.router.SCALE)
+        return step_weights(self.steps, self.scales)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
@@ -375,12 +242,18 @@ class Plan(_Model):
         return self
 
 
-def step_weights(steps: list[float], scale: int | None) -> tuple[Weights, ...]:
-    """Steps (percent, as written) as exact splits on a router's integer scale."""
+def step_weights(steps: list[float], scales: tuple[int, ...] | int | None) -> tuple[Weights, ...]:
+    """Steps (percent, as written) as exact splits on every router's integer scale:
+    the largest split at or below each step that all of the scales express."""
+    if isinstance(scales, int):
+        scales = (scales,)
     out = []
     for s in steps:
         w = Weights(str(s))
-        out.append(w.at_or_below(scale) if scale else w)
+        while scales and not all(w.expressible(scale) for scale in scales):
+            for scale in scales:  # each pass only lowers w; it ends at a common split
+                w = w.at_or_below(scale)
+        out.append(w)
     return tuple(out)
 
 
@@ -561,19 +434,22 @@ class PlanOutline(BaseModel):
     on_failure: str = "rollback"
     bake: _LenientDuration = None
     interval: _LenientDuration = 15.0
-    router_type: str | None = None
+    router_types: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
-    def _router_type(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("router"), dict):
-            data = {**data, "router_type": data["router"].get("type")}
+    def _router_types(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            many = data.get("routers")
+            members: list[Any] = many if isinstance(many, list) else [data.get("router")]
+            types = tuple(m.get("type") for m in members if isinstance(m, dict))
+            data = {**data, "router_types": tuple(t for t in types if isinstance(t, str))}
         return data
 
     @functools.cached_property
     def step_weights(self) -> tuple[Weights, ...]:
-        model = ROUTER_MODELS.get(self.router_type or "")
-        return step_weights(self.steps, getattr(model, "SCALE", None))
+        scales = tuple(ROUTER_MODELS[t].SCALE for t in self.router_types if t in ROUTER_MODELS)
+        return step_weights(self.steps, scales)
 
 
 def load_outline(path: str | Path, *, env: Mapping[str, str] | None = None) -> PlanOutline:
@@ -882,6 +758,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXAMPLES: dict[str, str] = {
     "service": "accounting-web",
     "router": "{type: haproxy, socket: /run/haproxy/admin.sock, backend: web, old: ec2, new: eks}",
+    "routers": "[{type: route53, ...}, {type: alb, ...}]",
     "steps": "[1, 5, 25, 50, 100]",
     "bake": "5m",
     "normal_state": "[{name: health, type: http, url: 'http://127.0.0.1:8081/health'}]",
@@ -959,12 +836,16 @@ def _get(data: Any, path: _PathKey) -> Any:
     return data
 
 
+def _is_router(path: _PathKey) -> bool:
+    return path == ("router",) or (len(path) == 2 and path[0] == "routers" and isinstance(path[1], int))
+
+
 def _model_at(path: _PathKey, data: Any) -> type[BaseModel] | None:
     if path == ():
         return Plan
     node = _get(data, path)
     kind = node.get("type") if isinstance(node, dict) else None
-    if path == ("router",):
+    if _is_router(path):
         return ROUTER_MODELS.get(kind) if isinstance(kind, str) else None
     if len(path) == 2 and path[0] == "normal_state" and isinstance(path[1], int):
         return GATE_MODELS.get(kind) if isinstance(kind, str) else None
@@ -979,7 +860,7 @@ def _suggest(word: Any, choices: list[str] | tuple[str, ...]) -> str | None:
 
 
 def _type_kind(path: _PathKey) -> tuple[str, tuple[str, ...]]:
-    return ("router", ROUTER_TYPES) if path[:1] == ("router",) else ("gate", GATE_TYPES)
+    return ("router", ROUTER_TYPES) if path[:1] in (("router",), ("routers",)) else ("gate", GATE_TYPES)
 
 
 def _explain(error: ValidationError, data: Any, tree: _Tree) -> list[_Problem]:
@@ -1102,7 +983,7 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
 
 
 def _mapping_hint(path: _PathKey) -> str | None:
-    if path == ("router",):
+    if _is_router(path):
         return f"for example router: {_EXAMPLES['router']}"
     if path[:1] == ("normal_state",):
         return "each gate is a mapping: - name: ..., type: ..., followed by the type's fields"
@@ -1144,13 +1025,8 @@ __all__ = [
     "ROUTER_TYPES",
     "Duration",
     "GateSpec",
-    "HAProxyRouterSpec",
-    "HAProxyStatsGate",
-    "HttpGate",
     "LoadedPlan",
     "Plan",
-    "PrometheusAlertsGate",
-    "PrometheusGate",
     "RouterSpec",
     "load_plan",
     "parse_duration",

@@ -206,33 +206,43 @@ def mapped_steps(plan: Plan) -> list[str]:
     lines = []
     for s, w in zip(plan.steps, plan.step_weights, strict=True):
         if w.new_percent != Fraction(str(s)):
-            pair = w.to_backend(plan.router.SCALE)
-            lines.append(f"step {s:g}% is set as {w} (weights {pair[0]}/{pair[1]}): "
-                         f"{plan.router.LABEL} cannot express {s:g}% exactly")
+            pairs = ", ".join(f"{o}/{n}" for o, n in (w.to_backend(m) for m in plan.scales))
+            lines.append(f"step {s:g}% is set as {w} (weights {pairs}): "
+                         f"{plan.scale_label} cannot express {s:g}% exactly")
     return lines
 
 
 def steps_json(plan: Plan) -> list[dict[str, Any]]:
+    """Each step as every router sets it: ``backend_weights`` of the first router (the
+    only one, usually) and ``members`` with each router's own integers."""
     out = []
     for s, w in zip(plan.steps, plan.step_weights, strict=True):
-        old, new = w.to_backend(plan.router.SCALE)
+        members = []
+        for m in plan.members:
+            old, new = w.to_backend(m.SCALE)
+            members.append({"type": m.type, "old": old, "new": new})
         out.append({"step": s, "percent": float(w.new_percent), "exact": w.exact,
-                    "backend_weights": {"old": old, "new": new},
+                    "backend_weights": {"old": members[0]["old"], "new": members[0]["new"]},
+                    "members": members,
                     "mapped": w.new_percent != Fraction(str(s))})
     return out
 
 
 def steps_table(plan: Plan) -> Table:
-    """How the router will set each step."""
+    """How the router(s) will set each step."""
     t = Table(title="steps as the router sets them", show_edge=False)
-    for c in ("step", "router sets", f"weights old/new (0-{plan.router.SCALE})", "approval"):
-        t.add_column(c)
+    t.add_column("step")
+    t.add_column("router sets")
+    for m in plan.members:
+        t.add_column(f"{m.type} old/new (0-{m.SCALE})" if len(plan.members) > 1
+                     else f"weights old/new (0-{m.SCALE})")
+    t.add_column("approval")
     for row in steps_json(plan):
-        bw = row["backend_weights"]
         sets = str(Weights(Fraction(row["exact"])))
         t.add_row(f"{row['step']:g}%", Text(sets + ("  (mapped down)" if row["mapped"] else ""),
                                            style="yellow" if row["mapped"] else ""),
-                  f"{bw['old']}/{bw['new']}", "yes" if row["step"] in plan.approvals else "")
+                  *(f"{m['old']}/{m['new']}" for m in row["members"]),
+                  "yes" if row["step"] in plan.approvals else "")
     return t
 
 

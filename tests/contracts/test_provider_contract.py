@@ -76,8 +76,10 @@ import pytest
 from shiftover.analysis.judge import judge
 from shiftover.demo.prometheus import QuietHTTPServer
 from shiftover.errors import BadInput, NoData, ProviderError
-from shiftover.plan import HAProxyStatsGate, HttpGate, PrometheusAlertsGate, PrometheusGate
 from shiftover.providers import PROVIDERS, Provider, build_provider
+from shiftover.providers.haproxy_stats import HAProxyStatsGate
+from shiftover.providers.http import HttpGate
+from shiftover.providers.prometheus import PrometheusAlertsGate, PrometheusGate
 from shiftover.types import Measurement, Verdict
 
 if TYPE_CHECKING:

@@ -35,8 +35,7 @@ from shiftover.demo.haproxy import StubBackend, find_haproxy
 from shiftover.demo.prometheus import PrometheusProcess, free_port
 from shiftover.demo.scenario import demo_plan_yaml
 from shiftover.errors import NoData, ProviderError
-from shiftover.plan import PrometheusGate
-from shiftover.providers.prometheus import PrometheusProvider
+from shiftover.providers.prometheus import PrometheusGate, PrometheusProvider
 from shiftover.types import Measurement, Verdict
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "plan.yaml"

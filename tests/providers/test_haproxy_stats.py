@@ -56,9 +56,8 @@ from haproxy_faults import (
 from shiftover.analysis.judge import judge
 from shiftover.demo.haproxy import StubBackend, StubStack, find_haproxy, free_port, stub_stack
 from shiftover.errors import NoData, ProviderError
-from shiftover.plan import HAProxyStatsGate
 from shiftover.providers import Provider, build_provider
-from shiftover.providers.haproxy_stats import HAProxyStatsProvider
+from shiftover.providers.haproxy_stats import HAProxyStatsGate, HAProxyStatsProvider
 from shiftover.types import Measurement, Verdict
 
 Stack = StubStack

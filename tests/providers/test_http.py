@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 
 from shiftover.errors import NoData, ProviderError
-from shiftover.plan import HttpGate
 from shiftover.providers import build_provider
-from shiftover.providers.http import BODY_LIMIT, HttpProvider, redact_url
+from shiftover.providers.http import BODY_LIMIT, HttpGate, HttpProvider, redact_url
 
 
 def probe(url: str, **extra: Any) -> HttpProvider:

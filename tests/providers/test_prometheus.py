@@ -23,9 +23,13 @@ from shiftover.demo.prometheus import (
     rule_files_text,
 )
 from shiftover.errors import BadInput, NoData, ProviderError
-from shiftover.plan import PrometheusAlertsGate, PrometheusGate
 from shiftover.providers import build_provider
-from shiftover.providers.prometheus import PrometheusAlertsProvider, PrometheusProvider
+from shiftover.providers.prometheus import (
+    PrometheusAlertsGate,
+    PrometheusAlertsProvider,
+    PrometheusGate,
+    PrometheusProvider,
+)
 from shiftover.types import Measurement, Verdict
 
 

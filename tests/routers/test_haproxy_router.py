@@ -14,9 +14,8 @@ import pytest
 from shiftover.demo.haproxy import HAProxyProcess, StubBackend, find_haproxy, free_port
 from shiftover.errors import BadInput, RouterError
 from shiftover.haproxy_api import HAProxyRuntime
-from shiftover.plan import HAProxyRouterSpec
 from shiftover.routers import Router, build_router
-from shiftover.routers.haproxy import HAProxyRouter
+from shiftover.routers.haproxy import HAProxyRouter, HAProxyRouterSpec
 from shiftover.types import Weights
 
 if TYPE_CHECKING:

@@ -13,6 +13,9 @@ Providers only measure; this module decides, with one rule table per gate type:
 - Breakage is a value, not an absence: a provider that sees traffic sent to
   the new environment and no answers reports it as a measurement (an error
   ratio of 1), which the thresholds below fail.
+- Alert-like gates (``JUDGE = "alerts"``: Prometheus alerts, CloudWatch alarms,
+  Datadog monitors) report ``details["firing"]`` and ``details["no_data"]``:
+  anything firing FAILs, else anything without data is INCONCLUSIVE.
 - Thresholds are inclusive (``max: 0.01`` passes at exactly 0.01).
 
 Every verdict carries the value, the threshold it was held to, the sample size
@@ -43,10 +46,10 @@ def _fmt(value: float) -> str:
 
 def judge(spec: Any, outcome: Measurement | ProviderError, *, now: float) -> GateResult:
     """Turn one measurement (or provider error) into a :class:`GateResult`."""
-    kind = spec.type
-    if kind == "http":
+    kind = getattr(spec, "JUDGE", "threshold")
+    if kind == "probe":
         return _judge_http(spec, outcome, now)
-    if kind == "prometheus_alerts":
+    if kind == "alerts":
         return _judge_alerts(spec, outcome, now)
     return _judge_threshold(spec, outcome, now)
 
@@ -98,6 +101,12 @@ def _judge_alerts(spec: Any, outcome: Measurement | ProviderError, now: float) -
         listed = ", ".join(names) if names else f"{firing} alert(s)"
         return GateResult(spec.name, Verdict.FAIL, float(firing), threshold, outcome.samples,
                           f"firing: {listed}", now)
+    # alarms/monitors that exist but have no data to judge hold the step: a quiet
+    # alarm is not a green one (CloudWatch INSUFFICIENT_DATA, Datadog No Data)
+    no_data = sorted(str(n) for n in outcome.details.get("no_data", []))
+    if no_data:
+        return _inconclusive(spec, now, f"no data: {', '.join(no_data)}", threshold=threshold,
+                             value=0.0, samples=outcome.samples)
     return GateResult(spec.name, Verdict.PASS, 0.0, threshold, outcome.samples,
                       "no matching alert firing", now)
 

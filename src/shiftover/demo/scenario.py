@@ -42,7 +42,7 @@ from shiftover.engine.build import build_runner
 from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState
 from shiftover.plan import load_plan
-from shiftover.routers.haproxy import HAProxyRouter
+from shiftover.routers import build_router
 from shiftover.store import Event, open_store
 
 SCENARIOS = ("healthy", "errors")
@@ -261,7 +261,7 @@ def _run(
         if live is not None:
             live.update(views.live_view(plan, st, obs, d, runner.recent))
 
-    router = HAProxyRouter.from_spec(plan.router)
+    router = build_router(plan.members)
     runner = build_runner(
         plan,
         store,

@@ -27,7 +27,7 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
     """What the journal records about the plan (no URLs or secrets: names and numbers)."""
     return {
         "service": plan.service,
-        "router": plan.router.type,
+        "router": "+".join(m.type for m in plan.members),
         "steps": plan.steps,
         "steps_exact": [w.exact for w in plan.step_weights],
         "bake": plan.bake,
@@ -55,7 +55,7 @@ def build_runner(
     redact: Callable[[str], str] = lambda s: s,
     **kw: Any,
 ) -> Runner:
-    return Runner(plan, router or build_router(plan.router), build_gates(plan), store, clock,
+    return Runner(plan, router or build_router(plan.members), build_gates(plan), store, clock,
                   redact=redact, plan_summary=plan_summary(plan), **kw)
 
 
@@ -76,7 +76,7 @@ class Preflight:
 
 
 def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda s: s) -> Preflight:
-    router = build_router(plan.router)
+    router = build_router(plan.members)
     try:
         weights, err = router.read(), None
     except ShiftoverError as exc:

@@ -97,7 +97,7 @@ def slowest_gate(plan: Plan) -> float:
 
 
 def router_timeout(plan: Plan) -> float:
-    return float(getattr(plan.router, "timeout", 2.0))
+    return max(float(getattr(m, "timeout", 2.0)) for m in plan.members)
 
 
 def min_lease_ttl(plan: Plan) -> float:

@@ -1,14 +1,21 @@
-"""Providers: where evidence comes from. One module per backend; this registry maps a
-gate's ``type`` to the class that measures it. An unknown type is a plan error."""
+"""Providers: where evidence comes from. One module per backend, owning its gates'
+plan models (``Spec``) beside its code; this registry maps a gate's ``type`` to the
+class that measures it and assembles the plan's gate union from the classes' specs.
+An unknown type is a plan error.
+
+Backend modules import their SDK (boto3, datadog-api-client) inside functions, so
+that loading a plan imports every spec but no client library."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from shiftover._registry import load_class
 from shiftover.providers.base import Provider
 
-# gate type -> "module:Class"; the class has ``from_spec(spec) -> Provider``
+# gate type -> "module:Class"; the class has ``Spec`` (its plan model) and
+# ``from_spec(spec) -> Provider``
 PROVIDERS: dict[str, str] = {
     "prometheus": "shiftover.providers.prometheus:PrometheusProvider",
     "prometheus_alerts": "shiftover.providers.prometheus:PrometheusAlertsProvider",
@@ -17,9 +24,15 @@ PROVIDERS: dict[str, str] = {
 }
 
 
+@functools.cache
+def gate_specs() -> dict[str, Any]:
+    """Every gate type's plan model, in registry order."""
+    return {name: load_class(PROVIDERS, "gate", name).Spec for name in PROVIDERS}
+
+
 def build_provider(spec: Any) -> Provider:
     provider: Provider = load_class(PROVIDERS, "gate", spec.type).from_spec(spec)
     return provider
 
 
-__all__ = ["PROVIDERS", "Provider", "build_provider"]
+__all__ = ["PROVIDERS", "Provider", "build_provider", "gate_specs"]

@@ -97,11 +97,13 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from shiftover.errors import NoData, ProviderError, RouterError
 from shiftover.haproxy_api import BackendStat, HAProxyRuntime
-from shiftover.plan import HAProxyStatsGate
+from shiftover.spec import Duration, FiniteFloat, GateSpecBase, MinSamples, Timeout
 from shiftover.types import Measurement
 
 RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
@@ -114,6 +116,30 @@ ERROR_COLUMNS = {
 }
 # ``status`` words (first word of the column) of a server that takes no new traffic
 OUT_OF_SERVICE = ("DOWN", "MAINT", "DRAIN", "NOLB")
+
+
+class HAProxyStatsGate(GateSpecBase):
+    """Per-server counters read straight from HAProxy (no Prometheus needed).
+
+    ``metric: error_ratio`` is failed / attempted requests of the server (its 5xx,
+    connection and response errors, retries and redispatches away from it) over
+    the last interval, or over the last ``window`` when set (more samples at low
+    traffic); 1.0 while it is DOWN/MAINT/DRAIN with a weight > 0 and the backend
+    serves traffic; no data at weight 0.
+    """
+
+    type: Literal["haproxy_stats"]
+    socket: str = Field(min_length=1)
+    backend: str = Field(min_length=1)
+    server: str = Field(min_length=1)
+    metric: Literal["error_ratio"] = "error_ratio"
+    max: FiniteFloat = Field(ge=0)
+    min_samples: MinSamples = 0
+    window: Duration | None = Field(
+        default=None,
+        description="judge the last `window` of traffic (e.g. 5s); default: the interval since the previous check",
+    )
+    timeout: Timeout = 2.0
 
 
 @dataclass(frozen=True)
@@ -174,6 +200,8 @@ class _Reading:
 class HAProxyStatsProvider:
     """Failed / attempted requests of one HAProxy server over the interval since
     the last call (see the module docstring for what counts)."""
+
+    Spec: ClassVar[type[HAProxyStatsGate]] = HAProxyStatsGate
 
     def __init__(
         self,

@@ -28,16 +28,31 @@ import functools
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
+from pydantic import Field
 
 from shiftover.errors import ProviderError
-from shiftover.plan import HttpGate
+from shiftover.spec import GateSpecBase, Timeout, Url
 from shiftover.types import Measurement
 
 BODY_LIMIT = 64 * 1024
+
+
+class HttpGate(GateSpecBase):
+    """An HTTP probe: status, optional body substring. A connection error is FAIL."""
+
+    JUDGE: ClassVar[str] = "probe"
+
+    type: Literal["http"]
+    url: Url
+    expect_status: int = Field(default=200, ge=100, le=599)
+    body_contains: str | None = None
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeout = 2.0
 
 
 @functools.cache
@@ -58,6 +73,7 @@ def client(timeout: float, transport: httpx.BaseTransport | None) -> httpx.Clien
 class HttpProvider:
     """One HTTP request per ``measure`` (see the module docstring)."""
 
+    Spec: ClassVar[type[HttpGate]] = HttpGate
     url: str
     method: str = "GET"
     headers: dict[str, str] = field(default_factory=dict, repr=False)

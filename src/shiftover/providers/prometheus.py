@@ -64,16 +64,60 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
+from pydantic import Field, model_validator
 
 from shiftover.errors import NoData, ProviderError
-from shiftover.plan import PrometheusAlertsGate, PrometheusGate
 from shiftover.providers.http import client, redact_url, scrub_userinfo
+from shiftover.spec import FiniteFloat, GateSpecBase, MinSamples, Timeout, Url, rule
 from shiftover.types import Measurement
 
 _MAX_TEXT = 500
+
+
+class PrometheusGate(GateSpecBase):
+    """An instant PromQL query that returns a scalar or a single-series vector."""
+
+    type: Literal["prometheus"]
+    url: Url
+    query: str = Field(min_length=1)
+    max: FiniteFloat | None = None
+    min: FiniteFloat | None = None
+    samples_query: str | None = Field(
+        default=None, description="optional PromQL giving the sample size (e.g. request count)"
+    )
+    min_samples: MinSamples = 0
+    timeout: Timeout = 5.0
+
+    @model_validator(mode="after")
+    def _needs_threshold(self) -> PrometheusGate:
+        if self.max is None and self.min is None:
+            raise ValueError("a prometheus gate needs a threshold: set max, min, or both")
+        if self.min_samples and not self.samples_query:
+            raise rule(
+                f"min_samples {self.min_samples} needs a samples_query to count the samples: "
+                "without one this gate could never pass",
+                ("min_samples",),
+            )
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise rule(
+                f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
+                ("min",),
+            )
+        return self
+
+
+class PrometheusAlertsGate(GateSpecBase):
+    """FAIL while any alert matching all ``labels`` is firing."""
+
+    JUDGE: ClassVar[str] = "alerts"
+
+    type: Literal["prometheus_alerts"]
+    url: Url
+    labels: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeout = 5.0
 
 
 def _short(text: str) -> str:
@@ -262,6 +306,7 @@ def _labels_text(labels: Mapping[str, Any]) -> str:
 class PrometheusProvider:
     """An instant PromQL query that yields one number (see the module docstring)."""
 
+    Spec: ClassVar[type[PrometheusGate]] = PrometheusGate
     url: str
     query: str
     samples_query: str | None = None
@@ -344,6 +389,7 @@ def _matches(labels: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
 class PrometheusAlertsProvider:
     """How many alerts matching ``labels`` are firing, from Prometheus or Alertmanager."""
 
+    Spec: ClassVar[type[PrometheusAlertsGate]] = PrometheusAlertsGate
     url: str
     labels: dict[str, str]
     timeout: float = 5.0

@@ -37,10 +37,38 @@ weight 0 or in DRAIN. There a rollback also puts the new server in MAINT, and
 
 from __future__ import annotations
 
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
 from shiftover.errors import RouterError
 from shiftover.haproxy_api import HAProxyRuntime, ServerState
-from shiftover.plan import HAProxyRouterSpec
+from shiftover.spec import RouterSpecBase, Timeout, rule
 from shiftover.types import Weights, write_path
+
+
+class HAProxyRouterSpec(RouterSpecBase):
+    """HAProxy runtime API: two servers in one backend, absolute weights 0-256."""
+
+    SCALE: ClassVar[int] = 256  # integer weights 0..SCALE: which splits are exact
+    LABEL: ClassVar[str] = "HAProxy's absolute weights 0-256"
+
+    type: Literal["haproxy"]
+    socket: str = Field(min_length=1, description="Runtime API: a unix socket path, or host:port / tcp://host:port")
+    backend: str = Field(min_length=1)
+    old: str = Field(min_length=1, description="HAProxy server name of the old environment")
+    new: str = Field(min_length=1, description="HAProxy server name of the new environment")
+    timeout: Timeout = 2.0
+
+    @model_validator(mode="after")
+    def _two_servers(self) -> HAProxyRouterSpec:
+        if self.old == self.new:
+            raise rule(
+                f"old and new are the same server {self.new!r}: they must name the two environments' servers",
+                ("new",),
+            )
+        return self
+
 
 SCALE = HAProxyRouterSpec.SCALE  # HAProxy's absolute weight range is 0..256
 
@@ -48,6 +76,7 @@ SCALE = HAProxyRouterSpec.SCALE  # HAProxy's absolute weight range is 0..256
 class HAProxyRouter:
     """Split traffic between servers ``old`` and ``new`` of one HAProxy backend."""
 
+    Spec: ClassVar[type[HAProxyRouterSpec]] = HAProxyRouterSpec
     scale = SCALE
 
     def __init__(
