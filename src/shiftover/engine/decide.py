@@ -39,6 +39,11 @@ The rules, in the order they are applied:
      Accept it, and **pause**: the run does not climb back until ``resume``;
    - *lower*: accept it; the step becomes the largest one at or below it, and
      its bake starts over.
+   Routers in lockstep are read as their highest member (so "higher" holds for
+   every member) and their lowest: a member below the confirmed split is a
+   *lower* (or *0%*) reading, judged before "higher" (the safe side first); the
+   next tick then finds the others above the accepted split and brings the whole
+   group to it.
    A new campaign starts from the split the last one left confirmed (0% after a
    rollback, 100% after a promotion): a higher split is not accepted then
    either, and a drop to 0% between campaigns is simply where the new one
@@ -97,6 +102,9 @@ class Observation:
     weights: Weights | None
     router_error: str | None = None
     results: tuple[GateResult, ...] | None = None
+    # routers in lockstep: ``weights`` is the highest member's split, ``lowest`` the
+    # lowest one's (None: a single router, the same as ``weights``)
+    lowest: Weights | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,9 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
                                              "reason": "the router answers again"}))
             return Decision(Action.WAIT, f"the router answers again at {obs.weights}: "
                             "the bake starts over", events=tuple(events), status="baking")
+    lowest = obs.lowest if obs.lowest is not None else obs.weights
+    if confirmed is not None and lowest < confirmed:  # the safe side first
+        return _reconcile(plan, state, lowest, events)
     if confirmed is None or obs.weights != confirmed:
         return _reconcile(plan, state, obs.weights, events)
 

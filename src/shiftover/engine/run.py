@@ -181,6 +181,10 @@ class Runner:
         self.plan_hash = plan_hash(plan, redact)
         self.environment = environment
         self.lease_key = router.lease_key()
+        # routers in lockstep hold one lease per member (routers/group.py); appends are
+        # fenced by the first, and every one is renewed before each write
+        keys = getattr(router, "lease_keys", None)
+        self.lease_keys: list[str] = list(keys()) if keys is not None else [self.lease_key]
         self.holder = f"run {self.run_id} pid {os.getpid()} on {socket.gethostname()}"
         self.state = RunState()
         self.recent: list[Event] = []
@@ -234,19 +238,30 @@ class Runner:
     def _renew(self, *, force: bool = False) -> None:
         now = self.clock.now()
         if force or now - self._renewed_at >= self.lease_ttl / 3 or now < self._renewed_at:
-            self.store.renew_lease(key=self.lease_key, holder=self.holder, ttl=self.lease_ttl)
+            for key in self.lease_keys:
+                self.store.renew_lease(key=key, holder=self.holder, ttl=self.lease_ttl)
             self._renewed_at = now
 
     # -- observe ------------------------------------------------------------
     def read_router(self) -> tuple[Weights | None, str | None]:
+        w, _low, error = self.read_router_range()
+        return w, error
+
+    def read_router_range(self) -> tuple[Weights | None, Weights | None, str | None]:
+        """(highest, lowest, error): routers in lockstep have both (see routers/group.py);
+        a single router's split is both."""
+        read_range = getattr(self.router, "read_range", None)
         try:
-            w = self.router.read()
+            if read_range is not None:
+                low, w = read_range()
+            else:
+                w = low = self.router.read()
         except ShiftoverError as exc:
-            return None, self.redact(exc.message)
+            return None, None, self.redact(exc.message)
         except Exception as exc:  # a plugin's bug must not kill the loop
-            return None, self.redact(f"{type(exc).__name__}: {exc}")
+            return None, None, self.redact(f"{type(exc).__name__}: {exc}")
         self._router_weights = w
-        return w, None
+        return w, low, None
 
     def evaluate_gates(self) -> tuple[GateResult, ...] | None:
         """Every gate at once, each on its own thread with its own timeout (+ grace).
@@ -286,24 +301,32 @@ class Runner:
     # -- act ----------------------------------------------------------------
     def set_weight(self, target: Weights, *, reason: str, step_index: int | None) -> bool:
         """Apply ``target`` (journalled before and after); True once the router shows it."""
-        self.journal(ev.WEIGHT_INTENDED, weight_data(target, reason=reason, step_index=step_index))
+        members = getattr(self.router, "members", None)
+        intent = {} if members is None else {"members": [m.describe() for m in members]}
+        self.journal(ev.WEIGHT_INTENDED, weight_data(target, reason=reason, step_index=step_index,
+                                                     **intent))
         try:
             self.router.apply(target)
             ok = self.router.verify(target)
         except Exception as exc:
             message = exc.message if isinstance(exc, ShiftoverError) else f"{type(exc).__name__}: {exc}"
-            self.journal(ev.WEIGHT_FAILED, weight_data(target, error=message))
+            self.journal(ev.WEIGHT_FAILED, weight_data(target, error=message, **self._members()))
             return False
         if ok is False:
             seen, _ = self.read_router()
             self.journal(ev.WEIGHT_FAILED, weight_data(
                 target, error="the router does not show the split after apply"
-                + (f" (it shows {seen})" if seen is not None else "")))
+                + (f" (it shows {seen})" if seen is not None else ""), **self._members()))
             return False
         self._router_weights = target
         self.journal(ev.WEIGHT_CONFIRMED, weight_data(target, step_index=step_index,
-                                                      verified=ok is True))
+                                                      verified=ok is True, **self._members()))
         return True
+
+    def _members(self) -> dict[str, Any]:
+        """Each lockstep member's outcome of the last write (routers/group.py), for the journal."""
+        report = getattr(self.router, "last_report", None)
+        return {} if report is None else {"members": list(report)}
 
     def stop(self) -> None:
         self._stop = True
@@ -324,19 +347,23 @@ class Runner:
     def run(self, *, max_duration: float | None = None) -> RunOutcome:
         if max_duration is not None:
             self._deadline = self.clock.now() + max_duration
-        self.store.acquire_lease(key=self.lease_key, holder=self.holder, ttl=self.lease_ttl,
-                                 meta={"service": self.plan.service, "run_id": self.run_id,
-                                       "pid": os.getpid(), "host": socket.gethostname()})
-        self._renewed_at = self.clock.now()
+        taken: list[str] = []
         try:
+            for key in self.lease_keys:
+                self.store.acquire_lease(key=key, holder=self.holder, ttl=self.lease_ttl,
+                                         meta={"service": self.plan.service, "run_id": self.run_id,
+                                               "pid": os.getpid(), "host": socket.gethostname()})
+                taken.append(key)
+            self._renewed_at = self.clock.now()
             return self._run()
         finally:
             for pool in self._pools:
                 pool.shutdown(wait=False, cancel_futures=True)
-            try:
-                self.store.release_lease(key=self.lease_key, holder=self.holder)
-            except ShiftoverError:
-                pass
+            for key in taken:
+                try:
+                    self.store.release_lease(key=key, holder=self.holder)
+                except ShiftoverError:
+                    pass
 
     def _run(self) -> RunOutcome:
         self._refresh(notify=False)  # the past: folded, not re-announced
@@ -370,7 +397,7 @@ class Runner:
         st = self.state
         if st.ended:
             return self._ended(st)
-        weights, err = self.read_router()
+        weights, low, err = self.read_router_range()
         rolling = st.rolling_back or st.rollback_requested
         now = self.clock.now()
         results = None
@@ -386,8 +413,8 @@ class Runner:
                 return self._ended(st)
             if st.rolling_back or st.rollback_requested:
                 results = None
-            weights, err = self.read_router()
-        obs = Observation(weights, err, results)
+            weights, low, err = self.read_router_range()
+        obs = Observation(weights, err, results, lowest=low)
         basis = st.last_event_id  # what the decision knows; anything later is re-checked
         decision = decide(self.plan, st, obs, self.clock.now())
         if decision.action is Action.ROLLBACK:
@@ -562,8 +589,9 @@ class Runner:
                 if results is None:  # stopped while the gates ran
                     continue
                 checks += 1
-                weights, err = self.read_router()
-                decision = decide(self.plan, st, Observation(weights, err, results), now)
+                weights, low, err = self.read_router_range()
+                decision = decide(self.plan, st, Observation(weights, err, results, lowest=low),
+                                  now)
                 if decision.action is Action.ROLLBACK:
                     return self._roll_back(f"{decision.reason} (while the journal was failing: "
                                            f"{error})")

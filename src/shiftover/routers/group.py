@@ -17,9 +17,10 @@ Every step applies to all of them; the group behaves as one router:
   ``last_report`` for the journal.
 - ``verify(w)`` is True only when every member shows ``w``; False when any shows
   something else; None when none disagrees but one cannot tell.
-- ``lease_keys()`` are the members' own keys: the run holds one lease per
-  member, so a plan driving the ALB alone and a lockstep plan driving the same
-  ALB can never run at once. ``lease_key()`` is their sorted join (for views).
+- ``lease_keys()`` are the members' own keys, sorted: the run holds one lease
+  per member (taken in that order), so a plan driving the ALB alone and a
+  lockstep plan driving the same ALB can never run at once. ``lease_key()`` is
+  the first of them: the key views and ``rollback`` look a run up by.
 
 A member that the plan lists twice (the same lease key) is refused.
 """
@@ -59,7 +60,7 @@ class LockstepRouter:
         return "lockstep: " + " + ".join(m.describe() for m in self.members)
 
     def lease_key(self) -> str:
-        return " + ".join(sorted(self._keys))
+        return sorted(self._keys)[0]
 
     def lease_keys(self) -> list[str]:
         return sorted(self._keys)
