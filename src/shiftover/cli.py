@@ -59,7 +59,7 @@ from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState
 from shiftover.engine.rollback import roll_back
 from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
-from shiftover.errors import BadInput, LeaseHeld, ShiftoverError, StoreError
+from shiftover.errors import BadInput, LeaseHeld, RouterConfigError, ShiftoverError, StoreError
 from shiftover.plan import (
     LoadedPlan,
     Plan,
@@ -479,7 +479,9 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 "valid": pf.ok, "service": p.service, "router": pf.router,
                 "weights": None if pf.weights is None else float(pf.weights.new_percent),
                 "weights_exact": None if pf.weights is None else pf.weights.exact,
-                "router_error": pf.router_error, "steps": views.steps_json(p),
+                "router_error": pf.router_error, "router_details": list(pf.facts.details),
+                "warnings": list(pf.facts.warnings),
+                "rollback_tail_seconds": pf.facts.tail_seconds, "steps": views.steps_json(p),
                 "gates": [r.to_dict() for r in pf.results]})
         else:
             out.print(f"[green]✓[/] {_e(str(plan))}: valid plan for [bold]{p.service}[/]", highlight=False)
@@ -489,6 +491,15 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 out.print(f"[red]✗[/] router {_e(pf.router)}: {_e(pf.router_error)}", highlight=False)
             else:
                 out.print(f"[green]✓[/] router {_e(pf.router)}: {pf.weights} on new", highlight=False)
+                for line in pf.facts.details:
+                    out.print(f"    {line}", highlight=False, markup=False)
+                if pf.facts.tail_seconds:
+                    out.print(f"  rollback: the router confirms 0% at once (Route53: when the change "
+                              f"is INSYNC); resolvers may then keep sending clients to the new "
+                              f"environment for up to {pf.facts.tail_seconds:g}s (the records' TTL)",
+                              highlight=False, markup=False)
+                for line in pf.facts.warnings:
+                    out.print(f"[yellow]![/] {_e(line)}", highlight=False)
             out.print(views.gates_table(pf.results, loaded.redact))
             for r in errored:
                 out.print(f"[red]✗[/] gate [bold]{_e(loaded.redact(r.gate))}[/] cannot be evaluated: "
@@ -501,6 +512,20 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 _print_hints([cmd("plan"), cmd("run")])
     if not pf.ok:  # router unreadable, a gate FAILs or errors: the run would not start
         raise typer.Exit(2)
+
+
+def _refuse_a_misconfigured_router(router: Any) -> None:
+    """Before the lease is taken: a router whose target is not what the plan says (no
+    such record, listener or target group) is bad input, exit 2, nothing changed. Any
+    other read error is the run's to handle (it holds, and counts it)."""
+    try:
+        router.read()
+    except RouterConfigError as exc:
+        raise RouterConfigError(f"{exc.message} (nothing was changed)",
+                                hint=exc.hint or "fix the plan's router, then run "
+                                "`shiftover validate` again") from None
+    except ShiftoverError:
+        pass
 
 
 @command("plan")
@@ -649,6 +674,8 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         live: Live | None = None
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
                               on_tick=on_tick, lease_ttl=ttl)
+
+        _refuse_a_misconfigured_router(runner.router)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()

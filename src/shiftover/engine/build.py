@@ -9,6 +9,7 @@ from typing import Any
 
 from shiftover.analysis.judge import judge
 from shiftover.clock import Clock
+from shiftover.engine.rollback import tail_seconds
 from shiftover.engine.run import Gate, Runner
 from shiftover.errors import ProviderError, ShiftoverError
 from shiftover.plan import Plan
@@ -60,11 +61,47 @@ def build_runner(
 
 
 @dataclass(frozen=True)
+class RouterFacts:
+    """What a router can tell about its target beyond the split, for ``validate``:
+    one line per record / target group (``details``), what the operator should know
+    (``warnings``, e.g. a DNS TTL longer than a minute) and how long clients may keep
+    reaching the new environment after the router confirms 0% (``tail_seconds``:
+    resolvers caching the old answer for the records' TTL; 0 for HAProxy).
+
+    Routers offer these through optional methods ``details()``, ``warnings()`` and
+    ``tail_seconds()``; a router without them has nothing to add."""
+
+    details: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    tail_seconds: float = 0.0
+
+
+def router_facts(router: Router, *, redact: Callable[[str], str] = lambda s: s) -> RouterFacts:
+    """The facts of a router, or of each member of a lockstep group (never raises:
+    a router that cannot be read has its error in the preflight already)."""
+    members = getattr(router, "members", None) or [router]
+    details: list[str] = []
+    warnings: list[str] = []
+    for m in members:
+        prefix = f"{m.describe()}: " if len(members) > 1 else ""
+        for name, out in (("details", details), ("warnings", warnings)):
+            fn = getattr(m, name, None)
+            if fn is None:
+                continue
+            try:
+                out.extend(redact(prefix + str(line)) for line in fn())
+            except ShiftoverError:
+                pass
+    return RouterFacts(tuple(details), tuple(warnings), tail_seconds(router))
+
+
+@dataclass(frozen=True)
 class Preflight:
     router: str
     weights: Weights | None
     router_error: str | None
     results: tuple[GateResult, ...]
+    facts: RouterFacts = RouterFacts()
 
     @property
     def ok(self) -> bool:
@@ -91,4 +128,5 @@ def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda
         r = judge(spec, outcome, now=now)
         results.append(replace(r, reason=redact(r.reason),
                                threshold=None if r.threshold is None else redact(r.threshold)))
-    return Preflight(redact(router.describe()), weights, err, tuple(results))
+    facts = router_facts(router, redact=redact) if err is None else RouterFacts()
+    return Preflight(redact(router.describe()), weights, err, tuple(results), facts)

@@ -199,7 +199,8 @@ def roll_back(
     how = "live run" if handed_over else "router"
     journalled = False
     if store is not None and not handed_over:
-        journalled = _record(store, service, clock, actor, reason, seconds, holder)
+        journalled = _record(store, service, clock, actor, reason,
+                             rolled_back_data(router, seconds), holder)
     elif handed_over:
         journalled = True
     text = ("the live run rolled back; 0% confirmed by the router" if handed_over else
@@ -208,8 +209,36 @@ def roll_back(
     return RollbackResult(True, how, seconds, text, journalled, holder)
 
 
+def tail_seconds(router: Any) -> float:
+    """How long clients may still reach the new environment after the router confirms
+    0%: DNS resolvers keep the old answer for the records' TTL (Route53); 0 for routers
+    that switch at once. Routers offer it through an optional ``tail_seconds()``; a
+    lockstep group's is its longest member's. Never raises (asked after the fact)."""
+    tail = 0.0
+    for m in getattr(router, "members", None) or [router]:
+        fn = getattr(m, "tail_seconds", None)
+        if fn is None:
+            continue
+        try:
+            tail = max(tail, float(fn()))
+        except Exception:
+            pass
+    return tail
+
+
+def rolled_back_data(router: Any, seconds: float, **extra: Any) -> dict[str, Any]:
+    """The ``rolled_back`` event: ``seconds`` until the router confirmed 0%, and where
+    DNS has a tail, ``tail_seconds`` and ``drained_seconds`` (confirmed + TTL: when the
+    last resolver's cached answer has expired)."""
+    data: dict[str, Any] = {"seconds": seconds, "confirmed_by": "router", **extra}
+    tail = tail_seconds(router)
+    if tail:
+        data.update(tail_seconds=tail, drained_seconds=round(seconds + tail, 3))
+    return data
+
+
 def _record(store: Store, service: str, clock: Clock, actor: str, reason: str,
-            seconds: float, holder: str | None) -> bool:
+            done: dict[str, Any], holder: str | None) -> bool:
     why = f"operator requested rollback{': ' + reason if reason else ''}"
     who = {"pid": os.getpid(), "host": socket.gethostname()}  # whose writes these were
     try:
@@ -217,8 +246,7 @@ def _record(store: Store, service: str, clock: Clock, actor: str, reason: str,
             (ev.ROLLBACK_STARTED, {"reason": why, "gates": [], "direct": True,
                                    "unanswered_run": holder, **who}),
             (ev.WEIGHT_CONFIRMED, weight_data(ZERO, step_index=-1, verified=True, **who)),
-            (ev.ROLLED_BACK, {"seconds": seconds, "reason": why, "confirmed_by": "router",
-                              **who}),
+            (ev.ROLLED_BACK, {**done, "reason": why, **who}),
         ):
             store.append(service=service, run_id="operator", kind=kind, at=clock.now(),
                          data=data, actor=actor)

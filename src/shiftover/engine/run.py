@@ -56,7 +56,7 @@ from shiftover.clock import Clock
 from shiftover.engine import events as ev
 from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
 from shiftover.engine.events import RunState, fold, fold_pairs, weight_data
-from shiftover.engine.rollback import RETRY_MAX, RETRY_MIN, drive_to_zero
+from shiftover.engine.rollback import RETRY_MAX, RETRY_MIN, drive_to_zero, rolled_back_data
 from shiftover.errors import BadInput, LeaseLost, ProviderError, ShiftoverError, StoreError
 from shiftover.plan import Plan, plan_hash, redact_values
 from shiftover.providers.base import Provider
@@ -522,8 +522,8 @@ class Runner:
                 ZERO, reason="rollback", step_index=-1, journalled_after_the_write=True))
         confirmed = self._try_journal(ev.WEIGHT_CONFIRMED, weight_data(ZERO, step_index=-1,
                                                                        verified=True))
-        done = confirmed and self._try_journal(ev.ROLLED_BACK, {
-            "seconds": seconds, "reason": reason, "confirmed_by": "router"})
+        done = confirmed and self._try_journal(ev.ROLLED_BACK, rolled_back_data(
+            self.router, seconds, reason=reason))
         self._refresh_quietly()
         why = f"rolled back: {reason}"
         if not done:
