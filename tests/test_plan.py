@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import typing
 from pathlib import Path
 
@@ -369,3 +370,74 @@ def test_a_secret_is_masked_in_its_escaped_forms_too() -> None:
     for text in (quoted, _json.dumps(quoted)):
         out = redact(text, frozenset({secret}))
         assert "s3cr3t" not in out, out
+
+
+# --- several routers in lockstep -------------------------------------------------------
+
+LOCKSTEP = _edit("""router:
+  type: haproxy
+  socket: /tmp/admin.sock
+  backend: web
+  old: ec2
+  new: eks
+""", """routers:
+  - type: haproxy
+    socket: /tmp/admin.sock
+    backend: web
+    old: ec2
+    new: eks
+  - type: haproxy
+    socket: /tmp/other.sock
+    backend: web
+    old: ec2
+    new: eks
+""")
+
+
+def _error(text: str) -> PlanError:
+    with pytest.raises(PlanError) as info:
+        _parse(text)
+    return info.value
+
+
+def test_a_lockstep_plan_loads_with_every_member() -> None:
+    plan = _parse(LOCKSTEP).plan
+    assert plan.router is None and [m.socket for m in plan.members] == ["/tmp/admin.sock", "/tmp/other.sock"]
+
+
+def test_an_unknown_member_type_points_at_its_line() -> None:
+    e = _error(_edit("  - type: haproxy\n    socket: /tmp/other.sock", "  - type: haproxi\n    socket: /tmp/other.sock", LOCKSTEP))
+    assert (e.line, e.column) == (9, 11) and e.field == "routers[1].type"
+    assert "known types" in e.reason and e.hint == "did you mean 'haproxy'?"
+
+
+def test_router_and_routers_together_or_neither_are_refused() -> None:
+    both = _error(LOCKSTEP.replace("routers:", "router: {type: haproxy, socket: /s, backend: w, old: a, new: b}\nrouters:"))
+    assert "not both" in both.reason
+    text = SMALL.split("router:")[0] + "steps:" + SMALL.split("steps:")[1]
+    neither = _error(text)
+    assert "no router" in neither.reason and neither.field == "router"
+
+
+def test_a_lockstep_list_of_one_says_to_write_router() -> None:
+    one = LOCKSTEP.split("  - type: haproxy\n    socket: /tmp/other.sock")[0] + "steps:" + LOCKSTEP.split("steps:")[1]
+    e = _error(one)
+    assert e.field == "routers" and "this list has 1" in e.reason and "router:" in (e.hint or "")
+
+
+def test_steps_are_mapped_onto_every_members_scale() -> None:
+    # 33% is not exact on 0-256 nor on 0-255: the step is the largest split both set exactly
+    plan = _parse(_edit("steps: [10, 50, 100]", "steps: [33, 50, 100]", LOCKSTEP)).plan
+    from shiftover.plan import step_weights
+
+    both = step_weights([33], (256, 255))[0]
+    assert both.expressible(256) and both.expressible(255) and both <= Weights(33)
+    assert plan.step_weights[0] == step_weights([33], (256,))[0]  # two HAProxy members: one scale
+    for w in (step_weights([s], (256, 255, 999))[0] for s in (0.5, 1, 2.5, 33, 66.6)):
+        assert all(w.expressible(m) for m in (256, 255, 999))
+
+
+def test_schema_lists_every_router_and_gate_type() -> None:
+    schema = json.dumps(plan_json_schema())
+    for name in (*ROUTERS, *GATE_MODELS):
+        assert f'"const": "{name}"' in schema or f'"{name}"' in schema, name

@@ -937,6 +937,9 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
             f"expected a list, got {_describe(value)}",
             f"write {name}: {example}" if name == "steps" and example else "write [a, b] or one '- item' per line",
         )
+    if kind == "too_short" and path == ("routers",):
+        return at(path, f"routers moves several routers in lockstep; this list has {len(value or [])}",
+                  "for one router write router: {type: ..., ...} instead of routers:")
     if kind in ("too_short", "string_too_short"):
         example = _EXAMPLES.get(str(name))
         return at(path, f"{_field_path(path)} must not be empty", f"for example {name}: {example}" if example else None)
