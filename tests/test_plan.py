@@ -407,7 +407,7 @@ def test_a_lockstep_plan_loads_with_every_member() -> None:
 
 def test_an_unknown_member_type_points_at_its_line() -> None:
     e = _error(_edit("  - type: haproxy\n    socket: /tmp/other.sock", "  - type: haproxi\n    socket: /tmp/other.sock", LOCKSTEP))
-    assert (e.line, e.column) == (9, 11) and e.field == "routers[1].type"
+    assert (e.line, e.column) == (8, 11) and e.field == "routers[1].type"
     assert "known types" in e.reason and e.hint == "did you mean 'haproxy'?"
 
 
