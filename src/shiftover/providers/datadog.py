@@ -1,0 +1,802 @@
+"""Datadog as a source of evidence: metric queries and monitor states.
+
+The migration this tool was built for watched Datadog: APM error ratios per
+service and the team's monitors. Two gate types read it through the official
+``datadog-api-client`` (imported inside functions: loading a plan imports every
+backend module, and most plans never talk to Datadog).
+
+``datadog`` (a threshold gate) runs one metrics query (``GET /api/v1/query``)
+over the ``window`` ending at the engine's ``now`` and reduces the points of
+the one series it returns to one number:
+
+==============================  =================================================
+Datadog answers                  provider returns
+==============================  =================================================
+one series                       ``Measurement(value=reduce(points))``
+no series, or only null points   ``NoData`` (no traffic yet, a tag that matches
+                                 nothing, a metric not yet arrived)
+several series                   ``ProviderError``: the query must aggregate
+                                 (``sum:...{...}`` without ``by {...}``)
+400 / ``status: error``          ``ProviderError`` quoting Datadog's message
+==============================  =================================================
+
+``reduce`` is ``avg`` by default, the same "on average over the last 5
+minutes" a Datadog monitor evaluates by default: it uses every point of the
+window, so one noisy interval does not decide a step. ``last`` reads only the
+newest point, which Datadog often shows partial (metrics arrive with a delay
+of a minute or so); ``max`` catches a spike; ``sum`` adds counts
+(``.as_count()``); ``min`` is for floors (throughput must not drop). The
+reduction is over *time*, within one series: several series mean the query
+did not say how to combine them, and guessing (max? sum?) could pass a
+broken environment, so that is an error whose hint shows the aggregation.
+``samples_query`` (e.g. ``sum:trace.rack.request.hits{...}.as_count()``) is
+summed over the same window to give ``min_samples`` its count; a samples query
+without series counts 0.
+
+``datadog_monitors`` (an alerts gate) reads the monitors selected by ``tags``
+(the monitors' own tags, Datadog's ``monitor_tags`` filter: every tag must be
+on the monitor), ``names`` (exact names) and ``ids``. Names and ids are looked
+up within the tags when both are given; every name and id must be found, and
+tags alone must match at least one monitor: a gate that watches nothing is a
+configuration error, never a pass. Each monitor's ``overall_state``:
+
+- ``Alert``: firing (the gate FAILs).
+- ``Warn``: firing when ``warn_fails`` (the default: a warning during a
+  cutover is a reason to stop), else passing, listed in ``details["warn"]``.
+- ``No Data``: no data (the gate holds, INCONCLUSIVE).
+- ``Skipped``, ``Ignored``, ``Unknown``: also no data. Datadog did not
+  evaluate the monitor, or cannot say; that is not "normal", and not a
+  failure of the new environment either.
+- ``OK``: passing.
+- any other state: ``ProviderError`` (shiftover does not guess what it means).
+
+A downtime silences a monitor's notifications, not its state: a muted monitor
+in Alert still fails the gate. The gate watches the service, not the pager.
+
+Credentials and endpoint come from the environment only, never from the plan:
+``DD_API_KEY``, ``DD_APP_KEY`` (or ``DD_APPLICATION_KEY``), and ``DD_SITE``
+(``datadoghq.com`` by default; ``datadoghq.eu``, ``us5.datadoghq.com``, ...).
+``DD_HOST`` (or ``DATADOG_HOST``, the names Datadog's Terraform provider and
+Pulumi use for the same thing) overrides the whole API base URL, e.g.
+``https://api.datadoghq.eu`` or a local double ``http://127.0.0.1:8126``; it is
+how the tests reach :class:`shiftover.demo.datadog.DatadogDouble`. The keys are
+read at each measurement and held nowhere else: not in the provider (its repr),
+the plan, the journal or any message. Error texts are built from status codes
+and Datadog's ``errors`` list, never from the client's exception string (it
+prints response headers and bodies), and every text is scrubbed of both keys.
+
+Time: the gate's ``timeout`` bounds the whole measurement (both queries, a
+403 diagnosis, a rate-limit wait): each request gets what is left of it, and
+the client's own retries are off (urllib3 would otherwise retry a timed-out
+read three times). 403 asks ``GET /api/v1/validate`` (API key only) to say
+which key is wrong: the API key, or the application key (wrong, revoked, or
+missing the ``timeseries_query`` / ``monitors_read`` permission).
+
+Rate limits: Datadog answers 429 with ``X-RateLimit-Limit``, ``-Period``,
+``-Remaining``, ``-Reset`` (seconds until the limit resets) and ``-Name``,
+sometimes ``Retry-After``. The provider waits the longer of the two and retries
+once, only if that wait and a request still fit in the gate's timeout;
+otherwise it raises a ``ProviderError`` saying when the limit resets. It never
+sleeps past the timeout, so a rate limit holds the step (INCONCLUSIVE, an
+error) instead of stalling the run loop, and a rollback never waits on it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from shiftover.errors import NoData, ProviderError
+from shiftover.providers.http import redact_url
+from shiftover.spec import Duration, FiniteFloat, GateSpecBase, MinSamples, Timeout, rule
+from shiftover.types import Measurement
+
+Reduce = Literal["avg", "last", "sum", "max", "min"]
+DEFAULT_SITE = "datadoghq.com"
+_MAX_TEXT = 300
+# a retry after a rate-limit wait needs at least this much of the timeout left
+_RETRY_HEADROOM = 0.5
+# below this, a request is not worth starting: the gate has timed out
+_MIN_REQUEST = 0.05
+_STATES = ("OK", "Alert", "Warn", "No Data", "Skipped", "Ignored", "Unknown")
+_KEYS_HINT = (
+    "export DD_API_KEY=<API key> DD_APP_KEY=<application key> (and DD_SITE, e.g. datadoghq.eu, "
+    "if the org is not on datadoghq.com); shiftover reads Datadog keys from the environment only"
+)
+
+
+# --- plan models -----------------------------------------------------------------------
+
+
+def _tag_list(value: Any) -> Any:
+    """``"service:accounting env:production"`` (or comma-separated) -> a list of tags."""
+    if isinstance(value, str):
+        return [t for t in value.replace(",", " ").split() if t]
+    return value
+
+
+def _check_tag(tag: str) -> str:
+    if not tag or any(c.isspace() for c in tag) or "," in tag:
+        raise rule(f"{tag!r} is not a Datadog tag: write key:value without spaces or commas, "
+                   "e.g. service:accounting")
+    return tag
+
+
+Tag = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v),
+                AfterValidator(_check_tag)]
+
+
+class DatadogGate(GateSpecBase):
+    """A Datadog metrics query over a window, reduced to one number held to min/max."""
+
+    type: Literal["datadog"]
+    query: str = Field(min_length=1, description="a Datadog metrics query returning one series, "
+                       "e.g. sum:trace.rack.request.errors{service:web}.as_count() / "
+                       "sum:trace.rack.request.hits{service:web}.as_count()")
+    window: Annotated[Duration, Field(ge=1)] = Field(
+        default=300.0, description="how far back from now the query looks (default 5m)")
+    reduce: Reduce = Field(default="avg", description="how the window's points become one "
+                           "value: avg (default), last, sum, max or min")
+    max: FiniteFloat | None = None
+    min: FiniteFloat | None = None
+    samples_query: str | None = Field(
+        default=None, min_length=1,
+        description="optional query whose points, summed over the window, are the sample size")
+    min_samples: MinSamples = 0
+    timeout: Timeout = 10.0
+
+    @model_validator(mode="after")
+    def _needs_threshold(self) -> DatadogGate:
+        if self.max is None and self.min is None:
+            raise ValueError("a datadog gate needs a threshold: set max, min, or both")
+        if self.min_samples and not self.samples_query:
+            raise rule(
+                f"min_samples {self.min_samples} needs a samples_query to count the samples "
+                "(e.g. sum:trace.rack.request.hits{service:web}.as_count()): without one this "
+                "gate could never pass",
+                ("min_samples",),
+            )
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise rule(f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
+                       ("min",))
+        return self
+
+
+class DatadogMonitorsGate(GateSpecBase):
+    """FAIL while a selected Datadog monitor is in Alert (or Warn, see ``warn_fails``)."""
+
+    JUDGE: ClassVar[str] = "alerts"
+
+    type: Literal["datadog_monitors"]
+    tags: Annotated[list[Tag], BeforeValidator(_tag_list)] = Field(
+        default_factory=list,
+        description="monitor tags that must all be on a monitor, e.g. [service:accounting, env:production]")
+    names: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="exact monitor names")
+    ids: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, description="monitor ids")
+    warn_fails: bool = Field(default=True, description="a monitor in Warn fails the gate (default)"
+                             " or passes (false)")
+    timeout: Timeout = 10.0
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> DatadogMonitorsGate:
+        if not (self.tags or self.names or self.ids):
+            raise ValueError("a datadog_monitors gate must select monitors: set tags, names or ids "
+                             "(e.g. tags: [service:accounting, env:production])")
+        return self
+
+
+# --- credentials and endpoint ----------------------------------------------------------
+
+
+def _keys() -> tuple[str, str]:
+    api_key = os.environ.get("DD_API_KEY", "").strip()
+    app_key = (os.environ.get("DD_APP_KEY") or os.environ.get("DD_APPLICATION_KEY") or "").strip()
+    missing = [name for name, key in (("DD_API_KEY", api_key), ("DD_APP_KEY", app_key)) if not key]
+    if missing:
+        raise ProviderError(f"Datadog needs {' and '.join(missing)} in the environment, and "
+                            f"{'it is' if len(missing) == 1 else 'they are'} not set",
+                            hint=_KEYS_HINT)
+    return api_key, app_key
+
+
+def api_base_url() -> tuple[str, str]:
+    """(the API's base URL, the setting it came from, e.g. ``DD_SITE=datadoghq.eu``), per
+    ``DD_HOST`` / ``DATADOG_HOST`` / ``DD_SITE``."""
+    for name in ("DD_HOST", "DATADOG_HOST"):
+        host = os.environ.get(name, "").strip()
+        if host:
+            parts = urlsplit(host)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ProviderError(
+                    f"{name}={redact_url(host)!r} is not the base URL of Datadog's API",
+                    hint=f"set {name} to a URL with scheme and host and no path, e.g. "
+                         "https://api.datadoghq.eu, or unset it and set DD_SITE instead")
+            return host.rstrip("/"), f"{name}={redact_url(host)}"
+    site = os.environ.get("DD_SITE", "").strip()
+    setting = f"DD_SITE={site}" if site else f"DD_SITE (unset: {DEFAULT_SITE})"
+    site = site or DEFAULT_SITE
+    if "://" in site or "/" in site or any(c.isspace() for c in site) or site.startswith(("app.", "api.")):
+        raise ProviderError(
+            f"DD_SITE={site!r} is not a Datadog site",
+            hint="DD_SITE is the site's domain as Datadog's docs list it: datadoghq.com, "
+                 "us3.datadoghq.com, us5.datadoghq.com, datadoghq.eu, ap1.datadoghq.com, "
+                 "ddog-gov.com (no scheme, no app./api. prefix)")
+    return f"https://api.{site}", setting
+
+
+# --- one measurement's session ----------------------------------------------------------
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
+
+
+def _sdk(module: str, name: str) -> Any:
+    """``datadog_api_client.<module>.<name>``, imported on first use (see the docstring)."""
+    return getattr(importlib.import_module(f"datadog_api_client.{module}"), name)
+
+
+def _plain(value: Any) -> Any:
+    """The client's models as plain JSON-like data."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def _seconds(raw: str | None) -> float | None:
+    """Seconds from a Retry-After (seconds or an HTTP date) or X-RateLimit-Reset value."""
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw.strip())
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+@dataclass(frozen=True)
+class _RateLimit:
+    wait: float | None  # seconds until it resets, when Datadog said
+    limit: str | None
+    period: str | None
+    name: str | None
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str] | None) -> _RateLimit:
+        waits = [w for w in (_seconds(_header(headers, "Retry-After")),
+                             _seconds(_header(headers, "X-RateLimit-Reset"))) if w is not None]
+        return cls(max(waits) if waits else None, _header(headers, "X-RateLimit-Limit"),
+                   _header(headers, "X-RateLimit-Period"), _header(headers, "X-RateLimit-Name"))
+
+    def text(self) -> str:
+        if not (self.limit and self.period):
+            return ""
+        return f", limit {self.limit} requests per {self.period} s" + (
+            f" for {self.name!r}" if self.name else "")
+
+
+class _Session:
+    """The API client for one measurement, its deadline, and the error wording."""
+
+    def __init__(self, timeout: float, sleep: Callable[[float], None], permission: str) -> None:
+        api_key, app_key = _keys()
+        self.base, self.source = api_base_url()
+        self.shown = redact_url(self.base)
+        self.secrets = tuple(k for k in (api_key, app_key) if k)
+        self.timeout = timeout
+        self.sleep = sleep
+        self.permission = permission
+        self.deadline = time.monotonic() + timeout
+        # retry_policy=False: no urllib3 retries behind our back (see the docstring)
+        self.config = _sdk("configuration", "Configuration")(
+            host=self.base, retry_policy=False,
+            api_key={"apiKeyAuth": api_key, "appKeyAuth": app_key})
+        self.client = _sdk("api_client", "ApiClient")(self.config)
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def call(self, what: str, fn: Callable[[Any], Any], *,
+             not_found: tuple[str, str] | None = None) -> Any:
+        """``fn(api_client)`` as plain data; every failure a ProviderError."""
+        from datadog_api_client.exceptions import ApiException, OpenApiException
+        from urllib3.exceptions import HTTPError as Urllib3Error
+        from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+        waited = 0.0
+        while True:
+            left = self.remaining()
+            if left < _MIN_REQUEST:
+                raise self._timed_out(what, waited)
+            self.config.request_timeout = left
+            try:
+                return _plain(fn(self.client))
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                if status == 429:
+                    limit = _RateLimit.of(exc.headers)
+                    wait = limit.wait if limit.wait is not None else 1.0
+                    if not waited and wait + _RETRY_HEADROOM <= self.remaining():
+                        self.sleep(wait)
+                        waited = wait
+                        continue
+                    raise self._rate_limited(what, limit, waited) from None
+                if status == 404 and not_found is not None:
+                    raise ProviderError(self.scrub(not_found[0]), hint=not_found[1]) from None
+                raise self._http_error(what, status, exc) from None
+            except Urllib3Timeout:
+                raise self._timed_out(what, waited) from None
+            except (Urllib3Error, OSError) as exc:
+                raise ProviderError(
+                    f"cannot reach Datadog at {self.shown} for {what}: {self._reason(exc)}",
+                    hint=f"check the network, and {self.source}",
+                ) from None
+            except (OpenApiException, TypeError, ValueError, KeyError, AttributeError,
+                    IndexError) as exc:
+                raise self.malformed(what, f"{type(exc).__name__}: {exc}") from None
+
+    def _reason(self, exc: BaseException) -> str:
+        from urllib3.exceptions import ProtocolError
+
+        if isinstance(exc, ProtocolError) and len(exc.args) > 1:
+            return f"the connection was closed without an answer ({type(exc.args[1]).__name__})"
+        return self.scrub(_short(str(exc) or type(exc).__name__))
+
+    def malformed(self, what: str, detail: str) -> ProviderError:
+        return ProviderError(
+            f"Datadog at {self.shown} answered {what} with a body that is not Datadog's "
+            f"documented shape ({self.scrub(_short(detail))})",
+            hint=f"this looks like a proxy or a server that is not Datadog's API: check "
+                 f"{self.source} (DD_HOST, when set, is the API's base URL, e.g. "
+                 "https://api.datadoghq.eu)",
+        )
+
+    def _timed_out(self, what: str, waited: float) -> ProviderError:
+        after = f" (after waiting {waited:g} s for a rate limit)" if waited else ""
+        return ProviderError(
+            f"Datadog at {self.shown} did not answer {what} within the gate's timeout of "
+            f"{self.timeout:g}s{after}",
+            hint="Datadog may be slow or unreachable from here (check status.datadoghq.com and "
+                 "the network); if it is only slow, raise the gate's timeout",
+        )
+
+    def _rate_limited(self, what: str, limit: _RateLimit, waited: float) -> ProviderError:
+        resets = (f"the limit resets in {limit.wait:g} s" if limit.wait is not None
+                  else "Datadog did not say when the limit resets")
+        if waited:
+            head = f"Datadog at {self.shown} still rate-limited {what} after waiting {waited:g} s"
+        else:
+            head = (f"Datadog at {self.shown} rate-limited {what} (HTTP 429{limit.text()}): {resets}"
+                    + (f", beyond this gate's timeout of {self.timeout:g}s" if limit.wait else ""))
+        return ProviderError(
+            head,
+            hint="the gate is checked again at the next interval; if this repeats, check less often "
+                 "(the plan's interval), or ask Datadog support to raise the limit (every tool using "
+                 "the org's keys shares it)",
+        )
+
+    def _errors_text(self, exc: Any) -> str:
+        body = getattr(exc, "body", None)
+        if isinstance(body, dict) and isinstance(body.get("errors"), list):
+            text = "; ".join(str(e) for e in body["errors"])
+        elif isinstance(body, str | bytes):
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        else:
+            text = ""
+        return self.scrub(_short(text)) or str(getattr(exc, "reason", "") or "")
+
+    def _http_error(self, what: str, status: int, exc: Any) -> ProviderError:
+        errors = self._errors_text(exc)
+        said = f": {errors}" if errors else ""
+        if status in (401, 403):
+            return self._forbidden(what, status)
+        if status == 400:
+            return ProviderError(
+                f"Datadog at {self.shown} rejected {what} (HTTP 400){said}",
+                hint="fix the gate's query or selection; try the query in Datadog's Metrics "
+                     "Explorer or a notebook first",
+            )
+        if status == 0:  # the client's wording for a TLS failure
+            return ProviderError(
+                f"cannot reach Datadog at {self.shown} for {what}: TLS error",
+                hint=f"check {self.source} and the machine's CA certificates",
+            )
+        if status == 404:
+            return ProviderError(
+                f"Datadog at {self.shown} answered HTTP 404 to {what}{said}",
+                hint=f"check {self.source}: it must name Datadog's API (DD_SITE=datadoghq.eu, or "
+                     "DD_HOST=https://api.datadoghq.eu, without /api)",
+            )
+        if status >= 500:
+            return ProviderError(
+                f"Datadog at {self.shown} failed to answer {what} (HTTP {status}){said}",
+                hint="Datadog (or a proxy in front of it) is failing; check status.datadoghq.com. "
+                     "The gate is checked again at the next interval",
+            )
+        return ProviderError(
+            f"Datadog at {self.shown} answered HTTP {status} to {what}{said}",
+            hint=f"check {self.source} and the gate's settings",
+        )
+
+    def _forbidden(self, what: str, status: int) -> ProviderError:
+        """Which key Datadog refused: ask /api/v1/validate (API key only) if time allows."""
+        from datadog_api_client.exceptions import ApiException
+
+        api_key_valid: bool | None = None
+        left = self.remaining()
+        if left >= _MIN_REQUEST * 4:
+            self.config.request_timeout = left
+            try:
+                validate = _sdk("v1.api.authentication_api", "AuthenticationApi")(self.client)
+                answer = _plain(validate.validate())
+                api_key_valid = bool(isinstance(answer, dict) and answer.get("valid"))
+            except ApiException as exc:
+                if exc.status in (401, 403):
+                    api_key_valid = False
+            except Exception:  # the diagnosis is a nicety: the 403 is the error
+                api_key_valid = None
+        where = f"Datadog at {self.shown} refused {what} (HTTP {status})"
+        if api_key_valid is False:
+            return ProviderError(
+                f"{where}: the API key (DD_API_KEY) is not valid there",
+                hint=f"check DD_API_KEY, and that its org is on this site ({self.source}): a key of "
+                     "datadoghq.com is refused on datadoghq.eu",
+            )
+        if api_key_valid:
+            return ProviderError(
+                f"{where}: the API key is valid, so the application key (DD_APP_KEY) is wrong, "
+                f"revoked, or lacks the {self.permission!r} permission",
+                hint=f"create an application key in the same org (Organization Settings > "
+                     f"Application Keys) with {self.permission} in its scopes, or unscoped",
+            )
+        return ProviderError(
+            f"{where}: DD_API_KEY or DD_APP_KEY is wrong, or the application key lacks the "
+            f"{self.permission!r} permission",
+            hint=f"check both keys and their org's site ({self.source}); "
+                 "curl -H 'DD-API-KEY: ...' https://api.<site>/api/v1/validate checks the API key",
+        )
+
+
+# --- metrics queries ------------------------------------------------------------------
+
+
+def _reduce(how: Reduce, values: Sequence[float]) -> float:
+    if how == "last":
+        return values[-1]
+    if how == "sum":
+        return math.fsum(values)
+    if how == "max":
+        return max(values)
+    if how == "min":
+        return min(values)
+    return math.fsum(values) / len(values)
+
+
+@dataclass(frozen=True)
+class _Series:
+    values: tuple[float, ...]  # non-null points, oldest first
+    points: int  # all points, nulls included
+    scope: str
+    expression: str
+    interval: Any
+    last_at: float | None  # seconds
+
+
+def _query(dd: _Session, query: str, start: int, end: int) -> list[_Series]:
+    metrics = _sdk("v1.api.metrics_api", "MetricsApi")
+    what = f"the metrics query {query!r}"
+    body = dd.call(what, lambda c: metrics(c).query_metrics(_from=start, to=end, query=query))
+    if not isinstance(body, dict):
+        raise dd.malformed(what, f"a {type(body).__name__}, not an object")
+    if body.get("status") == "error" or body.get("error"):
+        raise ProviderError(
+            f"Datadog at {dd.shown} could not run {what}: {dd.scrub(_short(str(body.get('error') or '')))}",
+            hint="fix the query; try it in Datadog's Metrics Explorer or a notebook first",
+        )
+    raw = body.get("series")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise dd.malformed(what, "series is not a list")
+    out = []
+    for s in raw:
+        if not isinstance(s, dict) or not isinstance(s.get("pointlist", []), list):
+            raise dd.malformed(what, "a series without a pointlist")
+        values: list[float] = []
+        last_at: float | None = None
+        pointlist = s.get("pointlist") or []
+        for point in pointlist:
+            if not isinstance(point, list | tuple) or len(point) < 2:
+                raise dd.malformed(what, f"a point that is not [timestamp, value]: {point!r}")
+            ts, value = point[0], point[1]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue  # a null point: no data in that interval
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or isinstance(ts, bool) or not isinstance(ts, int | float):
+                raise dd.malformed(what, f"a point that is not numbers: {point!r}")
+            values.append(float(value))
+            last_at = float(ts) / 1000.0
+        out.append(_Series(tuple(values), len(pointlist), str(s.get("scope", "")),
+                           str(s.get("expression", "")), s.get("interval"), last_at))
+    return out
+
+
+def _one_series(dd: _Session, query: str, series: list[_Series]) -> _Series:
+    if len(series) > 1:
+        shown = "; ".join(s.scope or s.expression or "?" for s in series[:5])
+        more = f" and {len(series) - 5} more" if len(series) > 5 else ""
+        raise ProviderError(
+            f"Datadog query {query!r} returned {len(series)} series ({dd.scrub(shown)}{more}); "
+            "a gate needs one",
+            hint="aggregate them into one: drop the 'by {...}' grouping and let the space "
+                 "aggregator combine them, e.g. sum:trace.rack.request.errors{service:web,env:prod}"
+                 ".as_count() (reduce combines the points of one series over time, not series)",
+        )
+    return series[0]
+
+
+@dataclass
+class DatadogProvider:
+    """One Datadog metrics query over a window, reduced to one number (see the module docstring)."""
+
+    Spec: ClassVar[type[DatadogGate]] = DatadogGate
+    query: str
+    window: float = 300.0
+    reduce: Reduce = "avg"
+    samples_query: str | None = None
+    timeout: float = 10.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: DatadogGate) -> DatadogProvider:
+        return cls(query=spec.query, window=spec.window, reduce=spec.reduce,
+                   samples_query=spec.samples_query, timeout=spec.timeout)
+
+    def describe(self) -> str:
+        return f"datadog {self.query} ({self.reduce} over {self.window:g}s)"
+
+    def measure(self, *, now: float) -> Measurement:
+        end = int(now)
+        start = int(now - self.window)
+        with _Session(self.timeout, self.sleep, "timeseries_query") as dd:
+            series = _query(dd, self.query, start, end)
+            if not series:
+                raise NoData(
+                    f"Datadog query returned no series over the last {self.window:g}s: {self.query!r}",
+                    hint="no traffic yet, a tag that matches nothing, or a metric that has not "
+                         "arrived (Datadog metrics lag a minute or so); check it in the Metrics Explorer",
+                )
+            main = _one_series(dd, self.query, series)
+            if not main.values:
+                raise NoData(
+                    f"Datadog query returned only null points over the last {self.window:g}s: "
+                    f"{self.query!r}",
+                    hint="a ratio over intervals without requests is null; the gate stays "
+                         "inconclusive until traffic flows",
+                )
+            value = _reduce(self.reduce, main.values)
+            details: dict[str, Any] = {
+                "query": self.query,
+                "reduce": self.reduce,
+                "window_seconds": self.window,
+                "from": start,
+                "to": end,
+                "points": len(main.values),
+                "null_points": main.points - len(main.values),
+                "scope": main.scope,
+                "interval": main.interval,
+                "last_point_at": main.last_at,
+                "api": dd.shown,
+            }
+            samples: int | None = None
+            if self.samples_query:
+                samples = self._samples(dd, start, end, details)
+        return Measurement(value=value, at=now, samples=samples, details=details)
+
+    def _samples(self, dd: _Session, start: int, end: int, details: dict[str, Any]) -> int:
+        assert self.samples_query is not None
+        details["samples_query"] = self.samples_query
+        series = _query(dd, self.samples_query, start, end)
+        if not series or not _one_series(dd, self.samples_query, series).values:
+            details["samples_note"] = "samples_query returned no points: counted as 0"
+            return 0
+        total = math.fsum(series[0].values)
+        if not math.isfinite(total) or total < 0:
+            raise ProviderError(
+                f"samples_query {self.samples_query!r} summed to {total:g}; a sample count must "
+                "be a finite number >= 0",
+                hint="use a count, e.g. sum:trace.rack.request.hits{service:web}.as_count()",
+            )
+        return round(total)
+
+
+# --- monitors ------------------------------------------------------------------------
+
+
+def _has_tags(monitor: Mapping[str, Any], tags: Iterable[str]) -> bool:
+    own = {str(t).lower() for t in monitor.get("tags") or []}
+    return all(t.lower() in own for t in tags)
+
+
+@dataclass
+class DatadogMonitorsProvider:
+    """The states of the Datadog monitors a gate selects (see the module docstring)."""
+
+    Spec: ClassVar[type[DatadogMonitorsGate]] = DatadogMonitorsGate
+    tags: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    ids: tuple[int, ...] = ()
+    warn_fails: bool = True
+    timeout: float = 10.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: DatadogMonitorsGate) -> DatadogMonitorsProvider:
+        return cls(tags=tuple(spec.tags), names=tuple(spec.names), ids=tuple(spec.ids),
+                   warn_fails=spec.warn_fails, timeout=spec.timeout)
+
+    def selection(self) -> str:
+        parts = []
+        if self.tags:
+            parts.append("tags " + ",".join(self.tags))
+        if self.names:
+            parts.append("names " + ", ".join(repr(n) for n in self.names))
+        if self.ids:
+            parts.append("ids " + ", ".join(str(i) for i in self.ids))
+        return "; ".join(parts)
+
+    def describe(self) -> str:
+        return f"datadog monitors ({self.selection()})"
+
+    def measure(self, *, now: float) -> Measurement:
+        with _Session(self.timeout, self.sleep, "monitors_read") as dd:
+            monitors = self._select(dd)
+            firing: list[dict[str, Any]] = []
+            no_data: list[str] = []
+            warn: list[str] = []
+            watched: list[dict[str, Any]] = []
+            for m in monitors:
+                state = m["overall_state"]
+                entry = {"alertname": m["name"], "id": m["id"], "state": state,
+                         "tags": list(m.get("tags") or [])}
+                watched.append({"id": m["id"], "name": m["name"], "state": state})
+                if state == "Alert" or (state == "Warn" and self.warn_fails):
+                    firing.append(entry)
+                elif state == "Warn":
+                    warn.append(m["name"])
+                elif state == "No Data":
+                    no_data.append(m["name"])
+                elif state in ("Skipped", "Ignored", "Unknown"):
+                    no_data.append(f"{m['name']} ({state})")
+            details: dict[str, Any] = {
+                "selection": self.selection(),
+                "firing": firing,
+                "no_data": no_data,
+                "warn": warn,
+                "warn_fails": self.warn_fails,
+                "monitors": watched,
+                "api": dd.shown,
+            }
+        return Measurement(value=float(len(firing)), at=now, samples=len(monitors), details=details)
+
+    def _select(self, dd: _Session) -> list[dict[str, Any]]:
+        found: dict[int, dict[str, Any]] = {}
+        tags_text = ",".join(self.tags)
+        for ident in self.ids:
+            m = self._get(dd, ident)
+            if not _has_tags(m, self.tags):
+                raise ProviderError(
+                    f"Datadog monitor {ident} ({m['name']!r}) does not carry the tags {tags_text} "
+                    "this gate selects by",
+                    hint="remove the id from the gate, or fix its tags (a gate's ids and names are "
+                         "looked up within its tags)",
+                )
+            found[ident] = m
+        for name in self.names:
+            listed = self._list(dd, f"the monitors named {name!r}", name=name)
+            exact = [m for m in listed if m["name"] == name and _has_tags(m, self.tags)]
+            if not exact:
+                near = sorted({m["name"] for m in listed})[:5]
+                within = f" with the tags {tags_text}" if self.tags else ""
+                raise ProviderError(
+                    f"no Datadog monitor is named {name!r}{within} at {dd.shown}",
+                    hint=(f"names are exact; close matches: {', '.join(repr(n) for n in near)}"
+                          if near else "check the name in Datadog's Manage Monitors page, or select "
+                          "by tags") + "; a gate that watches nothing would never fail",
+                )
+            found.update((m["id"], m) for m in exact)
+        if not self.ids and not self.names:
+            listed = self._list(dd, f"the monitors tagged {tags_text}")
+            matching = [m for m in listed if _has_tags(m, self.tags)]
+            if not matching:
+                raise ProviderError(
+                    f"no Datadog monitor carries all the tags {tags_text} at {dd.shown}",
+                    hint="check the monitors' tags in Datadog (Manage Monitors, filter by tag); a "
+                         "gate that watches nothing would never fail",
+                )
+            found.update((m["id"], m) for m in matching)
+        return [found[k] for k in sorted(found)]
+
+    def _list(self, dd: _Session, what: str, **filters: str) -> list[dict[str, Any]]:
+        monitors = _sdk("v1.api.monitors_api", "MonitorsApi")
+        if self.tags:
+            filters["monitor_tags"] = ",".join(self.tags)
+        body = dd.call(what, lambda c: monitors(c).list_monitors(**filters))
+        if not isinstance(body, list):
+            raise dd.malformed(what, f"a {type(body).__name__}, not a list of monitors")
+        return [self._checked(dd, what, m) for m in body]
+
+    def _get(self, dd: _Session, ident: int) -> dict[str, Any]:
+        monitors = _sdk("v1.api.monitors_api", "MonitorsApi")
+        what = f"monitor {ident}"
+        body = dd.call(what, lambda c: monitors(c).get_monitor(ident), not_found=(
+            f"Datadog monitor {ident} does not exist at {dd.shown}",
+            "check the id in the monitor's URL in Datadog (…/monitors/<id>), or select by tags; "
+            "a gate that watches nothing would never fail",
+        ))
+        return self._checked(dd, what, body)
+
+    @staticmethod
+    def _checked(dd: _Session, what: str, m: Any) -> dict[str, Any]:
+        """A monitor with the fields the gate reads, or a ProviderError: a malformed entry
+        could be the monitor that is in Alert, so it is never skipped."""
+        if not isinstance(m, dict) or isinstance(m.get("id"), bool) \
+                or not isinstance(m.get("id"), int) or not isinstance(m.get("name"), str):
+            raise dd.malformed(what, f"a monitor without an id and a name: {_short(repr(m))}")
+        tags = m.get("tags")
+        if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+            raise dd.malformed(what, f"monitor {m['id']} has tags that are not a list of strings")
+        state = m.get("overall_state")
+        if state not in _STATES:
+            raise ProviderError(
+                f"Datadog monitor {m['id']} ({dd.scrub(m['name'])!r}) is in a state shiftover does "
+                f"not know: {dd.scrub(_short(str(state)))!r}",
+                hint=f"known states: {', '.join(_STATES)}; remove the monitor from the gate's "
+                     "selection, or upgrade shiftover",
+            )
+        return m
+
+
+__all__ = [
+    "DEFAULT_SITE",
+    "DatadogGate",
+    "DatadogMonitorsGate",
+    "DatadogMonitorsProvider",
+    "DatadogProvider",
+    "api_base_url",
+]
