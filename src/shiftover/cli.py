@@ -672,8 +672,16 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                          + (f" — next: {hint}" if hint else ""))
 
         live: Live | None = None
+        def on_progress(text: str) -> None:  # a slow router write, polled (Route53 INSYNC)
+            if as_json:
+                pump.put({"progress": True, "router": text})
+            elif live is not None:
+                latest["note"] = text
+            else:
+                pump.put(f"  {text}")
+
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
-                              on_tick=on_tick, lease_ttl=ttl)
+                              on_tick=on_tick, lease_ttl=ttl, on_progress=on_progress)
 
         _refuse_a_misconfigured_router(runner.router)
 
@@ -707,6 +715,9 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                         view = latest.pop("view", None)
                         if view is not None:
                             lv.update(view)
+                        note = latest.pop("note", None)
+                        if note is not None:
+                            lv.console.print(f"  {note}", highlight=False, markup=False)
 
                 painter = threading.Thread(target=paint, name="live-view", daemon=True)
                 painter.start()

@@ -57,7 +57,14 @@ from shiftover.engine import events as ev
 from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
 from shiftover.engine.events import RunState, fold, fold_pairs, weight_data
 from shiftover.engine.rollback import RETRY_MAX, RETRY_MIN, drive_to_zero, rolled_back_data
-from shiftover.errors import BadInput, LeaseLost, ProviderError, ShiftoverError, StoreError
+from shiftover.errors import (
+    BadInput,
+    LeaseLost,
+    ProviderError,
+    RouterError,
+    ShiftoverError,
+    StoreError,
+)
 from shiftover.plan import Plan, plan_hash, redact_values
 from shiftover.providers.base import Provider
 from shiftover.routers.base import Router
@@ -166,6 +173,7 @@ class Runner:
         on_tick: Callable[[RunState, Observation, Decision], None] | None = None,
         plan_summary: dict[str, Any] | None = None,
         environment: str | None = None,
+        on_progress: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.router = router
@@ -177,6 +185,13 @@ class Runner:
         self.redact = redact
         self.on_event = on_event
         self.on_tick = on_tick
+        self.on_progress = on_progress
+        self._in_rollback = False
+        # a router whose write waits (Route53 until the change is INSYNC) reports each
+        # poll: the run keeps its lease alive and hears a stop meanwhile
+        for member in getattr(router, "members", None) or [router]:
+            if hasattr(member, "on_progress"):
+                member.on_progress = self._router_waiting
         self.plan_summary = plan_summary or {}
         self.plan_hash = plan_hash(plan, redact)
         self.environment = environment
@@ -327,6 +342,21 @@ class Runner:
         """Each lockstep member's outcome of the last write (routers/group.py), for the journal."""
         report = getattr(self.router, "last_report", None)
         return {} if report is None else {"members": list(report)}
+
+    def _router_waiting(self, line: str) -> None:
+        """Called by a router at each poll of a slow write. Outside a rollback the lease
+        is renewed (a lost lease stops the write's wait: LeaseLost) and a stop ends the
+        wait (the change stays submitted; the next run reconciles with it). A rollback
+        waits on nothing but the router: its wait is neither renewed nor cut short."""
+        if self.on_progress is not None:
+            self.on_progress(self.redact(line))
+        if self._in_rollback:
+            return
+        self._renew()
+        if self._stopping():
+            raise RouterError(f"stopped while the router was confirming the write ({line})",
+                              hint="the change was submitted: the next run reads the router "
+                              "and reconciles")
 
     def stop(self) -> None:
         self._stop = True
@@ -502,6 +532,7 @@ class Runner:
         """0% through the router alone, retried with a backoff until it verifies;
         the journal is written when it can be, never waited on."""
         started = self.state.rollback_started_at or self.clock.now()
+        self._in_rollback = True
         # a journal known to be failing is not waited on (a locked SQLite file
         # would hold every append for its busy timeout): 0% first, the record after
         journal_ok = not self._journal_down and self._try_journal(
@@ -561,6 +592,7 @@ class Runner:
 
     def _ensure_zero(self, within: float = 2.0) -> bool:
         """0% through the router if it is not there yet (a short while, no journal)."""
+        self._in_rollback = True
         if drive_to_zero(self.router, self.clock, deadline=self.clock.now() + within) is None:
             self._router_weights = ZERO
             return True
