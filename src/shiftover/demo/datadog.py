@@ -30,7 +30,9 @@ Faults (:meth:`~DatadogDouble.fail`, for the next ``times`` requests or until
 :meth:`~DatadogDouble.healthy`): ``rate_limited`` (429 with Datadog's
 ``X-RateLimit-Limit/Period/Remaining/Reset/Name`` headers and, if asked, a
 ``Retry-After``), ``http500``, ``html_502`` (a proxy's error page),
-``malformed`` (truncated JSON), ``not_json`` (an HTML 200), ``wrong_shape``
+``echo_headers`` (a debugging proxy's 502 page that quotes the request's
+headers, keys included: what the gates must never repeat), ``malformed``
+(truncated JSON), ``not_json`` (an HTML 200), ``wrong_shape``
 (valid JSON of the wrong type), ``hang`` (accepts, never answers until the
 double stops) and ``close`` (closes the connection without a response).
 
@@ -55,8 +57,8 @@ API_KEY = "dd-double-api-key-0000000000000000"
 APP_KEY = "dd-double-app-key-00000000000000000000000"
 
 MONITOR_STATES = ("OK", "Alert", "Warn", "No Data", "Skipped", "Ignored", "Unknown")
-FAULTS = ("rate_limited", "http500", "html_502", "malformed", "not_json", "wrong_shape", "hang",
-          "close")
+FAULTS = ("rate_limited", "http500", "html_502", "echo_headers", "malformed", "not_json",
+          "wrong_shape", "hang", "close")
 # the permission each endpoint needs from a scoped application key
 _SCOPE = {"/api/v1/query": "timeseries_query", "/api/v1/monitor": "monitors_read"}
 
@@ -403,6 +405,10 @@ class DatadogDouble(StartStop):
                 elif mode == "html_502":
                     self._send(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>",
                                "text/html")
+                elif mode == "echo_headers":
+                    quoted = "".join(f"<li>{k}: {v}</li>" for k, v in self.headers.items())
+                    self._send(502, f"<html><body><h1>502 Bad Gateway</h1><ul>{quoted}</ul>"
+                                    "</body></html>".encode(), "text/html")
                 elif mode == "malformed":
                     self._send(200, b'{"status":"ok","series":[{"pointlist":[[1.0,')
                 elif mode == "not_json":

@@ -93,7 +93,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
 
 from shiftover.errors import NoData, ProviderError
 from shiftover.providers.http import redact_url
@@ -131,6 +131,10 @@ def _check_tag(tag: str) -> str:
     return tag
 
 
+_TAGS_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}],
+    "description": "tags as a list, or one string separated by spaces or commas",
+}
 Tag = Annotated[str, BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v),
                 AfterValidator(_check_tag)]
 
@@ -177,7 +181,7 @@ class DatadogMonitorsGate(GateSpecBase):
     JUDGE: ClassVar[str] = "alerts"
 
     type: Literal["datadog_monitors"]
-    tags: Annotated[list[Tag], BeforeValidator(_tag_list)] = Field(
+    tags: Annotated[list[Tag], BeforeValidator(_tag_list), WithJsonSchema(_TAGS_SCHEMA)] = Field(
         default_factory=list,
         description="monitor tags that must all be on a monitor, e.g. [service:accounting, env:production]")
     names: list[Annotated[str, Field(min_length=1)]] = Field(
@@ -244,7 +248,14 @@ def _short(text: str) -> str:
 
 def _sdk(module: str, name: str) -> Any:
     """``datadog_api_client.<module>.<name>``, imported on first use (see the docstring)."""
-    return getattr(importlib.import_module(f"datadog_api_client.{module}"), name)
+    try:
+        return getattr(importlib.import_module(f"datadog_api_client.{module}"), name)
+    except ImportError:
+        raise ProviderError(
+            "the Datadog gates need the datadog-api-client package, and it is not installed",
+            hint="pip install datadog-api-client (it is one of shiftover's dependencies: "
+                 "reinstall shiftover to get it)",
+        ) from None
 
 
 def _plain(value: Any) -> Any:
@@ -328,6 +339,10 @@ class _Session:
             text = text.replace(secret, "***")
         return text
 
+    def short(self, text: str) -> str:
+        """Scrubbed, then cut: cutting first could leave a key's prefix unmatched."""
+        return _short(self.scrub(text))
+
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
@@ -336,6 +351,7 @@ class _Session:
         """``fn(api_client)`` as plain data; every failure a ProviderError."""
         from datadog_api_client.exceptions import ApiException, OpenApiException
         from urllib3.exceptions import HTTPError as Urllib3Error
+        from urllib3.exceptions import NewConnectionError
         from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
         waited = 0.0
@@ -359,28 +375,37 @@ class _Session:
                 if status == 404 and not_found is not None:
                     raise ProviderError(self.scrub(not_found[0]), hint=not_found[1]) from None
                 raise self._http_error(what, status, exc) from None
-            except Urllib3Timeout:
-                raise self._timed_out(what, waited) from None
+            except Urllib3Timeout as exc:
+                # urllib3 files a refused connection under timeouts too
+                if not isinstance(exc, NewConnectionError):
+                    raise self._timed_out(what, waited) from None
+                raise self._unreachable(what, exc) from None
             except (Urllib3Error, OSError) as exc:
-                raise ProviderError(
-                    f"cannot reach Datadog at {self.shown} for {what}: {self._reason(exc)}",
-                    hint=f"check the network, and {self.source}",
-                ) from None
+                raise self._unreachable(what, exc) from None
             except (OpenApiException, TypeError, ValueError, KeyError, AttributeError,
                     IndexError) as exc:
                 raise self.malformed(what, f"{type(exc).__name__}: {exc}") from None
 
+    def _unreachable(self, what: str, exc: BaseException) -> ProviderError:
+        return ProviderError(
+            f"cannot reach Datadog at {self.shown} for {what}: {self._reason(exc)}",
+            hint=f"check the network, and {self.source}",
+        )
+
     def _reason(self, exc: BaseException) -> str:
-        from urllib3.exceptions import ProtocolError
+        from urllib3.exceptions import NewConnectionError, ProtocolError
 
         if isinstance(exc, ProtocolError) and len(exc.args) > 1:
             return f"the connection was closed without an answer ({type(exc.args[1]).__name__})"
-        return self.scrub(_short(str(exc) or type(exc).__name__))
+        text = str(exc) or type(exc).__name__
+        if isinstance(exc, NewConnectionError):  # "HTTPConnection(host=..., port=...): why"
+            text = text.split("): ", 1)[-1]
+        return self.short(text)
 
     def malformed(self, what: str, detail: str) -> ProviderError:
         return ProviderError(
             f"Datadog at {self.shown} answered {what} with a body that is not Datadog's "
-            f"documented shape ({self.scrub(_short(detail))})",
+            f"documented shape ({self.short(detail)})",
             hint=f"this looks like a proxy or a server that is not Datadog's API: check "
                  f"{self.source} (DD_HOST, when set, is the API's base URL, e.g. "
                  "https://api.datadoghq.eu)",
@@ -418,7 +443,7 @@ class _Session:
             text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         else:
             text = ""
-        return self.scrub(_short(text)) or str(getattr(exc, "reason", "") or "")
+        return self.short(text) or str(getattr(exc, "reason", "") or "")
 
     def _http_error(self, what: str, status: int, exc: Any) -> ProviderError:
         errors = self._errors_text(exc)
@@ -525,7 +550,7 @@ def _query(dd: _Session, query: str, start: int, end: int) -> list[_Series]:
         raise dd.malformed(what, f"a {type(body).__name__}, not an object")
     if body.get("status") == "error" or body.get("error"):
         raise ProviderError(
-            f"Datadog at {dd.shown} could not run {what}: {dd.scrub(_short(str(body.get('error') or '')))}",
+            f"Datadog at {dd.shown} could not run {what}: {dd.short(str(body.get('error') or ''))}",
             hint="fix the query; try it in Datadog's Metrics Explorer or a notebook first",
         )
     raw = body.get("series")
@@ -777,7 +802,7 @@ class DatadogMonitorsProvider:
         could be the monitor that is in Alert, so it is never skipped."""
         if not isinstance(m, dict) or isinstance(m.get("id"), bool) \
                 or not isinstance(m.get("id"), int) or not isinstance(m.get("name"), str):
-            raise dd.malformed(what, f"a monitor without an id and a name: {_short(repr(m))}")
+            raise dd.malformed(what, f"a monitor without an id and a name: {m!r}")
         tags = m.get("tags")
         if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
             raise dd.malformed(what, f"monitor {m['id']} has tags that are not a list of strings")
@@ -785,7 +810,7 @@ class DatadogMonitorsProvider:
         if state not in _STATES:
             raise ProviderError(
                 f"Datadog monitor {m['id']} ({dd.scrub(m['name'])!r}) is in a state shiftover does "
-                f"not know: {dd.scrub(_short(str(state)))!r}",
+                f"not know: {dd.short(str(state))!r}",
                 hint=f"known states: {', '.join(_STATES)}; remove the monitor from the gate's "
                      "selection, or upgrade shiftover",
             )
