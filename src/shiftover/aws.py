@@ -25,6 +25,7 @@ module, and a plan that uses HAProxy only should not pay for boto3.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -75,6 +76,9 @@ def client(service: str, *, region: str | None = None, profile: str | None = Non
         raise error(f"boto3 is not installed ({exc})",
                     hint="install shiftover with its dependencies: pip install shiftover") from None
     try:
+        # AWS_REGION is what the SDKs document; some botocore releases read only
+        # AWS_DEFAULT_REGION, so it is passed on explicitly
+        region = region or os.environ.get("AWS_REGION") or None
         session = boto3.session.Session(profile_name=profile, region_name=region)
         if session.region_name is None and service != "route53":
             raise error(f"no AWS region for {service}: set AWS_REGION (or region: in the plan)",
@@ -110,6 +114,9 @@ def describe_error(exc: BaseException, action: str) -> tuple[str, str | None]:
     if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError):
         return (f"{action}: cannot reach the AWS endpoint ({exc})",
                 "check the network, AWS_REGION and any AWS_ENDPOINT_URL* variable")
+    if isinstance(exc, botocore.exceptions.ConnectionClosedError | botocore.exceptions.ProxyConnectionError):
+        return (f"{action}: the connection to the AWS endpoint was closed ({exc})",
+                "check the network and any AWS_ENDPOINT_URL* or HTTPS_PROXY variable")
     if isinstance(exc, botocore.exceptions.ReadTimeoutError):
         return f"{action}: AWS did not answer in time ({exc})", "raise the router's or gate's timeout"
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
@@ -168,6 +175,11 @@ def call(
                             hint=hint or "AWS is throttling this account: try again shortly") from None
             message, hint = describe_error(exc, action)
             raise error(message, hint=hint) from None
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # botocore parsing an answer that is not AWS's (a proxy's page, a body of
+            # the wrong shape) fails with plain Python errors
+            raise error(f"{action}: the endpoint's answer is not AWS's ({type(exc).__name__}: {exc})",
+                        hint="check AWS_ENDPOINT_URL* and any proxy between here and AWS") from None
 
 
 __all__ = ["ROUTE53_RATE", "RateLimiter", "call", "client", "describe_error", "error_code"]

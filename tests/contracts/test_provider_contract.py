@@ -70,13 +70,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import cloudwatch_setup as cw
 import httpx
 import pytest
 
 from shiftover.analysis.judge import judge
+from shiftover.demo.datadog import DatadogDouble, Series
 from shiftover.demo.prometheus import QuietHTTPServer
 from shiftover.errors import BadInput, NoData, ProviderError
 from shiftover.providers import PROVIDERS, Provider, build_provider
+from shiftover.providers.datadog import DatadogGate, DatadogMonitorsGate
 from shiftover.providers.haproxy_stats import HAProxyStatsGate
 from shiftover.providers.http import HttpGate
 from shiftover.providers.prometheus import PrometheusAlertsGate, PrometheusGate
@@ -394,6 +397,147 @@ def http_case(request: pytest.FixtureRequest) -> Any:
     )
 
 
+# --- Datadog: the local double of its API (shiftover.demo.datadog) -----------------------
+
+DD_QUERY = (
+    "sum:trace.rack.request.errors{service:web}.as_count() / "
+    "sum:trace.rack.request.hits{service:web}.as_count()"
+)
+DD_SAMPLES = "sum:trace.rack.request.hits{service:web}.as_count()"
+DD_TAGS = ["service:accounting", "env:production"]
+# contract mode -> the double's fault
+DD_TRANSPORT = {
+    "timeout": "hang",
+    "close": "close",
+    "http500_html": "html_502",
+    "not_json": "not_json",
+    "truncated_json": "malformed",
+    "json_scalar": "wrong_shape",
+}
+# failures only the Datadog gates meet (the keys contain SECRET: they must never show)
+DATADOG_MODES = (
+    "dd_missing_keys",  # DD_API_KEY / DD_APP_KEY unset
+    "dd_wrong_api_key",  # 403, and /api/v1/validate says the API key is not valid
+    "dd_wrong_app_key",  # 403, the API key is valid
+    "dd_rate_limited",  # 429, the limit resets after the gate's timeout
+    "dd_http500",  # Datadog's own 500 with its {"errors": [...]} body
+    "dd_no_series",  # a metric without data, a tag that matches nothing
+    "dd_null_points",  # a series whose every point is null
+    "dd_several_series",  # a query grouped "by {host}"
+    "dd_query_error",  # 400: a query Datadog cannot parse
+    "dd_errors_above_max",  # the new environment fails: the error ratio is above max
+    "dd_no_monitor_matches",  # the selection finds no monitor
+    "dd_monitor_alert",  # a selected monitor is in Alert
+    "dd_monitor_warn",  # ... in Warn (warn_fails defaults to true)
+    "dd_monitor_no_data",  # ... in No Data: a measurement the judge holds on
+)
+DATADOG_HTTP_FAILURES = {"refused": Expect.ERROR, **dict.fromkeys(DD_TRANSPORT, Expect.ERROR)}
+DATADOG_API_FAILURES = dict.fromkeys(
+    ("dd_missing_keys", "dd_wrong_api_key", "dd_wrong_app_key", "dd_rate_limited", "dd_http500"),
+    Expect.ERROR,
+)
+
+
+@dataclass
+class DatadogBackend:
+    """The double, and the environment variables that point the gate at it (keys and
+    DD_HOST are read at each measure, so one provider follows them)."""
+
+    double: DatadogDouble
+    env: pytest.MonkeyPatch
+    monitors: bool
+    refused_port: int = field(default_factory=_free_port)
+    warm_up: int = 0
+
+    def spec(self) -> Any:
+        if self.monitors:
+            return DatadogMonitorsGate(
+                type="datadog_monitors", name="monitors", tags=DD_TAGS, timeout=TIMEOUT
+            )
+        return DatadogGate(
+            type="datadog",
+            name="web-errors",
+            query=DD_QUERY,
+            samples_query=DD_SAMPLES,
+            min_samples=100,
+            max=0.01,
+            timeout=TIMEOUT,
+        )
+
+    def healthy(self) -> None:
+        self.double.healthy()
+        for name in ("DD_SITE", "DATADOG_HOST", "DD_APPLICATION_KEY"):
+            self.env.delenv(name, raising=False)
+        for name, value in self.double.env().items():
+            self.env.setenv(name, value)
+        self.double.set_series(DD_QUERY, Series([0.002, None, 0.004], scope="service:web"))
+        self.double.set_series(DD_SAMPLES, Series([400.0, 500.0, None], scope="service:web"))
+        self.double.remove_monitors()
+        self.double.add_monitor("accounting 5xx", "OK", tags=[*DD_TAGS, "team:payments"])
+        self.double.add_monitor("accounting p99", "OK", tags=DD_TAGS)
+        self.double.add_monitor("billing 5xx", "Alert", tags=["service:billing", "env:production"])
+
+    def fail(self, mode: str) -> None:
+        self.healthy()
+        double = self.double
+        if mode == "refused":
+            self.env.setenv("DD_HOST", f"http://127.0.0.1:{self.refused_port}")
+        elif mode in DD_TRANSPORT:
+            double.fail(DD_TRANSPORT[mode])
+        elif mode == "dd_missing_keys":
+            self.env.delenv("DD_API_KEY")
+            self.env.delenv("DD_APP_KEY")
+        elif mode == "dd_wrong_api_key":
+            self.env.setenv("DD_API_KEY", f"{SECRET}-revoked-api-key")
+        elif mode == "dd_wrong_app_key":
+            self.env.setenv("DD_APP_KEY", f"{SECRET}-revoked-app-key")
+        elif mode == "dd_rate_limited":
+            double.fail("rate_limited", retry_after=30, reset=30)
+        elif mode == "dd_http500":
+            double.fail("http500")
+        elif mode == "dd_no_series":
+            double.set_series(DD_QUERY)
+        elif mode == "dd_null_points":
+            double.set_series(DD_QUERY, Series([None, None, None], scope="service:web"))
+        elif mode == "dd_several_series":
+            double.set_series(
+                DD_QUERY,
+                Series([0.001], scope="service:web,host:i-0a"),
+                Series([0.5], scope="service:web,host:i-0b"),
+            )
+        elif mode == "dd_query_error":
+            double.set_query_error(DD_QUERY, "Error parsing query: unexpected '/' at position 60")
+        elif mode == "dd_errors_above_max":
+            double.set_series(DD_QUERY, Series([0.2, 0.3, 0.25], scope="service:web"))
+        elif mode == "dd_no_monitor_matches":
+            double.remove_monitors()
+        elif mode in ("dd_monitor_alert", "dd_monitor_warn", "dd_monitor_no_data"):
+            state = {"dd_monitor_alert": "Alert", "dd_monitor_warn": "Warn"}.get(mode, "No Data")
+            double.add_monitor("accounting queue depth", state, tags=DD_TAGS)
+        else:  # pragma: no cover
+            raise AssertionError(mode)
+
+    def prime(self) -> None:
+        pass
+
+
+@contextmanager
+def _datadog_case(request: pytest.FixtureRequest, *, monitors: bool) -> Iterator[Backend]:
+    double = DatadogDouble(api_key=f"{SECRET}-api-key-0123", app_key=f"{SECRET}-app-key-4567")
+    with double:
+        backend = DatadogBackend(double, request.getfixturevalue("monkeypatch"), monitors)
+        backend.healthy()
+        yield backend
+
+
+def datadog_case(request: pytest.FixtureRequest) -> Any:
+    return _datadog_case(request, monitors=False)
+
+
+def datadog_monitors_case(request: pytest.FixtureRequest) -> Any:
+    return _datadog_case(request, monitors=True)
+
+
 # --- HAProxy's runtime API: a real HAProxy, and a scripted unix socket ----------------
 
 # Failures the scripted runtime API plays (see ScriptedRuntimeApi).
@@ -688,7 +832,50 @@ CASES: dict[str, Case] = {
         },
     ),
     "haproxy_stats": Case("haproxy_stats", haproxy_stats_case, HAPROXY_FAILURES),
+    "datadog": Case(
+        "datadog",
+        datadog_case,
+        {
+            **DATADOG_HTTP_FAILURES,
+            **DATADOG_API_FAILURES,
+            "dd_no_series": Expect.NODATA,
+            "dd_null_points": Expect.NODATA,
+            "dd_several_series": Expect.ERROR,
+            "dd_query_error": Expect.ERROR,
+            "dd_errors_above_max": Expect.FAILS,
+        },
+    ),
+    "datadog_monitors": Case(
+        "datadog_monitors",
+        datadog_monitors_case,
+        {
+            **DATADOG_HTTP_FAILURES,
+            **DATADOG_API_FAILURES,
+            "dd_no_monitor_matches": Expect.ERROR,  # watching nothing is never a pass
+            "dd_monitor_alert": Expect.FAILS,
+            "dd_monitor_warn": Expect.FAILS,
+            "dd_monitor_no_data": Expect.VALUE,  # a measurement the judge holds on
+        },
+    ),
 }
+
+# CloudWatch against moto (data and alarms: tests/providers/cloudwatch_setup.py); the
+# network failures are the scripted server's, with the AWS endpoint pointed at it
+CASES.update({
+    name: Case(
+        gate_type,
+        open_,
+        {**HTTP_API_FAILURES, **{mode: Expect[e] for mode, e in modes.items()}},
+    )
+    for name, gate_type, open_, modes in (
+        ("cloudwatch", "cloudwatch",
+         lambda r: cw.metric_case(r, ScriptedHttp, TIMEOUT), cw.METRIC_FAILURES),
+        ("cloudwatch_alarms", "cloudwatch_alarms",
+         lambda r: cw.alarms_case(r, ScriptedHttp, TIMEOUT), cw.ALARM_FAILURES),
+        ("cloudwatch_alarms@names", "cloudwatch_alarms",
+         lambda r: cw.alarms_case(r, ScriptedHttp, TIMEOUT, by_names=True), cw.ALARM_FAILURES),
+    )
+})
 
 
 @pytest.fixture(params=sorted(CASES))
@@ -816,7 +1003,7 @@ def test_every_failure_mode_is_played_and_declared() -> None:
     for name, case in CASES.items():
         unknown = set(case.failures) - set(HTTP_FAILURES) - set(PROMETHEUS_ANSWERS) - set(
             ALERT_ANSWERS
-        ) - set(HAPROXY_FAILURES)
+        ) - set(HAPROXY_FAILURES) - set(DATADOG_MODES) - cw.MODES
         assert not unknown, f"{name}: modes no backend plays: {sorted(unknown)}"
         assert all(isinstance(e, Expect) for e in case.failures.values()), name
     # a broken new environment and an empty answer are covered for the threshold gates

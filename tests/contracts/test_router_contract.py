@@ -1,17 +1,20 @@
 """One contract for every Router (routers/base.py), run over each implementation.
 
-Add an implementation by adding a param to ``router_factory``: it must return a
-router whose backend serves 0% on new.
+Add an implementation by adding a factory to ``FACTORIES``: it must return a
+router whose backend serves 0% on new. The AWS routers run against the moto
+server (tests/conftest.py's ``aws`` fixture), set up by tests/routers/*_setup.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from shiftover.errors import BadInput, RouterError
+from shiftover.plan import step_weights
 from shiftover.routers.base import Router
 from shiftover.types import Weights
 
@@ -63,11 +66,51 @@ def _haproxy(request: pytest.FixtureRequest) -> RouterFactory:
     return make
 
 
-@pytest.fixture(params=["memory", "haproxy"])
+def _route53(request: pytest.FixtureRequest) -> RouterFactory:
+    from route53_setup import make_route53
+
+    from shiftover.aws import RateLimiter
+
+    request.getfixturevalue("aws")  # a fresh moto server for each router
+
+    def make() -> Router:
+        # the contract is about weights, not Route53's rate limit (tested on its own)
+        return make_route53(record_type="A", limiter=RateLimiter(500.0)).router
+
+    return make
+
+
+def _alb(request: pytest.FixtureRequest) -> RouterFactory:
+    from alb_setup import make_alb
+
+    request.getfixturevalue("aws")
+
+    def make() -> Router:
+        return make_alb().router
+
+    return make
+
+
+def _lockstep(request: pytest.FixtureRequest) -> RouterFactory:
+    """Route53 and an ALB moved together (routers/group.py)."""
+    from shiftover.routers.group import LockstepRouter
+
+    dns, alb = _route53(request), _alb(request)
+
+    def make() -> Router:
+        return LockstepRouter([dns(), alb()])
+
+    return make
+
+
+FACTORIES = {"memory": lambda r: _memory(), "haproxy": _haproxy, "route53": _route53,
+             "alb": _alb, "lockstep": _lockstep}
+
+
+@pytest.fixture(params=list(FACTORIES))
 def router_factory(request: pytest.FixtureRequest) -> RouterFactory:
-    if request.param == "memory":
-        return _memory()
-    return _haproxy(request)
+    factory: RouterFactory = FACTORIES[request.param](request)
+    return factory
 
 
 @pytest.fixture
@@ -123,13 +166,19 @@ def test_walk_up_and_roll_back(router: Router) -> None:
 
 
 def test_a_split_the_scale_cannot_express_is_refused_and_nothing_moves(router: Router) -> None:
-    """33.3% has no exact 0-256 pair: apply refuses it (no approximation that verify
-    would then "confirm"); the nearest split at or below it applies and verifies exactly."""
+    """1000/1009 of the traffic (99.1%) needs weights 9/1000: no scale here (0-255,
+    0-256, 0-999) has them. apply refuses it (no approximation that verify would then
+    "confirm"), and nothing moves, on any member of a group; the nearest split at or
+    below it that every scale expresses applies and verifies exactly."""
+    odd = Weights(Fraction(100_000, 1009))
     router.apply(Weights(10))
     with pytest.raises(RouterError, match="cannot be set exactly"):
-        router.apply(Weights("33.3"))
+        router.apply(odd)
     assert router.read() == Weights(10)
-    mapped = Weights("33.3").at_or_below(router.scale)  # type: ignore[attr-defined]
+    assert getattr(router, "read_range", lambda: (Weights(10),) * 2)() == (Weights(10),) * 2
+    scales = getattr(router, "scales", None) or (router.scale,)  # type: ignore[attr-defined]
+    mapped = step_weights([float(odd.new_percent)], tuple(scales))[0]
+    assert mapped < odd
     router.apply(mapped)
     assert router.read() == mapped and router.verify(mapped) is True
 

@@ -21,6 +21,10 @@ PROVIDERS: dict[str, str] = {
     "prometheus_alerts": "shiftover.providers.prometheus:PrometheusAlertsProvider",
     "http": "shiftover.providers.http:HttpProvider",
     "haproxy_stats": "shiftover.providers.haproxy_stats:HAProxyStatsProvider",
+    "cloudwatch": "shiftover.providers.cloudwatch:CloudWatchProvider",
+    "cloudwatch_alarms": "shiftover.providers.cloudwatch:CloudWatchAlarmsProvider",
+    "datadog": "shiftover.providers.datadog:DatadogProvider",
+    "datadog_monitors": "shiftover.providers.datadog:DatadogMonitorsProvider",
 }
 
 

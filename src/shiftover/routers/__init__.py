@@ -18,6 +18,8 @@ from shiftover.routers.base import Router
 # ``from_spec(spec) -> Router``
 ROUTERS: dict[str, str] = {
     "haproxy": "shiftover.routers.haproxy:HAProxyRouter",
+    "alb": "shiftover.routers.alb:ALBRouter",
+    "route53": "shiftover.routers.route53:Route53Router",
 }
 
 

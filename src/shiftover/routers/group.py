@@ -89,7 +89,19 @@ class LockstepRouter:
     def read(self) -> Weights:
         return self.read_range()[1]
 
+    @property
+    def scales(self) -> tuple[int, ...]:
+        return tuple(int(getattr(m, "scale", 0)) for m in self.members)
+
     def apply(self, weights: Weights) -> None:
+        # a split one member cannot express moves no member (plans are mapped onto
+        # every member's scale when they are loaded)
+        for i, (m, scale) in enumerate(zip(self.members, self.scales, strict=True)):
+            if scale and not weights.expressible(scale):
+                raise RouterError(
+                    f"routers[{i}] ({m.describe()}): {weights} cannot be set exactly with integer "
+                    f"weights 0-{scale}; nothing was written to any router",
+                    hint="use a split every router's scale expresses (plans are mapped when loaded)")
         report: list[dict[str, Any]] = []
         failed: list[str] = []
         for i, m in enumerate(self.members):
