@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import typing
+from fractions import Fraction
 from pathlib import Path
 
 import jsonschema
@@ -441,3 +442,18 @@ def test_schema_lists_every_router_and_gate_type() -> None:
     schema = json.dumps(plan_json_schema())
     for name in (*ROUTERS, *GATE_MODELS):
         assert f'"const": "{name}"' in schema or f'"{name}"' in schema, name
+
+
+@pytest.mark.parametrize("name", ["route53.yaml", "alb.yaml", "lockstep.yaml"])
+def test_the_aws_examples_load(name: str) -> None:
+    """examples/ holds an EC2-to-EKS plan for each AWS router (and both in lockstep),
+    with CloudWatch and Datadog gates; each loads, and every step is exact on every
+    router's scale."""
+    plan = load_plan(EXAMPLE.parent / name, env={}).plan
+    types = {g.type for g in plan.normal_state}
+    assert types & {"cloudwatch", "cloudwatch_alarms"} and plan.members
+    assert [w.new_percent for w in plan.step_weights] == [Fraction(str(s)) for s in plan.steps]
+    if name == "lockstep.yaml":
+        assert [m.type for m in plan.members] == ["route53", "alb"]
+    else:
+        assert types & {"datadog", "datadog_monitors"}

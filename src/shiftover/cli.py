@@ -547,6 +547,7 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
         "failure_limit": p.failure_limit, "error_limit": p.error_limit,
         "inconclusive_limit": p.inconclusive_limit, "on_failure": p.on_failure,
         "lease_ttl_seconds": default_lease_ttl(p), "min_lease_ttl_seconds": min_lease_ttl(p),
+        "rollback_notes": [n for n in (m.rollback_note() for m in p.members) if n],
         "gates": [{"name": loaded.redact(g.name), "type": g.type} for g in p.normal_state],
         "current": {k: word[k] for k in ("status", "status_detail", "journal_weight", "step",
                                          "step_index", "waiting_approval", "paused", "started",
@@ -566,6 +567,8 @@ def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -
     out.print(f"on {p.failure_limit} consecutive failed checks: {p.on_failure}; stuck (same "
               f"action) after {p.error_limit} checks that cannot be evaluated or "
               f"{p.inconclusive_limit} without a verdict", highlight=False)
+    for note in data["rollback_notes"]:
+        out.print(f"rollback: {note}", highlight=False, markup=False)
     out.print(f"lease: {data['lease_ttl_seconds']:g}s by default (--lease-ttl, at least "
               f"{data['min_lease_ttl_seconds']:g}s): a run that dies holds the router this long",
               highlight=False)

@@ -101,6 +101,11 @@ class RouterSpecBase(SpecModel):
     if TYPE_CHECKING:
         type: str  # each subclass: a Literal, the union's discriminator
 
+    def rollback_note(self) -> str | None:
+        """What bounds a rollback on this router beyond the write itself, for ``plan``
+        (None: the router switches at once)."""
+        return None
+
 
 class GateSpecBase(SpecModel):
     """A gate's plan model. Subclasses set ``type: Literal[...]`` and may set JUDGE,

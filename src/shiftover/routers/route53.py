@@ -157,6 +157,12 @@ class Route53RouterSpec(RouterSpecBase):
             )
         return self
 
+    def rollback_note(self) -> str | None:
+        return (f"{self.record_name} reaches 0% on new when Route53 reports the change "
+                f"INSYNC (usually within a minute; at most insync_timeout {self.insync_timeout:g}s "
+                "before the write is retried), then resolvers may keep the old answer for the "
+                "records' TTL: `shiftover validate` reads it and warns above 60s")
+
     def lease_target(self) -> str:
         """The lease key, known without I/O (see ``Route53Router.lease_key``)."""
         return f"route53:{self.hosted_zone_id}/{self.record_name}/{self.record_type}"
