@@ -326,6 +326,75 @@ def test_get_change_failing_says_the_change_was_submitted(r53: Route53Setup) -> 
     assert "IAM" in str(exc.value.hint)
 
 
+def test_a_retried_rollback_is_confirmed_at_insync_not_when_the_records_say_0(
+        aws: Any, fast: RateLimiter) -> None:
+    """The records show a change at once, PENDING or not: a rollback retried after its
+    INSYNC wait failed must wait for that change again, not call 0% in place."""
+    from shiftover.clock import SystemClock
+    from shiftover.engine.rollback import drive_to_zero
+
+    setup = make_route53(limiter=fast, insync_timeout=0.2)
+    setup.router.apply(Weights(50))
+    client = _scripted(setup)
+    client.script["change_resource_record_sets"] = [with_status("PENDING")]
+    client.always["get_change"] = with_status("PENDING")  # Route53 slow today
+    clock = SystemClock()
+    error = drive_to_zero(setup.router, clock, deadline=clock.now() + 1.0)
+    assert error is not None and "is not INSYNC" in error  # not confirmed while PENDING
+    assert weights_at(setup.client, setup.zone_id, setup.record_name) == (255, 0)
+    assert client.count("change_resource_record_sets") == 1  # waited on, not rewritten
+    change_id = setup.router.last_change
+    assert change_id and change_id["status"] == "PENDING"
+    with pytest.raises(RouterError, match="is not INSYNC"):
+        setup.router.apply(Weights(0))
+
+    del client.always["get_change"]  # now INSYNC
+    client.calls.clear()
+    assert drive_to_zero(setup.router, clock, deadline=clock.now() + 5.0) is None
+    assert [kw["Id"] for kw in client.kwargs_of("get_change")] == [change_id["id"]]
+    assert client.count("change_resource_record_sets") == 0
+    client.calls.clear()
+    setup.router.apply(Weights(0))  # INSYNC seen: nothing more to wait for
+    assert client.calls == [("list_resource_record_sets", client.calls[0][1])]
+
+
+def test_a_get_change_failure_then_retry_waits_for_the_same_change(r53: Route53Setup) -> None:
+    client = _scripted(r53)
+    r53.router.sleep = lambda s: None
+    client.script["change_resource_record_sets"] = [with_status("PENDING")]
+    client.script["get_change"] = [client_error("AccessDenied", "GetChange", "not allowed"),
+                                   with_status("PENDING")]  # then moto: INSYNC
+    with pytest.raises(RouterError, match="was submitted, then asking"):
+        r53.router.apply(Weights(10))
+    r53.router.apply(Weights(10))
+    assert client.count("change_resource_record_sets") == 1
+    assert client.count("get_change") == 3
+    assert r53.router.last_change is not None and r53.router.last_change["status"] == "INSYNC"
+
+
+def test_a_change_whose_answer_was_lost_is_written_again_and_awaited(r53: Route53Setup) -> None:
+    """A read timeout after ChangeResourceRecordSets arrived: the records hold the new
+    weights, no change id is known; the retry writes the same weights again and waits."""
+    client = _scripted(r53)
+    r53.router.sleep = lambda s: None
+
+    def lost(real: Any, kwargs: dict[str, Any]) -> Any:
+        real(**kwargs)
+        raise client_error("RequestTimeout", "ChangeResourceRecordSets", "no answer")
+
+    client.script["change_resource_record_sets"] = [lost, with_status("PENDING")]
+    with pytest.raises(RouterError):
+        r53.router.apply(Weights(25))
+    assert weights_at(r53.client, r53.zone_id, r53.record_name) == (255, 85)
+    r53.router.apply(Weights(25))
+    assert client.count("change_resource_record_sets") == 2
+    assert client.count("get_change") == 1
+    assert r53.router.last_change is not None and r53.router.last_change["status"] == "INSYNC"
+    client.calls.clear()
+    r53.router.apply(Weights(25))
+    assert client.count("change_resource_record_sets") == 0
+
+
 def test_wait_insync_resumes_on_a_change_id(r53: Route53Setup) -> None:
     client = _scripted(r53)
     client.script["change_resource_record_sets"] = [with_status("PENDING")]

@@ -31,7 +31,14 @@ INSYNC (polling every 0.5 s, then 1 s, then 2 s), reporting each poll through
 ``on_progress`` for the live view, and raises RouterError naming the change id
 when ``insync_timeout`` passes first: the change *was* submitted and will still
 propagate. ``last_change`` keeps the id of the last change for the journal, and
-``wait_insync(change_id)`` resumes waiting on one (after a crash, say).
+``wait_insync(change_id)`` resumes waiting on one (after a crash, say). An
+``apply`` retried after such an error finds the records already at its weights
+(ListResourceRecordSets shows a change at once, PENDING or not): it waits for
+its own change to be INSYNC again instead of calling the split in place, and
+when the change's answer was lost (a read timeout) it writes the same weights
+again for a change id to wait on. A retried rollback is thus confirmed at
+INSYNC, never before. (A new process cannot know an earlier process's change:
+that id has to come from the journal.)
 
 The DNS tail: INSYNC means Route53's name servers answer with the new weights;
 resolvers keep the old answers for up to the record's TTL. Rollback is
@@ -281,14 +288,32 @@ class Route53Router:
             ) from None
         old, new = self._pair(self._find())
         ow, nw = old.get("Weight"), new.get("Weight")
+        # our own last write to exactly these weights, not yet seen INSYNC (its wait
+        # timed out, GetChange failed, the run was stopped, the answer was lost)
+        mine = self.last_change
+        unconfirmed = (mine is not None and mine.get("status") != "INSYNC"
+                       and (mine.get("old_weight"), mine.get("new_weight")) == (ow, nw))
         if (isinstance(ow, int) and isinstance(nw, int) and 0 <= ow <= SCALE and 0 <= nw <= SCALE
                 and ow + nw > 0 and Weights.from_backend(ow, nw) == weights):
-            return  # already this split: nothing to write, nothing to wait for
+            if not unconfirmed:
+                return  # already this split: nothing to write, nothing to wait for
+            assert mine is not None
+            if mine.get("id"):
+                # the records already say it, Route53's name servers may not yet: a
+                # retried rollback is confirmed at INSYNC, never before
+                self.wait_insync(str(mine["id"]))
+                return
+            # the write's answer was lost: write it again (the same weights) for a change
+            # id to wait on
         changes = []
         for rec, w in ((old, target_old), (new, target_new)):
             upsert = copy.deepcopy(rec)
             upsert["Weight"] = w
             changes.append({"Action": "UPSERT", "ResourceRecordSet": upsert})
+        # until AWS answers, whether the change went in is not known (a read timeout
+        # after the request arrived): a retry that finds these weights writes again
+        self.last_change = {"id": None, "status": "UNKNOWN",
+                            "old_weight": target_old, "new_weight": target_new}
         answer = self._api(
             "change_resource_record_sets", "ChangeResourceRecordSets",
             HostedZoneId=self.zone,
