@@ -457,11 +457,34 @@ def test_a_weight_aws_would_refuse(alb: ALBSetup) -> None:
 
 def test_no_forward_action(alb: ALBSetup) -> None:
     alb.set_actions([{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}])
-    for attempt in (alb.router.read, lambda: alb.router.verify(Weights(0)),
-                    lambda: alb.router.apply(Weights(0)), alb.router.tail_seconds):
+    for attempt in (alb.router.read, lambda: alb.router.apply(Weights(10)), alb.router.tail_seconds):
         with pytest.raises(RouterConfigError, match=r"has no forward action \(its actions: fixed-response\)") as e:
             attempt()
         assert "--actions" in str(e.value.hint) or "--default-actions" in str(e.value.hint)
+    redirect = {"Type": "redirect", "RedirectConfig": {"Host": "eks.example.com", "StatusCode": "HTTP_302"}}
+    alb.set_actions([redirect])  # may lead anywhere, new included: not known to be 0%
+    for attempt in (lambda: alb.router.verify(Weights(0)), lambda: alb.router.apply(Weights(0))):
+        with pytest.raises(RouterConfigError, match=r"has no forward action \(its actions: redirect\)"):
+            attempt()
+
+
+def test_a_maintenance_page_set_in_an_emergency_is_0_percent_and_left_alone(alb: ALBSetup) -> None:
+    """An operator answers every request with a fixed response (nothing is forwarded):
+    new gets nothing, so a rollback is confirmed at once and writes nothing over it."""
+    from shiftover.clock import SystemClock
+    from shiftover.engine.rollback import drive_to_zero
+
+    alb.router.apply(Weights(50))
+    page = {"Type": "fixed-response", "FixedResponseConfig": {
+        "StatusCode": "503", "ContentType": "text/plain", "MessageBody": "maintenance"}}
+    alb.set_actions([page])
+    fresh = ALBRouter(alb.listener_arn, alb.old_arn, alb.new_arn, rule_arn=alb.rule_arn)
+    calls = Calls(fresh)
+    clock = SystemClock()
+    assert drive_to_zero(fresh, clock, deadline=clock.now() + 2.0) is None
+    assert fresh.verify(Weights(0)) is True
+    assert calls.writes() == []
+    assert [a["Type"] for a in alb.actions()] == ["fixed-response"]
 
 
 def test_a_forward_to_neither_target_group(aws: Any) -> None:

@@ -51,7 +51,10 @@ Rollback: ``apply(0%)`` and ``verify(0%)`` need only the listener or rule
 itself: no target-group look-up, no other check than "the new target group's
 weight is 0 and old's is not". ``apply(0%)`` writes even when a third target
 group carries weight (new then gets nothing, which is all a rollback asks);
-above 0% it refuses.
+above 0% it refuses. A listener or rule that forwards nowhere, answering with a
+fixed response (an operator's maintenance page in an emergency), is 0% on new:
+``verify(0%)`` is True and ``apply(0%)`` writes nothing over it, while ``read``
+still calls it an error (no split to bake on).
 
 Writing back what was read: describe answers use the same ``Action`` shape as
 the modify calls, with two exceptions handled here: a forward action read back
@@ -506,6 +509,8 @@ class ALBRouter:
                 hint=f"use a split the 0-{SCALE} scale expresses exactly (plans are mapped when loaded)",
             ) from None
         snap = self._snapshot()
+        if new == 0 and _answers_itself(snap):
+            return  # forwards nowhere: someone's maintenance page, not ours to undo
         fwd = self._forward(snap)
         if new > 0:
             self._check_targets(snap.load_balancer_arn)
@@ -528,9 +533,14 @@ class ALBRouter:
 
     def verify(self, weights: Weights) -> bool:
         """True when the listener or rule holds exactly ``weights`` (read back with
-        describe). 0% needs only new's weight 0 (or new absent) and old's above 0."""
+        describe). 0% needs only new's weight 0 (or new absent) and old's above 0, or
+        no forward action at all, the load balancer answering by itself (a fixed
+        response: an operator's maintenance page sends nothing to new)."""
         if weights.new_percent == 0:
-            fwd = self._forward(self._snapshot())
+            snap = self._snapshot()
+            if _answers_itself(snap):
+                return True
+            fwd = self._forward(snap)
             return fwd.weights.get(self.new, 0) == 0 and fwd.weights.get(self.old, 0) > 0
         return self.read() == weights
 
@@ -602,6 +612,13 @@ class ALBRouter:
         target group they had: the stickiness duration, or 0 without stickiness."""
         seconds = self._forward(self._snapshot()).sticky_seconds
         return float(seconds or 0)
+
+
+def _answers_itself(snap: _Snapshot) -> bool:
+    """The listener or rule ends in a fixed response: no request is forwarded to any
+    target group (a redirect is not that: it may lead anywhere, new included)."""
+    routing = [a for a in snap.actions if a.get("Type") in ("forward", "redirect", "fixed-response")]
+    return bool(routing) and all(a.get("Type") == "fixed-response" for a in routing)
 
 
 def _writable(action: dict[str, Any]) -> dict[str, Any]:
