@@ -157,3 +157,40 @@ def test_the_group_holds_a_lease_on_every_member(store: Store) -> None:
     assert dns.history == [] and alb.history == []
     # and the member lease it took before the refusal was let go
     assert store.lease(key="memory:dns") is None
+
+
+class PropagatingRouter(InMemoryRouter):
+    """Writes at once, confirms later (Route53: submit, then settle until INSYNC)."""
+
+    def __init__(self, log: list[str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.log = log
+
+    def submit(self, weights: Weights) -> None:
+        super().apply(weights)
+        self.log.append(f"submit {self.key}")
+
+    def settle(self) -> None:
+        self.log.append(f"settle {self.key}")
+
+    def apply(self, weights: Weights) -> None:
+        self.submit(weights)
+        self.settle()
+
+
+class LoggingRouter(InMemoryRouter):
+    def __init__(self, log: list[str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.log = log
+
+    def apply(self, weights: Weights) -> None:
+        super().apply(weights)
+        self.log.append(f"apply {self.key}")
+
+
+def test_one_members_propagation_never_holds_back_anothers_write() -> None:
+    log: list[str] = []
+    group = LockstepRouter([PropagatingRouter(log, scale=255, key="memory:dns"),
+                            LoggingRouter(log, scale=999, key="memory:alb")])
+    group.apply(W(0))
+    assert log == ["submit memory:dns", "apply memory:alb", "settle memory:dns"]

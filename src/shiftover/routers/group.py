@@ -13,7 +13,10 @@ Every step applies to all of them; the group behaves as one router:
   engine must honour, not a split to climb back from (see ``decide``).
 - ``apply(w)`` writes every member, in order, and tries all of them even when
   one fails (a rollback must reach every member it can); then raises one
-  RouterError naming each member that failed. Each member's outcome is kept in
+  RouterError naming each member that failed. A member whose write propagates
+  (Route53, until INSYNC) is written with ``submit`` and waited on with
+  ``settle`` after every member was written: its propagation never holds back
+  another member's write. Each member's outcome is kept in
   ``last_report`` for the journal.
 - ``verify(w)`` is True only when every member shows ``w``; False when any shows
   something else; None when none disagrees but one cannot tell.
@@ -104,12 +107,28 @@ class LockstepRouter:
                     hint="use a split every router's scale expresses (plans are mapped when loaded)")
         report: list[dict[str, Any]] = []
         failed: list[str] = []
+        # every member is written before any is waited on: a router whose write
+        # propagates (Route53 until INSYNC) offers submit/settle, and its wait must not
+        # hold back another member's write (a rollback reaches the ALB at once)
+        submitted: list[int] = []
         for i, m in enumerate(self.members):
+            report.append({"router": m.describe(), "ok": True})
             try:
-                m.apply(weights)
-                report.append({"router": m.describe(), "ok": True})
+                submit = getattr(m, "submit", None)
+                if submit is not None and hasattr(m, "settle"):
+                    submit(weights)
+                    submitted.append(i)
+                else:
+                    m.apply(weights)
             except Exception as exc:
-                report.append({"router": m.describe(), "ok": False, "error": _message(exc)})
+                report[i] = {"router": m.describe(), "ok": False, "error": _message(exc)}
+                failed.append(f"routers[{i}] ({m.describe()}): {_message(exc)}")
+        for i in submitted:
+            m = self.members[i]
+            try:
+                m.settle()  # type: ignore[attr-defined]
+            except Exception as exc:
+                report[i] = {"router": m.describe(), "ok": False, "error": _message(exc)}
                 failed.append(f"routers[{i}] ({m.describe()}): {_message(exc)}")
         self.last_report = report
         if failed:

@@ -277,6 +277,20 @@ class Route53Router:
         return weights
 
     def apply(self, weights: Weights) -> None:
+        self.submit(weights)
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait until this router's last change is INSYNC (a no-op when there is none
+        pending). ``apply`` is ``submit`` then ``settle``; a lockstep group submits to
+        every member first and settles after, so that one member's propagation never
+        delays another member's write (a rollback reaches the ALB at once)."""
+        mine = self.last_change
+        if mine is not None and mine.get("id") and mine.get("status") != "INSYNC":
+            self.wait_insync(str(mine["id"]))
+
+    def submit(self, weights: Weights) -> None:
+        """Write ``weights`` (one ChangeBatch) without waiting for INSYNC; see ``settle``."""
         if not isinstance(weights, Weights):
             raise RouterError(f"Route53Router.apply needs a Weights value, got {type(weights).__name__}")
         try:
@@ -300,8 +314,7 @@ class Route53Router:
             assert mine is not None
             if mine.get("id"):
                 # the records already say it, Route53's name servers may not yet: a
-                # retried rollback is confirmed at INSYNC, never before
-                self.wait_insync(str(mine["id"]))
+                # retried rollback is confirmed at INSYNC (``settle``), never before
                 return
             # the write's answer was lost: write it again (the same weights) for a change
             # id to wait on
@@ -327,8 +340,6 @@ class Route53Router:
         change_id = _short_change_id(str(info.get("Id", "")))
         self.last_change = {"id": change_id, "status": info.get("Status"),
                             "old_weight": target_old, "new_weight": target_new}
-        if info.get("Status") != "INSYNC":
-            self.wait_insync(change_id)
 
     def verify(self, weights: Weights) -> bool:
         """True when Route53 serves exactly ``weights``. 0% needs only the new record at
