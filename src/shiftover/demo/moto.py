@@ -41,6 +41,7 @@ class MotoServer(ChildProcess):
     def __init__(self, directory: Path | str | None = None, *, ready_timeout: float = 30.0,
                  stop_timeout: float = 5.0) -> None:
         super().__init__()
+        self._own_directory = directory is None  # a temporary one, removed on stop
         self.directory = Path(directory or tempfile.mkdtemp(prefix="shiftover-moto-"))
         self.log_path = self.directory / "moto.log"
         self.ready_timeout = ready_timeout
@@ -80,6 +81,8 @@ class MotoServer(ChildProcess):
 
     def stop(self) -> None:
         self._end(self.stop_timeout)
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def _ready(self) -> bool:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
