@@ -12,8 +12,8 @@
   validation or permission error. Every retry sleeps; the whole call gives up
   at its deadline.
 - **A rate limit per account and service.** Route53 allows 5 requests a second
-  per account: :class:`RateLimiter` spaces our calls (per process) so a run
-  stays under it even while it polls GetChange.
+  per account: :class:`RateLimiter` keeps our calls (per process) under it, in
+  any one-second window, even while a run polls GetChange.
 - **Clear errors.** botocore's exceptions become one line that says what failed
   and how to fix it (no credentials, endpoint unreachable, access denied with
   the action to allow), raised as the caller's error class (RouterError for
@@ -25,6 +25,7 @@ module, and a plan that uses HAProxy only should not pay for boto3.
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 import threading
@@ -45,20 +46,30 @@ RETRYABLE_CODES = frozenset({
 
 
 class RateLimiter:
-    """At most ``per_second`` calls a second from this process (a token spacing)."""
+    """At most ``per_second`` calls in any one-second window from this process.
 
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self._next = 0.0
+    A sliding window, not an even spacing: an idle account's first calls go out at
+    once (a rollback's read, write and read back are not spaced 0.2 s apart), and
+    no second ever holds more than ``per_second`` calls."""
+
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.per_second = max(1, int(per_second))
+        self.window = self.per_second / per_second  # 1 s when per_second is whole
+        self._sent: collections.deque[float] = collections.deque()
         self._lock = threading.Lock()
 
     def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        with self._lock:
-            now = time.monotonic()
-            at = max(now, self._next)
-            self._next = at + self.interval
-        if at > now:
-            sleep(at - now)
+        while True:
+            with self._lock:
+                now = self.clock()
+                while self._sent and now - self._sent[0] >= self.window:
+                    self._sent.popleft()
+                if len(self._sent) < self.per_second:
+                    self._sent.append(now)
+                    return
+                delay = self.window - (now - self._sent[0])
+            sleep(max(delay, 0.001))
 
 
 # Route53's documented limit is 5 requests/s per account; one limiter per process.

@@ -486,3 +486,20 @@ def test_tail_details_and_warnings(aws: Any, fast: RateLimiter) -> None:
     assert "old-web-123456.us-east-1.elb.amazonaws.com. (evaluates target health)" in old_line
     assert new_line == (f"new eks: weight 0, TTL the alias target's (60 s assumed), alias to {NEW_LB} "
                         "(no target health), health check none")
+
+
+def test_the_rate_limiter_lets_an_idle_burst_through_and_never_more_than_five_a_second() -> None:
+    clock = [0.0]
+    limiter = RateLimiter(5.0, clock=lambda: clock[0])
+
+    def fake_sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    sent = []
+    for _ in range(12):
+        limiter.wait(fake_sleep)
+        sent.append(clock[0])
+    assert sent[:5] == [0.0] * 5  # idle: the first five go at once
+    for i in range(len(sent)):
+        assert len([t for t in sent if sent[i] <= t < sent[i] + 1.0]) <= 5
+    assert sent[-1] < 2.5  # and it does not hold calls back longer than it must
