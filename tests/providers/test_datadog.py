@@ -568,6 +568,19 @@ def test_429_beyond_the_timeout_is_an_error_saying_when_it_resets(dd: DatadogDou
     no_keys(err, result)
 
 
+@pytest.mark.parametrize("spec", GATES, ids=GATE_IDS)
+def test_429_that_resets_in_0_s_is_waited_for_and_retried_once_not_hammered(
+        dd: DatadogDouble, spec: Any) -> None:
+    """X-RateLimit-Reset: 0 (and no Retry-After) is a reason to wait a little, once:
+    a burst of retries would keep the org's keys rate-limited."""
+    _healthy(dd)
+    dd.fail("rate_limited", reset=0)  # every request, until healthy()
+    sleeps = Sleeps()
+    with pytest.raises(ProviderError, match=r"still rate-limited .* after waiting 0.5 s"):
+        _provider(spec, sleeps).measure(now=NOW)
+    assert sleeps.waits == [0.5] and len(dd.requests) == 2
+
+
 def test_429_again_after_the_wait_is_an_error(dd: DatadogDouble) -> None:
     _healthy(dd)
     dd.fail("rate_limited", times=2, retry_after=1, reset=1)

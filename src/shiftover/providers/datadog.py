@@ -74,7 +74,8 @@ missing the ``timeseries_query`` / ``monitors_read`` permission).
 
 Rate limits: Datadog answers 429 with ``X-RateLimit-Limit``, ``-Period``,
 ``-Remaining``, ``-Reset`` (seconds until the limit resets) and ``-Name``,
-sometimes ``Retry-After``. The provider waits the longer of the two and retries
+sometimes ``Retry-After``. The provider waits the longer of the two (at least
+half a second: "resets in 0 s" must not become a burst of retries) and retries
 once, only if that wait and a request still fit in the gate's timeout;
 otherwise it raises a ``ProviderError`` saying when the limit resets. It never
 sleeps past the timeout, so a rate limit holds the step (INCONCLUSIVE, an
@@ -107,6 +108,8 @@ _MAX_TEXT = 300
 _RETRY_HEADROOM = 0.5
 # below this, a request is not worth starting: the gate has timed out
 _MIN_REQUEST = 0.05
+# the least a 429 is waited for, whatever its headers say (X-RateLimit-Reset: 0)
+_MIN_RATE_WAIT = 0.5
 _STATES = ("OK", "Alert", "Warn", "No Data", "Skipped", "Ignored", "Unknown")
 _KEYS_HINT = (
     "export DD_API_KEY=<API key> DD_APP_KEY=<application key> (and DD_SITE, e.g. datadoghq.eu, "
@@ -354,7 +357,7 @@ class _Session:
         from urllib3.exceptions import NewConnectionError
         from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-        waited = 0.0
+        waited: float | None = None  # the one rate-limit wait, once it was taken
         while True:
             left = self.remaining()
             if left < _MIN_REQUEST:
@@ -366,8 +369,9 @@ class _Session:
                 status = int(exc.status or 0)
                 if status == 429:
                     limit = _RateLimit.of(exc.headers)
-                    wait = limit.wait if limit.wait is not None else 1.0
-                    if not waited and wait + _RETRY_HEADROOM <= self.remaining():
+                    # "resets in 0 s" is still a wait: never a burst of retries
+                    wait = max(limit.wait if limit.wait is not None else 1.0, _MIN_RATE_WAIT)
+                    if waited is None and wait + _RETRY_HEADROOM <= self.remaining():
                         self.sleep(wait)
                         waited = wait
                         continue
@@ -411,8 +415,8 @@ class _Session:
                  "https://api.datadoghq.eu)",
         )
 
-    def _timed_out(self, what: str, waited: float) -> ProviderError:
-        after = f" (after waiting {waited:g} s for a rate limit)" if waited else ""
+    def _timed_out(self, what: str, waited: float | None) -> ProviderError:
+        after = f" (after waiting {waited:g} s for a rate limit)" if waited is not None else ""
         return ProviderError(
             f"Datadog at {self.shown} did not answer {what} within the gate's timeout of "
             f"{self.timeout:g}s{after}",
@@ -420,10 +424,10 @@ class _Session:
                  "the network); if it is only slow, raise the gate's timeout",
         )
 
-    def _rate_limited(self, what: str, limit: _RateLimit, waited: float) -> ProviderError:
+    def _rate_limited(self, what: str, limit: _RateLimit, waited: float | None) -> ProviderError:
         resets = (f"the limit resets in {limit.wait:g} s" if limit.wait is not None
                   else "Datadog did not say when the limit resets")
-        if waited:
+        if waited is not None:
             head = f"Datadog at {self.shown} still rate-limited {what} after waiting {waited:g} s"
         else:
             head = (f"Datadog at {self.shown} rate-limited {what} (HTTP 429{limit.text()}): {resets}"
