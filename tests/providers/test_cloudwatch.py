@@ -524,6 +524,20 @@ def test_an_unreachable_endpoint_is_an_error_then_recovers(
     assert provider.measure(now=NOW).at == NOW
 
 
+@pytest.mark.parametrize("make", SPECS, ids=["cloudwatch", "cloudwatch_alarms"])
+def test_the_password_of_an_endpoint_url_is_never_repeated(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, make: Callable[[], Any]
+) -> None:
+    """botocore quotes the URL it could not reach, user info included."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://shiftover:s3cret-pw@127.0.0.1:{free_port()}")
+    with pytest.raises(ProviderError) as info:
+        build_provider(make()).measure(now=NOW)
+    error = info.value
+    assert "cannot reach the AWS endpoint" in error.message and "***@127.0.0.1" in error.message
+    assert "s3cret-pw" not in f"{error.message} {error.hint}"
+    assert "s3cret-pw" not in judge(make(), error, now=NOW).reason
+
+
 @pytest.mark.parametrize(("make", "method"), [(alb_5xx_gate, "get_metric_data"),
                                               (alarms_gate, "describe_alarms")],
                          ids=["cloudwatch", "cloudwatch_alarms"])

@@ -75,6 +75,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shiftover import aws
 from shiftover.errors import NoData, ProviderError
+from shiftover.providers.http import redact_url, scrub_userinfo
 from shiftover.spec import (
     Duration,
     FiniteFloat,
@@ -367,10 +368,20 @@ class CloudWatchApi:
         return self.region or getattr(meta, "region_name", None)
 
     @property
+    def endpoint(self) -> str | None:
+        endpoint = getattr(getattr(self._client, "meta", None), "endpoint_url", None)
+        return str(endpoint) if endpoint else None
+
+    @property
     def where(self) -> str:
-        client = self._client
-        endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
-        return f"CloudWatch at {endpoint}" if endpoint else "CloudWatch"
+        endpoint = self.endpoint
+        return f"CloudWatch at {redact_url(endpoint)}" if endpoint else "CloudWatch"
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the password of an endpoint URL (AWS_ENDPOINT_URL=
+        https://user:password@proxy/...): botocore quotes the URL it could not reach."""
+        endpoint = self.endpoint
+        return scrub_userinfo(text, endpoint) if endpoint else text
 
     def call(self, operation: str, action: str, deadline: float, **kwargs: Any) -> dict[str, Any]:
         method = getattr(self.client, operation)
@@ -388,10 +399,11 @@ class CloudWatchApi:
             reply = aws.call(attempt, f"{action} on {where}", error=ProviderError,
                              deadline=deadline, **kwargs)
         except ProviderError as exc:
+            message = self.scrub(exc.message)
             self._client = None
             code = aws.error_code(last[-1]) if last else None
             hint = _QUERY_HINT if code in _REFUSED_QUERY else exc.hint or _ENDPOINT_HINT
-            raise ProviderError(exc.message, hint=hint) from None
+            raise ProviderError(message, hint=hint) from None
         except Exception as exc:  # botocore's parsers fail on answers that are not AWS's
             self._client = None
             raise ProviderError(
