@@ -188,6 +188,18 @@ def test_stat_names_are_spelled_as_cloudwatch_spells_them() -> None:
         ("    type: cloudwatch_alarms\n    alarm_names: [a]\n    alarm_name_prefix: a",
          "not both", "alarm_name_prefix"),
         ("    type: cloudwatch_alarms\n    alarm_names: []", "watches nothing", "alarm_names"),
+        ("    type: cloudwatch_alarms\n    alarm_name_prefix: ' '", "is blank", "alarm_name_prefix"),
+        # a name that matches nothing reads as 0 errors beside counted requests
+        (ALB_5XX_RATIO.replace("HTTPCode_Target_5XX_Count", "HTTPCode_Target_5xx_Count"),
+         "write HTTPCode_Target_5XX_Count", "metric.name"),
+        (ALB_5XX_RATIO.replace("per: {name: RequestCount}", "per: {name: Requestcount}"),
+         "write RequestCount", "per.name"),
+        (ALB_5XX_RATIO.replace("per: {name: RequestCount}", "samples: {name: requestCount}"),
+         "write RequestCount", "samples.name"),
+        ("    type: cloudwatch\n    expression: FILL(e, 0) / r\n    max: 1\n    metrics:\n"
+         "      e: {namespace: AWS/ApplicationELB, name: HTTPCode_Target_5XX_Count}\n"
+         "      r: {namespace: AWS/ApplicationELB, name: UnhealthyHostCount}",
+         "write UnHealthyHostCount", "metrics.r.name"),
     ],
 )
 def test_plan_errors_point_at_the_field(body: str, message: str, field: str) -> None:

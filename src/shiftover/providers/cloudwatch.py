@@ -105,6 +105,29 @@ _ENDPOINT_HINT = (
 # AWS understood the request and refused what the gate asks (a bad expression, id or stat)
 _REFUSED_QUERY = frozenset({"ValidationError", "InvalidParameterValue",
                             "InvalidParameterCombination", "MissingParameter"})
+# AWS/ApplicationELB's metrics as AWS spells them. CloudWatch names are case-sensitive
+# and a name that matches nothing has no datapoints, which a count read beside its
+# traffic takes as 0: a mis-cased HTTPCode_Target_5xx_Count would pass for ever.
+ALB_NAMESPACE = "AWS/ApplicationELB"
+ALB_METRICS = frozenset({
+    "ActiveConnectionCount", "AnomalousHostCount", "ClientTLSNegotiationErrorCount",
+    "ConsumedLCUs", "DesyncMitigationMode_NonCompliant_Request_Count",
+    "DroppedInvalidHeaderRequestCount", "ELBAuthError", "ELBAuthFailure", "ELBAuthLatency",
+    "ELBAuthRefreshTokenSuccess", "ELBAuthSuccess", "ELBAuthUserClaimsSizeExceeded",
+    "ForwardedInvalidHeaderRequestCount", "GrpcRequestCount", "HealthyHostCount",
+    "HealthyStateDNS", "HealthyStateRouting", "HTTP_Fixed_Response_Count", "HTTP_Redirect_Count",
+    "HTTP_Redirect_Url_Limit_Exceeded_Count", "HTTPCode_ELB_3XX_Count", "HTTPCode_ELB_4XX_Count",
+    "HTTPCode_ELB_5XX_Count", "HTTPCode_ELB_500_Count", "HTTPCode_ELB_502_Count",
+    "HTTPCode_ELB_503_Count", "HTTPCode_ELB_504_Count", "HTTPCode_Target_2XX_Count",
+    "HTTPCode_Target_3XX_Count", "HTTPCode_Target_4XX_Count", "HTTPCode_Target_5XX_Count",
+    "IPv6ProcessedBytes", "IPv6RequestCount", "LambdaInternalError", "LambdaTargetProcessedBytes",
+    "LambdaUserError", "MitigatedHostCount", "NewConnectionCount", "NonStickyRequestCount",
+    "ProcessedBytes", "RejectedConnectionCount", "RequestCount", "RequestCountPerTarget",
+    "RuleEvaluations", "TargetConnectionErrorCount", "TargetResponseTime",
+    "TargetTLSNegotiationErrorCount", "UnHealthyHostCount", "UnhealthyRoutingRequestCount",
+    "UnhealthyStateDNS", "UnhealthyStateRouting",
+})
+_ALB_BY_LOWER = {name.lower(): name for name in ALB_METRICS}
 _QUERY_HINT = ("CloudWatch refused the gate's query: fix what AWS's message names (expression, "
                "metric ids, statistic, dimensions, alarm names)")
 
@@ -199,6 +222,7 @@ class CloudWatchGate(GateSpecBase):
     @model_validator(mode="after")
     def _coherent(self) -> CloudWatchGate:
         self._check_source()
+        self._check_spelling()
         if self.window < RESOLUTION or self.window % RESOLUTION:
             raise rule(
                 f"window {self.window:g}s is not a whole number of minutes: CloudWatch periods "
@@ -293,6 +317,26 @@ class CloudWatchGate(GateSpecBase):
             raise rule("the samples metric needs a namespace (there is no `metric` to take it from)",
                        ("samples", "namespace"))
 
+    def _check_spelling(self) -> None:
+        """An ALB metric name spelt with other capitals than AWS's (see ALB_METRICS)."""
+        named: list[tuple[tuple[str, ...], CloudWatchMetric]] = []
+        if self.metric is not None:
+            named.append((("metric", "name"), self.metric))
+        if self.per is not None:
+            named.append((("per", "name"), self.inherit(self.per)))
+        if isinstance(self.samples, CloudWatchMetric):
+            named.append((("samples", "name"), self.inherit(self.samples)))
+        named += [(("metrics", mid, "name"), m) for mid, m in self.metrics.items()]
+        for at, m in named:
+            right = _ALB_BY_LOWER.get(m.name.lower()) if m.namespace == ALB_NAMESPACE else None
+            if right is not None and right != m.name:
+                raise rule(
+                    f"{ALB_NAMESPACE} has no metric {m.name!r}: CloudWatch names are case-sensitive, "
+                    f"write {right} (a name that matches nothing has no datapoints, and an absent "
+                    "count beside counted requests reads as 0: this gate would pass for ever)",
+                    at,
+                )
+
     def inherit(self, m: CloudWatchMetric) -> CloudWatchMetric:
         """``m`` with the namespace and dimensions of ``metric`` where it has none."""
         if self.metric is None:
@@ -330,6 +374,9 @@ class CloudWatchAlarmsGate(GateSpecBase):
                 "set alarm_names or alarm_name_prefix, not both (DescribeAlarms takes one)",
                 ("alarm_name_prefix",),
             )
+        if self.alarm_name_prefix is not None and not self.alarm_name_prefix.strip():
+            raise rule("alarm_name_prefix is blank: write the start of the alarms' names, e.g. "
+                       "accounting-", ("alarm_name_prefix",))
         if self.alarm_names is not None:
             if not self.alarm_names:
                 raise rule("alarm_names is empty: a gate that watches nothing never passes",
