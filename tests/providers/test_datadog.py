@@ -180,6 +180,10 @@ normal_state:
 """
     plan = parse_plan_text(text, filename="plan.yaml", env={}).plan
     first, second = plan.normal_state
+    with pytest.raises(PlanError) as blank:  # Datadog would answer 400 at every check
+        parse_plan_text(text.replace("query: sum:trace.rack.request.errors{service:web}.as_count()",
+                                     'query: " "'), filename="plan.yaml", env={})
+    assert str(blank.value).startswith("plan.yaml:13:12: the query is blank")
     assert isinstance(first, DatadogGate) and first.reduce == "max"
     assert isinstance(second, DatadogMonitorsGate) and second.tags == TAGS
     with pytest.raises(PlanError) as info:

@@ -94,7 +94,14 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from shiftover.errors import NoData, ProviderError
 from shiftover.providers.http import redact_url
@@ -160,6 +167,14 @@ class DatadogGate(GateSpecBase):
         description="optional query whose points, summed over the window, are the sample size")
     min_samples: MinSamples = 0
     timeout: Timeout = 10.0
+
+    @field_validator("query", "samples_query")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise rule("the query is blank: write a Datadog metrics query, e.g. "
+                       "sum:trace.rack.request.errors{service:web}.as_count()")
+        return value
 
     @model_validator(mode="after")
     def _needs_threshold(self) -> DatadogGate:
