@@ -503,3 +503,19 @@ def test_the_rate_limiter_lets_an_idle_burst_through_and_never_more_than_five_a_
     for i in range(len(sent)):
         assert len([t for t in sent if sent[i] <= t < sent[i] + 1.0]) <= 5
     assert sent[-1] < 2.5  # and it does not hold calls back longer than it must
+
+
+def test_a_dual_stack_name_warns_that_the_other_family_is_not_moved(aws: Any, fast: RateLimiter) -> None:
+    """Alias A and AAAA records of one name, both weighted: IPv6 clients follow the AAAA
+    weights whatever this A router writes, a rollback included."""
+    setup = make_route53(record_type="A", limiter=fast)
+    assert setup.router.warnings() == []
+    put(setup.client, setup.zone_id,
+        weighted_record(setup.record_name, "AAAA", "ec2", 255, alias=True, target="old-lb.example.net."),
+        weighted_record(setup.record_name, "AAAA", "eks", 0, alias=True, target=NEW_LB))
+    [warning] = setup.router.warnings()
+    assert "also has weighted AAAA records (ec2 255, eks 0)" in warning
+    assert "IPv6 clients follow those weights" in warning and "record_type AAAA" in warning
+    six = Route53Router(setup.zone_id, setup.record_name, "AAAA", "ec2", "eks", limiter=fast)
+    assert "weighted A records (ec2 255, eks 0)" in six.warnings()[0]
+    assert "IPv4 clients" in six.warnings()[0]

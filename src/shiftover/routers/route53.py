@@ -68,7 +68,9 @@ Beyond the Router protocol, for the CLI's ``plan`` / ``validate``:
 - ``tail_seconds() -> float``: the larger TTL of the two records (60 for alias).
 - ``details() -> list[str]``: one line per record: set identifier, weight, TTL,
   target (alias DNS name, or the values), health check.
-- ``warnings() -> list[str]``: a TTL above 60 s delays what a rollback achieves.
+- ``warnings() -> list[str]``: a TTL above 60 s delays what a rollback achieves;
+  weighted records of the other address family (AAAA beside A, dual stack) with
+  the same set identifiers are not moved by this router.
 
 Each of those reads the records afresh (one ListResourceRecordSets call).
 ``on_progress`` (attribute, default None) receives one line per INSYNC poll.
@@ -96,6 +98,7 @@ MAX_PAGES = 20  # 300 records a page: 6,000 records at one name is not a plan's 
 _POLICY_FIELDS = ("Failover", "Region", "GeoLocation", "GeoProximityLocation",
                   "MultiValueAnswer", "CidrRoutingConfig")
 _ZONE_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+_OTHER_FAMILY = {"A": "AAAA", "AAAA": "A"}
 
 
 def canonical_zone_id(value: str) -> str:
@@ -421,7 +424,8 @@ class Route53Router:
 
     def warnings(self) -> list[str]:
         """Things that make this router slower or riskier than the plan suggests."""
-        old, new = self._pair(self._find())
+        found = self._find()
+        old, new = self._pair(found)
         out = []
         for rec in (old, new):
             ttl = rec.get("TTL")
@@ -430,6 +434,20 @@ class Route53Router:
                     f"{self._where(rec)} has TTL {ttl} s: resolvers keep old answers up to {ttl} s "
                     "after a rollback: lower it before the cutover"
                 )
+        # dual stack: IPv6 clients follow the AAAA records' weights (IPv4 clients the A
+        # records'), and this router moves one type only
+        other = _OTHER_FAMILY.get(self.type)
+        twin = [r for r in found.at_name if r.get("Type") == other
+                and r.get("SetIdentifier") in (self.old, self.new) and "Weight" in r]
+        if twin:
+            weights = ", ".join(f"{r.get('SetIdentifier')} {r.get('Weight')}" for r in twin)
+            out.append(
+                f"Route53 {self.name} also has weighted {other} records ({weights}) that this "
+                f"router does not move: {'IPv6' if other == 'AAAA' else 'IPv4'} clients follow "
+                f"those weights, before and after a rollback; unless another router of this plan "
+                f"drives them, list both under routers: (a route53 router with record_type "
+                f"{self.type} and one with record_type {other})"
+            )
         return out
 
     # --- internals -----------------------------------------------------------
