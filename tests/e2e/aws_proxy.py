@@ -1,10 +1,18 @@
 """A transparent HTTP proxy in front of the moto server that can hold Route53 changes
 PENDING, as real Route53 does for seconds to a minute (moto answers INSYNC at once).
 
-Point ``AWS_ENDPOINT_URL_ROUTE53`` at it; every request is forwarded to moto as is;
-while ``pending`` is set, GetChange answers say PENDING. ``seen`` records each
+Point ``AWS_ENDPOINT_URL_ROUTE_53`` at it (botocore's name for Route53's endpoint
+variable, from the service id "Route 53"; ``AWS_ENDPOINT_URL_ROUTE53`` is silently
+ignored). Every request is forwarded to moto as is; while ``pending`` is set, the
+answers of ChangeResourceRecordSets and GetChange say PENDING. ``seen`` records each
 request's method and path, so a test can wait for "the change was submitted and is
-being polled" and SIGKILL the run exactly then.
+being polled" and SIGKILL the run exactly then: ``mark()`` notes where the record
+stands, ``count(method, fragment, since=mark)`` counts what came after it, and
+``wait(...)`` waits (bounded) for a count.
+
+The change itself reaches moto at once, so while it is "PENDING" the records
+already hold the new weights, as ListResourceRecordSets shows a submitted change
+on real Route53 while it propagates to the name servers.
 """
 
 from __future__ import annotations
@@ -12,11 +20,13 @@ from __future__ import annotations
 import http.client
 import http.server
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
-from shiftover.demo.prometheus import QuietHTTPServer
+from shiftover.demo.process import QuietHTTPServer
 
 
 class PendingProxy:
@@ -34,9 +44,26 @@ class PendingProxy:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def count(self, method: str, fragment: str) -> int:
+    def mark(self) -> int:
+        """Where the record of requests stands now (for ``count(..., since=)``)."""
         with self._lock:
-            return sum(1 for m, p in self.seen if m == method and fragment in p)
+            return len(self.seen)
+
+    def count(self, method: str, fragment: str, *, since: int = 0) -> int:
+        """Requests with this method whose path contains ``fragment`` (after ``since``)."""
+        with self._lock:
+            return sum(1 for m, p in self.seen[since:] if m == method and fragment in p)
+
+    def wait(self, method: str, fragment: str, *, at_least: int = 1, since: int = 0,
+             timeout: float = 30.0, alive: Callable[[], bool] = lambda: True) -> bool:
+        """True once ``count(method, fragment, since=since) >= at_least``; False after
+        ``timeout``, or as soon as ``alive()`` says the client is gone."""
+        deadline = time.monotonic() + timeout
+        while self.count(method, fragment, since=since) < at_least:
+            if time.monotonic() >= deadline or not alive():
+                return self.count(method, fragment, since=since) >= at_least
+            time.sleep(0.02)
+        return True
 
     def start(self) -> Self:
         proxy = self
@@ -60,8 +87,11 @@ class PendingProxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     reply = conn.getresponse()
                     data = reply.read()
-                    if (proxy.pending.is_set() and self.command == "GET"
-                            and "/change/" in self.path):
+                    # a change is answered PENDING (ChangeResourceRecordSets) and stays
+                    # so (GetChange) while ``pending`` is set
+                    if proxy.pending.is_set() and (
+                            (self.command == "GET" and "/change/" in self.path)
+                            or (self.command == "POST" and "/rrset" in self.path)):
                         data = data.replace(b"<Status>INSYNC</Status>", b"<Status>PENDING</Status>")
                     self.send_response(reply.status)
                     for k, v in reply.getheaders():
