@@ -6,6 +6,8 @@ the plan says (including what moto accepts and AWS refuses)."""
 from __future__ import annotations
 
 import copy
+import json
+import shlex
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
@@ -540,3 +542,32 @@ def test_details_warnings_and_tail(alb: ALBSetup) -> None:
 
     alb.set_weights({alb.old_arn: 0, alb.new_arn: 0})
     assert any("split not known (" in line for line in alb.router.details())
+
+
+def test_a_hint_pasted_in_an_emergency_never_drops_an_authentication_step(aws: Any) -> None:
+    """Hints carry a command an operator may paste while things burn. A command that
+    writes the actions replaces them all: beside an authenticate action it would serve
+    the application without authentication. It then edits describe's output instead,
+    and never prints an action's config (or its secret)."""
+    setup = make_alb()
+    oidc = {"Type": "authenticate-oidc", "Order": 1, "AuthenticateOidcConfig": {
+        "Issuer": "https://idp.example.com", "AuthorizationEndpoint": "https://idp.example.com/auth",
+        "TokenEndpoint": "https://idp.example.com/token", "UserInfoEndpoint": "https://idp.example.com/me",
+        "ClientId": "shop", "ClientSecret": "s3cr3t", "OnUnauthenticatedRequest": "authenticate"}}
+    setup.set_actions([oidc, forward({setup.old_arn: 0, setup.new_arn: 0}, order=2)])
+    with pytest.raises(RouterError, match="weight 0 on both") as e:
+        setup.router.read()
+    hint = str(e.value.hint)
+    assert "keep the other actions (authenticate-oidc)" in hint
+    assert "describe-listeners --listener-arns" in hint and "> actions.json" in hint
+    assert "--default-actions file://actions.json" in hint and "UseExistingClientSecret" in hint
+    assert f"{setup.old_arn} (old) weight 999 and {setup.new_arn} (new) weight 0" in hint
+    assert "s3cr3t" not in hint and "idp.example.com" not in hint
+
+    setup.set_actions([forward({setup.old_arn: 0, setup.new_arn: 0}, sticky_seconds=900, order=3)])
+    with pytest.raises(RouterError, match="weight 0 on both") as e:
+        setup.router.read()
+    hint = str(e.value.hint)
+    command = hint[hint.index("aws elbv2"):]
+    written = json.loads(shlex.split(command)[6])
+    assert written == [forward({setup.old_arn: 999, setup.new_arn: 0}, sticky_seconds=900, order=3)]

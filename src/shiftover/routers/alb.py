@@ -88,6 +88,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -221,6 +223,7 @@ class _Forward:
     action: dict[str, Any]
     weights: dict[str, int]
     plain: bool  # a single TargetGroupArn, no ForwardConfig
+    actions: tuple[dict[str, Any], ...] = ()  # every action of the listener or rule, as read
 
     @property
     def stickiness(self) -> dict[str, Any] | None:
@@ -374,7 +377,7 @@ class ALBRouter:
                 f"{self.target} has no forward action (its actions: {kinds}): shiftover splits the "
                 "target-group weights of a forward action",
                 hint="make its last action forward to both target groups, e.g. "
-                + self._fix_command(SCALE, 0))
+                + self._fix_command(SCALE, 0, snap.actions))
         if len(forwards) > 1:
             raise RouterConfigError(
                 f"{self.target} has {len(forwards)} forward actions: AWS allows one, and which one "
@@ -389,11 +392,13 @@ class ALBRouter:
             for t in tuples:
                 weight = t.get("Weight")
                 weights[str(t.get("TargetGroupArn"))] = 1 if weight is None else int(weight)
-            return _Forward(index, action, weights, plain=False)
+            return _Forward(index, action, weights, plain=False, actions=tuple(snap.actions))
         if action.get("TargetGroupArn"):
-            return _Forward(index, action, {str(action["TargetGroupArn"]): 1}, plain=True)
+            return _Forward(index, action, {str(action["TargetGroupArn"]): 1}, plain=True,
+                            actions=tuple(snap.actions))
         raise RouterConfigError(f"{self.target}: its forward action names no target group",
-                                hint="forward to both target groups, e.g. " + self._fix_command(SCALE, 0))
+                                hint="forward to both target groups, e.g. "
+                                + self._fix_command(SCALE, 0, snap.actions))
 
     def _split(self, fwd: _Forward) -> tuple[int, int]:
         """(old, new) weights when they alone decide the split; errors otherwise."""
@@ -403,13 +408,13 @@ class ALBRouter:
                 f"{self.target} forwards to {listed}, not to {_tg_name(self.old)} (old) or "
                 f"{_tg_name(self.new)} (new)",
                 hint="fix router.old / router.new, or forward to both target groups: "
-                + self._fix_command(SCALE, 0))
+                + self._fix_command(SCALE, 0, fwd.actions))
         for arn, weight in fwd.weights.items():
             if not 0 <= weight <= SCALE:
                 raise RouterError(
                     f"{self.target}: target group {_tg_name(arn)} has weight {weight}, outside ALB's "
                     f"0-{SCALE} (AWS refuses it; the local AWS double stores it): the split is not known",
-                    hint="set valid weights, e.g. 0% on new: " + self._fix_command(SCALE, 0))
+                    hint="set valid weights, e.g. 0% on new: " + self._fix_command(SCALE, 0, fwd.actions))
         others = [(a, w) for a, w in fwd.weights.items() if a not in (self.old, self.new) and w > 0]
         if others:
             listed = ", ".join(f"{_tg_name(a)} (weight {w})" for a, w in others)
@@ -417,13 +422,13 @@ class ALBRouter:
                 f"{self.target} also forwards to {listed}: shiftover splits traffic only between "
                 f"{_tg_name(self.old)} and {_tg_name(self.new)}, so the split is not what the two weights say",
                 hint="set that target group's weight to 0 in the forward action (or remove it), e.g. "
-                + self._fix_command(SCALE, 0))
+                + self._fix_command(SCALE, 0, fwd.actions))
         old, new = fwd.weights.get(self.old, 0), fwd.weights.get(self.new, 0)
         if old == 0 and new == 0:
             raise RouterError(
                 f"{self.target} has weight 0 on both {_tg_name(self.old)} and {_tg_name(self.new)}: "
                 "the split is not known",
-                hint="set a weight, e.g. 0% on new: " + self._fix_command(SCALE, 0))
+                hint="set a weight, e.g. 0% on new: " + self._fix_command(SCALE, 0, fwd.actions))
         return old, new
 
     def _check_targets(self, load_balancer_arn: str) -> None:
@@ -476,16 +481,44 @@ class ALBRouter:
         found = (answer or {}).get("LoadBalancers") or []
         return str(found[0].get("VpcId")) if found and found[0].get("VpcId") else None
 
-    def _fix_command(self, old: int, new: int) -> str:
-        """The AWS CLI command that makes the forward action old/new (other actions
-        of the listener or rule would be replaced: the hint says 'e.g.')."""
-        actions = json.dumps([{"Type": "forward", "ForwardConfig": {"TargetGroups": [
-            {"TargetGroupArn": self.old, "Weight": old}, {"TargetGroupArn": self.new, "Weight": new}]}}],
-            separators=(",", ":"))
+    def _fix_command(self, old: int, new: int, actions: Sequence[dict[str, Any]] = ()) -> str:
+        """How to make the forward action old/new by hand, for a hint an operator may
+        paste in an emergency. A command that writes the actions replaces them all: with
+        another action beside the forward one (an authenticate step, a fixed response)
+        it would drop it, an authentication step included, so the hint then edits what
+        describe returns instead of writing a command of ours (and prints no action
+        config: configs may hold secrets). A lone forward action keeps its order and
+        target-group stickiness."""
+        region = f"--region {self.region}"
         if self.rule_arn:
-            return f"aws elbv2 modify-rule --rule-arn {self.rule_arn} --actions '{actions}' --region {self.region}"
-        return (f"aws elbv2 modify-listener --listener-arn {self.listener_arn} --default-actions "
-                f"'{actions}' --region {self.region}")
+            describe = (f"aws elbv2 describe-rules --rule-arns {self.rule_arn} "
+                        f"--query 'Rules[0].Actions' {region} > actions.json")
+            modify = f"aws elbv2 modify-rule --rule-arn {self.rule_arn} --actions"
+        else:
+            describe = (f"aws elbv2 describe-listeners --listener-arns {self.listener_arn} "
+                        f"--query 'Listeners[0].DefaultActions' {region} > actions.json")
+            modify = f"aws elbv2 modify-listener --listener-arn {self.listener_arn} --default-actions"
+        others = [a for a in actions if a.get("Type") != "forward"]
+        if others:
+            kinds = ", ".join(str(a.get("Type")) for a in others)
+            return (f"keep the other actions ({kinds}): {describe}; in actions.json make the forward "
+                    f"action's ForwardConfig.TargetGroups {self.old} (old) weight {old} and "
+                    f"{self.new} (new) weight {new} (add a forward action if there is "
+                    "none, drop a TargetGroupArn beside ForwardConfig, and give an "
+                    "authenticate-oidc action \"UseExistingClientSecret\": true); then "
+                    f"{modify} file://actions.json {region}")
+        forward: dict[str, Any] = {"Type": "forward"}
+        config: dict[str, Any] = {"TargetGroups": [
+            {"TargetGroupArn": self.old, "Weight": old}, {"TargetGroupArn": self.new, "Weight": new}]}
+        for a in actions:  # the one forward action as read: its order and stickiness stay
+            if "Order" in a:
+                forward["Order"] = a["Order"]
+            sticky = (a.get("ForwardConfig") or {}).get("TargetGroupStickinessConfig")
+            if isinstance(sticky, dict):
+                config["TargetGroupStickinessConfig"] = sticky
+        forward["ForwardConfig"] = config
+        written = json.dumps([forward], separators=(",", ":"))
+        return f"{modify} {shlex.quote(written)} {region}"
 
     # --- the Router protocol --------------------------------------------------
 
