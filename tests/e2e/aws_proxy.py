@@ -4,7 +4,10 @@ PENDING, as real Route53 does for seconds to a minute (moto answers INSYNC at on
 Point ``AWS_ENDPOINT_URL_ROUTE_53`` at it (botocore's name for Route53's endpoint
 variable, from the service id "Route 53"; ``AWS_ENDPOINT_URL_ROUTE53`` is silently
 ignored). Every request is forwarded to moto as is; while ``pending`` is set, the
-answers of ChangeResourceRecordSets and GetChange say PENDING. ``seen`` records each
+answers of ChangeResourceRecordSets and GetChange say PENDING. To hold one given
+change, not whichever comes next: ``hold_changes_after(n)`` lets the first ``n``
+changes be INSYNC and holds every later one PENDING (its ChangeResourceRecordSets
+answer and every GetChange of its id) until ``release()``. ``seen`` records each
 request's method and path, so a test can wait for "the change was submitted and is
 being polled" and SIGKILL the run exactly then: ``mark()`` notes where the record
 stands, ``count(method, fragment, since=mark)`` counts what came after it, and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +32,8 @@ from urllib.parse import urlsplit
 
 from shiftover.demo.process import QuietHTTPServer
 
+_CHANGE_ID = re.compile(rb"<Id>(?:/change/)?([^<]+)</Id>")
+
 
 class PendingProxy:
     def __init__(self, upstream: str) -> None:
@@ -35,6 +41,9 @@ class PendingProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.pending = threading.Event()
         self.seen: list[tuple[str, str]] = []
+        self._pass_first: int | None = None  # hold_changes_after(n)
+        self._changes = 0  # ChangeResourceRecordSets seen
+        self._held: set[str] = set()  # change ids answered PENDING until release()
         self._lock = threading.Lock()
         self._server: QuietHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -43,6 +52,33 @@ class PendingProxy:
     def url(self) -> str:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def hold_changes_after(self, n: int) -> None:
+        """The first ``n`` changes from now on are INSYNC at once, every later one PENDING."""
+        with self._lock:
+            self._pass_first = self._changes + n
+
+    def release(self) -> None:
+        """Every change is INSYNC again (``pending`` cleared, held changes let go)."""
+        self.pending.clear()
+        with self._lock:
+            self._pass_first = None
+            self._held.clear()
+
+    def _pending_answer(self, method: str, path: str, answer: bytes) -> bool:
+        """Whether this Route53 answer must say PENDING (noting a held change's id)."""
+        with self._lock:
+            if method == "POST" and "/rrset" in path:
+                self._changes += 1
+                held = self._pass_first is not None and self._changes > self._pass_first
+                found = _CHANGE_ID.search(answer)
+                if held and found:
+                    self._held.add(found.group(1).decode())
+                return held or self.pending.is_set()
+            if method == "GET" and "/change/" in path:
+                change_id = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+                return change_id in self._held or self.pending.is_set()
+        return False
 
     def mark(self) -> int:
         """Where the record of requests stands now (for ``count(..., since=)``)."""
@@ -88,10 +124,8 @@ class PendingProxy:
                     reply = conn.getresponse()
                     data = reply.read()
                     # a change is answered PENDING (ChangeResourceRecordSets) and stays
-                    # so (GetChange) while ``pending`` is set
-                    if proxy.pending.is_set() and (
-                            (self.command == "GET" and "/change/" in self.path)
-                            or (self.command == "POST" and "/rrset" in self.path)):
+                    # so (GetChange) while it is held
+                    if reply.status == 200 and proxy._pending_answer(self.command, self.path, data):
                         data = data.replace(b"<Status>INSYNC</Status>", b"<Status>PENDING</Status>")
                     self.send_response(reply.status)
                     for k, v in reply.getheaders():
