@@ -3,7 +3,8 @@
 - **The standard boto3 way, nothing of our own.** ``boto3.session.Session()`` reads
   the usual credential chain, ``AWS_PROFILE``, ``AWS_REGION`` /
   ``AWS_DEFAULT_REGION`` and the endpoint variables (``AWS_ENDPOINT_URL``,
-  ``AWS_ENDPOINT_URL_ROUTE53``, ...): that is also how the tests reach the local
+  ``AWS_ENDPOINT_URL_ROUTE_53``, ``AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2``,
+  ``AWS_ENDPOINT_URL_CLOUDWATCH``: botocore's names, from each service id): that is also how the tests reach the local
   AWS double. A plan may name a ``region`` (and a ``profile``); nothing else.
 - **Bounded time.** Connect and read timeouts come from the plan's ``timeout``;
   botocore's own retries are off (``max_attempts=1``) so that :func:`call` decides

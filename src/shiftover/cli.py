@@ -31,6 +31,7 @@ import io
 import json
 import os
 import queue
+import re
 import shlex
 import shutil
 import signal
@@ -425,6 +426,15 @@ def _cmds(plan: Path, state: str | None) -> views.Commands:
     return views.Commands(str(plan), shown_state, _program())
 
 
+_PLAN_COMMAND = re.compile(r"`shiftover (\w+) PLAN`")
+
+
+def _with_plan(text: str, cmd: views.Commands) -> str:
+    """Routers name commands as ``shiftover rollback PLAN`` (they do not know the plan's
+    path): the CLI puts the real command in, so the hint works when pasted."""
+    return _PLAN_COMMAND.sub(lambda m: f"`{cmd(m.group(1))}`", text)
+
+
 def _print_hints(hints: list[str], prefix: str = "next: ") -> None:
     """Commands to paste, one per line, never wrapped (a wrapped command breaks)."""
     for h in hints:
@@ -479,7 +489,7 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 "valid": pf.ok, "service": p.service, "router": pf.router,
                 "weights": None if pf.weights is None else float(pf.weights.new_percent),
                 "weights_exact": None if pf.weights is None else pf.weights.exact,
-                "router_error": pf.router_error, "router_details": list(pf.facts.details),
+                "router_error": None if pf.router_error is None else _with_plan(pf.router_error, cmd), "router_details": list(pf.facts.details),
                 "warnings": list(pf.facts.warnings),
                 "rollback_tail_seconds": pf.facts.tail_seconds, "steps": views.steps_json(p),
                 "gates": [r.to_dict() for r in pf.results]})
@@ -488,7 +498,8 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
             for line in mapped:
                 out.print(f"  note: {line}", highlight=False, markup=False)
             if pf.router_error:
-                out.print(f"[red]✗[/] router {_e(pf.router)}: {_e(pf.router_error)}", highlight=False)
+                out.print(f"[red]✗[/] router {_e(pf.router)}: {_e(_with_plan(pf.router_error, cmd))}",
+                          highlight=False, soft_wrap=True)
             else:
                 out.print(f"[green]✓[/] router {_e(pf.router)}: {pf.weights} on new", highlight=False)
                 for line in pf.facts.details:
@@ -514,16 +525,17 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
         raise typer.Exit(2)
 
 
-def _refuse_a_misconfigured_router(router: Any) -> None:
+def _refuse_a_misconfigured_router(router: Any, cmd: views.Commands) -> None:
     """Before the lease is taken: a router whose target is not what the plan says (no
-    such record, listener or target group) is bad input, exit 2, nothing changed. Any
-    other read error is the run's to handle (it holds, and counts it)."""
+    such record, listener or target group; both weights 0; a third target taking
+    traffic) is bad input, exit 2, nothing changed. Any other read error is the run's
+    to handle (it holds, and counts it)."""
     try:
         router.read()
     except RouterConfigError as exc:
         raise RouterConfigError(f"{exc.message} (nothing was changed)",
-                                hint=exc.hint or "fix the plan's router, then run "
-                                "`shiftover validate` again") from None
+                                hint=_with_plan(exc.hint, cmd) if exc.hint else
+                                f"fix the plan's router, then run `{cmd('validate')}` again") from None
     except ShiftoverError:
         pass
 
@@ -686,7 +698,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
                               on_tick=on_tick, lease_ttl=ttl, on_progress=on_progress)
 
-        _refuse_a_misconfigured_router(runner.router)
+        _refuse_a_misconfigured_router(runner.router, cmd)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()

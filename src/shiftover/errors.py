@@ -5,7 +5,9 @@
     │   └── PlanError (2)          a plan file problem, with file:line:col
     ├── RouterError (1)            the traffic backend refused or cannot be reached
     │   └── RouterConfigError (2)  the backend answers, but its target is not what the
-    │                              plan says (no such record, listener or server)
+    │       │                      plan says (no such record, listener or server)
+    │       └── UnknownSplit (2)   its weights say no split (both 0, out of range, a third
+    │                              target taking traffic): a write to 0% goes over it
     ├── ProviderError (1)          a metrics/alerts/probe backend failed to answer
     │   └── NoData                 it answered, but with nothing to judge
     ├── StoreError (1)             the journal or lease store failed
@@ -86,6 +88,13 @@ class RouterConfigError(RouterError):
     like any unreadable router."""
 
     exit_code = 2
+
+
+class UnknownSplit(RouterConfigError):
+    """The backend's weights do not say what the split is: both 0 (Route53 then splits
+    equally), a weight outside the backend's range, a third target taking traffic. A
+    run refuses to start on it (exit 2; ``shiftover rollback`` repairs it), a running
+    run holds; a write to 0% goes over it, so a rollback is never blocked by it."""
 
 
 class ProviderError(ShiftoverError):

@@ -529,22 +529,6 @@ def bad_lockstep(case: str) -> tuple[list[dict[str, Any]], list[str]]:
     raise AssertionError(case)
 
 
-# `run` refuses these like `validate` only where the router calls the target a
-# misconfiguration (RouterConfigError); see the report of issue 7 for the others
-RUN_DOES_NOT_REFUSE = {
-    "both weights 0": (
-        "src bug: Route53Router.read raises a plain RouterError for both weights 0, so "
-        "cli._refuse_a_misconfigured_router lets the run start: it takes the lease, holds "
-        "error_limit checks, then 'rolls back' (writes old 255 / new 0) and exits 3"),
-    "weight out of range": (
-        "src bug: Route53Router.read raises a plain RouterError for a weight above 255, so "
-        "the run starts, holds error_limit checks, writes old 255 / new 0 and exits 3"),
-    "a member's record not found": (
-        "src bug: LockstepRouter.read_range re-raises a member's RouterConfigError as a plain "
-        "RouterError, so the run starts; stuck after error_limit checks, it retries a rollback "
-        "the misconfigured member can never confirm, until stopped (exit 4)"),
-}
-
 BAD_TARGETS: list[tuple[Callable[[str], tuple[list[dict[str, Any]], list[str]]], str]] = [
     (bad_route53, "record not found"),
     (bad_route53, "both weights 0"),
@@ -590,10 +574,8 @@ def test_validate_says_what_aws_would_refuse_exit_2(
     assert aws_state() == before
 
 
-@pytest.mark.parametrize(("make", "case"), [
-    pytest.param(make, case, id=case, marks=[pytest.mark.xfail(strict=True, reason=RUN_DOES_NOT_REFUSE[case])]
-                 if case in RUN_DOES_NOT_REFUSE else [])
-    for make, case in BAD_TARGETS])
+@pytest.mark.parametrize(("make", "case"), [pytest.param(make, case, id=case)
+                                           for make, case in BAD_TARGETS])
 def test_run_refuses_what_aws_would_refuse_before_the_lease_exit_2(
         make: Callable[[str], tuple[list[dict[str, Any]], list[str]]], case: str,
         aws: Any, tmp_path: Path) -> None:
@@ -616,10 +598,6 @@ def test_run_refuses_what_aws_would_refuse_before_the_lease_exit_2(
         assert journal(state, "aws-bad") == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src bug: `validate` prints the router's error and hint with rich's default wrapping "
-    "(cli.py validate: out.print of the '✗ router' line without soft_wrap=True), so in a log "
-    "or a pipe (80 columns) the hint's aws command is cut over lines; run's errors are not"))
 def test_validate_keeps_the_hint_command_on_one_line_in_a_log(aws: Any, tmp_path: Path) -> None:
     plan_file, _ = bad_plan(bad_route53, "record not found", tmp_path)
     shown = cli("validate", str(plan_file), env={**os.environ, "COLUMNS": "80"})

@@ -17,7 +17,7 @@ import pytest
 from alb_setup import RULE_CONDITIONS, RULE_PRIORITY, STICKY_SECONDS, ALBSetup, forward, make_alb
 
 from shiftover.demo.haproxy import free_port
-from shiftover.errors import PlanError, RouterConfigError, RouterError
+from shiftover.errors import PlanError, RouterConfigError, RouterError, UnknownSplit
 from shiftover.plan import parse_plan_text
 from shiftover.routers import ROUTERS, Router, build_router
 from shiftover.routers.alb import SCALE, ALBRouter, ALBRouterSpec, _Snapshot
@@ -419,7 +419,7 @@ def test_a_third_target_group_with_weight(aws: Any) -> None:
     setup.set_weights({setup.old_arn: 500, setup.new_arn: 0, legacy: 499})
     with pytest.raises(RouterError) as e:
         setup.router.read()
-    assert type(e.value) is RouterError
+    assert type(e.value) is UnknownSplit  # run refuses it (exit 2) before the lease
     assert "also forwards to legacy (weight 499)" in str(e.value)
     assert "the split is not what the two weights say" in str(e.value)
     assert setup.router.verify(Weights(0)) is True  # new gets nothing: a rollback is done
@@ -437,7 +437,7 @@ def test_both_weights_zero(alb: ALBSetup) -> None:
     alb.set_weights({alb.old_arn: 0, alb.new_arn: 0})
     with pytest.raises(RouterError, match=r"weight 0 on both web-ec2 and web-eks: the split is not known") as e:
         alb.router.read()
-    assert type(e.value) is RouterError
+    assert type(e.value) is UnknownSplit
     assert "modify-" in str(e.value.hint) and '"Weight":999' in str(e.value.hint)
     assert alb.router.verify(Weights(0)) is False
     alb.router.apply(Weights(10))
@@ -448,7 +448,7 @@ def test_a_weight_aws_would_refuse(alb: ALBSetup) -> None:
     alb.set_weights({alb.old_arn: 1500, alb.new_arn: 0})  # moto stores it; AWS refuses it
     with pytest.raises(RouterError, match=r"target group web-ec2 has weight 1500, outside ALB's 0-999") as e:
         alb.router.read()
-    assert type(e.value) is RouterError
+    assert type(e.value) is UnknownSplit
     assert alb.router.verify(Weights(0)) is True
     alb.router.apply(Weights(0))
     assert alb.weights() == {alb.old_arn: 999, alb.new_arn: 0}

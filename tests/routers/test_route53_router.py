@@ -26,7 +26,7 @@ from route53_setup import (
 )
 
 from shiftover.aws import ROUTE53_RATE, RateLimiter
-from shiftover.errors import RouterConfigError, RouterError
+from shiftover.errors import RouterConfigError, RouterError, UnknownSplit
 from shiftover.routers import ROUTERS, build_router
 from shiftover.routers.route53 import SCALE, Route53Router, Route53RouterSpec
 from shiftover.types import Weights
@@ -189,7 +189,7 @@ def test_both_weights_zero_is_an_error_not_a_split(r53: Route53Setup) -> None:
     put(r53.client, r53.zone_id, {**recs["ec2"], "Weight": 0})
     with pytest.raises(RouterError) as exc:
         r53.router.read()
-    assert type(exc.value) is RouterError
+    assert type(exc.value) is UnknownSplit  # run refuses it (exit 2) before the lease
     assert "weight 0 on both 'ec2' and 'eks'" in exc.value.message and "EQUALLY" in exc.value.message
     assert r53.router.verify(Weights(0)) is False  # new gets half, not nothing
     r53.router.apply(Weights(0))  # a rollback repairs it
@@ -202,7 +202,7 @@ def test_weight_out_of_range_read_back_is_an_error(r53: Route53Setup) -> None:
     put(r53.client, r53.zone_id, {**recs["eks"], "Weight": 300})  # AWS: 0-255; moto takes it
     with pytest.raises(RouterError) as exc:
         r53.router.read()
-    assert type(exc.value) is RouterError
+    assert type(exc.value) is UnknownSplit
     assert "set 'eks'" in exc.value.message and "weight 300" in exc.value.message
     with pytest.raises(RouterError):
         r53.router.verify(Weights(50))
@@ -226,7 +226,7 @@ def test_a_third_weighted_record_taking_traffic(r53: Route53Setup) -> None:
         r53.record_name, "CNAME", "legacy", 10, alias=False, target="legacy.example.net"))
     with pytest.raises(RouterError) as exc:
         r53.router.read()
-    assert type(exc.value) is RouterError
+    assert type(exc.value) is UnknownSplit
     assert "'legacy' (weight 10)" in exc.value.message
     assert r53.router.verify(Weights(0)) is True  # new still gets nothing
 

@@ -95,7 +95,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from shiftover.errors import RouterConfigError, RouterError
+from shiftover.errors import RouterConfigError, RouterError, UnknownSplit
 from shiftover.spec import RouterSpecBase, Timeout, rule
 from shiftover.types import Weights
 
@@ -411,21 +411,21 @@ class ALBRouter:
                 + self._fix_command(SCALE, 0, fwd.actions))
         for arn, weight in fwd.weights.items():
             if not 0 <= weight <= SCALE:
-                raise RouterError(
+                raise UnknownSplit(
                     f"{self.target}: target group {_tg_name(arn)} has weight {weight}, outside ALB's "
                     f"0-{SCALE} (AWS refuses it; the local AWS double stores it): the split is not known",
                     hint="set valid weights, e.g. 0% on new: " + self._fix_command(SCALE, 0, fwd.actions))
         others = [(a, w) for a, w in fwd.weights.items() if a not in (self.old, self.new) and w > 0]
         if others:
             listed = ", ".join(f"{_tg_name(a)} (weight {w})" for a, w in others)
-            raise RouterError(
+            raise UnknownSplit(
                 f"{self.target} also forwards to {listed}: shiftover splits traffic only between "
                 f"{_tg_name(self.old)} and {_tg_name(self.new)}, so the split is not what the two weights say",
                 hint="set that target group's weight to 0 in the forward action (or remove it), e.g. "
                 + self._fix_command(SCALE, 0, fwd.actions))
         old, new = fwd.weights.get(self.old, 0), fwd.weights.get(self.new, 0)
         if old == 0 and new == 0:
-            raise RouterError(
+            raise UnknownSplit(
                 f"{self.target} has weight 0 on both {_tg_name(self.old)} and {_tg_name(self.new)}: "
                 "the split is not known",
                 hint="set a weight, e.g. 0% on new: " + self._fix_command(SCALE, 0, fwd.actions))
@@ -550,9 +550,7 @@ class ALBRouter:
         try:
             if Weights.from_backend(*self._split(fwd)) == weights:
                 return  # already exactly there: no write
-        except RouterConfigError:
-            raise
-        except RouterError:
+        except UnknownSplit:
             # a state read refuses (both 0, a weight out of range, a third target
             # group with weight): writing fixes the first two; with a third target
             # group taking traffic only a move to 0% is safe (new then gets nothing)

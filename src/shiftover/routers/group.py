@@ -75,8 +75,11 @@ class LockstepRouter:
             try:
                 seen.append(m.read())
             except Exception as exc:
-                raise RouterError(f"routers[{i}] ({m.describe()}): {_message(exc)}",
-                                  hint=getattr(exc, "hint", None)) from None
+                # a member's misconfigured target is the group's (RouterConfigError:
+                # `run` refuses it with exit 2 before anything is written)
+                kind = type(exc) if isinstance(exc, RouterError) else RouterError
+                raise kind(f"routers[{i}] ({m.describe()}): {_message(exc)}",
+                           hint=getattr(exc, "hint", None)) from None
         return min(seen), max(seen)
 
     def read_members(self) -> list[Weights | str]:

@@ -88,7 +88,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from shiftover import aws
-from shiftover.errors import RouterConfigError, RouterError
+from shiftover.errors import RouterConfigError, RouterError, UnknownSplit
 from shiftover.spec import RouterSpecBase, Timeout, rule
 from shiftover.types import Weights
 
@@ -255,7 +255,7 @@ class Route53Router:
         ow, nw = self._weight(old), self._weight(new)
         for rec, w in ((old, ow), (new, nw)):
             if not 0 <= w <= SCALE:
-                raise RouterError(
+                raise UnknownSplit(
                     f"{self._where(rec)} has weight {w}: Route53 weights are 0-{SCALE}, so the split "
                     "is not known (AWS would have refused this weight)",
                     hint="apply a step with shiftover (e.g. `shiftover rollback PLAN` writes old 255 / new 0)",
@@ -265,14 +265,14 @@ class Route53Router:
                   and isinstance(r.get("Weight"), int) and r["Weight"] > 0]
         if others:
             listed = ", ".join(f"{r.get('SetIdentifier')!r} (weight {r['Weight']})" for r in others)
-            raise RouterError(
+            raise UnknownSplit(
                 f"Route53 {self.name} {self.type} in zone {self.zone} has other weighted records taking "
                 f"traffic: {listed}; shiftover splits traffic only between {self.old!r} and {self.new!r}",
                 hint="set their weight to 0 or delete them, then run again",
             )
         weights = Weights.from_backend(ow, nw)
         if weights is None:
-            raise RouterError(
+            raise UnknownSplit(
                 f"Route53 {self.name} {self.type} in zone {self.zone} has weight 0 on both {self.old!r} and "
                 f"{self.new!r}: Route53 then splits traffic EQUALLY, not what the weights say",
                 hint="send the new environment back to 0% (`shiftover rollback PLAN` writes old 255 / new 0)",
