@@ -519,3 +519,24 @@ def test_a_dual_stack_name_warns_that_the_other_family_is_not_moved(aws: Any, fa
     six = Route53Router(setup.zone_id, setup.record_name, "AAAA", "ec2", "eks", limiter=fast)
     assert "weighted A records (ec2 255, eks 0)" in six.warnings()[0]
     assert "IPv4 clients" in six.warnings()[0]
+
+
+def test_a_fresh_process_confirms_0_percent_only_at_insync_of_a_change_of_its_own(
+        aws: Any, fast: RateLimiter) -> None:
+    """A run killed during its rollback's wait leaves the records at 0% and the change
+    PENDING; the next process (a re-run, `shiftover rollback`) cannot await a change it
+    did not make. It writes the same weights again and confirms when that is INSYNC."""
+    first = make_route53(limiter=fast, old_weight=255, new_weight=255)  # at 50%
+    first.router.apply(Weights(0))  # the dead process's rollback (INSYNC in moto)
+    fresh = Route53Router(first.zone_id, first.record_name, first.record_type, first.old,
+                          first.new, limiter=fast, sleep=lambda s: None)
+    client = ScriptedClient(fresh.client)
+    fresh.client = client
+    client.script["change_resource_record_sets"] = [with_status("PENDING")]
+    client.script["get_change"] = [with_status("PENDING")]
+    fresh.apply(Weights(0))
+    assert client.count("change_resource_record_sets") == 1
+    assert client.count("get_change") == 2  # PENDING, then INSYNC: confirmed only then
+    assert fresh.verify(Weights(0)) is True
+    fresh.apply(Weights(0))  # its own change is INSYNC now: nothing more to write
+    assert client.count("change_resource_record_sets") == 1

@@ -312,15 +312,21 @@ class Route53Router:
                        and (mine.get("old_weight"), mine.get("new_weight")) == (ow, nw))
         if (isinstance(ow, int) and isinstance(nw, int) and 0 <= ow <= SCALE and 0 <= nw <= SCALE
                 and ow + nw > 0 and Weights.from_backend(ow, nw) == weights):
-            if not unconfirmed:
+            if mine is None and weights.new_percent == 0:
+                # 0% found, but not written by this process: a run killed during its
+                # rollback's wait (or another process) may have left the change PENDING,
+                # and only a change of our own can be awaited. The same weights are
+                # written again: once that change is INSYNC, every earlier one is too,
+                # so a rollback is confirmed only when Route53's name servers serve it.
+                pass
+            elif not unconfirmed:
                 return  # already this split: nothing to write, nothing to wait for
-            assert mine is not None
-            if mine.get("id"):
+            elif mine is not None and mine.get("id"):
                 # the records already say it, Route53's name servers may not yet: a
                 # retried rollback is confirmed at INSYNC (``settle``), never before
                 return
-            # the write's answer was lost: write it again (the same weights) for a change
-            # id to wait on
+            # else the write's answer was lost: write it again (the same weights) for a
+            # change id to wait on
         changes = []
         for rec, w in ((old, target_old), (new, target_new)):
             upsert = copy.deepcopy(rec)
