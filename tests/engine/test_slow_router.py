@@ -92,21 +92,53 @@ def test_a_stop_ends_the_wait_and_the_write_is_journalled_as_failed(store: Store
     assert failed and "stopped while the router was confirming" in failed[-1]["error"]
 
 
-def test_a_rollback_waits_for_the_router_whatever_happens(store: Store) -> None:
+def test_a_rollback_whose_write_waits_completes(store: Store) -> None:
     clock = FakeClock()
     router = SlowRouter(clock, polls=3)
     lines: list[str] = []
     # healthy, then failing: the run rolls back, and the rollback's write waits its polls
     runner = make(store, router, clock, ScriptedProvider([0.0] * 9 + [0.05]), lines)
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "rolled_back" and router.read() == Weights(0)
+
+
+def test_a_stop_during_a_rollbacks_wait_ends_it_and_says_to_roll_back_again(
+        store: Store) -> None:
+    clock = FakeClock()
+    router = SlowRouter(clock, polls=50)
+    router.polls = 0  # the steps go at once; the rollback's write waits
+    lines: list[str] = []
+    runner = make(store, router, clock, ScriptedProvider([0.0] * 9 + [0.05]), lines)
+
+    def slow_rollback(weights: Weights) -> None:
+        router.polls = 50 if weights == Weights(0) else 0
+
+    router.on_apply = slow_rollback
     rollback_polls: list[str] = []
 
     def stop_during_rollback(line: str) -> None:
         lines.append(line)
         if runner.status == "rolling_back":
             rollback_polls.append(line)
-            runner.stop()  # a Ctrl-C now must not cut the rollback's wait short
+            runner.stop()  # Ctrl-C: the wait ends, the write stays submitted
 
     runner.on_progress = stop_during_rollback
     out = runner.run(max_duration=3600)
-    assert out.outcome == "rolled_back"
-    assert len(rollback_polls) == 3 and router.read() == Weights(0)
+    assert out.outcome == "held" and out.exit_code == 4
+    assert "shiftover rollback" in out.reason
+    assert len(rollback_polls) == 1  # the poll after the stop ended the wait
+    assert router.read() == Weights(0)  # submitted: the backend serves it
+
+
+def test_a_deadline_bounds_a_rollbacks_wait_as_shiftover_rollback_timeout_does() -> None:
+    from shiftover.engine.rollback import drive_to_zero
+
+    clock = FakeClock()
+    router = SlowRouter(clock, polls=50)  # 500 s of waiting if nothing cut it short
+    router.apply(Weights(50))
+    router.waits.clear()
+    start = clock.now()
+    error = drive_to_zero(router, clock, deadline=start + 25)
+    assert error is not None and "not confirmed in time" in error
+    assert clock.now() - start <= 25 + 10 and len(router.waits) <= 4
+    assert router.on_progress is None  # the hook it added is gone

@@ -32,7 +32,7 @@ from typing import Any
 from shiftover.clock import Clock
 from shiftover.engine import events as ev
 from shiftover.engine.events import weight_data
-from shiftover.errors import ShiftoverError
+from shiftover.errors import RouterError, ShiftoverError
 from shiftover.routers.base import Router
 from shiftover.store import Store
 from shiftover.store.holders import find_run
@@ -65,21 +65,62 @@ def drive_to_zero(router: Router, clock: Clock, *, deadline: float | None = None
     ``stopping()`` or ``deadline`` (the last error). ``on_error`` hears each
     *distinct* error once: a refusal repeated a hundred times is one journal line.
     The one rollback loop of the run, of ``shiftover rollback`` and of a run that
-    finds its campaign rolled back by someone else."""
+    finds its campaign rolled back by someone else.
+
+    A router whose write waits to be confirmed (Route53 until INSYNC) reports each
+    poll through ``on_progress``; here a poll past ``deadline`` or after a stop ends
+    that wait, so ``--timeout`` and Ctrl-C bound a rollback too. The write itself
+    stays submitted (Route53 propagates it whether anyone waits or not); the next
+    attempt waits on it again."""
     backoff = RETRY_MIN
     last: str | None = None
-    while True:
-        error = try_zero(router)
-        if error is None:
-            return None
-        if error != last:
-            on_error(error)
-            last = error
-        left = None if deadline is None else deadline - clock.now()
-        if stopping() or (left is not None and left <= 0):
-            return error
-        clock.sleep(backoff if left is None else min(backoff, left))
-        backoff = min(backoff * 2, RETRY_MAX)
+
+    def cut_short(line: str) -> None:
+        if stopping():
+            raise RouterError(f"stopped while the router was confirming 0% ({line})")
+        if deadline is not None and clock.now() >= deadline:
+            raise RouterError(f"not confirmed in time ({line})")
+
+    restore = _chain_progress(router, cut_short)
+    try:
+        while True:
+            error = try_zero(router)
+            if error is None:
+                return None
+            if error != last:
+                on_error(error)
+                last = error
+            left = None if deadline is None else deadline - clock.now()
+            if stopping() or (left is not None and left <= 0):
+                return error
+            clock.sleep(backoff if left is None else min(backoff, left))
+            backoff = min(backoff * 2, RETRY_MAX)
+    finally:
+        restore()
+
+
+def _chain_progress(router: Router, extra: Callable[[str], None]) -> Callable[[], None]:
+    """Add ``extra`` after each (lockstep member) router's ``on_progress``; returns
+    the undo."""
+    saved: list[tuple[Any, Any]] = []
+    for m in getattr(router, "members", None) or [router]:
+        if not hasattr(m, "on_progress"):
+            continue
+        before = m.on_progress
+
+        def chained(line: str, before: Any = before) -> None:
+            if before is not None:
+                before(line)
+            extra(line)
+
+        saved.append((m, before))
+        m.on_progress = chained
+
+    def restore() -> None:
+        for m, before in saved:
+            m.on_progress = before
+
+    return restore
 
 
 @dataclass(frozen=True)

@@ -347,7 +347,9 @@ class Runner:
         """Called by a router at each poll of a slow write. Outside a rollback the lease
         is renewed (a lost lease stops the write's wait: LeaseLost) and a stop ends the
         wait (the change stays submitted; the next run reconciles with it). A rollback
-        waits on nothing but the router: its wait is neither renewed nor cut short."""
+        depends on nothing but the router: its wait renews no lease, and a stop ends it
+        through ``drive_to_zero`` (the write stays submitted; the run says to roll back
+        again, which waits on it)."""
         if self.on_progress is not None:
             self.on_progress(self.redact(line))
         if self._in_rollback:
