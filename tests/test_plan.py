@@ -457,3 +457,9 @@ def test_the_aws_examples_load(name: str) -> None:
         assert [m.type for m in plan.members] == ["route53", "alb"]
     else:
         assert types & {"datadog", "datadog_monitors"}
+
+
+def test_a_lockstep_member_listed_twice_is_a_plan_error_at_its_line() -> None:
+    twice = LOCKSTEP.replace("socket: /tmp/other.sock", "socket: /tmp/admin.sock")
+    e = _error(twice)
+    assert e.field == "routers[1]" and e.line == 8 and "same target as routers[0]" in e.reason

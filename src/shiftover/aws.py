@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -115,8 +116,17 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
+_USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
+
+
 def describe_error(exc: BaseException, action: str) -> tuple[str, str | None]:
-    """(message, hint) for a botocore exception raised by ``action``."""
+    """(message, hint) for a botocore exception raised by ``action``; a user and
+    password in an endpoint URL (botocore quotes it) is masked."""
+    message, hint = _describe(exc, action)
+    return _USERINFO.sub("***@", message), hint
+
+
+def _describe(exc: BaseException, action: str) -> tuple[str, str | None]:
     import botocore.exceptions
 
     code = error_code(exc)
@@ -190,7 +200,8 @@ def call(
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             # botocore parsing an answer that is not AWS's (a proxy's page, a body of
             # the wrong shape) fails with plain Python errors
-            raise error(f"{action}: the endpoint's answer is not AWS's ({type(exc).__name__}: {exc})",
+            raise error(f"{action}: the endpoint's answer is not AWS's ({type(exc).__name__}: "
+                        + _USERINFO.sub("***@", str(exc)) + ")",
                         hint="check AWS_ENDPOINT_URL* and any proxy between here and AWS") from None
 
 

@@ -231,6 +231,15 @@ class Plan(SpecModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
+        targets: dict[str, int] = {}
+        for i, member in enumerate(self.routers or ()):
+            target = member.lease_target()
+            if target is None:
+                continue
+            if target in targets:
+                raise _rule(f"routers[{i}] drives the same target as routers[{targets[target]}] "
+                            f"({target}): list each router once", ("routers", i))
+            targets[target] = i
         seen: set[str] = set()
         for i, gate in enumerate(self.normal_state):
             if gate.name in seen:

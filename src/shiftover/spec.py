@@ -101,6 +101,12 @@ class RouterSpecBase(SpecModel):
     if TYPE_CHECKING:
         type: str  # each subclass: a Literal, the union's discriminator
 
+    def lease_target(self) -> str | None:
+        """What this router drives, as written in the plan (the router's ``lease_key``
+        may canonicalise it further): two lockstep members with the same target are a
+        plan error. None when it cannot be told without I/O."""
+        return None
+
     def rollback_note(self) -> str | None:
         """What bounds a rollback on this router beyond the write itself, for ``plan``
         (None: the router switches at once)."""

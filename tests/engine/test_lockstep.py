@@ -194,3 +194,17 @@ def test_one_members_propagation_never_holds_back_anothers_write() -> None:
                             LoggingRouter(log, scale=999, key="memory:alb")])
     group.apply(W(0))
     assert log == ["submit memory:dns", "apply memory:alb", "settle memory:dns"]
+
+
+def test_a_lost_lease_during_a_members_wait_is_heard_as_such() -> None:
+    from shiftover.errors import LeaseLost
+
+    class LosingRouter(PropagatingRouter):
+        def settle(self) -> None:
+            raise LeaseLost("the lease was taken over")
+
+    log: list[str] = []
+    group = LockstepRouter([LosingRouter(log, scale=255, key="memory:dns"),
+                            LoggingRouter(log, scale=999, key="memory:alb")])
+    with pytest.raises(LeaseLost):
+        group.apply(W(10))

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shiftover.errors import RouterConfigError, RouterError, ShiftoverError
+from shiftover.errors import LeaseLost, RouterConfigError, RouterError, ShiftoverError
 from shiftover.routers.base import Router
 from shiftover.types import Weights
 
@@ -130,6 +130,8 @@ class LockstepRouter:
             m = self.members[i]
             try:
                 m.settle()  # type: ignore[attr-defined]
+            except LeaseLost:
+                raise  # the run lost control: it must hear it as such, not as a refusal
             except Exception as exc:
                 report[i] = {"router": m.describe(), "ok": False, "error": _message(exc)}
                 failed.append(f"routers[{i}] ({m.describe()}): {_message(exc)}")

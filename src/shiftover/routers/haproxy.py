@@ -69,6 +69,9 @@ class HAProxyRouterSpec(RouterSpecBase):
             )
         return self
 
+    def lease_target(self) -> str:
+        return f"haproxy:{self.socket}#{self.backend}"
+
 
 SCALE = HAProxyRouterSpec.SCALE  # HAProxy's absolute weight range is 0..256
 
