@@ -3,6 +3,7 @@ that `shiftover validate` runs (router reachable, each gate evaluated once)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -76,7 +77,8 @@ class RouterFacts:
     tail_seconds: float = 0.0
 
 
-def router_facts(router: Router, *, redact: Callable[[str], str] = lambda s: s) -> RouterFacts:
+def router_facts(router: Router, *, redact: Callable[[str], str] = lambda s: s,
+                 bake: float | None = None) -> RouterFacts:
     """The facts of a router, or of each member of a lockstep group (never raises:
     a router that cannot be read has its error in the preflight already)."""
     members = getattr(router, "members", None) or [router]
@@ -89,7 +91,10 @@ def router_facts(router: Router, *, redact: Callable[[str], str] = lambda s: s) 
             if fn is None:
                 continue
             try:
-                out.extend(redact(prefix + str(line)) for line in fn())
+                # a router may weigh its warnings against the bake (ALB stickiness)
+                takes_bake = "bake" in inspect.signature(fn).parameters
+                lines = fn(bake=bake) if takes_bake and bake is not None else fn()
+                out.extend(redact(prefix + str(line)) for line in lines)
             except ShiftoverError:
                 pass
     return RouterFacts(tuple(details), tuple(warnings), tail_seconds(router))
@@ -128,5 +133,5 @@ def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda
         r = judge(spec, outcome, now=now)
         results.append(replace(r, reason=redact(r.reason),
                                threshold=None if r.threshold is None else redact(r.threshold)))
-    facts = router_facts(router, redact=redact) if err is None else RouterFacts()
+    facts = router_facts(router, redact=redact, bake=plan.bake) if err is None else RouterFacts()
     return Preflight(redact(router.describe()), weights, err, tuple(results), facts)
