@@ -126,6 +126,16 @@ class GateSpecBase(SpecModel):
     name: str = Field(min_length=1)
 
 
+def check_threshold(gate: Any) -> None:
+    """A threshold gate (``max``, ``min`` or both) must have one, and one some value
+    can pass: a plan rule otherwise (shared by every gate judged on a value)."""
+    if gate.max is None and gate.min is None:
+        raise rule(f"a {gate.type} gate needs a threshold: set max, min, or both", ("max",))
+    if gate.max is not None and gate.min is not None and gate.min > gate.max:
+        raise rule(f"min {gate.min:g} is above max {gate.max:g}: no value could pass this gate",
+                   ("min",))
+
+
 MinSamples = Annotated[int, Field(ge=0, description="fewer samples than this is INCONCLUSIVE")]
 
 
@@ -139,6 +149,7 @@ __all__ = [
     "SpecModel",
     "Timeout",
     "Url",
+    "check_threshold",
     "parse_duration",
     "rule",
 ]

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Self
 
-from shiftover.demo.process import ChildProcess, startup_error
+from shiftover.demo.process import ChildProcess, answers_200, startup_error
 from shiftover.errors import ShiftoverError
 
 REGION = "us-east-1"
@@ -85,14 +85,7 @@ class MotoServer(ChildProcess):
             shutil.rmtree(self.directory, ignore_errors=True)
 
     def _ready(self) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
-        try:
-            conn.request("GET", "/moto-api/data.json")
-            return conn.getresponse().status == 200
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return answers_200(self.port, "/moto-api/data.json")
 
     def _not_ready(self, code: int | None) -> ShiftoverError:
         return startup_error("moto_server", self.url, code, self.ready_timeout, self.log_path)

@@ -48,6 +48,7 @@ from shiftover.demo.process import (
     ChildProcess,
     QuietHTTPServer,
     StartStop,
+    answers_200,
     free_port,
     log_tail,
     serve_in_thread,
@@ -201,15 +202,7 @@ class _ManagedProcess(ChildProcess):
     # -- internals -------------------------------------------------------
 
     def _ready(self) -> bool:
-        # stdlib, not httpx: a new httpx client per probe costs ~40 ms, this <1 ms
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1.0)
-        try:
-            conn.request("GET", "/-/ready")
-            return conn.getresponse().status == 200
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return answers_200(self.port, "/-/ready")
 
     def _not_ready(self, code: int | None) -> ShiftoverError:
         return startup_error(self.binary_name, self.address, code, self.ready_timeout,

@@ -83,6 +83,7 @@ from shiftover.spec import (
     MinSamples,
     SpecModel,
     Timeout,
+    check_threshold,
     rule,
 )
 from shiftover.types import Measurement
@@ -229,13 +230,7 @@ class CloudWatchGate(GateSpecBase):
                 "are whole minutes (write e.g. 5m)",
                 ("window",),
             )
-        if self.max is None and self.min is None:
-            raise rule("a cloudwatch gate needs a threshold: set max, min, or both", ("max",))
-        if self.max is not None and self.min is not None and self.min > self.max:
-            raise rule(
-                f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
-                ("min",),
-            )
+        check_threshold(self)
         counted = self.metrics.get(self.samples) if isinstance(self.samples, str) else self.samples
         if counted is not None and counted.stat not in COUNTS:
             raise rule(

@@ -105,7 +105,15 @@ from pydantic import (
 
 from shiftover.errors import NoData, ProviderError
 from shiftover.providers.http import redact_url
-from shiftover.spec import Duration, FiniteFloat, GateSpecBase, MinSamples, Timeout, rule
+from shiftover.spec import (
+    Duration,
+    FiniteFloat,
+    GateSpecBase,
+    MinSamples,
+    Timeout,
+    check_threshold,
+    rule,
+)
 from shiftover.types import Measurement
 
 Reduce = Literal["avg", "last", "sum", "max", "min"]
@@ -178,8 +186,7 @@ class DatadogGate(GateSpecBase):
 
     @model_validator(mode="after")
     def _needs_threshold(self) -> DatadogGate:
-        if self.max is None and self.min is None:
-            raise ValueError("a datadog gate needs a threshold: set max, min, or both")
+        check_threshold(self)
         if self.min_samples and not self.samples_query:
             raise rule(
                 f"min_samples {self.min_samples} needs a samples_query to count the samples "
@@ -187,9 +194,6 @@ class DatadogGate(GateSpecBase):
                 "gate could never pass",
                 ("min_samples",),
             )
-        if self.max is not None and self.min is not None and self.min > self.max:
-            raise rule(f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
-                       ("min",))
         return self
 
 

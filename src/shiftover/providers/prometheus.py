@@ -71,7 +71,15 @@ from pydantic import Field, model_validator
 
 from shiftover.errors import NoData, ProviderError
 from shiftover.providers.http import client, redact_url, scrub_userinfo
-from shiftover.spec import FiniteFloat, GateSpecBase, MinSamples, Timeout, Url, rule
+from shiftover.spec import (
+    FiniteFloat,
+    GateSpecBase,
+    MinSamples,
+    Timeout,
+    Url,
+    check_threshold,
+    rule,
+)
 from shiftover.types import Measurement
 
 _MAX_TEXT = 500
@@ -93,18 +101,12 @@ class PrometheusGate(GateSpecBase):
 
     @model_validator(mode="after")
     def _needs_threshold(self) -> PrometheusGate:
-        if self.max is None and self.min is None:
-            raise ValueError("a prometheus gate needs a threshold: set max, min, or both")
+        check_threshold(self)
         if self.min_samples and not self.samples_query:
             raise rule(
                 f"min_samples {self.min_samples} needs a samples_query to count the samples: "
                 "without one this gate could never pass",
                 ("min_samples",),
-            )
-        if self.max is not None and self.min is not None and self.min > self.max:
-            raise rule(
-                f"min {self.min:g} is above max {self.max:g}: no value could pass this gate",
-                ("min",),
             )
         return self
 
