@@ -304,3 +304,23 @@ def test_journal_failure_outside_a_rollback_holds_with_weights_unchanged(store: 
     assert "journal" in out.reason
     assert router.history == [Weights(10)]  # never moved up without a journal
     assert out.final_weight == Weights(10)
+
+
+def test_a_plan_of_the_same_service_driving_another_target_is_refused(store: Store) -> None:
+    """The Route53 plan and the ALB plan of one service, both named after it: the
+    second must not read the first's campaign as its own (a false drift, a pause, one
+    run undoing the other's steps)."""
+    from shiftover.errors import BadInput
+
+    first, router, _, _ = make(store, router=InMemoryRouter(key="memory:route53"))
+    assert first.run(max_duration=70).outcome == "held"  # a campaign left open at 10%
+    before = len(store.events(service="svc"))
+    other = InMemoryRouter(key="memory:alb")
+    second, _, _, _ = make(store, router=other)
+    with pytest.raises(BadInput, match="open campaign on memory:route53") as info:
+        second.run(max_duration=60)
+    assert "service: svc-memory" in (info.value.hint or "")
+    assert len(store.events(service="svc")) == before and other.history == []
+    # the same target resumes as before
+    again, _, _, _ = make(store, router=router)
+    assert again.run(max_duration=3600).outcome == "promoted"

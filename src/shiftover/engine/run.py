@@ -401,11 +401,14 @@ class Runner:
         self._refresh(notify=False)  # the past: folded, not re-announced
         resumed = self.state.started
         previous_hash = self.state.plan_hash
+        if resumed:
+            self._refuse_another_target()
         self.journal(ev.RUN_STARTED, {"run_id": self.run_id, "pid": os.getpid(),
                                       "host": socket.gethostname(), "resumed": resumed,
                                       "plan": self.plan_summary, "plan_hash": self.plan_hash,
                                       "environment": self.environment,
-                                      "lease_key": self.lease_key, "lease_ttl": self.lease_ttl})
+                                      "lease_key": self.lease_key, "lease_keys": self.lease_keys,
+                                      "lease_ttl": self.lease_ttl})
         if resumed and previous_hash is not None and previous_hash != self.plan_hash:
             confirmed = self.state.confirmed
             self.journal(ev.PLAN_CHANGED, {
@@ -473,6 +476,28 @@ class Runner:
             return self._apply(decision, basis)
         self._wait_for_next_check()
         return None
+
+    def _refuse_another_target(self) -> None:
+        """A service's open campaign moves one router target: its confirmed split is that
+        target's. A plan of the same ``service`` driving another target (the Route53 plan
+        and the ALB plan of one service, both named after it) would read the other
+        target's split as a drift, pause, and undo the other run's steps. Refused, exit 2,
+        before anything is journalled or written."""
+        last = None
+        for e in self.store.events(service=self.plan.service, kinds=[ev.RUN_STARTED]):
+            last = e
+        if last is None:
+            return
+        theirs = last.data.get("lease_keys") or [last.data.get("lease_key")]
+        theirs = sorted(k for k in theirs if isinstance(k, str))
+        if theirs and theirs != sorted(self.lease_keys):
+            raise BadInput(
+                f"service {self.plan.service!r} has an open campaign on "
+                f"{' + '.join(theirs)}, and this plan drives {' + '.join(self.lease_keys)}: "
+                "one service's campaign moves one router target",
+                hint="give this plan its own service name (e.g. service: "
+                f"{self.plan.service}-{self.lease_keys[0].split(':', 1)[0]}), or end that "
+                "campaign first with the plan that started it (shiftover rollback or run to 100%)")
 
     def _check_due(self, now: float) -> bool:
         last = self._last_check_at
