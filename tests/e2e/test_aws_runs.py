@@ -606,7 +606,7 @@ def test_validate_keeps_the_hint_command_on_one_line_in_a_log(aws: Any, tmp_path
     assert shown.returncode == 2
     command = next(line for line in shown.stdout.splitlines() if "hint: " in line)
     assert "aws route53 list-resource-record-sets --hosted-zone-id " in command, shown.stdout
-    assert command.rstrip().endswith("\"ResourceRecordSets[?Name=='www.example.com.']\""), shown.stdout
+    assert command.rstrip().endswith("\"ResourceRecordSets[?Name=='www.example.com.']\" --region us-east-1"), shown.stdout
 
 
 # --- validate --offline: a plan error points at the file, line and column -------------------

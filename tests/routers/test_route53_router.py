@@ -169,7 +169,7 @@ def test_zone_not_found(aws: Any, fast: RateLimiter) -> None:
             action()
         assert "hosted zone ZNOSUCHZONE1 does not exist" in exc.value.message
         assert "www.example.com." in exc.value.message
-        assert "list-hosted-zones-by-name" in str(exc.value.hint)
+        assert "aws route53 list-hosted-zones --query" in str(exc.value.hint)
 
 
 def test_record_types_that_differ(aws: Any, fast: RateLimiter) -> None:

@@ -381,7 +381,7 @@ class Route53Router:
                 raise RouterError(
                     f"Route53 change {change_id} on {self.name} {self.type} in zone {self.zone} was submitted "
                     f"but is not INSYNC after {limit:g} s: Route53 will still apply it",
-                    hint=f"check it with `aws route53 get-change --id {change_id}`; raise router.insync_timeout "
+                    hint=f"check it with `aws route53 get-change --id {change_id} --region us-east-1`; raise router.insync_timeout "
                     "if Route53 is slow today",
                 )
             self.sleep(min(remaining, 0.5 * 2 ** min(polls, 2)))
@@ -392,7 +392,7 @@ class Route53Router:
                 raise RouterError(
                     f"Route53 change {change_id} was submitted, then asking whether it is INSYNC "
                     f"failed: {exc.message}",
-                    hint=exc.hint or f"check it with `aws route53 get-change --id {change_id}`",
+                    hint=exc.hint or f"check it with `aws route53 get-change --id {change_id} --region us-east-1`",
                 ) from None
             info = answer.get("ChangeInfo", {})
             if self.last_change is not None and self.last_change.get("id") == change_id:
@@ -485,8 +485,9 @@ class Route53Router:
                 if aws.error_code(exc) == "NoSuchHostedZone":
                     raise RouterConfigError(
                         f"Route53 hosted zone {zone} does not exist (looking for {name} {self.type})",
-                        hint=f"check router.hosted_zone_id: `aws route53 list-hosted-zones-by-name "
-                        f"--dns-name {name}` lists the zones",
+                        hint="check router.hosted_zone_id: `aws route53 list-hosted-zones "
+                        "--query 'HostedZones[].[Id,Name]' --output text --region us-east-1` "
+                        "lists the zones",
                     ) from None
                 raise
 
@@ -520,8 +521,9 @@ class Route53Router:
 
     def _pair(self, found: _Found) -> tuple[dict[str, Any], dict[str, Any]]:
         """The old and new records, checked for what AWS would refuse and moto does not."""
+        # (Route53 is global: --region only satisfies aws-cli v1, which wants one)
         listing = (f"aws route53 list-resource-record-sets --hosted-zone-id {self.zone} "
-                   f"--query \"ResourceRecordSets[?Name=='{self.name}']\"")
+                   f"--query \"ResourceRecordSets[?Name=='{self.name}']\" --region us-east-1")
         exists = ", ".join(found.set_ids()) or "none"
         pair = []
         for role, sid in (("old", self.old), ("new", self.new)):
