@@ -142,3 +142,17 @@ def test_a_deadline_bounds_a_rollbacks_wait_as_shiftover_rollback_timeout_does()
     assert error is not None and "not confirmed in time" in error
     assert clock.now() - start <= 25 + 10 and len(router.waits) <= 4
     assert router.on_progress is None  # the hook it added is gone
+
+
+def test_a_stop_before_a_reconcile_says_the_router_was_left_where_it_is(store: Store) -> None:
+    clock = FakeClock()
+    router = SlowRouter(clock, polls=0)
+    lines: list[str] = []
+    runner = make(store, router, clock, ScriptedProvider([0.0]), lines)
+    assert runner.run(max_duration=70).outcome == "held"  # 10% confirmed
+    router.apply(Weights(50))  # a write that was never confirmed (a stopped INSYNC wait)
+    again = make(store, router, clock, ScriptedProvider([0.0]), lines)
+    again.stop()
+    out = again.run(max_duration=60)
+    assert out.outcome == "held"
+    assert "not done: 10% was not written, the router was left at 50%" in out.reason

@@ -52,8 +52,8 @@ def try_zero(router: Router) -> str | None:
         if router.verify(ZERO) is True:
             return None
         return "the router does not show 0% after apply"
-    except ShiftoverError as exc:
-        return exc.message
+    except ShiftoverError as exc:  # with its hint: an operator reads this mid-incident
+        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
     except Exception as exc:  # a plugin's bug must not stop a rollback
         return f"{type(exc).__name__}: {exc}"
 
@@ -245,7 +245,7 @@ def roll_back(
     elif handed_over:
         journalled = True
     text = ("the live run rolled back; 0% confirmed by the router" if handed_over else
-            "0% confirmed by the router" + (f" (the live run {holder} did not answer within "
+            "0% confirmed by the router" + (f" (the live {holder} did not take it over within "
                                              f"{handoff:g}s)" if holder else ""))
     return RollbackResult(True, how, seconds, text, journalled, holder)
 

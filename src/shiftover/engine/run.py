@@ -471,7 +471,13 @@ class Runner:
             return self._finish("rolled_back", 3, decision.reason)
         if self._stopping():
             why = "stopped" if self._stop else "max duration reached"
-            return self._finish("held", 4, f"{why}: {decision.reason}")
+            reason = decision.reason
+            if decision.action is Action.APPLY and decision.target is not None:
+                # what the decision would have done, it did not: say where the router is
+                left = self._router_weights
+                reason += (f" — not done: {decision.target} was not written, the router was left "
+                           f"at {left if left is not None else 'an unknown split'}")
+            return self._finish("held", 4, f"{why}: {reason}")
         if decision.action is Action.APPLY and decision.target is not None:
             return self._apply(decision, basis)
         self._wait_for_next_check()
@@ -490,13 +496,15 @@ class Runner:
             return
         theirs = last.data.get("lease_keys") or [last.data.get("lease_key")]
         theirs = sorted(k for k in theirs if isinstance(k, str))
-        if theirs and theirs != sorted(self.lease_keys):
+        # the journal holds keys as redacted (a socket path may come from a secret)
+        ours = sorted(self.redact(k) for k in self.lease_keys)
+        if theirs and theirs != ours:
             raise BadInput(
                 f"service {self.plan.service!r} has an open campaign on "
-                f"{' + '.join(theirs)}, and this plan drives {' + '.join(self.lease_keys)}: "
+                f"{' + '.join(theirs)}, and this plan drives {' + '.join(ours)}: "
                 "one service's campaign moves one router target",
                 hint="give this plan its own service name (e.g. service: "
-                f"{self.plan.service}-{self.lease_keys[0].split(':', 1)[0]}), or end that "
+                f"{self.plan.service}-{ours[0].split(':', 1)[0]}), or end that "
                 "campaign first with the plan that started it (shiftover rollback or run to 100%)")
 
     def _check_due(self, now: float) -> bool:

@@ -196,6 +196,11 @@ class ALBRouterSpec(RouterSpecBase):
                            "balancer forwards only to target groups of its own region and account", (field,))
         return self
 
+    def rollback_note(self) -> str | None:
+        return ("an ALB applies new weights to new requests at once; with target-group "
+                "stickiness on, clients pinned to the new target group stay there until their "
+                "cookie expires (`shiftover validate` shows the duration)")
+
     def lease_target(self) -> str:
         """The lease key, known without I/O (see :meth:`ALBRouter.lease_key`)."""
         return f"alb:{self.rule_arn or self.listener_arn}"
