@@ -168,6 +168,25 @@ def plan_dict(**overrides: Any) -> dict[str, Any]:
     return base
 
 
+def plan_yaml(normal_state: str, *, socket: str = "/tmp/admin.sock",
+              steps: str = "[10, 100]") -> str:
+    """A small plan file's text (an HAProxy router) around ``normal_state``, the gates'
+    YAML as it goes under ``normal_state:`` (each ``  - name: ...``). The first gate
+    starts on line 12: tests of a backend's plan errors count lines from there."""
+    return f"""\
+service: shop
+router:
+  type: haproxy
+  socket: {socket}
+  backend: web
+  old: ec2
+  new: eks
+steps: {steps}
+bake: 1m
+normal_state:
+{normal_state}"""
+
+
 def race_in_processes(
     target: Callable[..., None], argses: Sequence[tuple[Any, ...]], *, timeout: float = 60.0
 ) -> list[Any]:

@@ -43,6 +43,7 @@ from shiftover.providers.cloudwatch import (
     CloudWatchProvider,
     window_bounds,
 )
+from shiftover.testing import plan_yaml
 from shiftover.types import Verdict
 
 NOW = 1_800_000_123.5  # the engine's clock: far from the wall clock on purpose
@@ -85,20 +86,7 @@ def _wrap(monkeypatch: pytest.MonkeyPatch, provider: Any, method: str,
 
 # --- the plan: fields, and errors pointing at the field ------------------------
 
-PLAN = """\
-service: shop
-router:
-  type: haproxy
-  socket: /tmp/admin.sock
-  backend: web
-  old: ec2
-  new: eks
-steps: [10, 50, 100]
-bake: 1m
-normal_state:
-  - name: gate
-{gate}
-"""
+PLAN = plan_yaml("  - name: gate\n{gate}\n", steps="[10, 50, 100]")
 
 ALB_5XX_RATIO = """\
     type: cloudwatch

@@ -34,6 +34,7 @@ from shiftover.providers.datadog import (
     DatadogProvider,
     api_base_url,
 )
+from shiftover.testing import plan_yaml
 from shiftover.types import GateResult, Measurement, Verdict
 
 API_KEY = "ddapi-7f3c9e1d5a2b4c6d8e0f1a2b3c4d5e6f"
@@ -156,17 +157,7 @@ def test_monitor_gate_selection_rules() -> None:
 
 
 def test_a_plan_with_datadog_gates_loads_and_points_at_the_field() -> None:
-    text = """\
-service: shop
-router:
-  type: haproxy
-  socket: /tmp/admin.sock
-  backend: web
-  old: ec2
-  new: eks
-steps: [10, 100]
-bake: 1m
-normal_state:
+    text = plan_yaml("""\
   - name: web-errors
     type: datadog
     query: sum:trace.rack.request.errors{service:web}.as_count()
@@ -177,7 +168,7 @@ normal_state:
     type: datadog_monitors
     tags: service:accounting env:production
     warn_fails: false
-"""
+""")
     plan = parse_plan_text(text, filename="plan.yaml", env={}).plan
     first, second = plan.normal_state
     with pytest.raises(PlanError) as blank:  # Datadog would answer 400 at every check
@@ -614,17 +605,7 @@ def test_keys_are_not_in_validates_json(
     _healthy(dd)
     monkeypatch.setenv("DD_APP_KEY", "x" + APP_KEY)  # a refused application key
     plan = tmp_path / "plan.yaml"
-    plan.write_text(f"""\
-service: shop
-router:
-  type: haproxy
-  socket: {tmp_path / "admin.sock"}
-  backend: web
-  old: ec2
-  new: eks
-steps: [10, 100]
-bake: 1m
-normal_state:
+    plan.write_text(plan_yaml(f"""\
   - name: web-errors
     type: datadog
     query: "{RATIO}"
@@ -632,7 +613,7 @@ normal_state:
   - name: monitors
     type: datadog_monitors
     tags: [service:accounting, env:production]
-""")
+""", socket=str(tmp_path / "admin.sock")))
     result = CliRunner().invoke(app, ["validate", str(plan), "--json"], env=dict(os.environ))
     output = result.output
     assert API_KEY not in output and APP_KEY not in output
