@@ -186,8 +186,8 @@ def _logsumexp(values: list[float]) -> float:
     return top + math.log(math.fsum(math.exp(v - top) for v in values))
 
 
-def _fmt(value: float | None) -> str:
-    return "unbounded" if value is None else f"{value:.3g}"
+def _fmt(value: float | None, unbounded: str) -> str:
+    return unbounded if value is None else f"{value:.3g}"
 
 
 class CompareErrors:
@@ -298,7 +298,8 @@ class CompareErrors:
         lower, upper = self._confidence_sequence()
         e_value = math.exp(min(self._log_e_value(), 700.0))
         p_value = min(1.0, math.exp(-self._max_log_e))
-        bounds = f"rate ratio new/old in [{_fmt(lower)}, {_fmt(upper)}]"
+        # an unbounded side reads as what it means: a ratio down to 0, or up without limit
+        bounds = f"rate ratio new/old in [{_fmt(lower, '0')}, {_fmt(upper, 'inf')}]"
         if p_value <= self.alpha:
             outcome = Outcome.FAIL
             reason = (f"new is worse than {self.boundary:g}x old's error rate: "
