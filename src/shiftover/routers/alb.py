@@ -96,6 +96,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from shiftover.errors import RouterConfigError, RouterError, UnknownSplit
+from shiftover.routers.base import backend_pair
 from shiftover.spec import RouterSpecBase, Timeout, rule
 from shiftover.types import Weights
 
@@ -537,15 +538,7 @@ class ALBRouter:
         return weights
 
     def apply(self, weights: Weights) -> None:
-        if not isinstance(weights, Weights):
-            raise RouterError(f"ALBRouter.apply needs a Weights value, got {type(weights).__name__}")
-        try:
-            old, new = weights.to_backend(SCALE)
-        except ValueError as exc:
-            raise RouterError(
-                f"{self.target}: {exc}",
-                hint=f"use a split the 0-{SCALE} scale expresses exactly (plans are mapped when loaded)",
-            ) from None
+        old, new = backend_pair(self, weights, SCALE, self.target)
         snap = self._snapshot()
         if new == 0 and _answers_itself(snap):
             return  # forwards nowhere: someone's maintenance page, not ours to undo

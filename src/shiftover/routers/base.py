@@ -26,8 +26,9 @@ shows it.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from shiftover.errors import RouterError
 from shiftover.types import Weights
 
 
@@ -46,3 +47,21 @@ class Router(Protocol):
     def apply(self, weights: Weights) -> None: ...
 
     def verify(self, weights: Weights) -> bool | None: ...
+
+
+def backend_pair(router: object, weights: Any, scale: int, where: str) -> tuple[int, int]:
+    """The integer ``(old, new)`` weights a router writes for ``weights`` on its
+    ``0..scale``: a RouterError, before anything is written, for a value that is not
+    a :class:`Weights` or a split the scale cannot express exactly (``where`` names
+    the target in the message)."""
+    if not isinstance(weights, Weights):
+        raise RouterError(
+            f"{type(router).__name__}.apply needs a Weights value, got {type(weights).__name__}")
+    try:
+        return weights.to_backend(scale)
+    except ValueError as exc:
+        raise RouterError(
+            f"{where}: {exc}",
+            hint=f"use a split the 0-{scale} scale expresses exactly (plans are mapped when loaded)",
+        ) from None
+

@@ -43,6 +43,7 @@ from pydantic import Field, model_validator
 
 from shiftover.errors import RouterError
 from shiftover.haproxy_api import HAProxyRuntime, ServerState
+from shiftover.routers.base import backend_pair
 from shiftover.spec import RouterSpecBase, Timeout, rule
 from shiftover.types import Weights, write_path
 
@@ -185,17 +186,7 @@ class HAProxyRouter:
         return weights
 
     def apply(self, weights: Weights) -> None:
-        if not isinstance(weights, Weights):
-            raise RouterError(
-                f"HAProxyRouter.apply needs a Weights value, got {type(weights).__name__}"
-            )
-        try:
-            target = weights.to_backend(SCALE)
-        except ValueError as exc:
-            raise RouterError(
-                f"HAProxy backend {self.backend}: {exc}",
-                hint="use a split the 0-256 scale expresses exactly (plans are mapped when loaded)",
-            ) from None
+        target = backend_pair(self, weights, SCALE, f"HAProxy backend {self.backend}")
         servers = self._servers()
         new = servers[self.new]
         if target[1] > 0 and new.admin == "maint" and new.weight == 0:

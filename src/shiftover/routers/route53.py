@@ -89,6 +89,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from shiftover import aws
 from shiftover.errors import RouterConfigError, RouterError, UnknownSplit
+from shiftover.routers.base import backend_pair
 from shiftover.spec import RouterSpecBase, Timeout, rule
 from shiftover.types import Weights
 
@@ -294,15 +295,7 @@ class Route53Router:
 
     def submit(self, weights: Weights) -> None:
         """Write ``weights`` (one ChangeBatch) without waiting for INSYNC; see ``settle``."""
-        if not isinstance(weights, Weights):
-            raise RouterError(f"Route53Router.apply needs a Weights value, got {type(weights).__name__}")
-        try:
-            target_old, target_new = weights.to_backend(SCALE)
-        except ValueError as exc:
-            raise RouterError(
-                f"Route53 {self.name} {self.type}: {exc}",
-                hint="use a split the 0-255 scale expresses exactly (plans are mapped when loaded)",
-            ) from None
+        target_old, target_new = backend_pair(self, weights, SCALE, f"Route53 {self.name} {self.type}")
         old, new = self._pair(self._find())
         ow, nw = old.get("Weight"), new.get("Weight")
         # our own last write to exactly these weights, not yet seen INSYNC (its wait
