@@ -7,7 +7,7 @@ at every look, whether the new environment is worse:
 
     >>> check = CompareErrors(alpha=0.01, tolerance=0.2, min_requests=200)
     >>> check.update(old_requests=9_900, old_errors=10, new_requests=100, new_errors=0).outcome
-    <Outcome.INCONCLUSIVE: 'inconclusive'>
+    <Verdict.INCONCLUSIVE: 'inconclusive'>
 
 It is pure: no clock, no provider, no I/O. Looking after every request, every
 batch or every minute is all the same to its guarantee.
@@ -87,9 +87,10 @@ intervals that had errors: one update costs a few hundred logarithms.
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass
+
+from shiftover.types import Verdict
 
 __all__ = ["CompareErrors", "ErrorsVerdict", "Outcome"]
 
@@ -101,12 +102,8 @@ GRID: tuple[float, ...] = tuple(
 )
 
 
-class Outcome(enum.Enum):
-    """The three verdicts (same values as :class:`shiftover.types.Verdict`)."""
-
-    PASS = "pass"
-    FAIL = "fail"
-    INCONCLUSIVE = "inconclusive"
+# the judge's three verdicts (this module stays pure: types.py holds plain values)
+Outcome = Verdict
 
 
 @dataclass(frozen=True)
@@ -301,18 +298,18 @@ class CompareErrors:
         # an unbounded side reads as what it means: a ratio down to 0, or up without limit
         bounds = f"rate ratio new/old in [{_fmt(lower, '0')}, {_fmt(upper, 'inf')}]"
         if p_value <= self.alpha:
-            outcome = Outcome.FAIL
+            outcome = Verdict.FAIL
             reason = (f"new is worse than {self.boundary:g}x old's error rate: "
                       f"always-valid p = {p_value:.3g} <= alpha {self.alpha:g} "
                       f"(new {new_x}/{new_n}, old {old_x}/{old_n}; {bounds})")
         elif new_n < self.min_requests:
-            outcome = Outcome.INCONCLUSIVE
+            outcome = Verdict.INCONCLUSIVE
             reason = (f"{new_n} requests on new, fewer than min_requests {self.min_requests}")
         elif old_n == 0:
-            outcome = Outcome.INCONCLUSIVE
+            outcome = Verdict.INCONCLUSIVE
             reason = "no request on old: nothing to compare against"
         else:
-            outcome = Outcome.PASS
+            outcome = Verdict.PASS
             reason = (f"no regression beyond {self.boundary:g}x after {new_n} requests on new: "
                       f"p = {p_value:.3g} > alpha {self.alpha:g} "
                       f"(new {new_x}/{new_n}, old {old_x}/{old_n}; {bounds})")
