@@ -82,16 +82,6 @@ class LockstepRouter:
                            hint=getattr(exc, "hint", None)) from None
         return min(seen), max(seen)
 
-    def read_members(self) -> list[Weights | str]:
-        """Each member's split, or its error message (for views and the journal)."""
-        out: list[Weights | str] = []
-        for m in self.members:
-            try:
-                out.append(m.read())
-            except Exception as exc:
-                out.append(_message(exc))
-        return out
-
     def read(self) -> Weights:
         return self.read_range()[1]
 
