@@ -260,6 +260,9 @@ class GateResult:
     # query, timeout), as opposed to "answered, nothing to judge yet": errors
     # count toward the plan's error_limit, and `validate` fails on them
     error: bool = False
+    # what a statistical judge decided on (a compare gate's counts, estimates,
+    # confidence bounds, e-value and p-value), JSON-ready; None for the others
+    evidence: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -271,4 +274,44 @@ class GateResult:
             "reason": self.reason,
             "at": self.at,
             "error": self.error,
+            **({} if self.evidence is None else {"evidence": self.evidence}),
         }
+
+
+@dataclass(frozen=True)
+class EnvCounts:
+    """Requests and errors of each environment over one span of time: what a
+    ``compare`` gate's source reports (exact integers, never rates)."""
+
+    old_requests: int
+    old_errors: int
+    new_requests: int
+    new_errors: int
+
+    def __post_init__(self) -> None:
+        for name in ("old_requests", "old_errors", "new_requests", "new_errors"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a count (an integer >= 0), not {value!r}")
+        for env in ("old", "new"):
+            if getattr(self, f"{env}_errors") > getattr(self, f"{env}_requests"):
+                raise ValueError(f"{env}_errors exceeds {env}_requests")
+
+    def __sub__(self, other: EnvCounts) -> EnvCounts:
+        return EnvCounts(self.old_requests - other.old_requests,
+                         self.old_errors - other.old_errors,
+                         self.new_requests - other.new_requests,
+                         self.new_errors - other.new_errors)
+
+    def __add__(self, other: EnvCounts) -> EnvCounts:
+        return EnvCounts(self.old_requests + other.old_requests,
+                         self.old_errors + other.old_errors,
+                         self.new_requests + other.new_requests,
+                         self.new_errors + other.new_errors)
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.old_requests, self.old_errors, self.new_requests, self.new_errors)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"old_requests": self.old_requests, "old_errors": self.old_errors,
+                "new_requests": self.new_requests, "new_errors": self.new_errors}

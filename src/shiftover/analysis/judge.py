@@ -24,9 +24,11 @@ and a one-line reason, so the journal shows what decided it.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from typing import Any, Protocol
 
+from shiftover.analysis.compare import CompareErrors
 from shiftover.errors import NoData, ProviderError
 from shiftover.types import GateResult, Measurement, Verdict
 
@@ -44,9 +46,25 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+class Judge(Protocol):
+    def __call__(self, outcome: Measurement | ProviderError, *, now: float) -> GateResult: ...
+
+
+def make_judge(spec: Any) -> Judge:
+    """The judge of one gate for a whole run: :func:`judge` for the stateless rule
+    tables, a :class:`CompareJudge` (which keeps its test across checks) for a
+    ``compare`` gate."""
+    if getattr(spec, "JUDGE", "threshold") == "compare":
+        return CompareJudge(spec)
+    return functools.partial(judge, spec)
+
+
 def judge(spec: Any, outcome: Measurement | ProviderError, *, now: float) -> GateResult:
-    """Turn one measurement (or provider error) into a :class:`GateResult`."""
+    """Turn one measurement (or provider error) into a :class:`GateResult`.
+    (``compare`` gates keep state across checks: see :func:`make_judge`.)"""
     kind = getattr(spec, "JUDGE", "threshold")
+    if kind == "compare":
+        return CompareJudge(spec)(outcome, now=now)
     if kind == "probe":
         return _judge_http(spec, outcome, now)
     if kind == "alerts":
@@ -130,6 +148,60 @@ def _judge_http(spec: Any, outcome: Measurement | ProviderError, now: float) -> 
     return GateResult(spec.name, Verdict.PASS, outcome.value, threshold, 1, f"status {status}", now)
 
 
+class CompareJudge:
+    """A ``compare`` gate's judge: one :class:`CompareErrors` per step, fed the
+    counts the provider measured since the step started.
+
+    The step is the provider's (``details["step"]`` and ``details["since"]``): a
+    new one starts a new test. FAIL is final for a step (the always-valid p-value
+    never goes back up). A provider that cannot count is INCONCLUSIVE like any
+    gate's (an error when it could not answer); counts that go down within a
+    step (a source that lost count) are an error and leave the test as it was.
+    At 100% (``details["not_applicable"]``) there is no live baseline: PASS as
+    not applicable, with the reason saying so (the plan requires another gate
+    that judges new alone, and at 100% that one decides)."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self._step: tuple[Any, Any] | None = None
+        self._test: CompareErrors | None = None
+
+    @property
+    def _threshold(self) -> str:
+        return f"p > {self.spec.alpha:g} (new <= {1 + self.spec.tolerance:g}x old's error rate)"
+
+    def __call__(self, outcome: Measurement | ProviderError, *, now: float) -> GateResult:
+        spec, threshold = self.spec, self._threshold
+        if isinstance(outcome, NoData):
+            return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
+        if isinstance(outcome, ProviderError):
+            return _inconclusive(spec, now, f"provider error: {outcome.message}",
+                                 threshold=threshold, error=True)
+        details = outcome.details
+        if "not_applicable" in details:
+            self._step = self._test = None
+            return GateResult(spec.name, Verdict.PASS, None, threshold, 0,
+                              f"not applicable: {details['not_applicable']}", now,
+                              evidence={"not_applicable": True, "step": details.get("step")})
+        step = (details.get("step"), details.get("since"))
+        if step != self._step or self._test is None:
+            self._step = step
+            self._test = CompareErrors(alpha=spec.alpha, tolerance=spec.tolerance,
+                                       min_requests=spec.min_requests)
+        c = details.get("counts", {})
+        try:
+            v = self._test.update(c["old_requests"], c["old_errors"],
+                                  c["new_requests"], c["new_errors"])
+        except (KeyError, ValueError) as exc:
+            return _inconclusive(spec, now, f"counts not usable: {exc}", threshold=threshold,
+                                 samples=outcome.samples, error=True)
+        evidence = {**v.as_dict(), "step": details.get("step"), "since": details.get("since"),
+                    # an anytime-valid FAIL stands for the rest of the step (see decide's rule 3)
+                    "final": v.outcome is Verdict.FAIL}
+        return GateResult(spec.name, v.outcome, v.p_value, threshold, v.new_requests,
+                          v.reason, now, evidence=evidence)
+
+
 def summarize(results: list[GateResult] | tuple[GateResult, ...]) -> Verdict:
     """The tick's overall verdict: any FAIL fails; else any INCONCLUSIVE holds; else PASS.
     No gates at all is INCONCLUSIVE (no data never passes)."""
@@ -145,4 +217,4 @@ def summarize(results: list[GateResult] | tuple[GateResult, ...]) -> Verdict:
 def result_from_dict(d: dict[str, Any]) -> GateResult:
     return GateResult(d["gate"], Verdict(d["verdict"]), d.get("value"), d.get("threshold"),
                       d.get("samples"), d.get("reason", ""), d.get("at", 0.0),
-                      error=bool(d.get("error", False)))
+                      error=bool(d.get("error", False)), evidence=d.get("evidence"))

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shiftover.analysis.judge import judge
 from shiftover.clock import Clock
 from shiftover.engine.rollback import tail_seconds
 from shiftover.engine.run import Gate, Runner
@@ -126,11 +125,12 @@ def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda
     results = []
     for spec in plan.normal_state:
         now = clock.now()
+        gate = Gate(spec, build_provider(spec))
         try:
-            outcome: Any = build_provider(spec).measure(now=now)
+            outcome: Any = gate.measure(now=now, split=weights)
         except ProviderError as exc:
             outcome = exc
-        r = judge(spec, outcome, now=now)
+        r = gate.judge(outcome, now=now)
         results.append(replace(r, reason=redact(r.reason),
                                threshold=None if r.threshold is None else redact(r.threshold)))
     facts = router_facts(router, redact=redact, bake=plan.bake) if err is None else RouterFacts()

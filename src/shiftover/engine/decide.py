@@ -23,7 +23,11 @@ The rules, in the order they are applied:
    them. Evidence is counted even while the router cannot be read: a new
    environment that FAILs is rolled back whatever its router says.
 3. **Limits.** At ``failure_limit`` failures the plan's ``on_failure`` runs
-   (rollback by default, or pause). At ``error_limit`` errors or
+   (rollback by default, or pause). A FAIL marked *final* (a ``compare``
+   gate's sequential test: its false-FAIL probability over the whole step is
+   already bounded by its ``alpha``, however often it looks, and its p-value
+   never goes back up) runs it at once: waiting for more failed checks would
+   add intervals, not safety. At ``error_limit`` errors or
    ``inconclusive_limit`` checks without a verdict the run is **stuck**: it
    cannot tell whether the new environment is normal, and holding forever
    without evidence is not safe either, so ``on_failure`` runs too, with a
@@ -159,10 +163,13 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
             "router_error": obs.router_error,
             "results": [r.to_dict() for r in results]}))
         # 3. limits
-        if verdict is Verdict.FAIL and failures >= plan.failure_limit:
-            failed = [r for r in results if r.verdict is Verdict.FAIL]
+        failed = [r for r in results if r.verdict is Verdict.FAIL]
+        final = [r for r in failed if (r.evidence or {}).get("final")]
+        if verdict is Verdict.FAIL and (failures >= plan.failure_limit or final):
             why = "; ".join(f"{r.gate}: {r.reason}" for r in failed)
-            limited = _on_failure(plan, state, events, f"{failures} consecutive failed checks: {why}",
+            head = (f"{failures} consecutive failed checks" if failures >= plan.failure_limit
+                    else "a sequential test's FAIL, final for the step")
+            limited = _on_failure(plan, state, events, f"{head}: {why}",
                                   [r.to_dict() for r in failed], stuck=False)
             if limited is not None:
                 return limited

@@ -49,9 +49,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
-from shiftover.analysis.judge import judge
+from shiftover.analysis.judge import Judge, make_judge
 from shiftover.clock import Clock
 from shiftover.engine import events as ev
 from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
@@ -66,7 +66,7 @@ from shiftover.errors import (
     StoreError,
 )
 from shiftover.plan import Plan, plan_hash, redact_values
-from shiftover.providers.base import Provider
+from shiftover.providers.base import Provider, SplitAwareProvider
 from shiftover.routers.base import Router
 from shiftover.store import Event, Store
 from shiftover.types import GateResult, Measurement, Weights
@@ -80,8 +80,24 @@ MIN_TTL_MARGIN = 1.0    # seconds of lease left over after the longest gap betwe
 
 @dataclass(frozen=True)
 class Gate:
+    """A gate of the plan: its spec, the provider that measures it and the judge
+    that decides on it (the stateless rule table by default; a ``compare`` gate's
+    judge keeps its test across checks)."""
+
     spec: Any
     provider: Provider
+    judge: Judge = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.judge is None:
+            object.__setattr__(self, "judge", make_judge(self.spec))
+
+    def measure(self, *, now: float, split: Weights | None) -> Measurement:
+        """The provider's measurement; a provider that compares environments
+        (``SplitAwareProvider``) is also told the router's split."""
+        if getattr(self.provider, "SPLIT_AWARE", False):
+            return cast(SplitAwareProvider, self.provider).measure(now=now, split=split)
+        return self.provider.measure(now=now)
 
 
 @dataclass
@@ -278,11 +294,12 @@ class Runner:
         self._router_weights = w
         return w, low, None
 
-    def evaluate_gates(self) -> tuple[GateResult, ...] | None:
+    def evaluate_gates(self, split: Weights | None = None) -> tuple[GateResult, ...] | None:
         """Every gate at once, each on its own thread with its own timeout (+ grace).
         A gate whose previous call is still running is not called again: it is an
         error this check, and the others are unaffected. None when the run was
-        stopped while waiting (Ctrl-C does not wait out a slow gate)."""
+        stopped while waiting (Ctrl-C does not wait out a slow gate). ``split`` is the
+        router's split read this tick (None: unreadable), for gates that compare."""
         now = self.clock.now()
         submitted: list[Future[Measurement] | None] = []
         for i, gate in enumerate(self.gates):
@@ -290,7 +307,7 @@ class Runner:
             if inflight is not None and not inflight[1].done():
                 submitted.append(None)
                 continue
-            job = self._pools[i].submit(gate.provider.measure, now=now)
+            job = self._pools[i].submit(gate.measure, now=now, split=split)
             self._inflight[i] = (now, job)
             submitted.append(job)
         limits = [float(getattr(g.spec, "timeout", 5.0)) + GATE_GRACE for g in self.gates]
@@ -306,7 +323,7 @@ class Runner:
         results = []
         for gate, fut, limit, inflight in zip(self.gates, submitted, limits, self._inflight,
                                               strict=True):
-            result = judge(gate.spec, _outcome(fut, limit, inflight, now), now=now)
+            result = gate.judge(_outcome(fut, limit, inflight, now), now=now)
             # reasons and thresholds can quote URLs or provider messages: no secret leaves
             results.append(replace(result, reason=self.redact(result.reason),
                                    threshold=None if result.threshold is None
@@ -437,7 +454,7 @@ class Runner:
         now = self.clock.now()
         results = None
         if self._check_due(now) and not rolling:
-            results = self.evaluate_gates()
+            results = self.evaluate_gates(weights)
             self._last_check_at = now
             # the lease is renewed and what was read before the (possibly slow)
             # checks is read again, before anything is decided on it
@@ -652,7 +669,7 @@ class Runner:
             now = self.clock.now()
             if self._check_due(now):
                 self._last_check_at = now
-                results = self.evaluate_gates()
+                results = self.evaluate_gates(self.read_router_range()[0])
                 if results is None:  # stopped while the gates ran
                     continue
                 checks += 1

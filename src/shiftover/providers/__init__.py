@@ -25,6 +25,7 @@ PROVIDERS: dict[str, str] = {
     "cloudwatch_alarms": "shiftover.providers.cloudwatch:CloudWatchAlarmsProvider",
     "datadog": "shiftover.providers.datadog:DatadogProvider",
     "datadog_monitors": "shiftover.providers.datadog:DatadogMonitorsProvider",
+    "compare": "shiftover.providers.compare:CompareProvider",
 }
 
 

@@ -99,12 +99,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shiftover.errors import NoData, ProviderError, RouterError
 from shiftover.haproxy_api import BackendStat, HAProxyRuntime
-from shiftover.spec import Duration, FiniteFloat, GateSpecBase, MinSamples, Timeout
-from shiftover.types import Measurement
+from shiftover.spec import Duration, FiniteFloat, GateSpecBase, MinSamples, SpecModel, Timeout, rule
+from shiftover.types import EnvCounts, Measurement
 
 RESPONSE_COLUMNS = ("hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other")
 # a server's attempts that ended without a response from it: name in details -> column
@@ -258,11 +258,15 @@ class HAProxyStatsProvider:
             )
         return value
 
-    def _read(self) -> _Reading:
+    def _stat(self) -> BackendStat:
         try:
-            stat: BackendStat = self.runtime.backend_stat(self.backend, self.server)
+            return self.runtime.backend_stat(self.backend, self.server)
         except RouterError as e:
             raise ProviderError(e.message, hint=e.hint) from None
+
+    def _read(self, stat: BackendStat | None = None) -> _Reading:
+        """This server's reading from one ``show stat`` (taken now unless given)."""
+        stat = stat or self._stat()
         row, total = stat.server, stat.backend
         if row.get("mode", "http") == "tcp" or total.get("mode", "http") == "tcp":
             raise ProviderError(
@@ -421,4 +425,103 @@ class HAProxyStatsProvider:
         return details
 
 
-__all__ = ["HAProxyStatsProvider"]
+class HAProxyCountsSpec(SpecModel):
+    """A ``compare`` gate's counts from HAProxy: the old and the new server of one
+    backend, both read from the same ``show stat``. Requests are the attempts
+    HAProxy made on each server and errors the attempts that failed, as the
+    ``haproxy_stats`` gate counts them (5xx, connection and response errors,
+    retries and redispatches away from the server)."""
+
+    type: Literal["haproxy_stats"]
+    socket: str = Field(min_length=1)
+    backend: str = Field(min_length=1)
+    old: str = Field(min_length=1, description="the old environment's server in the backend")
+    new: str = Field(min_length=1, description="the new environment's server in the backend")
+    timeout: Timeout = 2.0
+
+    @model_validator(mode="after")
+    def _two_servers(self) -> HAProxyCountsSpec:
+        if self.old == self.new:
+            raise rule(f"old and new are both {self.old!r}: a comparison needs the two "
+                       "environments' servers", ("new",))
+        return self
+
+
+@dataclass
+class _Tally:
+    """One server's cumulative requests and errors since the source was made, with
+    HAProxy's reloads (counters that go down) absorbed."""
+
+    requests: int = 0
+    errors: int = 0
+    last: _Counters | None = None
+
+    def add(self, now: _Counters, extra: int = 0) -> None:
+        before = self.last or _Counters()
+        d = now - before
+        if d.negative():  # reloaded: HAProxy counts again from 0
+            d = now
+        self.requests += d.attempts + extra
+        self.errors += d.failures + extra
+        self.last = now
+
+
+class HAProxyCounts:
+    """Requests and errors of the old and the new server since a step started
+    (the :class:`~shiftover.providers.base.CountSource` of ``compare`` gates).
+
+    A new server that takes no traffic although its weight says it should (DOWN
+    by health check, MAINT, DRAIN with a weight above 0) while the backend
+    serves: its share of the backend's sessions by weight is counted as requests
+    of new that failed, as the ``haproxy_stats`` gate reads it (a server the
+    health check took out is broken, not idle)."""
+
+    Spec: ClassVar[type[HAProxyCountsSpec]] = HAProxyCountsSpec
+
+    def __init__(self, address: str, backend: str, old: str, new: str, *,
+                 timeout: float = 2.0) -> None:
+        self._new = HAProxyStatsProvider(address, backend, new, timeout=timeout)
+        self._old = HAProxyStatsProvider(address, backend, old, timeout=timeout)
+        self._tallies = {"old": _Tally(), "new": _Tally()}
+        self._base: tuple[float, EnvCounts] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: HAProxyCountsSpec) -> HAProxyCounts:
+        return cls(spec.socket, spec.backend, spec.old, spec.new, timeout=spec.timeout)
+
+    def describe(self) -> str:
+        return (f"haproxy_stats {self._new.backend}: {self._old.server} (old) vs "
+                f"{self._new.server} (new) via {self._new.address}")
+
+    def _totals(self) -> EnvCounts:
+        stat = self._new._stat()
+        old_row = next((r for r in stat.servers if r.get("svname") == self._old.server), None)
+        if old_row is None:
+            known = ", ".join(sorted(str(r.get("svname", "")) for r in stat.servers)) or "none"
+            raise ProviderError(
+                f"HAProxy at {self._new.address} has no server {self._old.server!r} in backend "
+                f"{self._new.backend!r}", hint=f"servers in {self._new.backend}: {known}")
+        new = self._new._read(stat)
+        old = self._old._read(BackendStat(server=old_row, backend=stat.backend,
+                                          servers=stat.servers))
+        tally = self._tallies["new"]
+        extra = 0
+        if tally.last is not None and new.out_of_service and new.weight > 0:
+            served = new.counters.backend_sessions - tally.last.backend_sessions
+            extra = math.ceil(served * new.share) if served > 0 else 0
+        tally.add(new.counters, extra)
+        self._tallies["old"].add(old.counters)
+        o, n = self._tallies["old"], self._tallies["new"]
+        return EnvCounts(o.requests, o.errors, n.requests, n.errors)
+
+    def counts(self, *, since: float, now: float) -> EnvCounts:
+        totals = self._totals()
+        if self._base is None or self._base[0] != since:
+            if since != now:
+                raise NoData("no reading of HAProxy at the step's start: counting from now",
+                             hint="the next check counts from this one")
+            self._base = (now, totals)
+        return totals - self._base[1]
+
+
+__all__ = ["HAProxyCounts", "HAProxyStatsProvider"]

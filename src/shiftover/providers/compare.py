@@ -1,0 +1,136 @@
+"""``compare`` gates: the new environment judged against the old one, live.
+
+During a cutover both environments serve the same traffic at the same time, so
+the old one is a baseline measured under the very same load, hour of day and
+clients. A ``compare`` gate counts each environment's requests and errors over
+the current step and hands them to :class:`shiftover.analysis.compare.CompareErrors`,
+an anytime-valid sequential test (see its docstring for why checking every
+interval does not inflate false FAILs).
+
+This module only *measures*: where the counts come from is a ``source`` (one
+per backend, each owning its plan model in its own module: HAProxy's per-server
+counters, Prometheus counters, CloudWatch and Datadog sums), and the judging is
+:mod:`shiftover.analysis.judge`'s. What it adds is the step:
+
+- The test restarts whenever the router's split changes (a new step, a
+  rollback, an operator's hand): the first check at a split marks its start
+  (``counts(since=now, now=now)``: zero) and every later check at that split
+  counts from there. A restarted ``shiftover run`` starts the step's test over
+  too: evidence is never carried across processes or splits.
+- At 0% the new environment gets nothing to compare: no data. At 100% the old
+  one gets nothing, so there is no live baseline: the gate says so and passes
+  *as not applicable*, which is why a plan with a ``compare`` gate must also
+  have a gate that judges the new environment on its own (the plan refuses it
+  otherwise): at 100% that gate decides, and it also catches what a comparison
+  cannot see, a fault both environments share (a common database).
+- An unknown split (the router unreadable) is no data: never a pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from shiftover._registry import load_class
+from shiftover.errors import NoData, ProviderError
+from shiftover.providers.base import CountSource
+from shiftover.spec import FiniteFloat, GateSpecBase, SpecModel, Timeout
+from shiftover.types import Measurement, Weights
+
+# source type -> "module:Class"; the class has ``Spec`` (its plan model, a
+# ``type: Literal[...]``) and ``from_spec(spec) -> CountSource``
+COUNT_SOURCES: dict[str, str] = {
+    "haproxy_stats": "shiftover.providers.haproxy_stats:HAProxyCounts",
+}
+
+
+@functools.cache
+def count_source_specs() -> dict[str, Any]:
+    return {name: load_class(COUNT_SOURCES, "compare source", name).Spec for name in COUNT_SOURCES}
+
+
+if TYPE_CHECKING:
+    CountSourceSpec = SpecModel
+else:
+    _specs = list(count_source_specs().values())
+    CountSourceSpec = Annotated[functools.reduce(operator.or_, _specs) if len(_specs) > 1
+                                else _specs[0], Field(discriminator="type")]
+
+
+def build_count_source(spec: Any) -> CountSource:
+    source: CountSource = load_class(COUNT_SOURCES, "compare source", spec.type).from_spec(spec)
+    return source
+
+
+class CompareGate(GateSpecBase):
+    """New's error rate against old's, over the current step, by an anytime-valid
+    sequential test: FAIL once the always-valid p-value of "new fails at most
+    ``1 + tolerance`` times as often as old" is at most ``alpha``; INCONCLUSIVE
+    below ``min_requests`` requests on new; PASS otherwise."""
+
+    JUDGE: ClassVar[str] = "compare"
+    type: Literal["compare"]
+    metric: Literal["errors"] = "errors"
+    source: CountSourceSpec = Field(description="where each environment's requests and errors "
+                                    "are counted (type: " + ", ".join(COUNT_SOURCES) + ")")
+    alpha: float = Field(default=0.01, gt=0, le=0.2, description=(
+        "the probability of a false FAIL over a whole step, however often it is checked"))
+    tolerance: FiniteFloat = Field(default=0.0, ge=0, description=(
+        "a ratio: 0.2 lets new fail up to 1.2 times as often as old before that is a regression"))
+    min_requests: int = Field(default=200, ge=1, description=(
+        "requests on new in this step before the gate can pass (below: INCONCLUSIVE)"))
+    timeout: Timeout = 5.0
+
+
+class CompareProvider:
+    """Counts of both environments since the current step started (see the module doc)."""
+
+    Spec: ClassVar[type[CompareGate]] = CompareGate
+    SPLIT_AWARE: ClassVar[bool] = True  # the engine passes the router's split
+
+    def __init__(self, source: CountSource) -> None:
+        self.source = source
+        self._split: Weights | None = None
+        self._since: float | None = None
+
+    @classmethod
+    def from_spec(cls, spec: CompareGate) -> CompareProvider:
+        return cls(build_count_source(spec.source))
+
+    def describe(self) -> str:
+        return f"compare {self.source.describe()}"
+
+    def measure(self, *, now: float, split: Weights | None = None) -> Measurement:
+        if split is None:
+            self._split = self._since = None
+            raise NoData("the router's split is unknown: the comparison waits for it",
+                         hint="see the router's error in the run's output")
+        if split.new_percent == 0:
+            self._split = self._since = None
+            raise NoData("the new environment is at 0%: nothing to compare yet")
+        if split.new_percent == 100:
+            self._split = self._since = None
+            return Measurement(value=None, at=now, samples=0, details={
+                "step": split.exact,
+                "not_applicable": "the old environment serves nothing at 100%: no live baseline "
+                                  "to compare with; the plan's other gates judge this step"})
+        if split != self._split or self._since is None or now < self._since:
+            self._split, self._since = split, now
+        since = self._since
+        try:
+            counts = self.source.counts(since=since, now=now)
+        except (NoData, ProviderError, ValueError) as exc:
+            if since == now:  # the step's start was not marked: mark it next time
+                self._since = None
+            if isinstance(exc, ValueError):  # counts that break EnvCounts' rules
+                raise ProviderError(f"{self.source.describe()}: {exc}") from None
+            raise
+        return Measurement(value=None, at=now, samples=counts.new_requests, details={
+            "step": split.exact, "since": since, "counts": counts.as_dict()})
+
+
+__all__ = ["COUNT_SOURCES", "CompareGate", "CompareProvider", "build_count_source",
+           "count_source_specs"]
