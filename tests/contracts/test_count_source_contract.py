@@ -27,6 +27,7 @@ beside this suite; ``test_every_source_has_a_case`` fails until every source in
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -164,6 +165,15 @@ CASES: dict[str, Case] = {
                           errors=("refused", "unknown_backend", "unknown_old", "unknown_new"),
                           breakage=("dead_new", "down_new")),
 }
+
+# Other backends' cases live beside their provider tests, one module each
+# (tests/providers/count_case_<backend>.py), so that adding a source touches its
+# own files: each module's CASES maps a case name to (source type, open, errors,
+# breakage), open being a context manager factory taking a tmp_path.
+for _path in sorted((Path(__file__).parents[1] / "providers").glob("count_case_*.py")):
+    _module = importlib.import_module(_path.stem)
+    for _name, (_type, _open, _errors, _breakage) in _module.CASES.items():
+        CASES[_name] = Case(_type, _open, errors=tuple(_errors), breakage=tuple(_breakage))
 
 
 def _counts(source: Any, since: float, now: float) -> EnvCounts | ProviderError:
