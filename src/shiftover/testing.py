@@ -1,4 +1,5 @@
-"""Public test doubles: an in-memory router, a scripted provider, a fake clock.
+"""Public test doubles: an in-memory router, a scripted provider, simulated counts
+for ``compare`` gates, a fake clock.
 
 Used by shiftover's own engine tests and by anyone writing a router or provider
 plugin. They honour the same contracts as the real implementations (the router
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shiftover.errors import NoData, ProviderError, RouterError
-from shiftover.types import Measurement, Weights, write_path
+from shiftover.types import EnvCounts, Measurement, Weights, write_path
 
 
 class FakeClock:
@@ -147,6 +148,63 @@ class ScriptedProvider:
         return Measurement(float(item), now, self.samples)
 
 
+class SimulatedCounts:
+    """A ``compare`` gate's count source over simulated traffic: ``rate`` requests
+    per second of the clock, split between the environments as ``router`` reads,
+    each failing with its environment's error rate (seeded draws, so a test is
+    repeatable). Change ``old_error_rate`` / ``new_error_rate`` at any time (a
+    fault); ``fail`` makes the next calls raise it (a backend that went away).
+
+    The traffic of a span is drawn when ``counts`` is called (with the split read
+    then), so a test that moves the clock in big jumps gets the split of the
+    jump's end: call it at every check, as the engine does."""
+
+    def __init__(self, router: Any, clock: Any, *, rate: float = 100.0,
+                 old_error_rate: float = 0.001, new_error_rate: float = 0.001,
+                 seed: int = 0) -> None:
+        import random
+
+        self.router, self.clock, self.rate = router, clock, rate
+        self.old_error_rate, self.new_error_rate = old_error_rate, new_error_rate
+        self.fail: Exception | None = None
+        self._random = random.Random(seed)
+        self._at: float | None = None
+        self._carry = 0.0
+        self._totals = [0, 0, 0, 0]
+        self._marks: dict[float, tuple[int, ...]] = {}
+
+    def describe(self) -> str:
+        return f"simulated traffic at {self.rate:g} req/s"
+
+    def _errors(self, n: int, p: float) -> int:
+        return sum(self._random.random() < p for _ in range(n))
+
+    def _advance(self, now: float) -> None:
+        if self._at is not None and now > self._at:
+            self._carry += (now - self._at) * self.rate
+            total, self._carry = int(self._carry), self._carry - int(self._carry)
+            w = self.router.read()
+            new = round(total * float(w.share)) if w is not None else 0
+            old = total - new
+            self._totals[0] += old
+            self._totals[1] += self._errors(old, self.old_error_rate)
+            self._totals[2] += new
+            self._totals[3] += self._errors(new, self.new_error_rate)
+        self._at = now if self._at is None else max(self._at, now)
+
+    def counts(self, *, since: float, now: float) -> EnvCounts:
+        if self.fail is not None:
+            raise self.fail
+        self._advance(now)
+        self._marks.setdefault(now, tuple(self._totals))
+        if since not in self._marks:
+            raise NoData("simulated: no count at the step's start")
+        base = self._marks[since]
+        self._marks = {t: v for t, v in self._marks.items() if t >= since}
+        o, ox, n, nx = (a - b for a, b in zip(self._totals, base, strict=True))
+        return EnvCounts(o, ox, n, nx)
+
+
 def plan_dict(**overrides: Any) -> dict[str, Any]:
     """A small valid plan as a dict, for tests: http gate + prometheus gate."""
     base: dict[str, Any] = {
@@ -219,6 +277,7 @@ __all__ = [
     "InMemoryRouter",
     "ProviderError",
     "ScriptedProvider",
+    "SimulatedCounts",
     "plan_dict",
     "race_in_processes",
 ]
