@@ -1,6 +1,11 @@
 """How fast a failing new environment is sent back to 0%: the demo's `errors` scenario, N times.
 
     .venv/bin/python benchmarks/rollback.py [--runs 5] [--rate 200]
+    .venv/bin/python benchmarks/rollback.py --scenario healthy --runs 20
+    .venv/bin/python benchmarks/rollback.py --scenario healthy --background 0.005
+
+With ``--scenario healthy`` nothing fails: it counts the runs that were rolled
+back all the same (false rollbacks: the target is none) and prints their reasons.
 
 Each run starts the whole local stack (two sample apps, HAProxy, Prometheus,
 Locust at --rate req/s), runs the demo plan (1 s interval, failure_limit 2), and
@@ -30,11 +35,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--scenario", choices=("errors", "healthy"), default="errors")
+    ap.add_argument("--background", type=float, default=0.0,
+                    help="both apps answer this share of requests with 500 from the start")
     args = ap.parse_args()
     quiet = Console(file=io.StringIO())
+    extra = {"background_error_rate": args.background} if args.background else {}
+    if args.scenario == "healthy":
+        return healthy(args.runs, args.rate, quiet, extra)
     rows = []
     for i in range(args.runs):
-        s = run_demo("errors", as_json=False, rate=args.rate, console=quiet, bake="3s")
+        s = run_demo("errors", as_json=False, rate=args.rate, console=quiet, bake="3s", **extra)
         gates = ", ".join(f"{g['gate']} = {g['value']:.4f}" for g in s["failing_gates"])
         rows.append((s["outcome"], s["rollback_seconds"], s["failed_requests_after_fault"], gates))
         print(f"run {i + 1}: {s['outcome']:<12} rollback {s['rollback_seconds']:.3f}s  "
@@ -47,6 +58,21 @@ def main() -> int:
     print(f"| {len(rows)} | {sum(r[0] == 'rolled_back' for r in rows)} | "
           f"{statistics.median(secs):.3f} | {max(secs):.3f} | {statistics.median(fails):g} | {max(fails)} |")
     return 0 if all(r[0] == "rolled_back" for r in rows) else 1
+
+
+def healthy(runs: int, rate: float, quiet: Console, extra: dict[str, float]) -> int:
+    outcomes = []
+    for i in range(runs):
+        s = run_demo("healthy", as_json=False, rate=rate, console=quiet, bake="3s", **extra)
+        outcomes.append(s["outcome"])
+        why = f"  [{s['reason']}]" if s["outcome"] != "promoted" else ""
+        print(f"run {i + 1}: {s['outcome']:<12} {s['requests_total']} requests, "
+              f"{s['failed_requests_total']} failed, {s['run_seconds']:g}s{why}", flush=True)
+    print()
+    print(f"| runs | promoted | rolled back | other |\n|---:|---:|---:|---:|\n"
+          f"| {runs} | {outcomes.count('promoted')} | {outcomes.count('rolled_back')} | "
+          f"{runs - outcomes.count('promoted') - outcomes.count('rolled_back')} |")
+    return 0 if all(o == "promoted" for o in outcomes) else 1
 
 
 if __name__ == "__main__":

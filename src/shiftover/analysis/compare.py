@@ -299,7 +299,9 @@ class CompareErrors:
         bounds = f"rate ratio new/old in [{_fmt(lower, '0')}, {_fmt(upper, 'inf')}]"
         if p_value <= self.alpha:
             outcome = Verdict.FAIL
-            reason = (f"new is worse than {self.boundary:g}x old's error rate: "
+            worse = ("new fails more often than old" if self.tolerance == 0 else
+                     f"new fails more than {self.boundary:g}x as often as old")
+            reason = (f"{worse}: "
                       f"always-valid p = {p_value:.3g} <= alpha {self.alpha:g} "
                       f"(new {new_x}/{new_n}, old {old_x}/{old_n}; {bounds})")
         elif new_n < self.min_requests:
@@ -310,7 +312,8 @@ class CompareErrors:
             reason = "no request on old: nothing to compare against"
         else:
             outcome = Verdict.PASS
-            reason = (f"no regression beyond {self.boundary:g}x after {new_n} requests on new: "
+            beyond = "" if self.tolerance == 0 else f" beyond {self.boundary:g}x"
+            reason = (f"no regression{beyond} after {new_n} requests on new: "
                       f"p = {p_value:.3g} > alpha {self.alpha:g} "
                       f"(new {new_x}/{new_n}, old {old_x}/{old_n}; {bounds})")
         return ErrorsVerdict(

@@ -168,7 +168,8 @@ class CompareJudge:
 
     @property
     def _threshold(self) -> str:
-        return f"p > {self.spec.alpha:g} (new <= {1 + self.spec.tolerance:g}x old's error rate)"
+        limit = "old's" if self.spec.tolerance == 0 else f"{1 + self.spec.tolerance:g}x old's"
+        return f"always-valid p > {self.spec.alpha:g} (new's error rate <= {limit})"
 
     def __call__(self, outcome: Measurement | ProviderError, *, now: float) -> GateResult:
         spec, threshold = self.spec, self._threshold

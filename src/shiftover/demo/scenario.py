@@ -65,10 +65,17 @@ def demo_plan_yaml(
 ) -> str:
     """The plan the demo runs: the README's example, with compressed times.
 
-    The HAProxy gate judges the last 3 s of traffic and wants a few requests in
-    them: at the 1% step of 200 req/s that is 6, so 5 are required (fewer at
-    lower rates, never 0: no data never passes)."""
-    min_samples = max(1, min(5, int(rate * 0.01 * 3 * 0.8)))
+    The new environment is judged two ways. First against the old one, live: a
+    ``compare`` gate counts both servers' requests and errors in HAProxy and
+    FAILs as soon as its sequential test finds new failing more often than old
+    (at most a 1% chance of a false FAIL over a whole step, however often it
+    looks; a FAIL rolls back at once). It passes a step after ``min_requests``
+    requests on new: 10 here (2 req/s reach new at the 1% step of 200 req/s),
+    a compressed-time figure; production plans keep the default 200. Second on
+    its own, as an SLO guard a comparison cannot replace (a fault shared by
+    both environments; the 100% step, where old serves nothing): Prometheus'
+    error ratio over the last 30 s at most 2%."""
+    min_requests = max(1, min(10, int(rate * 0.01 * 5)))
     return f"""\
 # Written by `shiftover demo`: the same shape as a production plan, with
 # compressed times (1 s checks, {bake} bake per step).
@@ -83,43 +90,45 @@ steps: [1, 2, 5, 10, 25, 50, 75, 100]
 bake: {bake}
 interval: 1s
 normal_state:
-  - name: new environment failed requests (5xx, refused, timed out; HAProxy stats)
-    type: haproxy_stats
-    socket: {socket}
-    backend: web
-    server: eks
-    max: 0.01
-    window: 3s
-    min_samples: {min_samples}
+  - name: new fails more often than old (5xx, refused, timed out; HAProxy stats)
+    type: compare
+    source:
+      type: haproxy_stats
+      socket: {socket}
+      backend: web
+      old: ec2
+      new: eks
+    alpha: 0.01
+    min_requests: {min_requests}
   - name: new environment failed requests (5xx, refused, timed out; Prometheus)
     type: prometheus
     url: {prometheus}
-    # the README's query over 5s: a dead or hanging eks counts, not only its own 5xx
+    # the README's query over 30s: a dead or hanging eks counts, not only its own 5xx
     query: |
       (
-          sum(increase(haproxy_server_http_responses_total{{proxy="web",server="eks",code="5xx"}}[5s]))
-        + sum(increase(haproxy_server_connection_errors_total{{proxy="web",server="eks"}}[5s]))
-        + sum(increase(haproxy_server_response_errors_total{{proxy="web",server="eks"}}[5s]))
-        + sum(increase(haproxy_server_retry_warnings_total{{proxy="web",server="eks"}}[5s]))
-        + sum(increase(haproxy_server_redispatch_warnings_total{{proxy="web",server="eks"}}[5s]))
+          sum(increase(haproxy_server_http_responses_total{{proxy="web",server="eks",code="5xx"}}[30s]))
+        + sum(increase(haproxy_server_connection_errors_total{{proxy="web",server="eks"}}[30s]))
+        + sum(increase(haproxy_server_response_errors_total{{proxy="web",server="eks"}}[30s]))
+        + sum(increase(haproxy_server_retry_warnings_total{{proxy="web",server="eks"}}[30s]))
+        + sum(increase(haproxy_server_redispatch_warnings_total{{proxy="web",server="eks"}}[30s]))
       ) / (
-          sum(increase(haproxy_server_http_responses_total{{proxy="web",server="eks"}}[5s]))
-        + sum(increase(haproxy_server_connection_errors_total{{proxy="web",server="eks"}}[5s]))
-        + sum(increase(haproxy_server_response_errors_total{{proxy="web",server="eks"}}[5s]))
-        + sum(increase(haproxy_server_retry_warnings_total{{proxy="web",server="eks"}}[5s]))
-        + sum(increase(haproxy_server_redispatch_warnings_total{{proxy="web",server="eks"}}[5s]))
+          sum(increase(haproxy_server_http_responses_total{{proxy="web",server="eks"}}[30s]))
+        + sum(increase(haproxy_server_connection_errors_total{{proxy="web",server="eks"}}[30s]))
+        + sum(increase(haproxy_server_response_errors_total{{proxy="web",server="eks"}}[30s]))
+        + sum(increase(haproxy_server_retry_warnings_total{{proxy="web",server="eks"}}[30s]))
+        + sum(increase(haproxy_server_redispatch_warnings_total{{proxy="web",server="eks"}}[30s]))
       )
       unless on() (
             max(haproxy_server_status{{proxy="web",server="eks",state=~"DOWN|MAINT|DRAIN|NOLB"}}) == 1
         and on() max(haproxy_server_uweight{{proxy="web",server="eks"}}) > 0
-        and on() sum(increase(haproxy_backend_sessions_total{{proxy="web"}}[5s])) > 0
+        and on() sum(increase(haproxy_backend_sessions_total{{proxy="web"}}[30s])) > 0
       )
       or on() (
             max(haproxy_server_status{{proxy="web",server="eks",state=~"DOWN|MAINT|DRAIN|NOLB"}}) == 1
         and on() max(haproxy_server_uweight{{proxy="web",server="eks"}}) > 0
-        and on() sum(increase(haproxy_backend_sessions_total{{proxy="web"}}[5s])) > 0
+        and on() sum(increase(haproxy_backend_sessions_total{{proxy="web"}}[30s])) > 0
       )
-    max: 0.01
+    max: 0.02
   - name: dependencies reachable from the new environment
     type: http
     url: {new_app}/health/dependencies
@@ -143,9 +152,13 @@ def run_demo(
     console: Console | None = None,
     bake: str = "5s",
     inspect: Callable[[DemoStack], None] | None = None,
+    background_error_rate: float = 0.0,
 ) -> dict[str, Any]:
     """Run one scenario; return the summary. ``inspect`` is called with the live
-    stack after the run and before teardown (tests read HAProxy's real weights)."""
+    stack after the run and before teardown (tests read HAProxy's real weights).
+    ``background_error_rate``: both apps answer this share of requests with 500
+    from the start, as a real service's own errors (benchmarks: does a gate tell
+    a new environment as good as the old one from a worse one?)."""
     console = console or Console()
     with ExitStack() as stack:
         if workdir is None:
@@ -153,7 +166,8 @@ def run_demo(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="shiftover-demo-"))
             )
         workdir.mkdir(parents=True, exist_ok=True)
-        return _run(stack, scenario, workdir, as_json, rate, console, bake, inspect)
+        return _run(stack, scenario, workdir, as_json, rate, console, bake, inspect,
+                    background_error_rate)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -184,10 +198,14 @@ def _run(
     console: Console,
     bake: str,
     inspect: Callable[[DemoStack], None] | None,
+    background_error_rate: float = 0.0,
 ) -> dict[str, Any]:
     _say(console, as_json, f"starting the local stack in {workdir}")
     old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir))
     new = stack.enter_context(SampleAppProcess(port=0, name="new", workdir=workdir))
+    if background_error_rate:
+        for app in (old, new):
+            app.set_fault(error_rate=background_error_rate)
     hap_dir = workdir / "haproxy"
     hap_dir.mkdir(exist_ok=True)
     haproxy = stack.enter_context(
