@@ -44,6 +44,7 @@ from shiftover.types import Measurement, Weights
 # ``type: Literal[...]``) and ``from_spec(spec) -> CountSource``
 COUNT_SOURCES: dict[str, str] = {
     "haproxy_stats": "shiftover.providers.haproxy_stats:HAProxyCounts",
+    "prometheus": "shiftover.providers.prometheus:PrometheusCounts",
 }
 
 

@@ -55,6 +55,12 @@ a malformed list could be hiding the alert that fires. An empty list is a
 measurement (0 firing), not ``NoData``: "no alerts" is exactly what the gate
 asks about.
 
+``PrometheusCounts`` is the source of ``compare`` gates' counts: each
+environment's requests and errors over a step, exact, from the raw samples of
+counter series (not ``increase()``, which extrapolates to non-integers); see
+:class:`PrometheusCountsSpec` for what to select and :func:`counter_increase`
+for the arithmetic of resets.
+
 Credentials in a URL (``http://user:pass@host``) are used for basic auth and
 never appear in messages or details.
 """
@@ -62,7 +68,8 @@ never appear in messages or details.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -75,12 +82,13 @@ from shiftover.spec import (
     FiniteFloat,
     GateSpecBase,
     MinSamples,
+    SpecModel,
     Timeout,
     Url,
     check_threshold,
     rule,
 )
-from shiftover.types import Measurement
+from shiftover.types import EnvCounts, Measurement
 
 _MAX_TEXT = 500
 
@@ -215,21 +223,20 @@ def _timestamp(raw: Any, query: str, where: str) -> float:
     return ts
 
 
-def _instant_query(api: _Api, query: str, at: float | None = None) -> _Result:
-    """Run ``query`` at Prometheus's own "now" (or at ``at``, a timestamp Prometheus
-    gave); return its single number (NaN is returned, not raised)."""
+def _query_data(
+    api: _Api, query: str, params: dict[str, str], *, bad_data_hint: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``GET /api/v1/query`` with ``params``: the answer's body and its ``data``, or a
+    ProviderError saying what went wrong (a rejected query, an HTTP error, not
+    Prometheus)."""
     where = _endpoint(api.shown, "/api/v1/query")
-    # timeout as float seconds: Prometheus refuses fractional durations like "0.5s"
-    params = {"query": query, "timeout": f"{api.timeout:g}"}
-    if at is not None:
-        params["time"] = f"{at:.3f}"
     reply = api.get("/api/v1/query", params)
     status, body = reply.status, reply.body
     if isinstance(body, dict) and body.get("status") == "error":
         kind = body.get("errorType", "error")
         message = scrub_userinfo(str(body.get("error", "")), api.url)
         hint = (
-            "fix the PromQL; try it in the Prometheus UI (Graph tab) first"
+            (bad_data_hint or "fix the PromQL; try it in the Prometheus UI (Graph tab) first")
             if kind == "bad_data"
             else "Prometheus could not run the query: make it cheaper, or check Prometheus's health"
         )
@@ -247,6 +254,18 @@ def _instant_query(api: _Api, query: str, at: float | None = None) -> _Result:
             f"Prometheus at {where} sent an answer without data to {query!r}",
             hint="check that the gate's url is a Prometheus-compatible API",
         )
+    return body, data
+
+
+def _instant_query(api: _Api, query: str, at: float | None = None) -> _Result:
+    """Run ``query`` at Prometheus's own "now" (or at ``at``, a timestamp Prometheus
+    gave); return its single number (NaN is returned, not raised)."""
+    where = _endpoint(api.shown, "/api/v1/query")
+    # timeout as float seconds: Prometheus refuses fractional durations like "0.5s"
+    params = {"query": query, "timeout": f"{api.timeout:g}"}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    body, data = _query_data(api, query, params)
     raw_warnings = body.get("warnings")
     warnings = tuple(str(w) for w in raw_warnings) if isinstance(raw_warnings, list) else ()
     result_type = data.get("resultType")
@@ -524,4 +543,214 @@ class PrometheusAlertsProvider:
         )
 
 
-__all__ = ["PrometheusAlertsProvider", "PrometheusProvider"]
+# --- counts for compare gates --------------------------------------------------
+
+# how far before a step's start a counter's last sample is looked for: Prometheus's
+# own lookback (a series without a sample in 5 minutes is stale)
+COUNT_LOOKBACK = 300
+_COUNTER_HINT = (
+    'use a counter selector such as http_requests_total{env="new"}, not rate()/sum()/increase() '
+    "or a range: shiftover appends the range [Ns] and reads the counter's raw samples itself"
+)
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_NOT_PLAIN = re.compile(r"[()\[\]@]")
+
+
+class PrometheusEnvSelectors(SpecModel):
+    """One environment's counters: series selectors, each summed over its series."""
+
+    requests: str = Field(min_length=1, description=(
+        'a counter selector of the environment\'s requests, e.g. http_requests_total{env="new"}'))
+    errors: str = Field(min_length=1, description=(
+        "a counter selector of the failed ones, a subset of requests' series, e.g. "
+        'http_requests_total{env="new",code=~"5.."}'))
+
+
+class PrometheusCountsSpec(SpecModel):
+    """A ``compare`` gate's counts from Prometheus counters: each environment's
+    requests and errors, as selectors of raw counter series (no ``rate()``, no
+    ``sum()``, no range: the source reads the samples and sums the series itself).
+
+    ::
+
+        source:
+          type: prometheus
+          url: http://prometheus:9090
+          old:
+            requests: 'http_requests_total{service="web",env="old"}'
+            errors: 'http_requests_total{service="web",env="old",code=~"5.."}'
+          new:
+            requests: 'http_requests_total{service="web",env="new"}'
+            errors: 'http_requests_total{service="web",env="new",code=~"5.."}'
+          timeout: 5s
+
+    Prometheus sees what the exporters count. Counted by the application, a new
+    environment that is dead (refusing connections) or out of rotation serves
+    nothing and counts nothing: it shows up as no requests on new, never as
+    errors. Count what the *proxy* saw instead, so that refused and timed-out
+    attempts are errors of new. With HAProxy's built-in exporter (one selector
+    can name several metrics with ``__name__``; series without a ``code`` label
+    match ``code=~"5xx|"``)::
+
+          new:
+            requests: '{__name__=~"haproxy_server_(http_responses|connection_errors|response_errors|retry_warnings|redispatch_warnings)_total",proxy="web",server="eks"}'
+            errors: '{__name__=~"haproxy_server_(http_responses|connection_errors|response_errors|retry_warnings|redispatch_warnings)_total",proxy="web",server="eks",code=~"5xx|"}'
+
+    (the same with ``server="ec2"`` for old): attempts and failed attempts, as the
+    ``haproxy_stats`` gate counts them. A server HAProxy's health check took out
+    gets no attempts at all, so even these count nothing for it: the
+    ``haproxy_stats`` source counts that case, and the plan's other gate (which a
+    ``compare`` gate always needs) judges it."""
+
+    type: Literal["prometheus"]
+    url: Url = Field(description="Prometheus's base URL; user:password@ in it is sent as basic auth")
+    old: PrometheusEnvSelectors
+    new: PrometheusEnvSelectors
+    timeout: Timeout = 5.0
+
+    @model_validator(mode="after")
+    def _two_environments(self) -> PrometheusCountsSpec:
+        if " ".join(self.old.requests.split()) == " ".join(self.new.requests.split()):
+            raise rule(f"old and new both count requests with {self.old.requests!r}: a "
+                       "comparison needs each environment's own series", ("new", "requests"))
+        return self
+
+
+def counter_increase(samples: Sequence[tuple[float, int]], since: float) -> int:
+    """How much one counter series grew after ``since``, from its raw samples
+    (time-ordered): the last sample at or before ``since`` is the baseline (none:
+    the series was born later, a new pod, and counts from 0); every later sample
+    adds its rise over the one before, and a drop is a reset, after which the
+    counter counted its whole new value (Prometheus's own rule). Exact, unlike
+    ``increase()``, which extrapolates to the window's edges."""
+    previous = 0
+    total = 0
+    for at, value in samples:
+        if at <= since:
+            previous = value
+            continue
+        total += value - previous if value >= previous else value
+        previous = value
+    return total
+
+
+def _plain(selector: str) -> bool:
+    return not _NOT_PLAIN.search(_QUOTED.sub('""', selector))
+
+
+@dataclass
+class PrometheusCounts:
+    """Each environment's requests and errors over ``(since, now]`` from Prometheus
+    counters (the :class:`~shiftover.providers.base.CountSource` of ``compare``
+    gates; see :class:`PrometheusCountsSpec` for what to select).
+
+    Every selector is read as ``selector[Ns]`` evaluated at ``now``, N whole
+    seconds covering ``now - since`` plus :data:`COUNT_LOOKBACK`: the raw samples
+    of every matching series, which :func:`counter_increase` turns into exact
+    counts with resets absorbed; the series are summed. ``now`` and ``since`` are
+    the engine's clock: a Prometheus clock off by a few seconds shifts the window
+    of both environments alike (the newest samples are counted a little later, or
+    a few seconds of the step before are counted too), which leaves the
+    comparison fair. Each environment's errors are read before its requests, so
+    a scrape that lands between the two queries can add requests, never errors
+    without their requests. A reset that a scrape never saw (a counter restarted
+    and back above its old value before the next scrape) cannot be told from the
+    samples: keep the scrape interval well below the time that takes.
+
+    No series for an environment's requests is ``NoData`` (nothing served yet, or
+    a label that matches nothing); no series for its errors is 0 (client
+    libraries create the ``code="500"`` series at the first error)."""
+
+    Spec: ClassVar[type[PrometheusCountsSpec]] = PrometheusCountsSpec
+    url: str
+    old: PrometheusEnvSelectors
+    new: PrometheusEnvSelectors
+    timeout: float = 5.0
+    transport: httpx.BaseTransport | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_spec(
+        cls, spec: PrometheusCountsSpec, *, transport: httpx.BaseTransport | None = None
+    ) -> PrometheusCounts:
+        return cls(url=spec.url, old=spec.old, new=spec.new, timeout=spec.timeout,
+                   transport=transport)
+
+    def describe(self) -> str:
+        return (f"prometheus {redact_url(self.url)}: {self.old.requests} (old) vs "
+                f"{self.new.requests} (new)")
+
+    def counts(self, *, since: float, now: float) -> EnvCounts:
+        envs = {"old": self.old, "new": self.new}
+        for env, sel in envs.items():
+            for what in ("errors", "requests"):
+                selector = getattr(sel, what)
+                if not _plain(selector):
+                    raise ProviderError(
+                        f"the {env} environment's {what} selector {selector!r} is not a plain "
+                        "series selector", hint=_COUNTER_HINT)
+        api = _Api(self.url, self.timeout, self.transport, "Prometheus")
+        span = math.ceil(max(now - since, 0.0)) + COUNT_LOOKBACK
+        totals: dict[str, tuple[int, int]] = {}
+        empty: list[str] = []
+        for env, sel in envs.items():
+            errors, _ = self._total(api, sel.errors, since, now, span)
+            requests, found = self._total(api, sel.requests, since, now, span)
+            if not found:
+                empty.append(sel.requests)
+            elif errors > requests:
+                raise ProviderError(
+                    f"the {env} environment counted {errors} errors but only {requests} requests "
+                    f"({sel.errors!r} against {sel.requests!r})",
+                    hint="the errors selector must select a subset of the requests selector's "
+                         "series (the same labels plus one for the failure, e.g. code=~\"5..\")")
+            totals[env] = (requests, errors)
+        if empty:  # only after every query ran: a broken selector is an error, not no data
+            raise NoData(
+                f"no series matches {' nor '.join(repr(s) for s in empty)} at {redact_url(self.url)}",
+                hint="no requests counted yet (no traffic, target not scraped) or a label is misspelt")
+        return EnvCounts(totals["old"][0], totals["old"][1], totals["new"][0], totals["new"][1])
+
+    def _total(self, api: _Api, selector: str, since: float, now: float,
+               span: int) -> tuple[int, bool]:
+        """The selector's series' increase after ``since`` summed, and whether any
+        series matched."""
+        query = f"{selector}[{span}s]"
+        where = _endpoint(api.shown, "/api/v1/query")
+        params = {"query": query, "time": f"{now:.3f}", "timeout": f"{api.timeout:g}"}
+        _, data = _query_data(api, query, params, bad_data_hint=_COUNTER_HINT
+                              + "; try the selector alone in the Prometheus UI")
+        result = data.get("result")
+        if data.get("resultType") != "matrix" or not isinstance(result, list):
+            raise ProviderError(
+                f"Prometheus at {where} returned a {data.get('resultType')!s} for {query!r}, "
+                "not the samples of a range", hint=_COUNTER_HINT)
+        total = 0
+        for series in result:
+            values = series.get("values") if isinstance(series, dict) else None
+            if not isinstance(values, list):
+                raise ProviderError(
+                    f"Prometheus at {where} sent a series without samples for {query!r}",
+                    hint="select counters (float samples), not native histograms; check that "
+                         "the url is a Prometheus-compatible API")
+            labels = _labels_text(_labels_of(series.get("metric")))
+            samples = [self._sample(point, selector, labels, where) for point in values]
+            total += counter_increase(samples, since)
+        return total, bool(result)
+
+    @staticmethod
+    def _sample(point: Any, selector: str, labels: str, where: str) -> tuple[float, int]:
+        if not isinstance(point, list) or len(point) != 2:
+            raise ProviderError(f"Prometheus at {where} sent a malformed sample for {selector!r}",
+                                hint="check that the url is a Prometheus-compatible API")
+        at = _timestamp(point[0], selector, where)
+        value = _number(point[1], selector, where)
+        if not math.isfinite(value) or value < 0 or value != math.floor(value):
+            raise ProviderError(
+                f"series {labels} of {selector!r} has the value {point[1]}, which is not a count "
+                "of requests", hint=_COUNTER_HINT + "; a counter of requests only holds whole "
+                "numbers (not _sum, not a gauge)")
+        return at, int(value)
+
+
+__all__ = ["PrometheusAlertsProvider", "PrometheusCounts", "PrometheusCountsSpec",
+           "PrometheusProvider", "counter_increase"]
