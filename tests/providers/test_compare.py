@@ -20,7 +20,13 @@ from shiftover.errors import NoData, PlanError, ProviderError
 from shiftover.plan import Plan, load_plan
 from shiftover.providers.compare import CompareGate, CompareProvider
 from shiftover.store import Store, open_store
-from shiftover.testing import FakeClock, InMemoryRouter, ScriptedProvider, SimulatedCounts, plan_dict
+from shiftover.testing import (
+    FakeClock,
+    InMemoryRouter,
+    ScriptedProvider,
+    SimulatedCounts,
+    plan_dict,
+)
 from shiftover.types import EnvCounts, Measurement, Verdict, Weights
 
 SOURCE = {"type": "haproxy_stats", "socket": "/tmp/none.sock", "backend": "web",
