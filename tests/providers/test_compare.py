@@ -202,7 +202,7 @@ def _checks(store: Store) -> list[dict[str, Any]]:
 
 
 def test_a_healthy_new_environment_is_promoted_with_evidence_in_the_journal(store: Store) -> None:
-    runner, router, _ = _runner(store, new_error_rate=0.001)
+    runner, _, _ = _runner(store, new_error_rate=0.001)
     out = runner.run(max_duration=3600)
     assert out.outcome == "promoted", out.reason
     compared = [r for c in _checks(store) for r in c["results"] if r["gate"] == "errors vs old"]
