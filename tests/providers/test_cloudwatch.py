@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from cloudwatch_setup import (
     ALB,
     OLD_TARGET_GROUP,
+    TARGET_GROUP,
     alarms_gate,
     alb_5xx_gate,
     alb_dimensions,
@@ -38,13 +39,16 @@ from shiftover.providers import build_provider
 from shiftover.providers.cloudwatch import (
     CloudWatchAlarmsGate,
     CloudWatchAlarmsProvider,
+    CloudWatchCounts,
+    CloudWatchCountsSpec,
     CloudWatchGate,
     CloudWatchMetric,
     CloudWatchProvider,
+    count_span,
     window_bounds,
 )
 from shiftover.testing import plan_yaml
-from shiftover.types import Verdict
+from shiftover.types import EnvCounts, Verdict
 
 NOW = 1_800_000_123.5  # the engine's clock: far from the wall clock on purpose
 
@@ -609,3 +613,164 @@ def test_no_region_is_an_error_with_the_fix(aws: Any, monkeypatch: pytest.Monkey
     assert "AWS_REGION" in str(info.value.hint)
     m = _measure(alarms_gate(region="us-east-1"))  # the gate's region: field
     assert m.samples == 1 and m.details["region"] == "us-east-1"
+
+
+# --- the compare gate's source: sums of each environment's counts ----------------
+
+COMPARE_PLAN = plan_yaml("""\
+  - {{name: probe, type: http, url: 'http://127.0.0.1:1/'}}
+  - name: errors vs old
+    type: compare
+    source:
+{source}
+""", steps="[10, 50, 100]")
+
+ALB_COUNTS = """\
+      type: cloudwatch
+      region: eu-west-1
+      old:
+        requests:
+          namespace: AWS/ApplicationELB
+          name: RequestCount
+          dimensions: {LoadBalancer: app/web/50dc6c495c0c9188, TargetGroup: targetgroup/ec2-web/0a1b2c3d4e5f6a7b}
+        errors: {name: HTTPCode_Target_5XX_Count}
+      new:
+        requests:
+          namespace: AWS/ApplicationELB
+          name: RequestCount
+          dimensions: {LoadBalancer: app/web/50dc6c495c0c9188, TargetGroup: targetgroup/eks-web/73e2d6bc24d8a067}
+        errors: {name: HTTPCode_Target_5XX_Count}"""
+
+
+def _source(body: str) -> Any:
+    plan = parse_plan_text(COMPARE_PLAN.format(source=body), filename="plan.yaml", env={}).plan
+    return plan.normal_state[1].source
+
+
+def _counts_spec(**fields: Any) -> CloudWatchCountsSpec:
+    def env(target_group: str) -> dict[str, Any]:
+        return {"requests": {"namespace": ALB, "name": "RequestCount",
+                             "dimensions": alb_dimensions(target_group)},
+                "errors": {"name": "HTTPCode_Target_5XX_Count"}}
+
+    return CloudWatchCountsSpec(**{"type": "cloudwatch", "old": env(OLD_TARGET_GROUP),
+                                   "new": env(TARGET_GROUP), "timeout": 5.0, **fields})
+
+
+MINUTE = 1_800_000_000.0  # a whole minute (1_800_000_000 / 60 = 30_000_000)
+
+
+def test_a_compare_gate_takes_cloudwatch_sums_and_errors_take_the_requests_dimensions() -> None:
+    source = _source(ALB_COUNTS)
+    assert isinstance(source, CloudWatchCountsSpec) and source.region == "eu-west-1"
+    errors = source.new.errors_metric()
+    assert (errors.namespace, errors.name, errors.stat) == (ALB, "HTTPCode_Target_5XX_Count", "Sum")
+    assert errors.dimensions == source.new.requests.dimensions
+    assert "eks-web" in CloudWatchCounts.from_spec(source).describe()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("        errors: {name: HTTPCode_Target_5XX_Count, stat: Average}",
+     "the statistic must be Sum, not Average"),
+    ("        errors: {name: HTTPCode_Target_5xx_Count}", "write HTTPCode_Target_5XX_Count"),
+    ("        errors: {name: RequestCount}", "errors and requests are the same metric"),
+])
+def test_cloudwatch_sums_refuse_what_cannot_count(change: str, message: str) -> None:
+    body = ALB_COUNTS.replace("        errors: {name: HTTPCode_Target_5XX_Count}", change, 1)
+    with pytest.raises(PlanError, match=message):
+        _source(body)
+
+
+def test_cloudwatch_sums_refuse_one_target_group_for_both() -> None:
+    with pytest.raises(PlanError, match="old and new count the same requests metric"):
+        _source(ALB_COUNTS.replace("ec2-web/0a1b2c3d4e5f6a7b", "eks-web/73e2d6bc24d8a067"))
+
+
+def test_the_span_is_whole_minutes_the_step_starts_at_the_next_one() -> None:
+    assert count_span(MINUTE, MINUTE) == (MINUTE, MINUTE)
+    assert count_span(MINUTE + 1, MINUTE + 1) == (MINUTE + 60, MINUTE + 60)  # nothing yet
+    assert count_span(MINUTE + 1, MINUTE + 61) == (MINUTE + 60, MINUTE + 120)
+    assert count_span(MINUTE + 1, MINUTE + 300) == (MINUTE + 60, MINUTE + 300)
+
+
+def test_sums_of_both_environments_over_the_steps_whole_minutes(aws: Any) -> None:
+    since = MINUTE + 20  # the step starts 20 s into a minute
+    put_alb_traffic(500, 400, at=MINUTE + 5, target_group=TARGET_GROUP)  # the step before
+    put_alb_traffic(100, 0, at=MINUTE + 70, target_group=OLD_TARGET_GROUP)
+    put_alb_traffic(10, 2, at=MINUTE + 70, target_group=TARGET_GROUP)
+    put_alb_traffic(90, 1, at=MINUTE + 130, target_group=OLD_TARGET_GROUP)
+    put_alb_traffic(9, 0, at=MINUTE + 130, target_group=TARGET_GROUP)
+    source = CloudWatchCounts.from_spec(_counts_spec())
+    assert source.counts(since=since, now=since) == EnvCounts(0, 0, 0, 0)
+    assert source.counts(since=since, now=MINUTE + 59) == EnvCounts(0, 0, 0, 0)
+    # the minute in progress counts as far as CloudWatch has it
+    assert source.counts(since=since, now=MINUTE + 100) == EnvCounts(100, 0, 10, 2)
+    assert source.counts(since=since, now=MINUTE + 150) == EnvCounts(190, 1, 19, 2)
+    # a late datapoint of a minute already counted: the counts grow, never go down
+    put_alb_traffic(7, 3, at=MINUTE + 80, target_group=TARGET_GROUP)
+    assert source.counts(since=since, now=MINUTE + 150) == EnvCounts(190, 1, 26, 5)
+
+
+def test_no_requests_datapoint_is_no_data_and_no_5xx_datapoint_is_zero(aws: Any) -> None:
+    source = CloudWatchCounts.from_spec(_counts_spec())
+    put_alb_traffic(100, 0, at=MINUTE + 10, target_group=OLD_TARGET_GROUP)
+    with pytest.raises(NoData, match=r"eks-web.*no requests counted yet") as info:
+        source.counts(since=MINUTE, now=MINUTE + 60)
+    assert "dimension" in str(info.value.hint)
+    put_alb_traffic(50, 0, at=MINUTE + 10, target_group=TARGET_GROUP)
+    assert source.counts(since=MINUTE, now=MINUTE + 60) == EnvCounts(100, 0, 50, 0)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(3.0000000001, 3), (2.5, None)])
+def test_sums_are_rounded_only_when_they_are_whole(aws: Any, value: float, expected: int | None) -> None:
+    put_alb_traffic(100, 0, at=MINUTE + 10, target_group=OLD_TARGET_GROUP)
+    put_metric("RequestCount", 10, dimensions=alb_dimensions(TARGET_GROUP), at=MINUTE + 10)
+    put_metric("HTTPCode_Target_5XX_Count", value, dimensions=alb_dimensions(TARGET_GROUP),
+               at=MINUTE + 10)
+    source = CloudWatchCounts.from_spec(_counts_spec())
+    if expected is not None:
+        assert source.counts(since=MINUTE, now=MINUTE + 60) == EnvCounts(100, 0, 10, expected)
+        return
+    with pytest.raises(ProviderError, match=r"summed to 2\.5, not a whole number") as info:
+        source.counts(since=MINUTE, now=MINUTE + 60)
+    assert not isinstance(info.value, NoData) and "Count metric" in str(info.value.hint)
+
+
+def test_more_errors_than_requests_is_an_error(aws: Any) -> None:
+    put_alb_traffic(100, 0, at=MINUTE + 10, target_group=OLD_TARGET_GROUP)
+    put_alb_traffic(3, 4, at=MINUTE + 10, target_group=TARGET_GROUP)
+    with pytest.raises(ProviderError, match="new: HTTPCode_Target_5XX_Count summed to 4") as info:
+        CloudWatchCounts.from_spec(_counts_spec()).counts(since=MINUTE, now=MINUTE + 60)
+    assert not isinstance(info.value, NoData) and "subset" in str(info.value.hint)
+
+
+def test_the_sums_query_is_one_request_of_four_sums_per_minute(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = CloudWatchCounts.from_spec(_counts_spec())
+    calls = _wrap(monkeypatch, source, "get_metric_data", lambda f, kw: f(**kw))
+    source.counts(since=MINUTE + 20, now=MINUTE + 20)  # the mark asks too: the minute before
+    put_alb_traffic(1, 0, at=MINUTE + 70, target_group=OLD_TARGET_GROUP)
+    put_alb_traffic(1, 0, at=MINUTE + 70, target_group=TARGET_GROUP)
+    source.counts(since=MINUTE + 20, now=MINUTE + 200)
+    spans = [(c["StartTime"].timestamp(), c["EndTime"].timestamp()) for c in calls]
+    assert spans == [(MINUTE, MINUTE + 60), (MINUTE + 60, MINUTE + 240)]
+    queries = calls[-1]["MetricDataQueries"]
+    assert sorted(q["Id"] for q in queries) == ["new_errors", "new_requests", "old_errors",
+                                                "old_requests"]
+    assert {(q["MetricStat"]["Period"], q["MetricStat"]["Stat"]) for q in queries} == {(60, "Sum")}
+
+
+def test_a_sums_query_cloudwatch_refuses_is_an_error_from_the_first_call(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = CloudWatchCounts.from_spec(_counts_spec())
+
+    def refused(original: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        raise _client_error("ValidationError", "GetMetricData", "The value for parameter "
+                            "MetricDataQueries.member.1.MetricStat.Metric.Dimensions is invalid")
+
+    _wrap(monkeypatch, source, "get_metric_data", refused)
+    with pytest.raises(ProviderError, match="ValidationError") as info:
+        source.counts(since=MINUTE, now=MINUTE)
+    assert not isinstance(info.value, NoData) and "dimensions" in str(info.value.hint)

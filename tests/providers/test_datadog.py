@@ -28,14 +28,17 @@ from shiftover.errors import NoData, ProviderError
 from shiftover.plan import PlanError, parse_plan_text
 from shiftover.providers import build_provider, gate_specs
 from shiftover.providers.datadog import (
+    DatadogCounts,
+    DatadogCountsSpec,
     DatadogGate,
     DatadogMonitorsGate,
     DatadogMonitorsProvider,
     DatadogProvider,
     api_base_url,
+    rolled_up,
 )
 from shiftover.testing import plan_yaml
-from shiftover.types import GateResult, Measurement, Verdict
+from shiftover.types import EnvCounts, GateResult, Measurement, Verdict
 
 API_KEY = "ddapi-7f3c9e1d5a2b4c6d8e0f1a2b3c4d5e6f"
 APP_KEY = "ddapp-b42e8a90c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6"
@@ -623,3 +626,145 @@ def test_keys_are_not_in_validates_json(
     for name in ("web-errors", "monitors"):
         assert gates[name]["error"] is True and gates[name]["verdict"] == "inconclusive"
         assert "application key (DD_APP_KEY)" in gates[name]["reason"]
+
+
+# --- the compare gate's source: sums of each environment's counts ------------------------
+
+
+def hits(env: str) -> str:
+    return f"sum:trace.rack.request.hits{{service:web,env:{env}}}.as_count()"
+
+
+def errors(env: str) -> str:
+    return f"sum:trace.rack.request.errors{{service:web,env:{env}}}.as_count()"
+
+
+def counts_spec(**kw: Any) -> DatadogCountsSpec:
+    fields: dict[str, Any] = {"type": "datadog",
+                              "old": {"requests": hits("ec2"), "errors": errors("ec2")},
+                              "new": {"requests": hits("eks"), "errors": errors("eks")}}
+    fields.update(kw)
+    return DatadogCountsSpec(**fields)
+
+
+MINUTE = 1_800_000_000.0  # a whole minute
+
+
+def count(dd: DatadogDouble, query: str, at: float, n: float) -> None:
+    dd.add_points(rolled_up(query), (at, n))
+
+
+def test_a_compare_gate_takes_datadog_sums() -> None:
+    text = plan_yaml(
+        "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
+        "  - name: errors vs old\n"
+        "    type: compare\n"
+        "    source:\n"
+        "      type: datadog\n"
+        f"      old: {{requests: '{hits('ec2')}', errors: '{errors('ec2')}'}}\n"
+        f"      new: {{requests: '{hits('eks')}', errors: '{errors('eks')}'}}\n",
+        steps="[10, 50, 100]")
+    source = parse_plan_text(text, filename="plan.yaml", env={}).plan.normal_state[1].source
+    assert isinstance(source, DatadogCountsSpec) and source.new.errors == errors("eks")
+    assert "env:eks" in DatadogCounts.from_spec(source).describe()
+
+
+@pytest.mark.parametrize(("new", "message"), [
+    ({"requests": hits("eks") + ".rollup(sum, 300)"}, "leave .rollup"),
+    ({"requests": f"{errors('eks')} / {hits('eks')}"}, "without arithmetic"),
+    ({"requests": "  "}, "the query is blank"),
+    ({"errors": hits("eks")}, "the same query"),
+    ({"requests": hits("ec2"), "errors": errors("ec2")}, "old and new count the same requests"),
+])
+def test_datadog_sums_refuse_what_cannot_count(new: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        counts_spec(new={"requests": hits("eks"), "errors": errors("eks"), **new})
+
+
+def test_tags_with_dashes_are_not_arithmetic() -> None:
+    spec = counts_spec(new={"requests": "sum:trace.rack.request.hits{env:eks-prod-1}.as_count()",
+                            "errors": "sum:trace.rack.request.errors{env:eks-prod-1}.as_count()"})
+    assert spec.new.requests.endswith("{env:eks-prod-1}.as_count()")
+
+
+def test_sums_of_both_environments_over_the_steps_whole_minutes(dd: DatadogDouble) -> None:
+    since = MINUTE + 20  # the step starts 20 s into a minute
+    count(dd, hits("eks"), MINUTE, 500)  # the minute the step started in: the step before's
+    count(dd, errors("eks"), MINUTE, 400)
+    count(dd, hits("ec2"), MINUTE + 60, 100)
+    count(dd, hits("eks"), MINUTE + 60, 10)
+    count(dd, errors("eks"), MINUTE + 60, 2)
+    count(dd, hits("ec2"), MINUTE + 120, 90)
+    count(dd, errors("ec2"), MINUTE + 120, 1)
+    count(dd, hits("eks"), MINUTE + 120, 9)
+    source = DatadogCounts.from_spec(counts_spec())
+    assert source.counts(since=since, now=since) == EnvCounts(0, 0, 0, 0)
+    assert source.counts(since=since, now=MINUTE + 59) == EnvCounts(0, 0, 0, 0)
+    assert source.counts(since=since, now=MINUTE + 100) == EnvCounts(100, 0, 10, 2)
+    assert source.counts(since=since, now=MINUTE + 150) == EnvCounts(190, 1, 19, 2)
+    count(dd, hits("eks"), MINUTE + 60, 7)  # late points of a minute already counted
+    count(dd, errors("eks"), MINUTE + 60, 3)
+    assert source.counts(since=since, now=MINUTE + 150) == EnvCounts(190, 1, 26, 5)
+    asked = queries(dd)
+    assert {q["query"] for q in asked} == {rolled_up(q) for q in
+                                           (hits("ec2"), errors("ec2"), hits("eks"), errors("eks"))}
+    # the marks ask the minute before (so a source that cannot work fails at once), the
+    # checks the whole minutes since the one after the step's start
+    assert [(int(q["from"]), int(q["to"])) for q in asked[:4]] == [(MINUTE, MINUTE + 60)] * 4
+    assert [(int(q["from"]), int(q["to"])) for q in asked[-4:]] == [(MINUTE + 60, MINUTE + 180)] * 4
+
+
+def test_no_requests_series_is_no_data_and_no_errors_series_is_zero(dd: DatadogDouble) -> None:
+    source = DatadogCounts.from_spec(counts_spec())
+    count(dd, hits("ec2"), MINUTE, 100)
+    out = None
+    try:
+        source.counts(since=MINUTE, now=MINUTE + 60)
+    except NoData as exc:
+        out = exc
+    assert out is not None and "env:eks" in out.message and "Metrics Explorer" in str(out.hint)
+    count(dd, hits("eks"), MINUTE, 50)
+    assert source.counts(since=MINUTE, now=MINUTE + 60) == EnvCounts(100, 0, 50, 0)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(3.0000000001, 3), (2.5, None)])
+def test_sums_are_rounded_only_when_they_are_whole(dd: DatadogDouble, value: float,
+                                                   expected: int | None) -> None:
+    count(dd, hits("ec2"), MINUTE, 100)
+    count(dd, hits("eks"), MINUTE, 10)
+    count(dd, errors("eks"), MINUTE, value)
+    source = DatadogCounts.from_spec(counts_spec())
+    if expected is not None:
+        assert source.counts(since=MINUTE, now=MINUTE + 60) == EnvCounts(100, 0, 10, expected)
+        return
+    with pytest.raises(ProviderError, match=r"summed to 2\.5, not a whole number") as info:
+        source.counts(since=MINUTE, now=MINUTE + 60)
+    assert not isinstance(info.value, NoData) and ".as_count()" in str(info.value.hint)
+    no_keys(info.value)
+
+
+def test_more_errors_than_requests_is_an_error(dd: DatadogDouble) -> None:
+    count(dd, hits("ec2"), MINUTE, 100)
+    count(dd, hits("eks"), MINUTE, 3)
+    count(dd, errors("eks"), MINUTE, 4)
+    with pytest.raises(ProviderError, match=r"new: the errors query .* summed to 4") as info:
+        DatadogCounts.from_spec(counts_spec()).counts(since=MINUTE, now=MINUTE + 60)
+    assert not isinstance(info.value, NoData) and "subset" in str(info.value.hint)
+
+
+def test_several_series_for_a_count_are_an_error(dd: DatadogDouble) -> None:
+    count(dd, hits("ec2"), MINUTE, 100)
+    dd.set_series(rolled_up(hits("eks")), Series([5.0], scope="host:a"), Series([6.0], scope="host:b"))
+    with pytest.raises(ProviderError, match="2 series") as info:
+        DatadogCounts.from_spec(counts_spec()).counts(since=MINUTE, now=MINUTE + 60)
+    assert not isinstance(info.value, NoData)
+
+
+def test_a_wrong_key_is_an_error_at_the_steps_mark_without_the_key(
+    dd: DatadogDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DD_APP_KEY", APP_KEY[:-4] + "0000")
+    with pytest.raises(ProviderError) as info:
+        DatadogCounts.from_spec(counts_spec()).counts(since=MINUTE, now=MINUTE)
+    assert "HTTP 403" in info.value.message and not isinstance(info.value, NoData)
+    no_keys(info.value)

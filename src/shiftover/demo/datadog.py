@@ -12,6 +12,8 @@ as they run in production:
   double was not told about answers an empty ``series`` (what Datadog does for
   a metric that does not exist); :meth:`~DatadogDouble.set_query_error` makes
   it answer 400 ``{"errors": [...]}`` like a query Datadog cannot parse.
+  :meth:`~DatadogDouble.add_points` gives a query timestamped points instead
+  (counts over time): it answers those from ``from`` to ``to``, or no series.
 - ``GET /api/v1/monitor`` (filters ``monitor_tags``, ``tags``, ``name``,
   ``page``/``page_size``) and ``GET /api/v1/monitor/{id}``: monitors with an
   ``overall_state`` of ``OK``, ``Alert``, ``Warn``, ``No Data``, ``Skipped``,
@@ -74,6 +76,8 @@ class Series:
     interval: int = 60
     tag_set: Sequence[str] = ()
     metric: str | None = None
+    # each value's own time (epoch seconds) instead of ``interval`` apart ending at ``to``
+    at: Sequence[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ class _Fault:
 class _State:
     queries: dict[str, list[Series]] = field(default_factory=dict)
     query_errors: dict[str, str] = field(default_factory=dict)
+    # query -> {epoch seconds: value}, see add_points
+    points: dict[str, dict[float, float]] = field(default_factory=dict)
     monitors: dict[int, dict[str, Any]] = field(default_factory=dict)
     fault: _Fault | None = None
     requests: list[Request] = field(default_factory=list)
@@ -155,6 +161,19 @@ class DatadogDouble(StartStop):
             self._state.queries[query] = [
                 s if isinstance(s, Series) else Series(tuple(s)) for s in series
             ]
+            self._state.query_errors.pop(query, None)
+            self._state.points.pop(query, None)
+
+    def add_points(self, query: str, *points: tuple[float, float]) -> None:
+        """Add ``(epoch seconds, value)`` points to ``query``'s one series (a value at a
+        time already there is added to it: one rollup bucket). The query then answers
+        the points from ``from`` to ``to``, and no series when there is none in that
+        span, as Datadog does."""
+        with self._lock:
+            stored = self._state.points.setdefault(query, {})
+            for at, value in points:
+                stored[float(at)] = stored.get(float(at), 0.0) + value
+            self._state.queries.pop(query, None)
             self._state.query_errors.pop(query, None)
 
     def set_query_error(self, query: str, message: str) -> None:
@@ -271,13 +290,18 @@ class DatadogDouble(StartStop):
         with self._lock:
             error = self._state.query_errors.get(query)
             series = list(self._state.queries.get(query, []))
+            timed = sorted((t, v) for t, v in self._state.points.get(query, {}).items()
+                           if start <= t <= end)
         if error is not None:
             return 400, _errors(error)
+        if timed:
+            series = [Series(tuple(v for _, v in timed), at=tuple(t for t, _ in timed))]
         out: list[dict[str, Any]] = []
         for s in series:
             last = end - end % s.interval
             n = len(s.values)
-            stamps = [float((last - (n - 1 - i) * s.interval) * 1000) for i in range(n)]
+            stamps = [float((last - (n - 1 - i) * s.interval) * 1000) for i in range(n)] \
+                if s.at is None else [float(t * 1000) for t in s.at]
             points = [[t, v] for t, v in zip(stamps, s.values, strict=True)]
             metric = s.metric or query.split(":", 1)[-1].split("{", 1)[0]
             out.append({

@@ -47,6 +47,13 @@ alarm, or listed names that do not exist, are a ``ProviderError``, not ``NoData`
 a gate that watches nothing is a configuration error that waiting will not fix,
 and ``shiftover validate`` fails on errors while it accepts "no data yet".
 
+``source: {type: cloudwatch}`` of a ``compare`` gate
+-----------------------------------------------------
+Each environment's requests and errors (an ALB's ``RequestCount`` and
+``HTTPCode_Target_5XX_Count`` of its target group) summed since the step started,
+in whole minutes: see :class:`CloudWatchCounts` for the minute the step started
+in (left out) and late datapoints (counted as they arrive, so the counts lag).
+
 Errors
 ------
 Access denied, throttling that outlasts the gate's ``timeout``, an unreachable or
@@ -86,7 +93,7 @@ from shiftover.spec import (
     check_threshold,
     rule,
 )
-from shiftover.types import Measurement
+from shiftover.types import EnvCounts, Measurement
 
 # CloudWatch's resolution for standard metrics: periods are whole minutes
 RESOLUTION = 60
@@ -192,6 +199,18 @@ class CloudWatchMetric(SpecModel):
 _REGION = "default: the environment's (AWS_REGION / AWS_DEFAULT_REGION, AWS_PROFILE's)"
 _PROFILE = "default: AWS_PROFILE, or the standard credential chain"
 _TIMEOUT = "per request; retries after throttling stop at it too"
+
+
+def _check_alb_spelling(m: CloudWatchMetric, at: tuple[str | int, ...], consequence: str) -> None:
+    """An ALB metric name spelt with other capitals than AWS's (see ALB_METRICS)."""
+    right = _ALB_BY_LOWER.get(m.name.lower()) if m.namespace == ALB_NAMESPACE else None
+    if right is not None and right != m.name:
+        raise rule(
+            f"{ALB_NAMESPACE} has no metric {m.name!r}: CloudWatch names are case-sensitive, "
+            f"write {right} (a name that matches nothing has no datapoints, and an absent "
+            f"count beside counted requests reads as 0: {consequence})",
+            at,
+        )
 
 
 class CloudWatchGate(GateSpecBase):
@@ -323,14 +342,7 @@ class CloudWatchGate(GateSpecBase):
             named.append((("samples", "name"), self.inherit(self.samples)))
         named += [(("metrics", mid, "name"), m) for mid, m in self.metrics.items()]
         for at, m in named:
-            right = _ALB_BY_LOWER.get(m.name.lower()) if m.namespace == ALB_NAMESPACE else None
-            if right is not None and right != m.name:
-                raise rule(
-                    f"{ALB_NAMESPACE} has no metric {m.name!r}: CloudWatch names are case-sensitive, "
-                    f"write {right} (a name that matches nothing has no datapoints, and an absent "
-                    "count beside counted requests reads as 0: this gate would pass for ever)",
-                    at,
-                )
+            _check_alb_spelling(m, at, "this gate would pass for ever")
 
     def inherit(self, m: CloudWatchMetric) -> CloudWatchMetric:
         """``m`` with the namespace and dimensions of ``metric`` where it has none."""
@@ -468,6 +480,62 @@ def _iso(moment: Any) -> str | None:
     return None if moment is None else str(moment)
 
 
+def fetch_metric_data(api: CloudWatchApi, queries: list[dict[str, Any]], start: datetime,
+                      end: datetime, deadline: float) -> dict[str, list[float]]:
+    """Values by query id from GetMetricData, every page; a query not answered is an error."""
+    wanted = [q["Id"] for q in queries if q.get("ReturnData", True)]
+    values: dict[str, list[float]] = {}
+    token: str | None = None
+    for _ in range(_MAX_PAGES):
+        kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
+        if token:
+            kwargs["NextToken"] = token
+        reply = api.call("get_metric_data", "GetMetricData", deadline, **kwargs)
+        page = reply.get("MetricDataResults")
+        if not isinstance(page, list):
+            raise api.malformed("GetMetricData", "the answer has no MetricDataResults")
+        for result in page:
+            _take(api, result, values)
+        next_token = reply.get("NextToken")
+        if not next_token:
+            break
+        if next_token == token:
+            raise api.malformed("GetMetricData", "the same NextToken twice")
+        token = str(next_token)
+    else:
+        raise api.malformed("GetMetricData", f"more than {_MAX_PAGES} pages")
+    missing = [q for q in wanted if q not in values]
+    if missing:
+        raise api.malformed("GetMetricData", f"no result for the queries {', '.join(missing)}")
+    return values
+
+
+def _take(api: CloudWatchApi, result: Any, values: dict[str, list[float]]) -> None:
+    if not isinstance(result, dict) or not isinstance(result.get("Id"), str):
+        raise api.malformed("GetMetricData", f"a result without an Id: {result!r:.200}")
+    qid = result["Id"]
+    status = result.get("StatusCode")
+    if status in ("Forbidden", "InternalError"):
+        messages = "; ".join(
+            str(m.get("Value") or m.get("Code")) for m in result.get("Messages") or []
+            if isinstance(m, dict)
+        )
+        raise ProviderError(
+            f"GetMetricData on {api.where}: query {qid} answered {status}"
+            + (f" ({messages})" if messages else ""),
+            hint="grant cloudwatch:GetMetricData on the metrics' account (README, IAM)"
+            if status == "Forbidden" else "CloudWatch failed internally: the next check retries",
+        )
+    raw = result.get("Values", [])
+    if not isinstance(raw, list):
+        raise api.malformed("GetMetricData", f"query {qid}: Values is not a list")
+    got = values.setdefault(qid, [])
+    for v in raw:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise api.malformed("GetMetricData", f"query {qid}: {v!r} is not a number")
+        got.append(float(v))
+
+
 # --- the metric gate -----------------------------------------------------------
 
 
@@ -586,58 +654,7 @@ class CloudWatchProvider:
         )
 
     def _fetch(self, start: datetime, end: datetime, deadline: float) -> dict[str, list[float]]:
-        """Values by query id, every page; a query not answered is an error."""
-        queries = self.queries()
-        wanted = [q["Id"] for q in queries if q.get("ReturnData", True)]
-        values: dict[str, list[float]] = {}
-        token: str | None = None
-        for _ in range(_MAX_PAGES):
-            kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
-            if token:
-                kwargs["NextToken"] = token
-            reply = self.api.call("get_metric_data", "GetMetricData", deadline, **kwargs)
-            page = reply.get("MetricDataResults")
-            if not isinstance(page, list):
-                raise self.api.malformed("GetMetricData", "the answer has no MetricDataResults")
-            for result in page:
-                self._take(result, values)
-            next_token = reply.get("NextToken")
-            if not next_token:
-                break
-            if next_token == token:
-                raise self.api.malformed("GetMetricData", "the same NextToken twice")
-            token = str(next_token)
-        else:
-            raise self.api.malformed("GetMetricData", f"more than {_MAX_PAGES} pages")
-        missing = [q for q in wanted if q not in values]
-        if missing:
-            raise self.api.malformed("GetMetricData", f"no result for the queries {', '.join(missing)}")
-        return values
-
-    def _take(self, result: Any, values: dict[str, list[float]]) -> None:
-        if not isinstance(result, dict) or not isinstance(result.get("Id"), str):
-            raise self.api.malformed("GetMetricData", f"a result without an Id: {result!r:.200}")
-        qid = result["Id"]
-        status = result.get("StatusCode")
-        if status in ("Forbidden", "InternalError"):
-            messages = "; ".join(
-                str(m.get("Value") or m.get("Code")) for m in result.get("Messages") or []
-                if isinstance(m, dict)
-            )
-            raise ProviderError(
-                f"GetMetricData on {self.api.where}: query {qid} answered {status}"
-                + (f" ({messages})" if messages else ""),
-                hint="grant cloudwatch:GetMetricData on the metrics' account (README, IAM)"
-                if status == "Forbidden" else "CloudWatch failed internally: the next check retries",
-            )
-        raw = result.get("Values", [])
-        if not isinstance(raw, list):
-            raise self.api.malformed("GetMetricData", f"query {qid}: Values is not a list")
-        got = values.setdefault(qid, [])
-        for v in raw:
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise self.api.malformed("GetMetricData", f"query {qid}: {v!r} is not a number")
-            got.append(float(v))
+        return fetch_metric_data(self.api, self.queries(), start, end, deadline)
 
     def _stat_of(self, qid: str) -> str | None:
         if qid == self.VALUE:
@@ -787,11 +804,196 @@ class CloudWatchAlarmsProvider:
         )
 
 
+# --- a compare gate's counts ---------------------------------------------------------
+
+
+def count_span(since: float, now: float, period: int = RESOLUTION) -> tuple[int, int]:
+    """``[start, end)`` in epoch seconds, whole periods: ``since`` rounded *up* (the
+    period the step started in also holds the step before's traffic) and ``now``
+    rounded up (the current period's datapoints so far count)."""
+    return (math.ceil(since / period) * period, math.ceil(now / period) * period)
+
+
+def whole_count(total: float, what: str, hint: str) -> int:
+    """``total`` as a count: rounded only when within 1e-6 of an integer."""
+    if not math.isfinite(total) or total < 0:
+        raise ProviderError(f"{what} summed to {total:g}, which is not a count", hint=hint)
+    count = round(total)
+    if abs(total - count) > 1e-6:
+        raise ProviderError(f"{what} summed to {total:g}, not a whole number of requests",
+                            hint=hint)
+    return int(count)
+
+
+class CloudWatchEnvMetrics(SpecModel):
+    """One environment's requests and errors. ``errors`` takes the namespace and the
+    dimensions of ``requests`` where it has none."""
+
+    requests: CloudWatchMetric = Field(description=(
+        "its requests, e.g. {namespace: AWS/ApplicationELB, name: RequestCount, "
+        "dimensions: {LoadBalancer: app/web/50dc6c495c0c9188, TargetGroup: targetgroup/eks-web/73e2d6bc24d8a067}}"))
+    errors: CloudWatchMetric = Field(description=(
+        "its failed requests, a subset of `requests`, e.g. {name: HTTPCode_Target_5XX_Count}"))
+
+    def errors_metric(self) -> CloudWatchMetric:
+        return self.errors.model_copy(update={
+            "namespace": self.errors.namespace or self.requests.namespace,
+            "dimensions": self.requests.dimensions if self.errors.dimensions is None
+            else self.errors.dimensions,
+        })
+
+
+class CloudWatchCountsSpec(SpecModel):
+    """A ``compare`` gate's counts from CloudWatch: for each environment, the sums of
+    a requests metric and an errors metric (Sum statistic, one-minute periods) since
+    the step started, e.g. an ALB's ``RequestCount`` and ``HTTPCode_Target_5XX_Count``
+    of the old and the new target group."""
+
+    type: Literal["cloudwatch"]
+    old: CloudWatchEnvMetrics
+    new: CloudWatchEnvMetrics
+    region: str | None = Field(default=None, min_length=1, description=_REGION)
+    profile: str | None = Field(default=None, min_length=1, description=_PROFILE)
+    timeout: Timeout = Field(default=10.0, description=_TIMEOUT)
+
+    @model_validator(mode="after")
+    def _counts(self) -> CloudWatchCountsSpec:
+        for env in ("old", "new"):
+            metrics: CloudWatchEnvMetrics = getattr(self, env)
+            if metrics.requests.namespace is None:
+                raise rule("the requests metric needs a namespace, e.g. AWS/ApplicationELB",
+                           (env, "requests", "namespace"))
+            for what, m in (("requests", metrics.requests), ("errors", metrics.errors_metric())):
+                if m.stat != "Sum":
+                    raise rule(f"counts are sums over the step: the statistic must be Sum, not "
+                               f"{m.stat} (leave stat out)", (env, what, "stat"))
+                _check_alb_spelling(m, (env, what, "name"),
+                                    "the errors of this environment would read 0 for ever"
+                                    if what == "errors" else "it would count nothing")
+            if metrics.errors_metric() == metrics.requests:
+                raise rule(f"{env}'s errors and requests are the same metric: errors must count "
+                           "the failed requests only, e.g. HTTPCode_Target_5XX_Count beside "
+                           "RequestCount", (env, "errors"))
+        if self.old.requests == self.new.requests:
+            raise rule("old and new count the same requests metric: a comparison needs each "
+                       "environment's own (its target group's dimensions)", ("new", "requests"))
+        return self
+
+
+_ENVS = ("old", "new")
+
+
+class CloudWatchCounts:
+    """Requests and errors of each environment from CloudWatch (the
+    :class:`~shiftover.providers.base.CountSource` of ``compare`` gates).
+
+    ``counts(since, now)`` is one GetMetricData request: the ``Sum`` of each of the
+    four metrics per 60 s period over ``[start, end)``, whole periods
+    (:func:`count_span`), added up. ``since`` and ``now`` are the engine's clock,
+    epoch seconds (the wall clock in a run; CloudWatch's timestamps are too).
+
+    What CloudWatch's minute granularity and late data mean here:
+
+    - The minute the step started in is not counted: it also holds the traffic
+      of the step before (another split). So the step's first whole minute is the
+      first one counted; up to 60 s of the step's start are never counted.
+    - The minute in progress is counted as far as CloudWatch has it: an ALB
+      publishes a minute's counts about a minute after it ends, and CloudWatch
+      takes late datapoints (a custom metric's can arrive long after). So the
+      counts trail the traffic by one to a few minutes, and a check may see a
+      minute's requests before its errors: counts only ever grow as late points
+      arrive (never down), so the comparison's evidence lags, it is not lost. A
+      sequential test that is checked again as the points arrive is not misled
+      by that: it reads more evidence, later.
+    - A marked start (``since == now``), or a span within one minute, has no whole
+      period: all zeros. CloudWatch is asked all the same (the minute before, its
+      values unused), so a source that cannot work fails from the first check.
+
+    A requests metric without any datapoint in the span is ``NoData`` (no traffic
+    yet, or dimensions that match nothing: CloudWatch cannot tell them apart). An
+    errors metric without a datapoint while its requests were counted is 0 errors
+    (an ALB publishes its 5xx counts only when they are not 0). Sums that are not
+    whole numbers (not counts), and more errors than requests, are
+    ``ProviderError``: the errors metric must count a subset of the requests
+    metric's requests.
+    """
+
+    Spec: ClassVar[type[CloudWatchCountsSpec]] = CloudWatchCountsSpec
+    PERIOD: ClassVar[int] = RESOLUTION
+
+    def __init__(self, spec: CloudWatchCountsSpec) -> None:
+        self.spec = spec
+        self.api = CloudWatchApi(spec.region, spec.profile, spec.timeout)
+        self.metrics: dict[str, CloudWatchMetric] = {}
+        for env in _ENVS:
+            m: CloudWatchEnvMetrics = getattr(spec, env)
+            self.metrics[f"{env}_requests"] = m.requests
+            self.metrics[f"{env}_errors"] = m.errors_metric()
+
+    @classmethod
+    def from_spec(cls, spec: CloudWatchCountsSpec) -> CloudWatchCounts:
+        return cls(spec)
+
+    def describe(self) -> str:
+        return ("cloudwatch sums: " + "; ".join(
+            f"{env} {self.metrics[env + '_errors'].name} of {self.metrics[env + '_requests'].text()}"
+            for env in _ENVS))
+
+    def queries(self) -> list[dict[str, Any]]:
+        return [m.query(qid, self.PERIOD) for qid, m in self.metrics.items()]
+
+    def counts(self, *, since: float, now: float) -> EnvCounts:
+        deadline = time.monotonic() + self.spec.timeout
+        start, end = count_span(since, now, self.PERIOD)
+        if end <= start:  # no whole period yet: ask anyway, so that errors show at once
+            fetch_metric_data(self.api, self.queries(), _utc(start - self.PERIOD), _utc(start),
+                              deadline)
+            return EnvCounts(0, 0, 0, 0)
+        results = fetch_metric_data(self.api, self.queries(), _utc(start), _utc(end), deadline)
+        span = f"between {_utc(start).isoformat()} and {_utc(end).isoformat()}"
+        silent = [self.metrics[f"{env}_requests"].text() for env in _ENVS
+                  if not results.get(f"{env}_requests")]
+        if silent:
+            raise NoData(
+                f"no datapoint {span} for {' nor '.join(silent)}: no requests counted yet",
+                hint="CloudWatch publishes an ALB's counts about a minute after the minute ends; "
+                     "if it lasts, check the namespace, name and every dimension (aws cloudwatch "
+                     "list-metrics --namespace ... --metric-name ...)",
+            )
+        sums: dict[str, int] = {}
+        for qid, m in self.metrics.items():
+            sums[qid] = whole_count(
+                math.fsum(results.get(qid, [])), f"{m.text()} {span}",
+                "both metrics of an environment must be counts (a Count metric such as "
+                "RequestCount or HTTPCode_Target_5XX_Count, statistic Sum), not rates or averages")
+        for env in _ENVS:
+            requests, errors = sums[f"{env}_requests"], sums[f"{env}_errors"]
+            if errors > requests:
+                raise ProviderError(
+                    f"{env}: {self.metrics[env + '_errors'].name} summed to {errors} {span}, "
+                    f"more than the {requests} requests of {self.metrics[env + '_requests'].text()}",
+                    hint="the errors metric must count a subset of the requests metric's requests: "
+                         "the same load balancer and target group (dimensions) for both, e.g. "
+                         "HTTPCode_Target_5XX_Count beside RequestCount",
+                )
+        return EnvCounts(sums["old_requests"], sums["old_errors"],
+                         sums["new_requests"], sums["new_errors"])
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
 __all__ = [
     "CloudWatchAlarmsGate",
     "CloudWatchAlarmsProvider",
+    "CloudWatchCounts",
+    "CloudWatchCountsSpec",
+    "CloudWatchEnvMetrics",
     "CloudWatchGate",
     "CloudWatchMetric",
     "CloudWatchProvider",
+    "count_span",
+    "whole_count",
     "window_bounds",
 ]

@@ -44,6 +44,8 @@ from shiftover.types import Measurement, Weights
 # ``type: Literal[...]``) and ``from_spec(spec) -> CountSource``
 COUNT_SOURCES: dict[str, str] = {
     "haproxy_stats": "shiftover.providers.haproxy_stats:HAProxyCounts",
+    "cloudwatch": "shiftover.providers.cloudwatch:CloudWatchCounts",
+    "datadog": "shiftover.providers.datadog:DatadogCounts",
     "prometheus": "shiftover.providers.prometheus:PrometheusCounts",
 }
 

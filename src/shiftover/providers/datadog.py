@@ -53,6 +53,10 @@ configuration error, never a pass. Each monitor's ``overall_state``:
 A downtime silences a monitor's notifications, not its state: a muted monitor
 in Alert still fails the gate. The gate watches the service, not the pager.
 
+A ``compare`` gate's ``source: {type: datadog}`` sums, for each environment, the
+points of a requests query and an errors query since the step started, per
+whole minute (:class:`DatadogCounts`).
+
 Credentials and endpoint come from the environment only, never from the plan:
 ``DD_API_KEY``, ``DD_APP_KEY`` (or ``DD_APPLICATION_KEY``), and ``DD_SITE``
 (``datadoghq.com`` by default; ``datadoghq.eu``, ``us5.datadoghq.com``, ...).
@@ -91,6 +95,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -110,11 +115,12 @@ from shiftover.spec import (
     FiniteFloat,
     GateSpecBase,
     MinSamples,
+    SpecModel,
     Timeout,
     check_threshold,
     rule,
 )
-from shiftover.types import Measurement
+from shiftover.types import EnvCounts, Measurement
 
 Reduce = Literal["avg", "last", "sum", "max", "min"]
 DEFAULT_SITE = "datadoghq.com"
@@ -563,6 +569,8 @@ class _Series:
     expression: str
     interval: Any
     last_at: float | None  # seconds
+    # (seconds, value) of the non-null points, oldest first
+    stamped: tuple[tuple[float, float], ...] = ()
 
 
 def _query(dd: _Session, query: str, start: int, end: int) -> list[_Series]:
@@ -586,6 +594,7 @@ def _query(dd: _Session, query: str, start: int, end: int) -> list[_Series]:
         if not isinstance(s, dict) or not isinstance(s.get("pointlist", []), list):
             raise dd.malformed(what, "a series without a pointlist")
         values: list[float] = []
+        stamped: list[tuple[float, float]] = []
         last_at: float | None = None
         pointlist = s.get("pointlist") or []
         for point in pointlist:
@@ -599,8 +608,10 @@ def _query(dd: _Session, query: str, start: int, end: int) -> list[_Series]:
                 raise dd.malformed(what, f"a point that is not numbers: {point!r}")
             values.append(float(value))
             last_at = float(ts) / 1000.0
+            stamped.append((last_at, float(value)))
         out.append(_Series(tuple(values), len(pointlist), str(s.get("scope", "")),
-                           str(s.get("expression", "")), s.get("interval"), last_at))
+                           str(s.get("expression", "")), s.get("interval"), last_at,
+                           tuple(stamped)))
     return out
 
 
@@ -691,6 +702,186 @@ class DatadogProvider:
                 hint="use a count, e.g. sum:trace.rack.request.hits{service:web}.as_count()",
             )
         return round(total)
+
+
+# --- a compare gate's counts ------------------------------------------------------------
+
+# the counts source sums each query's points per minute (see DatadogCounts)
+COUNT_ROLLUP = 60
+
+
+def rolled_up(query: str) -> str:
+    """A counts query as it is sent: its points summed per whole minute."""
+    return f"{query}.rollup(sum, {COUNT_ROLLUP})"
+
+
+def _outside_braces(query: str) -> str:
+    out, depth = [], 0
+    for c in query:
+        depth += c == "{"
+        if not depth:
+            out.append(c)
+        depth -= c == "}" and depth > 0
+    return "".join(out)
+
+
+def _count_query(query: str) -> str:
+    query = query.strip()
+    if not query:
+        raise rule("the query is blank: write a Datadog metrics query that counts, e.g. "
+                   "sum:trace.rack.request.hits{service:web,env:prod}.as_count()")
+    if ".rollup(" in query:
+        raise rule("leave .rollup() out: the source sums the query's points per minute itself "
+                   f"(it sends the query with .rollup(sum, {COUNT_ROLLUP}) appended)")
+    bare = _outside_braces(query)
+    if any(op in bare for op in ("+", "*", "/", " - ")):
+        raise rule("one metric query, without arithmetic: the source sums its points itself "
+                   "(a ratio is what the compare gate computes from the counts)")
+    return query
+
+
+CountQuery = Annotated[str, AfterValidator(_count_query)]
+
+
+class DatadogEnvQueries(SpecModel):
+    """One environment's requests and errors, as Datadog metrics queries that count."""
+
+    requests: CountQuery = Field(description=(
+        "its requests, e.g. sum:trace.rack.request.hits{service:web,env:ec2}.as_count()"))
+    errors: CountQuery = Field(description=(
+        "its failed requests, a subset of `requests`, e.g. "
+        "sum:trace.rack.request.errors{service:web,env:ec2}.as_count()"))
+
+
+class DatadogCountsSpec(SpecModel):
+    """A ``compare`` gate's counts from Datadog: for each environment, the points of a
+    requests query and an errors query summed since the step started (keys and
+    site from the environment, as for the ``datadog`` gate)."""
+
+    type: Literal["datadog"]
+    old: DatadogEnvQueries
+    new: DatadogEnvQueries
+    timeout: Timeout = Field(default=10.0, description="for all four queries of one check")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DatadogCountsSpec:
+        for env in ("old", "new"):
+            q: DatadogEnvQueries = getattr(self, env)
+            if q.errors == q.requests:
+                raise rule(f"{env}'s errors and requests are the same query: errors must count "
+                           "the failed requests only", (env, "errors"))
+        if self.old.requests == self.new.requests:
+            raise rule("old and new count the same requests query: a comparison needs each "
+                       "environment's own (e.g. env:ec2 and env:eks in the tags)", ("new", "requests"))
+        return self
+
+
+def _whole(total: float, what: str) -> int:
+    """``total`` as a count: rounded only when within 1e-6 of an integer."""
+    count = round(total) if math.isfinite(total) else -1
+    if count < 0 or abs(total - count) > 1e-6:
+        raise ProviderError(
+            f"{what} summed to {total:g}, not a whole number of requests",
+            hint="both queries of an environment must count requests: a count metric with "
+                 ".as_count() (e.g. sum:trace.rack.request.hits{...}.as_count()), not a rate, "
+                 "an average or a gauge")
+    return int(count)
+
+
+_ENVS = ("old", "new")
+
+
+@dataclass
+class DatadogCounts:
+    """Requests and errors of each environment from Datadog (the
+    :class:`~shiftover.providers.base.CountSource` of ``compare`` gates).
+
+    ``counts(since, now)`` runs each of the four queries once (``GET /api/v1/query``,
+    so four requests per check against the org's query rate limit) with
+    ``.rollup(sum, 60)`` appended, over ``[start, end)``: ``since`` rounded up and
+    ``now`` rounded up to whole minutes (epoch seconds: the engine's clock, the
+    wall clock in a run), and adds up the points. The fixed one-minute rollup is
+    what keeps the counts from ever going down: left to itself, Datadog picks a
+    coarser interval as the span grows, and the bucket the step started in would
+    move. Rounding ``since`` up leaves out the minute the step started in (it also
+    holds the step before's traffic, at another split).
+
+    Datadog's metrics arrive late (a minute or so; the minute in progress is
+    partial), so the counts trail the traffic and grow as points arrive; a check
+    sees less evidence, never wrong evidence. A marked start (``since == now``) or
+    a span within one minute has no whole minute: all zeros, though Datadog is
+    still asked (the minute before, its points unused) so that bad keys or a
+    query Datadog rejects fail from the first check.
+
+    A requests query without a series (or with only null points) in the span is
+    ``NoData``; an errors query without one, while requests were counted, is 0
+    errors (APM publishes no error points while nothing fails: check the errors
+    query's spelling in Datadog, a typo there would read as no errors). Several
+    series, a sum that is not a whole number (a rate, not ``.as_count()``), and
+    more errors than requests are ``ProviderError``: the errors query must count a
+    subset of the requests query's requests.
+    """
+
+    Spec: ClassVar[type[DatadogCountsSpec]] = DatadogCountsSpec
+    queries: dict[str, str]  # old_requests, old_errors, new_requests, new_errors
+    timeout: float = 10.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    @classmethod
+    def from_spec(cls, spec: DatadogCountsSpec) -> DatadogCounts:
+        return cls(queries={f"{env}_{what}": getattr(getattr(spec, env), what)
+                            for env in _ENVS for what in ("requests", "errors")},
+                   timeout=spec.timeout)
+
+    def describe(self) -> str:
+        return "datadog sums: " + "; ".join(
+            f"{env} {self.queries[env + '_errors']} of {self.queries[env + '_requests']}"
+            for env in _ENVS)
+
+    def counts(self, *, since: float, now: float) -> EnvCounts:
+        start = math.ceil(since / COUNT_ROLLUP) * COUNT_ROLLUP
+        end = math.ceil(now / COUNT_ROLLUP) * COUNT_ROLLUP
+        span = (f"from {datetime.fromtimestamp(start, UTC).isoformat()} "
+                f"to {datetime.fromtimestamp(end, UTC).isoformat()}")
+        with _Session(self.timeout, self.sleep, "timeseries_query") as dd:
+            if end <= start:  # no whole minute yet: ask anyway, so that errors show at once
+                for query in self.queries.values():
+                    _query(dd, rolled_up(query), start - COUNT_ROLLUP, start)
+                return EnvCounts(0, 0, 0, 0)
+            sums = {qid: self._sum(dd, query, start, end) for qid, query in self.queries.items()}
+        silent = [self.queries[f"{env}_requests"] for env in _ENVS if sums[f"{env}_requests"] is None]
+        if silent:
+            raise NoData(
+                f"Datadog has no points {span} for {' nor '.join(map(repr, silent))}: "
+                "no requests counted yet",
+                hint="Datadog metrics arrive a minute or so late; if it lasts, check the query's "
+                     "metric and tags in the Metrics Explorer",
+            )
+        counts: dict[str, int] = {}
+        for qid, total in sums.items():
+            counts[qid] = _whole(total or 0.0, f"Datadog query {self.queries[qid]!r} {span}")
+        for env in _ENVS:
+            requests, errors = counts[f"{env}_requests"], counts[f"{env}_errors"]
+            if errors > requests:
+                raise ProviderError(
+                    f"{env}: the errors query {self.queries[env + '_errors']!r} summed to {errors} "
+                    f"{span}, more than the {requests} requests of "
+                    f"{self.queries[env + '_requests']!r}",
+                    hint="the errors query must count a subset of the requests query's requests: "
+                         "the same service and environment tags for both, e.g. "
+                         "trace.rack.request.errors beside trace.rack.request.hits",
+                )
+        return EnvCounts(counts["old_requests"], counts["old_errors"],
+                         counts["new_requests"], counts["new_errors"])
+
+    @staticmethod
+    def _sum(dd: _Session, query: str, start: int, end: int) -> float | None:
+        """The query's points in ``[start, end)`` added up; None without any."""
+        series = _query(dd, rolled_up(query), start, end)
+        if not series:
+            return None
+        points = [v for t, v in _one_series(dd, query, series).stamped if start <= t < end]
+        return math.fsum(points) if points else None
 
 
 # --- monitors ------------------------------------------------------------------------
@@ -841,10 +1032,15 @@ class DatadogMonitorsProvider:
 
 
 __all__ = [
+    "COUNT_ROLLUP",
     "DEFAULT_SITE",
+    "DatadogCounts",
+    "DatadogCountsSpec",
+    "DatadogEnvQueries",
     "DatadogGate",
     "DatadogMonitorsGate",
     "DatadogMonitorsProvider",
     "DatadogProvider",
     "api_base_url",
+    "rolled_up",
 ]
