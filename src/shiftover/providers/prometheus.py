@@ -55,6 +55,11 @@ a malformed list could be hiding the alert that fires. An empty list is a
 measurement (0 firing), not ``NoData``: "no alerts" is exactly what the gate
 asks about.
 
+``PrometheusLatency`` is the source of ``compare_latency`` gates' figures: one
+instant query per environment (a ``histogram_quantile`` over about one plan
+interval), under the instant queries' rules above, except that no traffic on
+one side is that side's ``None``; see :class:`PrometheusLatencySpec`.
+
 ``PrometheusCounts`` is the source of ``compare`` gates' counts: each
 environment's requests and errors over a step, exact, from the raw samples of
 counter series (not ``increase()``, which extrapolates to non-integers); see
@@ -257,7 +262,9 @@ def _query_data(
     return body, data
 
 
-def _instant_query(api: _Api, query: str, at: float | None = None) -> _Result:
+def _instant_query(
+    api: _Api, query: str, at: float | None = None, *, several_hint: str | None = None
+) -> _Result:
     """Run ``query`` at Prometheus's own "now" (or at ``at``, a timestamp Prometheus
     gave); return its single number (NaN is returned, not raised)."""
     where = _endpoint(api.shown, "/api/v1/query")
@@ -287,7 +294,8 @@ def _instant_query(api: _Api, query: str, at: float | None = None) -> _Result:
             more = f" and {len(result) - 5} more" if len(result) > 5 else ""
             raise ProviderError(
                 f"query {query!r} at {where} returned {len(result)} series ({shown}{more}); a gate needs one number",
-                hint="aggregate to one series, e.g. sum(...) or max(...), or add label matchers",
+                hint=several_hint
+                or "aggregate to one series, e.g. sum(...) or max(...), or add label matchers",
             )
         series = result[0]
         if (
@@ -752,5 +760,118 @@ class PrometheusCounts:
         return at, int(value)
 
 
+# --- latency for compare_latency gates ---------------------------------------------
+
+_LATENCY_HINT = (
+    "each query must give one latency in seconds, e.g. histogram_quantile(0.95, sum by (le) "
+    '(rate(http_request_duration_seconds_bucket{env="new"}[15s])))'
+)
+
+
+class PrometheusLatencySpec(SpecModel):
+    """A ``compare_latency`` gate's figures from Prometheus: one instant PromQL
+    query per environment, each returning a scalar or exactly one series, in
+    seconds (the rules of the ``prometheus`` gate's ``query``)::
+
+        source:
+          type: prometheus
+          url: http://prometheus:9090
+          old: 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{env="old"}[15s])))'
+          new: 'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{env="new"}[15s])))'
+          timeout: 5s
+
+    The range (``[15s]``) should be about one ``interval`` of the plan: each check
+    then reads a figure of its own interval, and successive figures share as
+    little as possible (the test assumes independent figures). Keep it at least a
+    few scrape intervals long, or ``rate()`` has too few samples to work with.
+    ``sum by (le)`` folds every pod's buckets into one histogram; a histogram in
+    milliseconds needs ``/ 1000``. No traffic on one side in the range (no
+    series, or ``NaN``: ``histogram_quantile`` of zero rates) is no figure for
+    that side; a query that returns several series, a negative or infinite
+    value (a quantile outside 0..1) is an error."""
+
+    type: Literal["prometheus"]
+    url: Url = Field(description="Prometheus's base URL; user:password@ in it is sent as basic auth")
+    old: str = Field(min_length=1, description="PromQL giving the old environment's latency in seconds")
+    new: str = Field(min_length=1, description="PromQL giving the new environment's latency in seconds")
+    timeout: Timeout = 5.0
+
+    @model_validator(mode="after")
+    def _two_environments(self) -> PrometheusLatencySpec:
+        if " ".join(self.old.split()) == " ".join(self.new.split()):
+            raise rule(f"old and new both measure {self.old!r}: a comparison needs each "
+                       "environment's own series", ("new",))
+        return self
+
+
+@dataclass
+class PrometheusLatency:
+    """Each environment's latency, in seconds, from one instant query each (the
+    :class:`~shiftover.providers.compare_latency.LatencySource` of
+    ``compare_latency`` gates; see :class:`PrometheusLatencySpec`).
+
+    Whose clock: as ``PrometheusProvider``, the old query carries no ``time=``,
+    so Prometheus evaluates it at its own "now", the instant its scrapes are
+    stamped with; the new query is evaluated at the timestamp Prometheus gave the
+    old one, so both figures cover the same range. The engine's ``now`` is not
+    sent: a figure is a range that ends "now" (unlike the counts of a step, which
+    start at a ``since`` of the engine's), and our clock running ahead of
+    Prometheus's would reach into a future without samples (an empty ``[15s]``
+    range read as no traffic), behind it would judge the past. When old has no
+    figure (no timestamp to share), new is evaluated at Prometheus's now too."""
+
+    Spec: ClassVar[type[PrometheusLatencySpec]] = PrometheusLatencySpec
+    url: str = field(repr=False)  # may hold a password: describe() shows it redacted
+    old: str
+    new: str
+    timeout: float = 5.0
+    transport: httpx.BaseTransport | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_spec(
+        cls, spec: PrometheusLatencySpec, *, transport: httpx.BaseTransport | None = None
+    ) -> PrometheusLatency:
+        return cls(url=spec.url, old=spec.old, new=spec.new, timeout=spec.timeout,
+                   transport=transport)
+
+    def describe(self) -> str:
+        return f"prometheus {redact_url(self.url)}: {self.old} (old) vs {self.new} (new)"
+
+    def latency(self, *, now: float) -> tuple[float | None, float | None]:
+        api = _Api(self.url, self.timeout, self.transport, "Prometheus")
+        old, at = self._figure(api, "old", self.old, None)
+        new, _ = self._figure(api, "new", self.new, at)
+        if old is None and new is None:
+            raise NoData(
+                f"neither environment has a latency at {redact_url(self.url)}: {self.old!r} and "
+                f"{self.new!r} returned no series or NaN",
+                hint="no traffic in the queries' range yet (or a target not scraped, or a "
+                     "misspelt label)")
+        return old, new
+
+    def _figure(self, api: _Api, env: str, query: str,
+                at: float | None) -> tuple[float | None, float | None]:
+        """The environment's latency (None: no series, or NaN) and the timestamp
+        Prometheus evaluated it at (None when it returned no series)."""
+        try:
+            result = _instant_query(
+                api, query, at,
+                several_hint="aggregate the query to one series: histogram_quantile(0.95, "
+                             "sum by (le) (rate(..._bucket{...}[15s]))) sums every pod's "
+                             "buckets; or add label matchers")
+        except NoData:
+            return None, at
+        if math.isnan(result.value):
+            return None, result.evaluated_at
+        if math.isinf(result.value) or result.value < 0:
+            raise ProviderError(
+                f"the {env} environment's latency query {query!r} returned {result.value:g}; "
+                "a latency must be a finite number of seconds >= 0",
+                hint=_LATENCY_HINT + " (histogram_quantile returns +Inf/-Inf for a quantile "
+                     "outside 0..1)")
+        return result.value, result.evaluated_at
+
+
 __all__ = ["PrometheusAlertsProvider", "PrometheusCounts", "PrometheusCountsSpec",
-           "PrometheusProvider", "counter_increase"]
+           "PrometheusLatency", "PrometheusLatencySpec", "PrometheusProvider",
+           "counter_increase"]
