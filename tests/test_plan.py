@@ -200,7 +200,7 @@ BAD: list[tuple[str, str, str, int, int]] = [
     ("unknown field with suggestion", _edit("approvals: [50]", "aprovals: [50]"), "unknown field 'aprovals' — did you mean 'approvals'?", 14, 1),
     ("unknown gate field", _edit("    url: http://127.0.0.1:8081/health", "    url: http://127.0.0.1:8081/health\n    expect_stauts: 204"), "did you mean 'expect_status'?", 14, 5),
     ("field of another gate type", _edit("    url: http://127.0.0.1:8081/health", "    url: http://127.0.0.1:8081/health\n    query: up"), "'query' belongs to gate type datadog, prometheus", 14, 5),
-    ("unknown gate type", _edit("type: http", "type: prometheos"), "unknown gate type 'prometheos' at normal_state[0].type; known types: cloudwatch, cloudwatch_alarms, compare, datadog, datadog_monitors, haproxy_stats, http, prometheus, prometheus_alerts", 12, 11),
+    ("unknown gate type", _edit("type: http", "type: prometheos"), "unknown gate type 'prometheos' at normal_state[0].type; known types: cloudwatch, cloudwatch_alarms, compare, compare_latency, datadog, datadog_monitors, haproxy_stats, http, prometheus, prometheus_alerts", 12, 11),
     ("unknown router type", _edit("type: haproxy", "type: nginx"), "unknown router type 'nginx' at router.type; known types: alb, haproxy, route53", 3, 9),
     ("gate without type", _edit("    type: http\n", ""), "missing required field 'type'", 11, 5),
     ("gate missing field", _edit("    url: http://127.0.0.1:8081/health\n", ""), "missing required field 'url'", 11, 5),

@@ -248,10 +248,11 @@ class Plan(SpecModel):
                     ("normal_state", i, "name"),
                 )
             seen.add(gate.name)
-        comparing = [i for i, g in enumerate(self.normal_state) if g.JUDGE == "compare"]
+        comparing = [i for i, g in enumerate(self.normal_state) if g.JUDGE.startswith("compare")]
         if comparing and len(comparing) == len(self.normal_state):
             raise _rule(
-                f"normal_state[{comparing[0]}] is a compare gate and no gate judges the new "
+                f"normal_state[{comparing[0]}] is a {self.normal_state[comparing[0]].type} gate "
+                "and no gate judges the new "
                 "environment on its own: at 100% the old one serves nothing to compare with, and "
                 "a fault both share (a common database) is invisible to a comparison; add a gate "
                 "with an absolute threshold, e.g. an error ratio with max",

@@ -92,11 +92,12 @@ NOW = 1_800_000_123.5
 SECRET = "contract-s3cret"
 
 # Provider types registered in shiftover.providers without a case here yet.
-# ``compare``: its measurements are counts over a step, which need the router's split
-# and a clock that moves; where they come from (its sources) has its own contract suite,
-# tests/contracts/test_count_source_contract.py, and the step-tracking layer on top is
-# tested in tests/providers/test_compare.py.
-PENDING: set[str] = {"compare"}
+# ``compare`` and ``compare_latency``: their measurements belong to a step, which needs
+# the router's split and a clock that moves; where the counts come from has its own
+# contract suite (tests/contracts/test_count_source_contract.py), the latency sources
+# their tests (tests/providers/test_prometheus_latency.py), and the step-tracking layer
+# on top is tested in tests/providers/test_compare.py and test_compare_latency.py.
+PENDING: set[str] = {"compare", "compare_latency"}
 
 
 class Expect(enum.Enum):

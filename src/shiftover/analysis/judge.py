@@ -29,6 +29,7 @@ import math
 from typing import Any, Protocol
 
 from shiftover.analysis.compare import CompareErrors
+from shiftover.analysis.latency import CompareLatency
 from shiftover.errors import NoData, ProviderError
 from shiftover.types import GateResult, Measurement, Verdict
 
@@ -54,8 +55,11 @@ def make_judge(spec: Any) -> Judge:
     """The judge of one gate for a whole run: :func:`judge` for the stateless rule
     tables, a :class:`CompareJudge` (which keeps its test across checks) for a
     ``compare`` gate."""
-    if getattr(spec, "JUDGE", "threshold") == "compare":
+    kind = getattr(spec, "JUDGE", "threshold")
+    if kind == "compare":
         return CompareJudge(spec)
+    if kind == "compare_latency":
+        return CompareLatencyJudge(spec)
     return functools.partial(judge, spec)
 
 
@@ -63,8 +67,8 @@ def judge(spec: Any, outcome: Measurement | ProviderError, *, now: float) -> Gat
     """Turn one measurement (or provider error) into a :class:`GateResult`.
     (``compare`` gates keep state across checks: see :func:`make_judge`.)"""
     kind = getattr(spec, "JUDGE", "threshold")
-    if kind == "compare":
-        return CompareJudge(spec)(outcome, now=now)
+    if kind in ("compare", "compare_latency"):
+        return make_judge(spec)(outcome, now=now)
     if kind == "probe":
         return _judge_http(spec, outcome, now)
     if kind == "alerts":
@@ -200,6 +204,57 @@ class CompareJudge:
                     # an anytime-valid FAIL stands for the rest of the step (see decide's rule 3)
                     "final": v.outcome is Verdict.FAIL}
         return GateResult(spec.name, v.outcome, v.p_value, threshold, v.new_requests,
+                          v.reason, now, evidence=evidence)
+
+
+class CompareLatencyJudge:
+    """A ``compare_latency`` gate's judge: one :class:`CompareLatency` per step, fed
+    one ``(old, new)`` pair of latency figures per check.
+
+    A regression FAIL is final for the step (evidence ``final``: the engine rolls
+    back at once); an SLO FAIL is a reading of the present and goes through the
+    plan's ``failure_limit``. At 100% (``not_applicable``) there is no baseline:
+    only the SLO judges new's figures; without an SLO the gate passes there as
+    not applicable."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self._step: tuple[Any, Any] | None = None
+        self._test: CompareLatency | None = None
+
+    @property
+    def _threshold(self) -> str:
+        text = f"new <= {self.spec.effect_size:g}x old's latency (alpha {self.spec.alpha:g})"
+        return text if self.spec.slo is None else f"{text}; new <= SLO {self.spec.slo:g}s"
+
+    def __call__(self, outcome: Measurement | ProviderError, *, now: float) -> GateResult:
+        spec, threshold = self.spec, self._threshold
+        if isinstance(outcome, NoData):
+            return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
+        if isinstance(outcome, ProviderError):
+            return _inconclusive(spec, now, f"provider error: {outcome.message}",
+                                 threshold=threshold, error=True)
+        d = outcome.details
+        step = (d.get("step"), d.get("since"))
+        if step != self._step or self._test is None:
+            self._step = step
+            self._test = CompareLatency(alpha=spec.alpha, effect_size=spec.effect_size,
+                                        slo=spec.slo, min_intervals=spec.min_intervals)
+        try:
+            v = self._test.update(d.get("old"), d.get("new"))
+        except ValueError as exc:
+            return _inconclusive(spec, now, f"latency not usable: {exc}", threshold=threshold,
+                                 error=True)
+        evidence = {**v.as_dict(), "step": d.get("step"), "since": d.get("since"),
+                    "final": v.regression}
+        if "not_applicable" in d and v.outcome is not Verdict.FAIL:
+            evidence["not_applicable"] = True
+            why = f"not applicable: {d['not_applicable']}"
+            if spec.slo is not None and v.new_recent is not None:
+                why += f" (new {v.new_recent:.3g}s within SLO {spec.slo:g}s)"
+            return GateResult(spec.name, Verdict.PASS, d.get("new"), threshold, None, why,
+                              now, evidence=evidence)
+        return GateResult(spec.name, v.outcome, v.new_median, threshold, v.intervals_new,
                           v.reason, now, evidence=evidence)
 
 

@@ -26,6 +26,7 @@ PROVIDERS: dict[str, str] = {
     "datadog": "shiftover.providers.datadog:DatadogProvider",
     "datadog_monitors": "shiftover.providers.datadog:DatadogMonitorsProvider",
     "compare": "shiftover.providers.compare:CompareProvider",
+    "compare_latency": "shiftover.providers.compare_latency:CompareLatencyProvider",
 }
 
 
