@@ -38,6 +38,7 @@ import json
 import operator
 import os
 import re
+import typing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -877,8 +878,30 @@ def _suggest(word: Any, choices: list[str] | tuple[str, ...]) -> str | None:
     return match[0] if match else None
 
 
-def _type_kind(path: _PathKey) -> tuple[str, tuple[str, ...]]:
-    return ("router", ROUTER_TYPES) if path[:1] in (("router",), ("routers",)) else ("gate", GATE_TYPES)
+def _type_kind(path: _PathKey, ctx: dict[str, Any] | None = None,
+               gate_type: str | None = None) -> tuple[str, tuple[str, ...]]:
+    if path[:1] in (("router",), ("routers",)):
+        return "router", ROUTER_TYPES
+    if path and path[-1] == "source":  # a compare gate's source: its gate's own registry
+        tags = str((ctx or {}).get("expected_tags", ""))
+        known = tuple(t.strip(" '") for t in tags.split(",") if t.strip(" '"))
+        if not known and gate_type is not None:
+            model = GATE_MODELS.get(gate_type)
+            field = model.model_fields.get("source") if model else None
+            known = tuple(sorted(_literal_tags(field.annotation))) if field else ()
+        return "source", known
+    return "gate", GATE_TYPES
+
+
+def _literal_tags(annotation: Any) -> set[str]:
+    """The ``type`` literals of a (possibly Annotated) union of spec models."""
+    tags: set[str] = set()
+    for arg in typing.get_args(annotation) or (annotation,):
+        if isinstance(arg, type) and issubclass(arg, BaseModel) and "type" in arg.model_fields:
+            tags.update(str(t) for t in typing.get_args(arg.model_fields["type"].annotation))
+        elif typing.get_args(arg):
+            tags |= _literal_tags(arg)
+    return tags
 
 
 def _explain(error: ValidationError, data: Any, tree: _Tree) -> list[_Problem]:
@@ -929,7 +952,7 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
                 message += f" ('{name}' belongs to gate type {', '.join(owners)})"
         return at(path, message, f"fields allowed here: {', '.join(known)}" if known else None, key=True)
     if kind == "union_tag_invalid":
-        what, types = _type_kind(path)
+        what, types = _type_kind(path, ctx)
         tag = ctx.get("tag", value)
         type_path = (*path, "type")
         guess = _suggest(tag, types)
@@ -939,7 +962,10 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
             f"did you mean '{guess}'?" if guess else None,
         )
     if kind == "union_tag_not_found":
-        what, types = _type_kind(path)
+        gate = data.get("normal_state") if isinstance(data, dict) else None
+        owner = (gate[path[1]] if isinstance(gate, list) and len(path) > 1
+                 and isinstance(path[1], int) and path[1] < len(gate) else None)
+        what, types = _type_kind(path, ctx, owner.get("type") if isinstance(owner, dict) else None)
         return _Problem(
             tree.pos(path),
             "missing required field 'type'",

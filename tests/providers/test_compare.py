@@ -223,3 +223,25 @@ def test_a_worse_new_environment_is_rolled_back_on_the_first_sequential_fail(
     assert len(failed) == 1 and failed[0]["consecutive_failures"] == 1  # not failure_limit 3
     started = [e.data for e in store.events(service="svc") if e.kind == ev.ROLLBACK_STARTED]
     assert started and started[0]["gates"][0]["evidence"]["final"] is True
+
+
+def test_an_unknown_or_missing_source_type_names_the_sources(tmp_path: Any) -> None:
+    path = tmp_path / "plan.yaml"
+    head = ("service: web\n"
+            "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
+            "steps: [10, 100]\nbake: 10s\n"
+            "normal_state:\n"
+            "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
+            "  - name: errors vs old\n"
+            "    type: compare\n")
+    path.write_text(head + "    source: {type: cludwatch, region: eu-west-1}\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    text = str(info.value)
+    assert "plan.yaml:9:20: unknown source type 'cludwatch'" in text
+    assert "known types: cloudwatch, datadog, haproxy_stats, prometheus" in text
+    assert "did you mean 'cloudwatch'?" in text
+    path.write_text(head + "    source: {region: eu-west-1}\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert "add type: one of cloudwatch, datadog, haproxy_stats, prometheus" in str(info.value)
