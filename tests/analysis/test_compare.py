@@ -313,3 +313,19 @@ def test_a_5x_regression_is_found_within_bounded_requests() -> None:
     assert np.isfinite(first_fail).all()
     assert float(np.median(first_fail)) <= 400
     assert float(np.quantile(first_fail, 0.95)) <= 1_000
+
+
+def test_new_traffic_not_compared_with_old_never_passes() -> None:
+    # old stops being counted (its health check failed, its exporter died): new's
+    # requests since then are not in the test, and a failing new must not PASS on them
+    check = CompareErrors(alpha=0.01, min_requests=200)
+    check.update(1, 0, 1, 0)
+    v = check.update(1, 0, 500, 250)
+    assert v.outcome is Outcome.INCONCLUSIVE, v.reason
+    v = check.update(1, 0, 2000, 1000)
+    assert v.outcome is Outcome.INCONCLUSIVE and "since old last had one" in v.reason
+    # enough compared traffic, then old stalls again: the backlog holds the PASS back
+    ok = CompareErrors(alpha=0.01, min_requests=200)
+    ok.update(20_000, 20, 200, 0)
+    assert ok.update(20_000, 20, 200, 0).outcome is Outcome.PASS
+    assert ok.update(20_000, 20, 450, 0).outcome is Outcome.INCONCLUSIVE

@@ -35,12 +35,24 @@ from shiftover.types import Verdict
 def test_u_and_p_by_hand() -> None:
     # n = m = 3: new's U counts the pairs where new is larger: 2 + 3 + 3 = 8 of 9.
     # Under the null the 20 orderings are equally likely; U >= 8 in two of them.
-    check = CompareLatency(min_intervals=3)
+    check = CompareLatency(alpha=0.2, effect_size=1.0, min_intervals=3)
     for old, new in ((0.1, 0.25), (0.2, 0.4), (0.3, 0.5)):
         verdict = check.update(old, new)
     assert verdict.u_statistic == 8
     assert verdict.p_value == pytest.approx(2 / 20)
-    assert verdict.look == 1 and verdict.alpha_spent == pytest.approx(0.01 / 2)
+    assert verdict.look == 1 and verdict.alpha_spent == pytest.approx(0.2 / 2)
+
+
+def test_a_look_that_cannot_reject_spends_nothing_and_passes_nothing() -> None:
+    # 3 a side: the exact test's smallest p is 1/20, above alpha_1 = 0.005: no look, no
+    # alpha spent, and no PASS either (the test could not have found anything)
+    check = CompareLatency(alpha=0.01, effect_size=1.5, min_intervals=3)
+    for i in range(4):
+        verdict = check.update(0.2, 40.0 + i)
+    assert verdict.look == 0 and verdict.outcome is Verdict.INCONCLUSIVE
+    assert "cannot" in verdict.reason
+    verdict = check.update(0.2, 44.0)  # 5 a side: 1/252 <= 0.005, the first look FAILs
+    assert verdict.look == 1 and verdict.regression
 
 
 def test_u_and_p_are_scipys_exact_without_ties() -> None:
@@ -162,7 +174,7 @@ def test_too_few_intervals_is_inconclusive_even_for_a_large_regression() -> None
 
 def test_none_is_never_a_value_and_never_a_pass() -> None:
     rng = np.random.default_rng(8)
-    check = CompareLatency(min_intervals=5)
+    check = CompareLatency(alpha=0.2, min_intervals=5)
     for o, n in rng.lognormal(-1.6, 0.2, (5, 2)):
         verdict = check.update(float(o), float(n))
     assert verdict.outcome is Verdict.PASS and verdict.look == 1
@@ -208,7 +220,7 @@ def test_slo_one_spike_is_not_a_breach_two_of_three_are() -> None:
 
 def test_slo_is_inclusive() -> None:
     check = CompareLatency(slo=0.5, min_intervals=2)
-    for _ in range(3):
+    for _ in range(6):  # 6 a side: a look can run (1/924 <= alpha_1)
         verdict = check.update(0.5, 0.5)
     assert verdict.new_recent == 0.5 and verdict.outcome is Verdict.PASS
 

@@ -21,8 +21,12 @@ What the verdicts mean
   the p-value only goes down (a new step starts a new :class:`CompareErrors`).
   FAIL does not wait for ``min_requests``: its guarantee holds at any sample
   size, and a new environment failing every other request is not kept on.
-- ``INCONCLUSIVE``: fewer than ``min_requests`` requests on new, or no request
-  at all on old (nothing to compare against). No data never passes.
+- ``INCONCLUSIVE``: fewer than ``min_requests`` requests on new *that entered
+  the test* (requests count only once old has had requests in the same
+  interval), no request at all on old (nothing to compare against), or
+  ``min_requests`` or more requests on new since old last had one (old stopped
+  being counted: its health check failed, its exporter died, its points lag;
+  new's recent traffic proves nothing then). No data never passes.
 - ``PASS``: at least ``min_requests`` requests on new and no FAIL. It means "no
   regression found with this much traffic", not "proved as good": the
   confidence sequence in the evidence (``ratio_upper``) says how large a
@@ -289,6 +293,9 @@ class CompareErrors:
 
     def _judge(self) -> ErrorsVerdict:
         old_n, old_x, new_n, new_x = self._seen
+        # requests on new inside closed intervals (compared with old) and after them
+        judged_new = self._closed[2]
+        pending_new = new_n - judged_new
         old_rate = old_x / old_n if old_n else None
         new_rate = new_x / new_n if new_n else None
         ratio = new_rate / old_rate if (new_rate is not None and old_rate) else None
@@ -306,10 +313,20 @@ class CompareErrors:
                       f"(new {new_x}/{new_n}, old {old_x}/{old_n}; {bounds})")
         elif new_n < self.min_requests:
             outcome = Verdict.INCONCLUSIVE
-            reason = (f"{new_n} requests on new, fewer than min_requests {self.min_requests}")
+            reason = f"{new_n} requests on new, fewer than min_requests {self.min_requests}"
         elif old_n == 0:
             outcome = Verdict.INCONCLUSIVE
             reason = "no request on old: nothing to compare against"
+        elif pending_new >= self.min_requests:
+            # old stopped being counted (its health check failed, its exporter died, its
+            # points lag): new's recent traffic is not in the test, so it proves nothing
+            outcome = Verdict.INCONCLUSIVE
+            reason = (f"{pending_new} requests on new since old last had one: not compared "
+                      "with anything yet (is old still counted?)")
+        elif judged_new < self.min_requests:
+            outcome = Verdict.INCONCLUSIVE
+            reason = (f"{judged_new} of new's {new_n} requests compared with old's, fewer "
+                      f"than min_requests {self.min_requests}")
         else:
             outcome = Verdict.PASS
             beyond = "" if self.tolerance == 0 else f" beyond {self.boundary:g}x"

@@ -84,8 +84,13 @@ uses ``alpha_k = alpha / (k (k + 1))`` (``alpha_spent`` in the verdict): these
 sum to ``alpha`` over any number of looks, and by the union bound the
 probability that a step with identically distributed latency on both sides
 *ever* FAILs for regression is at most ``alpha``, however long it lasts. A look
-counts only when the test is run: both sides have ``min_intervals`` values and
-this update added one (re-testing the same data would spend alpha for nothing).
+counts only when the test is run: both sides have ``min_intervals`` values,
+this update added one (re-testing the same data would spend alpha for nothing),
+and the test *can* reject at this look's share: with n and m figures the exact
+U test's smallest p-value is 1 / C(n + m, n) (1/20 with 3 a side, 1/252 with
+5), and a look whose share is below that is skipped without spending (a rule on
+sample sizes only, so the bound stands). Without it a small ``min_intervals``
+spent alpha on looks that could never FAIL and delayed detection.
 
 The union bound is conservative: successive looks share almost all their data,
 so the real false-FAIL rate is far below ``alpha``. In tests/analysis/
@@ -332,6 +337,13 @@ class CompareLatency:
         return self._last
 
     def _test(self, effect: float | None) -> None:
+        # a look that cannot reject whatever the figures (the smallest p-value of the
+        # U test with these sample sizes, 1 / C(n + m, n), is above its share of alpha)
+        # spends nothing: deciding so from the sizes alone costs no validity, and
+        # small min_intervals no longer waste alpha on looks that could never FAIL
+        smallest_p = 1.0 / math.comb(len(self._new) + len(self._old), len(self._new))
+        if smallest_p > alpha_for_look(self.alpha, self._look + 1):
+            return
         self._look += 1
         self._alpha_spent = alpha_for_look(self.alpha, self._look)
         # the null is "new at most effect_size times old", not "new like old": the
@@ -374,6 +386,10 @@ class CompareLatency:
         elif new_missing:
             outcome = Verdict.INCONCLUSIVE
             reason = "no value from new in this interval: no data never passes"
+        elif self._look == 0:
+            outcome = Verdict.INCONCLUSIVE
+            reason = (f"{n_new} intervals on new and {n_old} on old: the U test cannot reject "
+                      f"at alpha {self.alpha:g} with so few yet (no evidence either way)")
         else:
             outcome = Verdict.PASS
             reason = (f"no latency regression beyond {self.effect_size:g}x after {n_new} "
