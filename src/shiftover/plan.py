@@ -250,13 +250,16 @@ class Plan(SpecModel):
                 )
             seen.add(gate.name)
         comparing = [i for i, g in enumerate(self.normal_state) if g.JUDGE.startswith("compare")]
-        if comparing and len(comparing) == len(self.normal_state):
+        # what judges new on its own: a value held to a threshold, or alerts on it (a
+        # probe of /health says it answers, not how often it fails)
+        guards = [g for g in self.normal_state if g.JUDGE in ("threshold", "alerts")]
+        if comparing and not guards:
             raise _rule(
                 f"normal_state[{comparing[0]}] is a {self.normal_state[comparing[0]].type} gate "
-                "and no gate judges the new "
-                "environment on its own: at 100% the old one serves nothing to compare with, and "
-                "a fault both share (a common database) is invisible to a comparison; add a gate "
-                "with an absolute threshold, e.g. an error ratio with max",
+                "and no gate judges the new environment's errors on its own: at 100% the old one "
+                "serves nothing to compare with, and a fault both share (a common database) is "
+                "invisible to a comparison; add a gate with an absolute threshold (e.g. a "
+                "prometheus error ratio with max) or an alerts gate",
                 ("normal_state", comparing[0], "type"))
         return self
 

@@ -245,3 +245,93 @@ def test_an_unknown_or_missing_source_type_names_the_sources(tmp_path: Any) -> N
     with pytest.raises(PlanError) as info:
         load_plan(path)
     assert "add type: one of cloudwatch, datadog, haproxy_stats, prometheus" in str(info.value)
+
+
+def test_a_source_that_cannot_work_is_an_error_at_0_and_100_too() -> None:
+    src = Counts()
+    src.fail = ProviderError("no server 'neww' in backend 'web'", hint="servers in web: new")
+    p = CompareProvider(src)
+    for split in (Weights(0), Weights(100), None):
+        with pytest.raises(ProviderError) as info:
+            p.measure(now=1.0, split=split)
+        assert not isinstance(info.value, NoData)
+
+
+def test_an_unknown_split_mid_step_keeps_counting_the_step() -> None:
+    src = Counts()
+    p = CompareProvider(src)
+    p.measure(now=10.0, split=Weights(50))
+    src.value = EnvCounts(100, 0, 100, 50)
+    m = p.measure(now=11.0, split=None)  # the router could not be read
+    assert m.details["since"] == 10.0 and m.details["split_unknown"] is True
+    assert m.details["step"] == "50" and src.calls[-1] == (10.0, 11.0)
+
+
+def test_a_new_server_taken_out_by_haproxy_fails_through_the_engine_path(tmp_path: Any) -> None:
+    """With new in DRAIN or MAINT, HAProxy's router cannot be read (the engine passes no
+    split), and the counts charge new's share of the backend's traffic as failures:
+    the gate FAILs instead of going quiet."""
+    import httpx
+
+    from shiftover.demo.haproxy import find_haproxy, stub_stack
+    from shiftover.errors import RouterError
+    from shiftover.routers.haproxy import HAProxyRouter
+
+    if find_haproxy() is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy)")
+    with stub_stack(tmp_path, new_weight=256) as st:
+        sock = str(st.haproxy.socket_path)
+        router = HAProxyRouter(sock, "web", "old", "new")
+        spec = CompareGate(type="compare", name="cmp", min_requests=50, source={
+            "type": "haproxy_stats", "socket": sock, "backend": "web", "old": "old",
+            "new": "new"})
+        gate = Gate(spec, CompareProvider.from_spec(spec))
+        clock = [1000.0]
+
+        def check() -> Any:
+            try:
+                split: Weights | None = router.read()
+            except RouterError:
+                split = None
+            clock[0] += 1.0
+            try:
+                out: Any = gate.measure(now=clock[0], split=split)
+            except ProviderError as exc:
+                out = exc
+            return gate.judge(out, now=clock[0])
+
+        def traffic(n: int) -> None:
+            with httpx.Client(timeout=5.0) as client:
+                for _ in range(n):
+                    client.get(st.haproxy.frontend_url)
+
+        check()
+        traffic(200)
+        assert check().verdict is Verdict.PASS
+        for state in ("drain", "maint"):
+            router.runtime.command(f"set server web/new state {state}")
+            traffic(100)
+            r = check()
+            assert r.verdict is Verdict.FAIL, (state, r.reason)
+            assert r.evidence is not None and r.evidence["final"] is True
+
+
+def test_a_health_probe_is_not_the_guard_a_compare_gate_needs(tmp_path: Any) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "service: web\n"
+        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
+        "steps: [10, 100]\nbake: 10s\n"
+        "normal_state:\n"
+        "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
+        "  - name: errors vs old\n"
+        "    type: compare\n"
+        "    source: {type: haproxy_stats, socket: /tmp/x.sock, backend: web, old: old, new: new}\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert "plan.yaml:8:11" in str(info.value) and "alerts gate" in str(info.value)
+    path.write_text(path.read_text().replace(
+        "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n",
+        "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
+        "labels: {service: web}}\n"))
+    assert load_plan(path).plan.normal_state[1].type == "compare"

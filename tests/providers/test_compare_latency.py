@@ -113,3 +113,12 @@ def test_plan_rules(tmp_path: Any) -> None:
     with pytest.raises(PlanError) as info:
         load_plan(path)
     assert "absolute threshold" in str(info.value)  # an SLO alone is not the required guard
+
+
+def test_at_100_no_figure_from_new_is_no_data_not_a_pass() -> None:
+    src = Figures()
+    p = CompareLatencyProvider(src)
+    judge = make_judge(spec(slo=0.5))
+    src.value = (0.2, None)  # old's range still has figures; new has none (dead?)
+    r = judge(p.measure(now=1.0, split=Weights(100)), now=1.0)
+    assert r.verdict is Verdict.INCONCLUSIVE and "no latency figure from new" in r.reason

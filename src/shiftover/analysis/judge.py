@@ -247,6 +247,9 @@ class CompareLatencyJudge:
                                  error=True)
         evidence = {**v.as_dict(), "step": d.get("step"), "since": d.get("since"),
                     "final": v.regression}
+        if "not_applicable" in d and v.outcome is not Verdict.FAIL and d.get("new") is None:
+            return _inconclusive(spec, now, "no latency figure from new at 100%: no data "
+                                 "never passes", threshold=threshold)
         if "not_applicable" in d and v.outcome is not Verdict.FAIL:
             evidence["not_applicable"] = True
             why = f"not applicable: {d['not_applicable']}"

@@ -23,7 +23,13 @@ counters, Prometheus counters, CloudWatch and Datadog sums), and the judging is
   have a gate that judges the new environment on its own (the plan refuses it
   otherwise): at 100% that gate decides, and it also catches what a comparison
   cannot see, a fault both environments share (a common database).
-- An unknown split (the router unreadable) is no data: never a pass.
+- An unknown split (the router unreadable: with HAProxy, a new server DOWN by
+  its health check) does not stop the step's test: it keeps counting at the last
+  known split, so breakage the counts show (HAProxy counts a DOWN new server's
+  share as failed requests) still FAILs. With no step in progress it is no data.
+- Where there is nothing to judge (0%, 100%, no step yet) the source is still
+  asked once, so one that cannot work at all (a misspelt server, a Prometheus
+  that is not there) is an error before any traffic moves.
 """
 
 from __future__ import annotations
@@ -106,16 +112,36 @@ class CompareProvider:
     def describe(self) -> str:
         return f"compare {self.source.describe()}"
 
+    def _probe(self, now: float) -> None:
+        """Ask the source once where there is nothing to judge (0%, 100%, no step yet):
+        a source that cannot work at all is an error before any traffic moves, not
+        only once it is needed (``validate`` runs at 0%)."""
+        try:
+            self.source.counts(since=now, now=now)
+        except NoData:
+            pass
+        except ValueError as exc:
+            raise ProviderError(f"{self.source.describe()}: {exc}") from None
+
     def measure(self, *, now: float, split: Weights | None = None) -> Measurement:
+        notes: dict[str, Any] = {}
         if split is None:
+            if self._split is None or self._since is None:
+                self._probe(now)
+                raise NoData("the router's split is unknown: the comparison waits for it",
+                             hint="see the router's error in the run's output")
+            # keep counting the step in progress: a router that cannot be read (HAProxy
+            # with the new server DOWN by its health check) is no reason to stop looking,
+            # and evidence gathered so far is not thrown away
+            split = self._split
+            notes["split_unknown"] = True
+        elif split.new_percent == 0:
             self._split = self._since = None
-            raise NoData("the router's split is unknown: the comparison waits for it",
-                         hint="see the router's error in the run's output")
-        if split.new_percent == 0:
-            self._split = self._since = None
+            self._probe(now)
             raise NoData("the new environment is at 0%: nothing to compare yet")
-        if split.new_percent == 100:
+        elif split.new_percent == 100:
             self._split = self._since = None
+            self._probe(now)
             return Measurement(value=None, at=now, samples=0, details={
                 "step": split.exact,
                 "not_applicable": "the old environment serves nothing at 100%: no live baseline "
@@ -132,7 +158,7 @@ class CompareProvider:
                 raise ProviderError(f"{self.source.describe()}: {exc}") from None
             raise
         return Measurement(value=None, at=now, samples=counts.new_requests, details={
-            "step": split.exact, "since": since, "counts": counts.as_dict()})
+            "step": split.exact, "since": since, "counts": counts.as_dict(), **notes})
 
 
 __all__ = ["COUNT_SOURCES", "CompareGate", "CompareProvider", "build_count_source",

@@ -13,7 +13,9 @@ measures and tracks the step:
 - at 0% new has no traffic: no data;
 - at 100% old serves nothing: the comparison is not applicable, and only the
   SLO (when set) still judges new's figures;
-- an unknown split is no data.
+- an unknown split keeps the step's test going at the last known split (no
+  data when no step is in progress); where there is nothing to judge the source
+  is still asked once, so one that cannot work is an error before traffic moves.
 
 A source's figures are per *interval*: its queries should cover about one
 ``interval`` of the plan (a ``[15s]`` range for a 15 s interval), so that
@@ -112,19 +114,32 @@ class CompareLatencyProvider:
     def describe(self) -> str:
         return f"compare_latency {self.source.describe()}"
 
+    def _probe(self, now: float) -> None:
+        """Ask the source once where there is nothing to judge: a source that cannot
+        work at all is an error before any traffic moves (``validate`` runs at 0%)."""
+        try:
+            self.source.latency(now=now)
+        except NoData:
+            pass
+
     def measure(self, *, now: float, split: Weights | None = None) -> Measurement:
+        notes: dict[str, Any] = {}
         if split is None:
+            if self._split is None or self._since is None:
+                self._probe(now)
+                raise NoData("the router's split is unknown: the comparison waits for it",
+                             hint="see the router's error in the run's output")
+            split = self._split  # keep the step's test going (see compare gates)
+            notes["split_unknown"] = True
+        elif split.new_percent == 0:
             self._split = self._since = None
-            raise NoData("the router's split is unknown: the comparison waits for it",
-                         hint="see the router's error in the run's output")
-        if split.new_percent == 0:
-            self._split = self._since = None
+            self._probe(now)
             raise NoData("the new environment is at 0%: no latency to compare yet")
         if split != self._split or self._since is None or now < self._since:
             self._split, self._since = split, now
         old, new = self.source.latency(now=now)
         details: dict[str, Any] = {"step": split.exact, "since": self._since,
-                                   "old": old, "new": new}
+                                   "old": old, "new": new, **notes}
         if split.new_percent == 100:
             details["not_applicable"] = ("the old environment serves nothing at 100%: no live "
                                          "baseline; only the SLO judges new")
