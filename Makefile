@@ -23,6 +23,7 @@ bench: system venv
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/aws_routers.py
 	$(BIN)/python benchmarks/detection.py
+	$(BIN)/python benchmarks/latency_detection.py
 
 # HAProxy, Prometheus, Alertmanager and PostgreSQL come from Debian's packages. Their services
 # are not started: shiftover and its tests run the binaries themselves on 127.0.0.1
