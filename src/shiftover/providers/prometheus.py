@@ -554,8 +554,11 @@ class PrometheusAlertsProvider:
 # --- counts for compare gates --------------------------------------------------
 
 # how far before a step's start a counter's last sample is looked for: Prometheus's
-# own lookback (a series without a sample in 5 minutes is stale)
+# own lookback (a series without a sample in 5 minutes is stale); also how far back
+# each later query re-reads before the previous one (samples that became visible late)
 COUNT_LOOKBACK = 300
+# the longest gap between two checks one query covers (beyond: see PrometheusCounts)
+COUNT_MAX_GAP = 3600
 _COUNTER_HINT = (
     'use a counter selector such as http_requests_total{env="new"}, not rate()/sum()/increase() '
     "or a range: shiftover appends the range [Ns] and reads the counter's raw samples itself"
@@ -647,27 +650,81 @@ def _plain(selector: str) -> bool:
 
 
 @dataclass
+class _Counter:
+    """One counter series' state within a step: its last sample read (``at`` is
+    -inf and ``value`` 0 before the first one: a series born during the step counts
+    from 0) and its increase after ``since`` so far (:func:`counter_increase`'s rule,
+    continued sample by sample)."""
+
+    at: float = -math.inf
+    value: int = 0
+    total: int = 0
+
+    def add(self, samples: Sequence[tuple[float, int]], since: float) -> None:
+        for at, value in samples:
+            if at <= self.at:  # read by an earlier query (the ranges overlap)
+                continue
+            if at > since:
+                self.total += value - self.value if value >= self.value else value
+            self.at, self.value = at, value
+
+
+# a series' identity within one selector: its label set
+_SeriesKey = tuple[tuple[str, str], ...]
+
+
+@dataclass
 class PrometheusCounts:
     """Each environment's requests and errors over ``(since, now]`` from Prometheus
     counters (the :class:`~shiftover.providers.base.CountSource` of ``compare``
     gates; see :class:`PrometheusCountsSpec` for what to select).
 
-    Every selector is read as ``selector[Ns]`` evaluated at ``now``, N whole
-    seconds covering ``now - since`` plus :data:`COUNT_LOOKBACK`: the raw samples
-    of every matching series, which :func:`counter_increase` turns into exact
-    counts with resets absorbed; the series are summed. ``now`` and ``since`` are
-    the engine's clock: a Prometheus clock off by a few seconds shifts the window
-    of both environments alike (the newest samples are counted a little later, or
-    a few seconds of the step before are counted too), which leaves the
-    comparison fair. Each environment's errors are read before its requests, so
-    a scrape that lands between the two queries can add requests, never errors
-    without their requests. A reset that a scrape never saw (a counter restarted
-    and back above its old value before the next scrape) cannot be told from the
-    samples: keep the scrape interval well below the time that takes.
+    Every selector is read as ``selector[Ns]`` evaluated at ``now``: the raw
+    samples of every matching series, which :func:`counter_increase`'s rule turns
+    into exact counts with resets absorbed; the series are summed. The counting is
+    incremental, so that a long step (an approval awaited overnight, a paused run)
+    costs each check no more than a short one: the source keeps, per selector and
+    per series (its label set), the last sample it read and the series' increase
+    so far, and each check asks only for what is new.
 
-    No series for an environment's requests is ``NoData`` (nothing served yet, or
-    a label that matches nothing); no series for its errors is 0 (client
-    libraries create the ``code="500"`` series at the first error)."""
+    - The first check of a step (a new ``since``) reads ``now - since`` plus
+      :data:`COUNT_LOOKBACK` seconds, whole: the samples before ``since`` are the
+      baselines. That range is short: a ``compare`` gate marks a step's start with
+      ``since == now`` (:class:`~shiftover.providers.compare.CompareProvider`).
+    - Every later check reads the seconds since the previous check's ``now`` plus
+      :data:`COUNT_LOOKBACK` (samples a slow scrape made visible late, or a
+      Prometheus clock behind ours), skips each series' samples up to the last one
+      already read, applies the reset rule from that sample on, and adds. The
+      result is what one query over the whole step would give (the tests check it
+      on scripted histories), and it never goes down: every check only adds.
+    - A series that appears later counts from 0 (a new pod); one that vanishes
+      keeps what it counted (a pod gone).
+    - The gap covered is at most :data:`COUNT_MAX_GAP` seconds (plus the lookback).
+      A longer one happens only when this process stalled for longer than that
+      within a step (a restarted run starts the step over, with a new source):
+      the samples before the capped range are then not read, so a reset or a
+      series born and gone in the unread part is missed (the counts come out
+      lower, never higher, and still never go down); each series' increase across
+      the gap is still counted, from its last sample read to its first one after.
+    - A check that fails (any query) changes nothing: the next one reads from the
+      last check that succeeded.
+
+    ``now`` and ``since`` are the engine's clock: a Prometheus clock off by a few
+    seconds shifts the window of both environments alike (the newest samples are
+    counted a little later, or a few seconds of the step before are counted too),
+    which leaves the comparison fair. Each environment's errors are read before
+    its requests, so a scrape that lands between the two queries can add
+    requests, never errors without their requests. A reset that a scrape never saw
+    (a counter restarted and back above its old value before the next scrape)
+    cannot be told from the samples: keep the scrape interval well below the time
+    that takes. Samples ingested out of order (a series' sample older than one
+    already read, which Prometheus refuses unless out-of-order ingestion is on)
+    are skipped.
+
+    No series for an environment's requests in the step so far is ``NoData``
+    (nothing served yet, or a label that matches nothing); no series for its
+    errors is 0 (client libraries create the ``code="500"`` series at the first
+    error)."""
 
     Spec: ClassVar[type[PrometheusCountsSpec]] = PrometheusCountsSpec
     url: str
@@ -675,6 +732,12 @@ class PrometheusCounts:
     new: PrometheusEnvSelectors
     timeout: float = 5.0
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    # the step counted so far: its since, the previous check's now, and per
+    # (environment, "requests"|"errors") the state of each series read
+    _since: float | None = field(default=None, init=False, repr=False)
+    _last_now: float | None = field(default=None, init=False, repr=False)
+    _series: dict[tuple[str, str], dict[_SeriesKey, _Counter]] = field(
+        default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_spec(
@@ -687,6 +750,13 @@ class PrometheusCounts:
         return (f"prometheus {redact_url(self.url)}: {self.old.requests} (old) vs "
                 f"{self.new.requests} (new)")
 
+    def _span(self, since: float, now: float) -> int:
+        """The range, in whole seconds, of this check's queries (see the class doc)."""
+        if self._since != since or self._last_now is None:  # a new step: from its start
+            return math.ceil(max(now - since, 0.0)) + COUNT_LOOKBACK
+        gap = min(max(now - self._last_now, 0.0), COUNT_MAX_GAP)
+        return math.ceil(gap) + COUNT_LOOKBACK
+
     def counts(self, *, since: float, now: float) -> EnvCounts:
         envs = {"old": self.old, "new": self.new}
         for env, sel in envs.items():
@@ -697,13 +767,25 @@ class PrometheusCounts:
                         f"the {env} environment's {what} selector {selector!r} is not a plain "
                         "series selector", hint=_COUNTER_HINT)
         api = _Api(self.url, self.timeout, self.transport, "Prometheus")
-        span = math.ceil(max(now - since, 0.0)) + COUNT_LOOKBACK
+        span = self._span(since, now)
+        read: dict[tuple[str, str], dict[_SeriesKey, list[tuple[float, int]]]] = {}
+        for env, sel in envs.items():
+            for what in ("errors", "requests"):
+                read[env, what] = self._read(api, getattr(sel, what), now, span)
+        # every query answered: only now does the step's state move on
+        if self._since != since or self._last_now is None:
+            self._series = {}
+        self._since, self._last_now = since, now
+        for key, samples_of in read.items():
+            counters = self._series.setdefault(key, {})
+            for labels, samples in samples_of.items():
+                counters.setdefault(labels, _Counter()).add(samples, since)
         totals: dict[str, tuple[int, int]] = {}
         empty: list[str] = []
         for env, sel in envs.items():
-            errors, _ = self._total(api, sel.errors, since, now, span)
-            requests, found = self._total(api, sel.requests, since, now, span)
-            if not found:
+            errors = sum(c.total for c in self._series[env, "errors"].values())
+            requests = sum(c.total for c in self._series[env, "requests"].values())
+            if not self._series[env, "requests"]:
                 empty.append(sel.requests)
             elif errors > requests:
                 raise ProviderError(
@@ -718,10 +800,9 @@ class PrometheusCounts:
                 hint="no requests counted yet (no traffic, target not scraped) or a label is misspelt")
         return EnvCounts(totals["old"][0], totals["old"][1], totals["new"][0], totals["new"][1])
 
-    def _total(self, api: _Api, selector: str, since: float, now: float,
-               span: int) -> tuple[int, bool]:
-        """The selector's series' increase after ``since`` summed, and whether any
-        series matched."""
+    def _read(self, api: _Api, selector: str, now: float,
+              span: int) -> dict[_SeriesKey, list[tuple[float, int]]]:
+        """The samples of each series of ``selector[span s]`` at ``now``, by label set."""
         query = f"{selector}[{span}s]"
         where = _endpoint(api.shown, "/api/v1/query")
         params = {"query": query, "time": f"{now:.3f}", "timeout": f"{api.timeout:g}"}
@@ -732,7 +813,7 @@ class PrometheusCounts:
             raise ProviderError(
                 f"Prometheus at {where} returned a {data.get('resultType')!s} for {query!r}, "
                 "not the samples of a range", hint=_COUNTER_HINT)
-        total = 0
+        out: dict[_SeriesKey, list[tuple[float, int]]] = {}
         for series in result:
             values = series.get("values") if isinstance(series, dict) else None
             if not isinstance(values, list):
@@ -740,10 +821,11 @@ class PrometheusCounts:
                     f"Prometheus at {where} sent a series without samples for {query!r}",
                     hint="select counters (float samples), not native histograms; check that "
                          "the url is a Prometheus-compatible API")
-            labels = _labels_text(_labels_of(series.get("metric")))
-            samples = [self._sample(point, selector, labels, where) for point in values]
-            total += counter_increase(samples, since)
-        return total, bool(result)
+            labels = _labels_of(series.get("metric"))
+            shown = _labels_text(labels)
+            samples = [self._sample(point, selector, shown, where) for point in values]
+            out.setdefault(tuple(sorted(labels.items())), []).extend(samples)
+        return out
 
     @staticmethod
     def _sample(point: Any, selector: str, labels: str, where: str) -> tuple[float, int]:
