@@ -28,6 +28,8 @@ from shiftover.errors import NoData, ProviderError
 from shiftover.plan import PlanError, parse_plan_text
 from shiftover.providers import build_provider, gate_specs
 from shiftover.providers.datadog import (
+    COUNT_MAX_MINUTES,
+    COUNT_SETTLE_MINUTES,
     DatadogCounts,
     DatadogCountsSpec,
     DatadogGate,
@@ -656,7 +658,8 @@ def count(dd: DatadogDouble, query: str, at: float, n: float) -> None:
 
 def test_a_compare_gate_takes_datadog_sums() -> None:
     text = plan_yaml(
-        "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
+        f"  - {{name: new error ratio, type: datadog, max: 0.05, query: '{errors('eks')} / "
+        f"{hits('eks')}'}}\n"
         "  - name: errors vs old\n"
         "    type: compare\n"
         "    source:\n"
@@ -768,3 +771,116 @@ def test_a_wrong_key_is_an_error_at_the_steps_mark_without_the_key(
         DatadogCounts.from_spec(counts_spec()).counts(since=MINUTE, now=MINUTE)
     assert "HTTP 403" in info.value.message and not isinstance(info.value, NoData)
     no_keys(info.value)
+
+
+# --- long steps: minutes that stay put, queries within Datadog's 1,500 points -------------
+
+QIDS = {"old_requests": hits("ec2"), "old_errors": errors("ec2"),
+        "new_requests": hits("eks"), "new_errors": errors("eks")}
+
+
+def per_minute(qid: str, minute: int) -> float:
+    """The scripted traffic: each query's count in its ``minute``-th minute."""
+    return {"old_requests": 3.0 + minute % 4, "old_errors": float(minute % 7 == 0),
+            "new_requests": 2.0 + minute % 3, "new_errors": float(minute % 10 == 0)}[qid]
+
+
+def expected(minutes: range) -> EnvCounts:
+    return EnvCounts(*(int(sum(per_minute(qid, m) for m in minutes)) for qid in QIDS))
+
+
+def spans(double: DatadogDouble) -> list[tuple[int, int]]:
+    return [(int(q["from"]), int(q["to"])) for q in queries(double)]
+
+
+def test_a_step_longer_than_datadogs_points_is_counted_exactly_in_bounded_queries(
+    dd: DatadogDouble,
+) -> None:
+    """A 30-hour step (1,800 minutes, more than Datadog's 1,500 points) checked every
+    10 minutes, each minute's points arriving once it closed: every check is exact,
+    never down, and asks only for the last few minutes."""
+    source = DatadogCounts.from_spec(counts_spec())
+    assert source.counts(since=MINUTE, now=MINUTE) == EnvCounts(0, 0, 0, 0)
+    last = EnvCounts(0, 0, 0, 0)
+    arrived = 0
+    for check in range(1, 181):
+        now = MINUTE + check * 600 + 5
+        while MINUTE + (arrived + 1) * 60 <= now:  # the minutes closed by now
+            for qid, query in QIDS.items():
+                if per_minute(qid, arrived):
+                    count(dd, query, MINUTE + arrived * 60, per_minute(qid, arrived))
+            arrived += 1
+        dd.clear_requests()
+        got = source.counts(since=MINUTE, now=now)
+        assert got == expected(range(arrived)), check
+        assert all(b >= a for a, b in zip(last.as_dict().values(), got.as_dict().values(),
+                                          strict=True))
+        last = got
+        end = MINUTE + (check * 10 + 1) * 60  # now rounded up
+        # four queries: from the previous check's end less the minutes read again
+        assert spans(dd) == [(end - (10 + COUNT_SETTLE_MINUTES) * 60
+                              if check > 1 else MINUTE, end)] * 4, check
+    assert arrived == 1800 and last == expected(range(1800))
+
+
+def test_a_long_span_at_once_is_read_in_chunks_within_datadogs_points(dd: DatadogDouble) -> None:
+    """The first check 30 hours after the mark (a source that could not be read all that
+    time): the span is read in consecutive chunks of at most COUNT_MAX_MINUTES, each
+    minute once; the next check asks only for the last few minutes."""
+    for m in range(1900):
+        for qid, query in QIDS.items():
+            if per_minute(qid, m):
+                count(dd, query, MINUTE + m * 60, per_minute(qid, m))
+    source = DatadogCounts.from_spec(counts_spec())
+    source.counts(since=MINUTE, now=MINUTE)
+    dd.clear_requests()
+    now = MINUTE + 1800 * 60
+    assert source.counts(since=MINUTE, now=now) == expected(range(1800))
+    asked = spans(dd)
+    assert all(to - frm <= COUNT_MAX_MINUTES * 60 for frm, to in asked)
+    chunks = sorted(set(asked))
+    assert chunks == [(MINUTE, MINUTE + COUNT_MAX_MINUTES * 60), (MINUTE + COUNT_MAX_MINUTES * 60,
+                                                                 now)]
+    assert len(asked) == 4 * len(chunks)
+    dd.clear_requests()
+    assert source.counts(since=MINUTE, now=now + 60) == expected(range(1801))
+    assert set(spans(dd)) == {(now - COUNT_SETTLE_MINUTES * 60, now + 60)}
+
+
+def test_late_points_count_until_their_minute_settles_and_counts_never_go_down(
+    dd: DatadogDouble,
+) -> None:
+    for qid, query in QIDS.items():
+        if qid.endswith("requests"):
+            count(dd, query, MINUTE, 10)
+    source = DatadogCounts.from_spec(counts_spec())
+    source.counts(since=MINUTE, now=MINUTE)
+    assert source.counts(since=MINUTE, now=MINUTE + 60) == EnvCounts(10, 0, 10, 0)
+    count(dd, hits("eks"), MINUTE, 5)  # late, within the minutes read again: counted
+    count(dd, errors("eks"), MINUTE, 2)
+    now = MINUTE + COUNT_SETTLE_MINUTES * 60
+    assert source.counts(since=MINUTE, now=now) == EnvCounts(10, 0, 15, 2)
+    count(dd, hits("eks"), MINUTE, -3)  # a re-read with less (points still missing): kept
+    assert source.counts(since=MINUTE, now=now) == EnvCounts(10, 0, 15, 2)
+    # the minute settles once it is more than COUNT_SETTLE_MINUTES before the end
+    assert source.counts(since=MINUTE, now=now + 60) == EnvCounts(10, 0, 15, 2)
+    count(dd, hits("eks"), MINUTE, 100)  # later still: not counted, and nothing goes down
+    count(dd, hits("ec2"), MINUTE + 11 * 60, 4)
+    assert source.counts(since=MINUTE, now=now + 120) == EnvCounts(14, 0, 15, 2)
+
+
+def test_a_new_since_starts_over_and_a_failed_check_changes_nothing(dd: DatadogDouble) -> None:
+    for m in range(40):
+        for qid, query in QIDS.items():
+            if per_minute(qid, m):
+                count(dd, query, MINUTE + m * 60, per_minute(qid, m))
+    source = DatadogCounts.from_spec(counts_spec())
+    source.counts(since=MINUTE, now=MINUTE)
+    assert source.counts(since=MINUTE, now=MINUTE + 1200) == expected(range(20))
+    dd.fail("http500", times=1)
+    with pytest.raises(ProviderError):
+        source.counts(since=MINUTE, now=MINUTE + 1800)
+    assert source.counts(since=MINUTE, now=MINUTE + 1800) == expected(range(30))
+    step = MINUTE + 1800 + 30
+    assert source.counts(since=step, now=step) == EnvCounts(0, 0, 0, 0)
+    assert source.counts(since=step, now=MINUTE + 2400) == expected(range(31, 40))

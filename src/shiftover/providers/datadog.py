@@ -708,6 +708,11 @@ class DatadogProvider:
 
 # the counts source sums each query's points per minute (see DatadogCounts)
 COUNT_ROLLUP = 60
+# the most minutes one counts query spans: Datadog returns at most 1,500 points per
+# series and past that coarsens the rollup, whatever .rollup() asks
+COUNT_MAX_MINUTES = 1400
+# how many of the newest minutes every check reads again, their late points included
+COUNT_SETTLE_MINUTES = 10
 
 
 def rolled_up(query: str) -> str:
@@ -796,36 +801,61 @@ class DatadogCounts:
     """Requests and errors of each environment from Datadog (the
     :class:`~shiftover.providers.base.CountSource` of ``compare`` gates).
 
-    ``counts(since, now)`` runs each of the four queries once (``GET /api/v1/query``,
-    so four requests per check against the org's query rate limit) with
-    ``.rollup(sum, 60)`` appended, over ``[start, end)``: ``since`` rounded up and
-    ``now`` rounded up to whole minutes (epoch seconds: the engine's clock, the
-    wall clock in a run), and adds up the points. The fixed one-minute rollup is
-    what keeps the counts from ever going down: left to itself, Datadog picks a
-    coarser interval as the span grows, and the bucket the step started in would
-    move. Rounding ``since`` up leaves out the minute the step started in (it also
-    holds the step before's traffic, at another split).
+    ``counts(since, now)`` sums each of the four queries' points, sent with
+    ``.rollup(sum, 60)`` appended (``GET /api/v1/query``), over the step's whole
+    minutes ``[start, end)``: ``since`` rounded up and ``now`` rounded up to whole
+    minutes (epoch seconds: the engine's clock, the wall clock in a run).
+    Rounding ``since`` up leaves out the minute the step started in (it also holds
+    the step before's traffic, at another split).
 
-    Datadog's metrics arrive late (a minute or so; the minute in progress is
-    partial), so the counts trail the traffic and grow as points arrive; a check
-    sees less evidence, never wrong evidence. A marked start (``since == now``) or
-    a span within one minute has no whole minute: all zeros, though Datadog is
-    still asked (the minute before, its points unused) so that bad keys or a
-    query Datadog rejects fail from the first check.
+    The counts never go down, however long the step:
 
-    A requests query without a series (or with only null points) in the span is
-    ``NoData``; an errors query without one, while requests were counted, is 0
-    errors (APM publishes no error points while nothing fails: check the errors
-    query's spelling in Datadog, a typo there would read as no errors). Several
-    series, a sum that is not a whole number (a rate, not ``.as_count()``), and
-    more errors than requests are ``ProviderError``: the errors query must count a
-    subset of the requests query's requests.
+    - Every minute is its own bucket. Datadog returns at most 1,500 points per
+      series and, for a longer span, coarsens the rollup whatever ``.rollup()``
+      asks (past about 25 hours at one minute): the buckets would then move and
+      the sum of the step could shrink. So no query spans more than
+      :data:`COUNT_MAX_MINUTES` minutes; a longer span is read in consecutive
+      chunks of whole minutes, each minute in exactly one of them.
+    - The counting is incremental: the source keeps, for the step (its
+      ``since``), the sum of the minutes it has settled and asks only for the
+      minutes after them, so a check costs four queries of a few minutes however
+      long the step has run (a long gap since the last check, a few more).
+      Datadog's points arrive late (a minute or so; the minute in progress is
+      partial), so the newest :data:`COUNT_SETTLE_MINUTES` minutes before ``end``
+      stay unsettled: every check reads them again and each minute's value is
+      replaced by the new one, or kept when the new one is smaller (a late point
+      only adds to a minute; a smaller one is an answer still missing points).
+      A minute older than that is settled, with what had arrived: a point later
+      still is not counted. A query that fails changes nothing but the chunks
+      read whole before it (all four queries).
+
+    So the counts trail the traffic and grow as points arrive; a check sees less
+    evidence, never wrong evidence. A marked start (``since == now``) or a span
+    within one minute has no whole minute: all zeros, though Datadog is still
+    asked (the minute before, its points unused) so that bad keys or a query
+    Datadog rejects fail from the first check. A new ``since`` starts over.
+
+    A requests query without a series (or with only null points) in the step so
+    far is ``NoData``; an errors query without one, while requests were counted,
+    is 0 errors (APM publishes no error points while nothing fails: check the
+    errors query's spelling in Datadog, a typo there would read as no errors).
+    Several series, a sum that is not a whole number (a rate, not
+    ``.as_count()``), and more errors than requests are ``ProviderError``: the
+    errors query must count a subset of the requests query's requests.
     """
 
     Spec: ClassVar[type[DatadogCountsSpec]] = DatadogCountsSpec
     queries: dict[str, str]  # old_requests, old_errors, new_requests, new_errors
     timeout: float = 10.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    # the step counted so far: its since; the minutes before _settled_to (from the
+    # step's first) summed per query, and whether any had a point; the newer minutes'
+    # values per query (minute's epoch seconds -> the largest value read)
+    _since: float | None = field(default=None, init=False, repr=False)
+    _settled_to: int = field(default=0, init=False, repr=False)
+    _settled: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _settled_seen: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
+    _recent: dict[str, dict[float, float]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def from_spec(cls, spec: DatadogCountsSpec) -> DatadogCounts:
@@ -843,13 +873,26 @@ class DatadogCounts:
         end = math.ceil(now / COUNT_ROLLUP) * COUNT_ROLLUP
         span = (f"from {datetime.fromtimestamp(start, UTC).isoformat()} "
                 f"to {datetime.fromtimestamp(end, UTC).isoformat()}")
+        if self._since != since:  # a new step: start over
+            self._since, self._settled_to = since, start
+            self._settled = dict.fromkeys(self.queries, 0.0)
+            self._settled_seen = dict.fromkeys(self.queries, False)
+            self._recent = {qid: {} for qid in self.queries}
         with _Session(self.timeout, self.sleep, "timeseries_query") as dd:
             if end <= start:  # no whole minute yet: ask anyway, so that errors show at once
                 for query in self.queries.values():
                     _query(dd, rolled_up(query), start - COUNT_ROLLUP, start)
                 return EnvCounts(0, 0, 0, 0)
-            sums = {qid: self._sum(dd, query, start, end) for qid, query in self.queries.items()}
-        silent = [self.queries[f"{env}_requests"] for env in _ENVS if sums[f"{env}_requests"] is None]
+            settle_before = end - COUNT_SETTLE_MINUTES * COUNT_ROLLUP
+            first = self._settled_to
+            while first < end:  # chunks of whole minutes, each within Datadog's points
+                last = min(first + COUNT_MAX_MINUTES * COUNT_ROLLUP, end)
+                read = {qid: self._points(dd, query, first, last)
+                        for qid, query in self.queries.items()}
+                self._merge(read, min(last, settle_before))
+                first = last
+        silent = [self.queries[f"{env}_requests"] for env in _ENVS
+                  if not (self._settled_seen[f"{env}_requests"] or self._recent[f"{env}_requests"])]
         if silent:
             raise NoData(
                 f"Datadog has no points {span} for {' nor '.join(map(repr, silent))}: "
@@ -858,8 +901,9 @@ class DatadogCounts:
                      "metric and tags in the Metrics Explorer",
             )
         counts: dict[str, int] = {}
-        for qid, total in sums.items():
-            counts[qid] = _whole(total or 0.0, f"Datadog query {self.queries[qid]!r} {span}")
+        for qid in self.queries:
+            total = math.fsum([self._settled[qid], *self._recent[qid].values()])
+            counts[qid] = _whole(total, f"Datadog query {self.queries[qid]!r} {span}")
         for env in _ENVS:
             requests, errors = counts[f"{env}_requests"], counts[f"{env}_errors"]
             if errors > requests:
@@ -874,14 +918,31 @@ class DatadogCounts:
         return EnvCounts(counts["old_requests"], counts["old_errors"],
                          counts["new_requests"], counts["new_errors"])
 
+    def _merge(self, read: Mapping[str, Sequence[tuple[float, float]]], settle_to: int) -> None:
+        """Take one chunk's points (every query's): each minute's value replaced by the
+        larger of the two reads; then the minutes before ``settle_to`` settled."""
+        for qid, points in read.items():
+            recent = self._recent[qid]
+            for at, value in points:
+                recent[at] = max(recent.get(at, value), value)
+        if settle_to <= self._settled_to:
+            return
+        for qid, recent in self._recent.items():
+            done = [at for at in recent if at < settle_to]
+            if done:
+                self._settled[qid] = math.fsum([self._settled[qid], *(recent[at] for at in done)])
+                self._settled_seen[qid] = True
+                for at in done:
+                    del recent[at]
+        self._settled_to = settle_to
+
     @staticmethod
-    def _sum(dd: _Session, query: str, start: int, end: int) -> float | None:
-        """The query's points in ``[start, end)`` added up; None without any."""
+    def _points(dd: _Session, query: str, start: int, end: int) -> list[tuple[float, float]]:
+        """The query's points in ``[start, end)`` (a span of at most COUNT_MAX_MINUTES)."""
         series = _query(dd, rolled_up(query), start, end)
         if not series:
-            return None
-        points = [v for t, v in _one_series(dd, query, series).stamped if start <= t < end]
-        return math.fsum(points) if points else None
+            return []
+        return [(t, v) for t, v in _one_series(dd, query, series).stamped if start <= t < end]
 
 
 # --- monitors ------------------------------------------------------------------------
@@ -1032,7 +1093,9 @@ class DatadogMonitorsProvider:
 
 
 __all__ = [
+    "COUNT_MAX_MINUTES",
     "COUNT_ROLLUP",
+    "COUNT_SETTLE_MINUTES",
     "DEFAULT_SITE",
     "DatadogCounts",
     "DatadogCountsSpec",
