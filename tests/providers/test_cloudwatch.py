@@ -618,7 +618,7 @@ def test_no_region_is_an_error_with_the_fix(aws: Any, monkeypatch: pytest.Monkey
 # --- the compare gate's source: sums of each environment's counts ----------------
 
 COMPARE_PLAN = plan_yaml("""\
-  - {{name: probe, type: http, url: 'http://127.0.0.1:1/'}}
+  - {{name: alarms, type: cloudwatch_alarms, region: eu-west-1, alarm_name_prefix: web-}}
   - name: errors vs old
     type: compare
     source:
