@@ -175,17 +175,30 @@ def test_garbage_is_a_provider_error_not_a_crash(body: Any) -> None:
 
 @pytest.mark.parametrize("selector", ["rate(x[1m])", "sum(x)", "x[5m]", "x @ 100",
                                       "increase(x[5m])"])
-def test_a_selector_that_is_not_plain_is_refused_before_asking(selector: str) -> None:
-    source = _source({}, new={"requests": selector, "errors": NEW_E})
-    with pytest.raises(ProviderError, match="not a plain series selector") as exc:
-        source.counts(since=SINCE, now=SINCE)
-    assert "rate()/sum()" in str(exc.value.hint)
+def test_a_selector_that_is_not_plain_is_a_plan_error(selector: str) -> None:
+    with pytest.raises(ValidationError, match="not a plain series selector") as exc:
+        _source({}, new={"requests": selector, "errors": NEW_E})
+    assert "rate()/sum()" in str(exc.value)
+
+
+@pytest.mark.parametrize(("errors", "message"), [
+    ('http_requests_total{service="web",env="neww",code=~"5.."}', "does not keep"),
+    ('http_requests_total{service="web",env="new"}', "selects the same series"),
+])
+def test_errors_of_the_same_metric_must_refine_requests(errors: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _source({}, new={"requests": 'http_requests_total{service="web",env="new"}',
+                         "errors": errors})
+    # another metric for the errors is the user's call
+    _source({}, new={"requests": 'http_requests_total{service="web",env="new"}',
+                     "errors": 'http_errors_total{env="new"}'})
 
 
 def test_brackets_inside_label_values_are_plain() -> None:
     selector = 'http_requests_total{env="new",path=~"/api/(v1|v2)/[a-z]+"}'
+    errors = 'http_requests_total{env="new",path=~"/api/(v1|v2)/[a-z]+",code=~"5.."}'
     source = _source({selector: _matrix([(99.0, "1")]), OLD_R: _matrix([(99.0, "1")])},
-                     new={"requests": selector, "errors": NEW_E})
+                     new={"requests": selector, "errors": errors})
     assert source.counts(since=SINCE, now=SINCE) == EnvCounts(0, 0, 0, 0)
 
 

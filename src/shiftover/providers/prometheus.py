@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shiftover.errors import NoData, ProviderError
 from shiftover.providers.http import client, redact_url, scrub_userinfo
@@ -567,6 +567,36 @@ _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _NOT_PLAIN = re.compile(r"[()\[\]@]")
 
 
+_SELECTOR = re.compile(r"^\s*([A-Za-z_:][A-Za-z0-9_:]*)?\s*(?:\{(.*)\})?\s*$", re.S)
+
+
+def _matchers(selector: str) -> tuple[str | None, frozenset[str]] | None:
+    """A plain selector's metric name and its label matchers (whitespace removed), or
+    None when it does not parse as one."""
+    m = _SELECTOR.match(selector)
+    if m is None:
+        return None
+    name, body = m.group(1), m.group(2) or ""
+    parts, depth, current = [], "", []
+    for ch in body:  # split on commas outside quotes
+        if depth:
+            current.append(ch)
+            if ch == depth:
+                depth = ""
+        elif ch in "\"'`":
+            depth = ch
+            current.append(ch)
+        elif ch == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    cleaned = {re.sub(r"\s*(=~|!~|!=|=)\s*", r"\1", p.strip(), count=1)
+               for p in parts if p.strip()}
+    return name, frozenset(cleaned)
+
+
 class PrometheusEnvSelectors(SpecModel):
     """One environment's counters: series selectors, each summed over its series."""
 
@@ -575,6 +605,32 @@ class PrometheusEnvSelectors(SpecModel):
     errors: str = Field(min_length=1, description=(
         "a counter selector of the failed ones, a subset of requests' series, e.g. "
         'http_requests_total{env="new",code=~"5.."}'))
+
+    @field_validator("requests", "errors")
+    @classmethod
+    def _plain_selector(cls, value: str) -> str:
+        if not _plain(value):
+            raise rule(f"{value!r} is not a plain series selector: {_COUNTER_HINT}")
+        return value
+
+    @model_validator(mode="after")
+    def _errors_refine_requests(self) -> PrometheusEnvSelectors:
+        # the errors of a metric whose 5xx series do not exist yet read as 0: a typo in a
+        # label of the errors selector would make new look perfect. With the same metric,
+        # errors must keep every matcher of requests (and add its own).
+        requests, errors = _matchers(self.requests), _matchers(self.errors)
+        if requests is None or errors is None or requests[0] != errors[0]:
+            return self
+        missing = sorted(requests[1] - errors[1])
+        if missing:
+            raise rule(f"errors {self.errors!r} does not keep requests' matchers "
+                       f"{', '.join(missing)}: the errors must be a subset of the requests' "
+                       "series (add them, then the errors' own, e.g. code=~\"5..\")",
+                       ("errors",))
+        if requests[1] == errors[1]:
+            raise rule(f"errors {self.errors!r} selects the same series as requests: add the "
+                       'matcher of the failed ones, e.g. code=~"5.."', ("errors",))
+        return self
 
 
 class PrometheusCountsSpec(SpecModel):
