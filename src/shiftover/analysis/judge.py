@@ -43,6 +43,14 @@ def _threshold_text(spec: Any) -> str:
     return " and ".join(parts)
 
 
+def _with_hint(error: ProviderError) -> str:
+    """A provider's message with its hint (how to fix it): the check's reason is all
+    that `validate`, the journal and the live view show of it."""
+    hint = getattr(error, "hint", None)
+    return f"{error.message} (hint: {hint})" if hint and not isinstance(error, NoData) \
+        else error.message
+
+
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
@@ -88,7 +96,7 @@ def _judge_threshold(spec: Any, outcome: Measurement | ProviderError, now: float
     if isinstance(outcome, NoData):
         return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
     if isinstance(outcome, ProviderError):
-        return _inconclusive(spec, now, f"provider error: {outcome.message}", threshold=threshold,
+        return _inconclusive(spec, now, f"provider error: {_with_hint(outcome)}", threshold=threshold,
                              error=True)
     value, samples = outcome.value, outcome.samples
     if value is None or math.isnan(value):
@@ -115,7 +123,7 @@ def _judge_threshold(spec: Any, outcome: Measurement | ProviderError, now: float
 def _judge_alerts(spec: Any, outcome: Measurement | ProviderError, now: float) -> GateResult:
     threshold = "0 firing"
     if isinstance(outcome, ProviderError):  # NoData included: no answer is not "no alerts"
-        return _inconclusive(spec, now, f"cannot read alerts: {outcome.message}", threshold=threshold,
+        return _inconclusive(spec, now, f"cannot read alerts: {_with_hint(outcome)}", threshold=threshold,
                              error=not isinstance(outcome, NoData))
     firing = int(outcome.value or 0)
     if firing:
@@ -180,7 +188,7 @@ class CompareJudge:
         if isinstance(outcome, NoData):
             return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
         if isinstance(outcome, ProviderError):
-            return _inconclusive(spec, now, f"provider error: {outcome.message}",
+            return _inconclusive(spec, now, f"provider error: {_with_hint(outcome)}",
                                  threshold=threshold, error=True)
         details = outcome.details
         if "not_applicable" in details:
@@ -232,7 +240,7 @@ class CompareLatencyJudge:
         if isinstance(outcome, NoData):
             return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
         if isinstance(outcome, ProviderError):
-            return _inconclusive(spec, now, f"provider error: {outcome.message}",
+            return _inconclusive(spec, now, f"provider error: {_with_hint(outcome)}",
                                  threshold=threshold, error=True)
         d = outcome.details
         step = (d.get("step"), d.get("since"))
