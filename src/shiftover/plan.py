@@ -871,7 +871,38 @@ def _model_at(path: _PathKey, data: Any) -> type[BaseModel] | None:
         return ROUTER_MODELS.get(kind) if isinstance(kind, str) else None
     if len(path) == 2 and path[0] == "normal_state" and isinstance(path[1], int):
         return GATE_MODELS.get(kind) if isinstance(kind, str) else None
+    if len(path) > 2 and path[0] == "normal_state":  # inside a gate: a source, its old/new
+        parent = _model_at(path[:-1], data)
+        field = parent.model_fields.get(str(path[-1])) if parent is not None else None
+        if field is None:
+            return None
+        models = _models_in(field.annotation)
+        if len(models) > 1:  # a union of sources: the one its type names
+            models = [m for m in models if kind in _literal_tags(m)]
+        return models[0] if len(models) == 1 else None
     return None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _missing_hint(name: str, path: _PathKey, data: Any) -> str:
+    """How to add a missing field: the plan's usual example, or inside a gate what the
+    field's own model asks for (a source's ``new: {requests: ..., errors: ...}``)."""
+    model = _model_at(path[:-1], data) if path[:1] == ("normal_state",) else None
+    field = model.model_fields.get(name) if model is not None else None
+    if field is not None and len(path) > 3:
+        inner = _models_in(field.annotation)
+        if len(inner) == 1:
+            required = [k for k, f in inner[0].model_fields.items() if f.is_required()]
+            return f"add {name}: {{{', '.join(f'{k}: ...' for k in required)}}}"
+        if field.description:
+            return f"add {name}: ... ({field.description})"
+    example = _EXAMPLES.get(name)
+    return f"add {name}: {example}" if example else f"add {name}: to this mapping"
 
 
 def _suggest(word: Any, choices: list[str] | tuple[str, ...]) -> str | None:
@@ -936,8 +967,7 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
         return _Problem(tree.pos(p, key=key), message, _field_path(p) or None, hint)
 
     if kind == "missing":
-        example = _EXAMPLES.get(str(name))
-        hint = f"add {name}: {example}" if example else f"add {name}: to this mapping"
+        hint = _missing_hint(str(name), path, data)
         if name == "type":
             _, types = _type_kind(path)
             hint = f"add type: one of {', '.join(sorted(types))}"

@@ -335,3 +335,25 @@ def test_a_health_probe_is_not_the_guard_a_compare_gate_needs(tmp_path: Any) -> 
         "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
         "labels: {service: web}}\n"))
     assert load_plan(path).plan.normal_state[1].type == "compare"
+
+
+def test_a_missing_field_of_a_source_says_what_it_takes(tmp_path: Any) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "service: web\n"
+        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
+        "steps: [10, 100]\nbake: 10s\n"
+        "normal_state:\n"
+        "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
+        "labels: {service: web}}\n"
+        "  - name: errors vs old\n"
+        "    type: compare\n"
+        "    source:\n"
+        "      type: prometheus\n"
+        "      url: http://127.0.0.1:9090\n"
+        "      old: {requests: 'r{env=\"old\"}', errors: 'r{env=\"old\",code=\"500\"}', x: 1}\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    text = str(info.value)
+    assert "add new: {requests: ..., errors: ...}" in text
+    assert "unknown field 'x'" in text and "fields allowed here: errors, requests" in text
