@@ -280,7 +280,9 @@ def test_several_problems_are_reported_together() -> None:
     assert lines[0] == "plan.yaml: 3 problems in the plan:"
     assert lines[1].startswith("  plan.yaml:9:7: 'soon' is not a duration")
     assert lines[2].startswith("  plan.yaml:10:16: failure_limit must be at least 1")
-    assert lines[3].startswith("  plan.yaml:15:1: unknown field 'aprovals'")
+    assert lines[3] == ("      hint: e.g. failure_limit: 2 (the default: consecutive failed "
+                        "checks before on_failure)")
+    assert lines[4].startswith("  plan.yaml:15:1: unknown field 'aprovals'")
     assert (err.line, err.column, err.field) == (9, 7, "bake")
 
 

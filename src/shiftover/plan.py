@@ -1050,7 +1050,8 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
     }
     if kind in bounds:
         words, key = bounds[kind]
-        return at(path, f"{_field_path(path)} must be {words} {ctx.get(key)}, got {_describe(value)}")
+        return at(path, f"{_field_path(path)} must be {words} {ctx.get(key)}, got {_describe(value)}",
+                  _default_hint(path, data))
     if kind == "string_pattern_mismatch" and path == ("service",):
         return at(
             path,
@@ -1060,6 +1061,19 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
     if kind == "value_error" and "error" in ctx:
         return at(path, str(ctx["error"]))
     return at(path, str(ctx.get("message", e.get("msg", "invalid value"))))
+
+
+def _default_hint(path: _PathKey, data: Any) -> str | None:
+    """A value out of range: what the field means and its default, when it has one."""
+    model = _model_at(path[:-1], data) if path else None
+    field = model.model_fields.get(str(path[-1])) if model is not None else None
+    if field is None or field.is_required() or field.default is None:
+        return None
+    text = f"e.g. {path[-1]}: {field.default:g}" if isinstance(field.default, int | float) \
+        else None
+    if text and field.description:
+        text += f" (the default: {field.description})"
+    return text
 
 
 def _mapping_hint(path: _PathKey) -> str | None:
