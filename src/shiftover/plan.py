@@ -35,6 +35,7 @@ import difflib
 import functools
 import hashlib
 import json
+import math
 import operator
 import os
 import re
@@ -230,6 +231,9 @@ class Plan(SpecModel):
         computed once: the engine asks for them at every tick."""
         return step_weights(self.steps, self.scales)
 
+    def _check_compare_gates(self) -> None:
+        _check_compare_gates_of(self)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
         targets: dict[str, int] = {}
@@ -249,6 +253,7 @@ class Plan(SpecModel):
                     ("normal_state", i, "name"),
                 )
             seen.add(gate.name)
+        self._check_compare_gates()
         comparing = [i for i, g in enumerate(self.normal_state) if g.JUDGE.startswith("compare")]
         # what judges new on its own: a value held to a threshold, or alerts on it (a
         # probe of /health says it answers, not how often it fails)
@@ -262,6 +267,42 @@ class Plan(SpecModel):
                 "prometheus error ratio with max) or an alerts gate",
                 ("normal_state", comparing[0], "type"))
         return self
+
+
+def _check_compare_gates_of(plan: Plan) -> None:
+    routers: list[Any] = [m for m in plan.members if m.type == "haproxy"]
+    gates: list[Any] = list(plan.normal_state)
+    for i, gate in enumerate(gates):
+        source: Any = getattr(gate, "source", None)
+        if gate.JUDGE == "compare" and getattr(source, "type", None) == "haproxy_stats":
+            for r in routers:
+                same = (r.socket, r.backend) == (source.socket, source.backend)
+                if same and (source.old, source.new) == (r.new, r.old):
+                    raise _rule(
+                        f"the source's old and new are swapped against the router's (old "
+                        f"{r.old!r}, new {r.new!r}): the comparison would judge old against "
+                        f"new; write old: {r.old}, new: {r.new}",
+                        ("normal_state", i, "source", "old"))
+        if gate.JUDGE == "compare_latency":
+            needed = latency_warm_up(gate)
+            if needed >= plan.inconclusive_limit:
+                raise _rule(
+                    f"this gate needs {needed} checks of each step before it can pass "
+                    f"(min_intervals {gate.min_intervals}, and enough figures for its test to be "
+                    f"able to fail at alpha {gate.alpha:g}), but inconclusive_limit "
+                    f"{plan.inconclusive_limit} checks without a verdict end the run: raise "
+                    f"inconclusive_limit above {needed}, e.g. inconclusive_limit: {needed + 10}",
+                    ("normal_state", i, "min_intervals"))
+
+
+def latency_warm_up(gate: Any) -> int:
+    """Checks a compare_latency gate needs in a step before it can PASS: min_intervals,
+    or more when its first look could not yet fail at alpha (the exact U test's smallest
+    p-value with n figures a side is 1 / C(2n, n); the first look spends alpha / 2)."""
+    n = gate.min_intervals
+    while 1.0 / math.comb(2 * n, n) > gate.alpha / 2:
+        n += 1
+    return int(n)
 
 
 def step_weights(steps: list[float], scales: tuple[int, ...] | int | None) -> tuple[Weights, ...]:

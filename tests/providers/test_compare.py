@@ -357,3 +357,20 @@ def test_a_missing_field_of_a_source_says_what_it_takes(tmp_path: Any) -> None:
     text = str(info.value)
     assert "add new: {requests: ..., errors: ...}" in text
     assert "unknown field 'x'" in text and "fields allowed here: errors, requests" in text
+
+
+def test_a_source_with_old_and_new_swapped_against_the_router_is_refused(tmp_path: Any) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "service: web\n"
+        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: ec2, new: eks}\n"
+        "steps: [10, 100]\nbake: 10s\n"
+        "normal_state:\n"
+        "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
+        "labels: {service: web}}\n"
+        "  - name: errors vs old\n"
+        "    type: compare\n"
+        "    source: {type: haproxy_stats, socket: /tmp/x.sock, backend: web, old: eks, new: ec2}\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert "swapped" in str(info.value) and "write old: ec2, new: eks" in str(info.value)

@@ -122,3 +122,52 @@ def test_at_100_no_figure_from_new_is_no_data_not_a_pass() -> None:
     src.value = (0.2, None)  # old's range still has figures; new has none (dead?)
     r = judge(p.measure(now=1.0, split=Weights(100)), now=1.0)
     assert r.verdict is Verdict.INCONCLUSIVE and "no latency figure from new" in r.reason
+
+
+def test_a_gate_that_needs_more_checks_than_inconclusive_limit_is_refused(tmp_path: Any) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "service: web\n"
+        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
+        "steps: [10, 100]\nbake: 10s\n"
+        "normal_state:\n"
+        "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
+        "labels: {service: web}}\n"
+        "  - name: p95 vs old\n"
+        "    type: compare_latency\n"
+        "    source: {type: prometheus, url: 'http://127.0.0.1:9090', old: a, new: b}\n"
+        "    min_intervals: 3\n"
+        "    alpha: 0.00000001\n"
+        "inconclusive_limit: 12\n")
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    text = str(info.value)  # 3 a side cannot fail at alpha 1e-8: 16 can (1 / C(32, 16))
+    assert "plan.yaml:10:20" in text and "needs 16 checks" in text
+    assert "inconclusive_limit: 26" in text
+    path.write_text(path.read_text().replace("inconclusive_limit: 12", "inconclusive_limit: 26"))
+    assert load_plan(path).plan.inconclusive_limit == 26
+
+
+def test_an_slo_without_a_unit_that_reads_as_minutes_is_refused(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="write it with its unit, e.g. slo: 500ms"):
+        spec(slo=500)
+    assert spec(slo="500ms").slo == 0.5
+
+
+def test_the_minimum_duration_counts_the_checks_a_latency_gate_needs(tmp_path: Any) -> None:
+    from shiftover.engine.build import minimum_duration
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "service: web\n"
+        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
+        "steps: [1, 10, 100]\nbake: 5m\ninterval: 15s\n"
+        "normal_state:\n"
+        "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
+        "labels: {service: web}}\n"
+        "  - name: p95 vs old\n"
+        "    type: compare_latency\n"
+        "    source: {type: prometheus, url: 'http://127.0.0.1:9090', old: a, new: b}\n"
+        "    min_intervals: 3\n")
+    # 3 a side cannot fail at alpha 0.01 (1/20 > 0.005): 5 can (1/252), at 1% and 10%
+    assert minimum_duration(load_plan(path).plan) == 3 * 300 + 2 * 5 * 15

@@ -12,7 +12,7 @@ from shiftover.clock import Clock
 from shiftover.engine.rollback import tail_seconds
 from shiftover.engine.run import Gate, Runner
 from shiftover.errors import ProviderError, ShiftoverError
-from shiftover.plan import Plan
+from shiftover.plan import Plan, latency_warm_up
 from shiftover.providers import build_provider
 from shiftover.routers import build_router
 from shiftover.routers.base import Router
@@ -43,8 +43,15 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 
 
 def minimum_duration(plan: Plan) -> float:
-    """The shortest possible run: every step baked once (approvals not counted)."""
-    return plan.bake * len(plan.steps)
+    """The shortest possible run: every step baked once (approvals not counted). A
+    ``compare_latency`` gate holds each step below 100% for the checks it needs before
+    it can pass (a bake counts only time in which every check passed); a ``compare``
+    gate's ``min_requests`` depends on traffic and is not counted."""
+    gates: list[Any] = list(plan.normal_state)
+    warm_up = max((latency_warm_up(g) for g in gates if g.JUDGE == "compare_latency"),
+                  default=0)
+    below_full = sum(1 for w in plan.step_weights if w.new_percent < 100)
+    return plan.bake * len(plan.steps) + warm_up * plan.interval * below_full
 
 
 def build_runner(

@@ -29,11 +29,11 @@ import functools
 import operator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shiftover._registry import load_class
 from shiftover.errors import NoData
-from shiftover.spec import Duration, GateSpecBase, SpecModel, Timeout
+from shiftover.spec import Duration, GateSpecBase, SpecModel, Timeout, rule
 from shiftover.types import Measurement, Weights
 
 # source type -> "module:Class"; the class has ``Spec`` and ``from_spec(spec) -> LatencySource``
@@ -94,6 +94,15 @@ class CompareLatencyGate(GateSpecBase):
     min_intervals: int = Field(default=10, ge=2, description=(
         "figures each environment needs in this step before the test runs (below: INCONCLUSIVE)"))
     timeout: Timeout = 5.0
+
+    @field_validator("slo")
+    @classmethod
+    def _slo_with_a_unit(cls, value: float | None) -> float | None:
+        # a bare number is seconds: `slo: 500` meant as milliseconds would never fire
+        if value is not None and value > 60:
+            raise rule(f"slo {value:g}s is more than a minute: a latency SLO is milliseconds "
+                       "or seconds; write it with its unit, e.g. slo: 500ms")
+        return value
 
 
 class CompareLatencyProvider:
