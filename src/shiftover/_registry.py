@@ -4,8 +4,12 @@ An unknown type is an error listing the known ones, never a fallback."""
 
 from __future__ import annotations
 
+import functools
 import importlib
-from typing import Any
+import operator
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from shiftover.errors import BadInput
 
@@ -19,3 +23,20 @@ def load_class(table: dict[str, str], what: str, type_name: str) -> Any:
         ) from None
     module, _, cls = target.partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def specs_of(table: dict[str, str], what: str) -> dict[str, Any]:
+    """Every registered type's plan model (the class's ``Spec``), in table order."""
+    return {name: load_class(table, what, name).Spec for name in table}
+
+
+def by_type(models: Any) -> Any:
+    """The plan's union of these models, told apart by their ``type`` field."""
+    models = list(models)
+    union = functools.reduce(operator.or_, models) if len(models) > 1 else models[0]
+    return Annotated[union, Field(discriminator="type")]
+
+
+def build(table: dict[str, str], what: str, spec: Any) -> Any:
+    """The implementation of ``spec`` (its type's class), built from it."""
+    return load_class(table, what, spec.type).from_spec(spec)

@@ -36,7 +36,6 @@ import functools
 import hashlib
 import json
 import math
-import operator
 import os
 import re
 import typing
@@ -61,6 +60,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from shiftover._registry import by_type
 from shiftover.errors import PlanError
 from shiftover.providers import gate_specs
 from shiftover.routers import router_specs
@@ -88,10 +88,8 @@ if TYPE_CHECKING:
     RouterSpec = RouterSpecBase
     GateSpec = GateSpecBase
 else:
-    RouterSpec = Annotated[functools.reduce(operator.or_, ROUTER_MODELS.values()),
-                           Field(discriminator="type")]
-    GateSpec = Annotated[functools.reduce(operator.or_, GATE_MODELS.values()),
-                         Field(discriminator="type")]
+    RouterSpec = by_type(ROUTER_MODELS.values())
+    GateSpec = by_type(GATE_MODELS.values())
 
 
 # --- the plan ----------------------------------------------------------------

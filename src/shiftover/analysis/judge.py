@@ -91,13 +91,19 @@ def _inconclusive(spec: Any, now: float, reason: str, *, threshold: str | None =
                       error=error)
 
 
-def _judge_threshold(spec: Any, outcome: Measurement | ProviderError, now: float) -> GateResult:
-    threshold = _threshold_text(spec)
+def _unanswered(spec: Any, outcome: ProviderError, now: float, threshold: str) -> GateResult:
+    """No measurement: no data holds the step; a provider that could not answer is an
+    error as well (counted toward error_limit; ``validate`` fails on it)."""
     if isinstance(outcome, NoData):
         return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
+    return _inconclusive(spec, now, f"provider error: {_with_hint(outcome)}", threshold=threshold,
+                         error=True)
+
+
+def _judge_threshold(spec: Any, outcome: Measurement | ProviderError, now: float) -> GateResult:
+    threshold = _threshold_text(spec)
     if isinstance(outcome, ProviderError):
-        return _inconclusive(spec, now, f"provider error: {_with_hint(outcome)}", threshold=threshold,
-                             error=True)
+        return _unanswered(spec, outcome, now, threshold)
     value, samples = outcome.value, outcome.samples
     if value is None or math.isnan(value):
         return _inconclusive(spec, now, "no value to judge", threshold=threshold, samples=samples)
@@ -185,11 +191,8 @@ class CompareJudge:
 
     def __call__(self, outcome: Measurement | ProviderError, *, now: float) -> GateResult:
         spec, threshold = self.spec, self._threshold
-        if isinstance(outcome, NoData):
-            return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
         if isinstance(outcome, ProviderError):
-            return _inconclusive(spec, now, f"provider error: {_with_hint(outcome)}",
-                                 threshold=threshold, error=True)
+            return _unanswered(spec, outcome, now, threshold)
         details = outcome.details
         if "not_applicable" in details:
             self._step = self._test = None
@@ -237,11 +240,8 @@ class CompareLatencyJudge:
 
     def __call__(self, outcome: Measurement | ProviderError, *, now: float) -> GateResult:
         spec, threshold = self.spec, self._threshold
-        if isinstance(outcome, NoData):
-            return _inconclusive(spec, now, f"no data: {outcome.message}", threshold=threshold)
         if isinstance(outcome, ProviderError):
-            return _inconclusive(spec, now, f"provider error: {_with_hint(outcome)}",
-                                 threshold=threshold, error=True)
+            return _unanswered(spec, outcome, now, threshold)
         d = outcome.details
         step = (d.get("step"), d.get("since"))
         if step != self._step or self._test is None:

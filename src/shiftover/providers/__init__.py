@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from shiftover._registry import load_class
+from shiftover._registry import build, specs_of
 from shiftover.providers.base import Provider
 
 # gate type -> "module:Class"; the class has ``Spec`` (its plan model) and
@@ -33,11 +33,11 @@ PROVIDERS: dict[str, str] = {
 @functools.cache
 def gate_specs() -> dict[str, Any]:
     """Every gate type's plan model, in registry order."""
-    return {name: load_class(PROVIDERS, "gate", name).Spec for name in PROVIDERS}
+    return specs_of(PROVIDERS, "gate")
 
 
 def build_provider(spec: Any) -> Provider:
-    provider: Provider = load_class(PROVIDERS, "gate", spec.type).from_spec(spec)
+    provider: Provider = build(PROVIDERS, "gate", spec)
     return provider
 
 

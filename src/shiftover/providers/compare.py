@@ -35,12 +35,11 @@ counters, Prometheus counters, CloudWatch and Datadog sums), and the judging is
 from __future__ import annotations
 
 import functools
-import operator
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from shiftover._registry import load_class
+from shiftover._registry import build, by_type, specs_of
 from shiftover.errors import NoData, ProviderError
 from shiftover.providers.base import CountSource
 from shiftover.spec import FiniteFloat, GateSpecBase, SpecModel, Timeout
@@ -58,19 +57,17 @@ COUNT_SOURCES: dict[str, str] = {
 
 @functools.cache
 def count_source_specs() -> dict[str, Any]:
-    return {name: load_class(COUNT_SOURCES, "compare source", name).Spec for name in COUNT_SOURCES}
+    return specs_of(COUNT_SOURCES, "compare source")
 
 
 if TYPE_CHECKING:
     CountSourceSpec = SpecModel
 else:
-    _specs = list(count_source_specs().values())
-    CountSourceSpec = Annotated[functools.reduce(operator.or_, _specs) if len(_specs) > 1
-                                else _specs[0], Field(discriminator="type")]
+    CountSourceSpec = by_type(count_source_specs().values())
 
 
 def build_count_source(spec: Any) -> CountSource:
-    source: CountSource = load_class(COUNT_SOURCES, "compare source", spec.type).from_spec(spec)
+    source: CountSource = build(COUNT_SOURCES, "compare source", spec)
     return source
 
 
@@ -94,16 +91,55 @@ class CompareGate(GateSpecBase):
     timeout: Timeout = 5.0
 
 
-class CompareProvider:
+class StepTracking:
+    """What both kinds of compare gates share: the step their test belongs to.
+
+    ``_step(now, split)`` returns the split to judge and notes for the details, or
+    raises ``NoData``: at 0%, and with an unknown split when no step is in progress
+    (the source is asked once all the same: ``_probe``). A split that changed starts
+    a new step at ``now``; an unknown split in the middle of a step keeps it."""
+
+    def __init__(self) -> None:
+        self._split: Weights | None = None
+        self._since: float | None = None
+
+    def _probe(self, now: float) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def _end_step(self, now: float) -> None:
+        """Nothing to judge here: forget the step, and ask the source once, so that one
+        that cannot work at all is an error before any traffic moves (``validate``
+        runs at 0%), not only once it is needed."""
+        self._split = self._since = None
+        self._probe(now)
+
+    def _step(self, now: float, split: Weights | None) -> tuple[Weights, dict[str, Any]]:
+        if split is None:
+            if self._split is None or self._since is None:
+                self._end_step(now)
+                raise NoData("the router's split is unknown: the comparison waits for it",
+                             hint="see the router's error in the run's output")
+            # keep the step in progress: a router that cannot be read (HAProxy with the
+            # new server DOWN by its health check) is no reason to stop looking, and the
+            # evidence gathered so far is not thrown away
+            return self._split, {"split_unknown": True}
+        if split.new_percent == 0:
+            self._end_step(now)
+            raise NoData("the new environment is at 0%: nothing to compare yet")
+        if split != self._split or self._since is None or now < self._since:
+            self._split, self._since = split, now
+        return split, {}
+
+
+class CompareProvider(StepTracking):
     """Counts of both environments since the current step started (see the module doc)."""
 
     Spec: ClassVar[type[CompareGate]] = CompareGate
     SPLIT_AWARE: ClassVar[bool] = True  # the engine passes the router's split
 
     def __init__(self, source: CountSource) -> None:
+        super().__init__()
         self.source = source
-        self._split: Weights | None = None
-        self._since: float | None = None
 
     @classmethod
     def from_spec(cls, spec: CompareGate) -> CompareProvider:
@@ -113,9 +149,6 @@ class CompareProvider:
         return f"compare {self.source.describe()}"
 
     def _probe(self, now: float) -> None:
-        """Ask the source once where there is nothing to judge (0%, 100%, no step yet):
-        a source that cannot work at all is an error before any traffic moves, not
-        only once it is needed (``validate`` runs at 0%)."""
         try:
             self.source.counts(since=now, now=now)
         except NoData:
@@ -124,31 +157,15 @@ class CompareProvider:
             raise ProviderError(f"{self.source.describe()}: {exc}") from None
 
     def measure(self, *, now: float, split: Weights | None = None) -> Measurement:
-        notes: dict[str, Any] = {}
-        if split is None:
-            if self._split is None or self._since is None:
-                self._probe(now)
-                raise NoData("the router's split is unknown: the comparison waits for it",
-                             hint="see the router's error in the run's output")
-            # keep counting the step in progress: a router that cannot be read (HAProxy
-            # with the new server DOWN by its health check) is no reason to stop looking,
-            # and evidence gathered so far is not thrown away
-            split = self._split
-            notes["split_unknown"] = True
-        elif split.new_percent == 0:
-            self._split = self._since = None
-            self._probe(now)
-            raise NoData("the new environment is at 0%: nothing to compare yet")
-        elif split.new_percent == 100:
-            self._split = self._since = None
-            self._probe(now)
+        if split is not None and split.new_percent == 100:
+            self._end_step(now)
             return Measurement(value=None, at=now, samples=0, details={
                 "step": split.exact,
                 "not_applicable": "the old environment serves nothing at 100%: no live baseline "
                                   "to compare with; the plan's other gates judge this step"})
-        if split != self._split or self._since is None or now < self._since:
-            self._split, self._since = split, now
+        split, notes = self._step(now, split)
         since = self._since
+        assert since is not None
         try:
             counts = self.source.counts(since=since, now=now)
         except (NoData, ProviderError, ValueError) as exc:
@@ -161,5 +178,5 @@ class CompareProvider:
             "step": split.exact, "since": since, "counts": counts.as_dict(), **notes})
 
 
-__all__ = ["COUNT_SOURCES", "CompareGate", "CompareProvider", "build_count_source",
-           "count_source_specs"]
+__all__ = ["COUNT_SOURCES", "CompareGate", "CompareProvider", "StepTracking",
+           "build_count_source", "count_source_specs"]

@@ -26,13 +26,13 @@ figures; see the limits).
 from __future__ import annotations
 
 import functools
-import operator
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import Field, field_validator
 
-from shiftover._registry import load_class
+from shiftover._registry import build, by_type, specs_of
 from shiftover.errors import NoData
+from shiftover.providers.compare import StepTracking
 from shiftover.spec import Duration, GateSpecBase, SpecModel, Timeout, rule
 from shiftover.types import Measurement, Weights
 
@@ -56,21 +56,17 @@ class LatencySource(Protocol):
 
 @functools.cache
 def latency_source_specs() -> dict[str, Any]:
-    return {name: load_class(LATENCY_SOURCES, "compare_latency source", name).Spec
-            for name in LATENCY_SOURCES}
+    return specs_of(LATENCY_SOURCES, "compare_latency source")
 
 
 if TYPE_CHECKING:
     LatencySourceSpec = SpecModel
 else:
-    _specs = list(latency_source_specs().values())
-    LatencySourceSpec = Annotated[functools.reduce(operator.or_, _specs) if len(_specs) > 1
-                                  else _specs[0], Field(discriminator="type")]
+    LatencySourceSpec = by_type(latency_source_specs().values())
 
 
 def build_latency_source(spec: Any) -> LatencySource:
-    source: LatencySource = load_class(LATENCY_SOURCES, "compare_latency source",
-                                       spec.type).from_spec(spec)
+    source: LatencySource = build(LATENCY_SOURCES, "compare_latency source", spec)
     return source
 
 
@@ -105,16 +101,15 @@ class CompareLatencyGate(GateSpecBase):
         return value
 
 
-class CompareLatencyProvider:
+class CompareLatencyProvider(StepTracking):
     """Both environments' latency figures, tagged with the current step."""
 
     Spec: ClassVar[type[CompareLatencyGate]] = CompareLatencyGate
     SPLIT_AWARE: ClassVar[bool] = True
 
     def __init__(self, source: LatencySource) -> None:
+        super().__init__()
         self.source = source
-        self._split: Weights | None = None
-        self._since: float | None = None
 
     @classmethod
     def from_spec(cls, spec: CompareLatencyGate) -> CompareLatencyProvider:
@@ -124,28 +119,13 @@ class CompareLatencyProvider:
         return f"compare_latency {self.source.describe()}"
 
     def _probe(self, now: float) -> None:
-        """Ask the source once where there is nothing to judge: a source that cannot
-        work at all is an error before any traffic moves (``validate`` runs at 0%)."""
         try:
             self.source.latency(now=now)
         except NoData:
             pass
 
     def measure(self, *, now: float, split: Weights | None = None) -> Measurement:
-        notes: dict[str, Any] = {}
-        if split is None:
-            if self._split is None or self._since is None:
-                self._probe(now)
-                raise NoData("the router's split is unknown: the comparison waits for it",
-                             hint="see the router's error in the run's output")
-            split = self._split  # keep the step's test going (see compare gates)
-            notes["split_unknown"] = True
-        elif split.new_percent == 0:
-            self._split = self._since = None
-            self._probe(now)
-            raise NoData("the new environment is at 0%: no latency to compare yet")
-        if split != self._split or self._since is None or now < self._since:
-            self._split, self._since = split, now
+        split, notes = self._step(now, split)
         old, new = self.source.latency(now=now)
         details: dict[str, Any] = {"step": split.exact, "since": self._since,
                                    "old": old, "new": new, **notes}
@@ -155,6 +135,7 @@ class CompareLatencyProvider:
             details["old"] = None
         return Measurement(value=new, at=now, samples=None if new is None else 1,
                            details=details)
+
 
 __all__ = ["LATENCY_SOURCES", "CompareLatencyGate", "CompareLatencyProvider", "LatencySource",
            "build_latency_source", "latency_source_specs"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from shiftover._registry import load_class
+from shiftover._registry import build, specs_of
 from shiftover.routers.base import Router
 
 # type -> "module:Class"; the class has ``Spec`` (its plan model) and
@@ -26,7 +26,7 @@ ROUTERS: dict[str, str] = {
 @functools.cache
 def router_specs() -> dict[str, Any]:
     """Every router type's plan model, in registry order."""
-    return {name: load_class(ROUTERS, "router", name).Spec for name in ROUTERS}
+    return specs_of(ROUTERS, "router")
 
 
 def build_router(spec: Any) -> Router:
@@ -38,7 +38,7 @@ def build_router(spec: Any) -> Router:
 
         group: Router = LockstepRouter([build_router(s) for s in spec])
         return group
-    router: Router = load_class(ROUTERS, "router", spec.type).from_spec(spec)
+    router: Router = build(ROUTERS, "router", spec)
     return router
 
 
