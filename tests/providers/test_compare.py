@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+from compare_plans import head
 
 from shiftover.analysis.judge import make_judge
 from shiftover.engine import events as ev
@@ -139,10 +140,7 @@ def test_the_judge_holds_on_no_data_and_errs_on_a_provider_error() -> None:
 def test_a_plan_with_only_compare_gates_is_refused(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-        "steps: [10, 100]\nbake: 10s\n"
-        "normal_state:\n"
+        head() +
         "  - name: errors vs old\n"
         "    type: compare\n"
         "    source: {type: haproxy_stats, socket: /tmp/x.sock, backend: web, old: old, new: new}\n")
@@ -154,10 +152,7 @@ def test_a_plan_with_only_compare_gates_is_refused(tmp_path: Any) -> None:
 def test_a_source_with_one_server_twice_is_refused(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-        "steps: [10, 100]\nbake: 10s\n"
-        "normal_state:\n"
+        head() +
         "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
         "  - name: errors vs old\n"
         "    type: compare\n"
@@ -227,21 +222,18 @@ def test_a_worse_new_environment_is_rolled_back_on_the_first_sequential_fail(
 
 def test_an_unknown_or_missing_source_type_names_the_sources(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
-    head = ("service: web\n"
-            "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-            "steps: [10, 100]\nbake: 10s\n"
-            "normal_state:\n"
-            "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
-            "  - name: errors vs old\n"
-            "    type: compare\n")
-    path.write_text(head + "    source: {type: cludwatch, region: eu-west-1}\n")
+    start = (head() +
+             "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
+             "  - name: errors vs old\n"
+             "    type: compare\n")
+    path.write_text(start + "    source: {type: cludwatch, region: eu-west-1}\n")
     with pytest.raises(PlanError) as info:
         load_plan(path)
     text = str(info.value)
     assert "plan.yaml:9:20: unknown source type 'cludwatch'" in text
     assert "known types: cloudwatch, datadog, haproxy_stats, prometheus" in text
     assert "did you mean 'cloudwatch'?" in text
-    path.write_text(head + "    source: {region: eu-west-1}\n")
+    path.write_text(start + "    source: {region: eu-west-1}\n")
     with pytest.raises(PlanError) as info:
         load_plan(path)
     assert "add type: one of cloudwatch, datadog, haproxy_stats, prometheus" in str(info.value)
@@ -319,10 +311,7 @@ def test_a_new_server_taken_out_by_haproxy_fails_through_the_engine_path(tmp_pat
 def test_a_health_probe_is_not_the_guard_a_compare_gate_needs(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-        "steps: [10, 100]\nbake: 10s\n"
-        "normal_state:\n"
+        head() +
         "  - {name: probe, type: http, url: 'http://127.0.0.1:1/'}\n"
         "  - name: errors vs old\n"
         "    type: compare\n"
@@ -340,10 +329,7 @@ def test_a_health_probe_is_not_the_guard_a_compare_gate_needs(tmp_path: Any) -> 
 def test_a_missing_field_of_a_source_says_what_it_takes(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-        "steps: [10, 100]\nbake: 10s\n"
-        "normal_state:\n"
+        head() +
         "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
         "labels: {service: web}}\n"
         "  - name: errors vs old\n"
@@ -362,10 +348,7 @@ def test_a_missing_field_of_a_source_says_what_it_takes(tmp_path: Any) -> None:
 def test_a_source_with_old_and_new_swapped_against_the_router_is_refused(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: ec2, new: eks}\n"
-        "steps: [10, 100]\nbake: 10s\n"
-        "normal_state:\n"
+        head(old="ec2", new="eks") +
         "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
         "labels: {service: web}}\n"
         "  - name: errors vs old\n"

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from compare_plans import head
 
 from shiftover.analysis.judge import make_judge
 from shiftover.errors import NoData, PlanError, ProviderError
@@ -98,10 +99,7 @@ def test_no_split_zero_and_errors() -> None:
 def test_plan_rules(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-        "steps: [10, 100]\nbake: 10s\n"
-        "normal_state:\n"
+        head() +
         "  - name: p95 vs old\n"
         "    type: compare_latency\n"
         "    source: {type: prometheus, url: 'http://127.0.0.1:9090', old: a, new: b}\n"
@@ -127,10 +125,7 @@ def test_at_100_no_figure_from_new_is_no_data_not_a_pass() -> None:
 def test_a_gate_that_needs_more_checks_than_inconclusive_limit_is_refused(tmp_path: Any) -> None:
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-        "steps: [10, 100]\nbake: 10s\n"
-        "normal_state:\n"
+        head() +
         "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
         "labels: {service: web}}\n"
         "  - name: p95 vs old\n"
@@ -149,7 +144,7 @@ def test_a_gate_that_needs_more_checks_than_inconclusive_limit_is_refused(tmp_pa
 
 
 def test_an_slo_without_a_unit_that_reads_as_minutes_is_refused(tmp_path: Any) -> None:
-    with pytest.raises(ValueError, match="write it with its unit, e.g. slo: 500ms"):
+    with pytest.raises(ValueError, match=r"write it with its unit, e\.g\. slo: 500ms"):
         spec(slo=500)
     assert spec(slo="500ms").slo == 0.5
 
@@ -159,10 +154,7 @@ def test_the_minimum_duration_counts_the_checks_a_latency_gate_needs(tmp_path: A
 
     path = tmp_path / "plan.yaml"
     path.write_text(
-        "service: web\n"
-        "router: {type: haproxy, socket: /tmp/x.sock, backend: web, old: old, new: new}\n"
-        "steps: [1, 10, 100]\nbake: 5m\ninterval: 15s\n"
-        "normal_state:\n"
+        head(steps="[1, 10, 100]", timing="bake: 5m\ninterval: 15s\n") +
         "  - {name: alerts, type: prometheus_alerts, url: 'http://127.0.0.1:1', "
         "labels: {service: web}}\n"
         "  - name: p95 vs old\n"
