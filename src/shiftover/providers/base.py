@@ -12,8 +12,11 @@ deltas this way).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
+from shiftover.errors import ProviderError
 from shiftover.types import EnvCounts, Measurement, Weights
 
 
@@ -47,3 +50,30 @@ class CountSource(Protocol):
     def counts(self, *, since: float, now: float) -> EnvCounts: ...
 
     def describe(self) -> str: ...
+
+
+def whole_count(total: float, what: str, hint: str) -> int:
+    """A summed metric as a count (CloudWatch's and Datadog's sums): rounded only when
+    within 1e-6 of a whole number; anything else is a ProviderError saying what."""
+    if not math.isfinite(total) or total < 0:
+        raise ProviderError(f"{what} summed to {total:g}, which is not a count", hint=hint)
+    count = round(total)
+    if abs(total - count) > 1e-6:
+        raise ProviderError(f"{what} summed to {total:g}, not a whole number of requests",
+                            hint=hint)
+    return int(count)
+
+
+def env_counts(sums: Mapping[str, int], *, span: str, name: Callable[[str], str],
+               hint: str) -> EnvCounts:
+    """``sums`` keyed ``old_requests`` .. ``new_errors`` as EnvCounts; an environment's
+    errors above its requests is a ProviderError naming both (``name(key)``): the errors
+    must count a subset of the requests, which ``hint`` says how to write."""
+    for env in ("old", "new"):
+        requests, errors = sums[f"{env}_requests"], sums[f"{env}_errors"]
+        if errors > requests:
+            raise ProviderError(
+                f"{env}: {name(env + '_errors')} summed to {errors} {span}, more than the "
+                f"{requests} requests of {name(env + '_requests')}", hint=hint)
+    return EnvCounts(sums["old_requests"], sums["old_errors"],
+                     sums["new_requests"], sums["new_errors"])

@@ -82,6 +82,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shiftover import aws
 from shiftover.errors import NoData, ProviderError
+from shiftover.providers.base import env_counts, whole_count
 from shiftover.providers.http import redact_url, scrub_userinfo
 from shiftover.spec import (
     Duration,
@@ -814,17 +815,6 @@ def count_span(since: float, now: float, period: int = RESOLUTION) -> tuple[int,
     return (math.ceil(since / period) * period, math.ceil(now / period) * period)
 
 
-def whole_count(total: float, what: str, hint: str) -> int:
-    """``total`` as a count: rounded only when within 1e-6 of an integer."""
-    if not math.isfinite(total) or total < 0:
-        raise ProviderError(f"{what} summed to {total:g}, which is not a count", hint=hint)
-    count = round(total)
-    if abs(total - count) > 1e-6:
-        raise ProviderError(f"{what} summed to {total:g}, not a whole number of requests",
-                            hint=hint)
-    return int(count)
-
-
 class CloudWatchEnvMetrics(SpecModel):
     """One environment's requests and errors. ``errors`` takes the namespace and the
     dimensions of ``requests`` where it has none."""
@@ -966,18 +956,13 @@ class CloudWatchCounts:
                 math.fsum(results.get(qid, [])), f"{m.text()} {span}",
                 "both metrics of an environment must be counts (a Count metric such as "
                 "RequestCount or HTTPCode_Target_5XX_Count, statistic Sum), not rates or averages")
-        for env in _ENVS:
-            requests, errors = sums[f"{env}_requests"], sums[f"{env}_errors"]
-            if errors > requests:
-                raise ProviderError(
-                    f"{env}: {self.metrics[env + '_errors'].name} summed to {errors} {span}, "
-                    f"more than the {requests} requests of {self.metrics[env + '_requests'].text()}",
-                    hint="the errors metric must count a subset of the requests metric's requests: "
-                         "the same load balancer and target group (dimensions) for both, e.g. "
-                         "HTTPCode_Target_5XX_Count beside RequestCount",
-                )
-        return EnvCounts(sums["old_requests"], sums["old_errors"],
-                         sums["new_requests"], sums["new_errors"])
+        return env_counts(
+            sums, span=span,
+            name=lambda q: (self.metrics[q].name if q.endswith("_errors")
+                            else self.metrics[q].text()),
+            hint="the errors metric must count a subset of the requests metric's requests: "
+                 "the same load balancer and target group (dimensions) for both, e.g. "
+                 "HTTPCode_Target_5XX_Count beside RequestCount")
 
 
 def _utc(epoch: float) -> datetime:
@@ -994,6 +979,5 @@ __all__ = [
     "CloudWatchMetric",
     "CloudWatchProvider",
     "count_span",
-    "whole_count",
     "window_bounds",
 ]

@@ -109,6 +109,7 @@ from pydantic import (
 )
 
 from shiftover.errors import NoData, ProviderError
+from shiftover.providers.base import env_counts, whole_count
 from shiftover.providers.http import redact_url
 from shiftover.spec import (
     Duration,
@@ -781,18 +782,6 @@ class DatadogCountsSpec(SpecModel):
         return self
 
 
-def _whole(total: float, what: str) -> int:
-    """``total`` as a count: rounded only when within 1e-6 of an integer."""
-    count = round(total) if math.isfinite(total) else -1
-    if count < 0 or abs(total - count) > 1e-6:
-        raise ProviderError(
-            f"{what} summed to {total:g}, not a whole number of requests",
-            hint="both queries of an environment must count requests: a count metric with "
-                 ".as_count() (e.g. sum:trace.rack.request.hits{...}.as_count()), not a rate, "
-                 "an average or a gauge")
-    return int(count)
-
-
 _ENVS = ("old", "new")
 
 
@@ -903,20 +892,18 @@ class DatadogCounts:
         counts: dict[str, int] = {}
         for qid in self.queries:
             total = math.fsum([self._settled[qid], *self._recent[qid].values()])
-            counts[qid] = _whole(total, f"Datadog query {self.queries[qid]!r} {span}")
-        for env in _ENVS:
-            requests, errors = counts[f"{env}_requests"], counts[f"{env}_errors"]
-            if errors > requests:
-                raise ProviderError(
-                    f"{env}: the errors query {self.queries[env + '_errors']!r} summed to {errors} "
-                    f"{span}, more than the {requests} requests of "
-                    f"{self.queries[env + '_requests']!r}",
-                    hint="the errors query must count a subset of the requests query's requests: "
-                         "the same service and environment tags for both, e.g. "
-                         "trace.rack.request.errors beside trace.rack.request.hits",
-                )
-        return EnvCounts(counts["old_requests"], counts["old_errors"],
-                         counts["new_requests"], counts["new_errors"])
+            counts[qid] = whole_count(
+                total, f"Datadog query {self.queries[qid]!r} {span}",
+                "both queries of an environment must count requests: a count metric with "
+                ".as_count() (e.g. sum:trace.rack.request.hits{...}.as_count()), not a rate, "
+                "an average or a gauge")
+        return env_counts(
+            counts, span=span,
+            name=lambda q: (f"the errors query {self.queries[q]!r}" if q.endswith("_errors")
+                            else repr(self.queries[q])),
+            hint="the errors query must count a subset of the requests query's requests: "
+                 "the same service and environment tags for both, e.g. "
+                 "trace.rack.request.errors beside trace.rack.request.hits")
 
     def _merge(self, read: Mapping[str, Sequence[tuple[float, float]]], settle_to: int) -> None:
         """Take one chunk's points (every query's): each minute's value replaced by the
