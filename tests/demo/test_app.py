@@ -84,7 +84,8 @@ def test_app_answers_with_its_instance_name(app: SampleAppProcess) -> None:
 
 def test_five_percent_fault_fails_exactly_ten_of_two_hundred(app: SampleAppProcess) -> None:
     state = app.set_fault(error_rate=0.05)
-    assert state == {"error_rate": 0.05, "latency_ms": 0.0, "dependencies_ok": True}
+    assert state == {"error_rate": 0.05, "latency_ms": 0.0, "dependencies_ok": True,
+                     "error_seed": None}
     with httpx.Client(base_url=app.url, timeout=5) as c:
         codes = [c.get("/api/x").status_code for _ in range(200)]
     assert codes.count(500) == 10 and codes.count(200) == 190
@@ -96,9 +97,11 @@ def test_five_percent_fault_fails_exactly_ten_of_two_hundred(app: SampleAppProce
 
 
 def test_fault_endpoint_reads_and_updates_subsets(app: SampleAppProcess) -> None:
-    assert app.fault() == {"error_rate": 0.0, "latency_ms": 0.0, "dependencies_ok": True}
+    assert app.fault() == {"error_rate": 0.0, "latency_ms": 0.0, "dependencies_ok": True,
+                           "error_seed": None}
     app.set_fault(latency_ms=5)
-    assert app.fault() == {"error_rate": 0.0, "latency_ms": 5.0, "dependencies_ok": True}
+    assert app.fault() == {"error_rate": 0.0, "latency_ms": 5.0, "dependencies_ok": True,
+                           "error_seed": None}
     with pytest.raises(BadInput, match=r"outside 0\.\.1"):
         app.set_fault(error_rate=2.0)
     r = httpx.post(f"{app.url}/admin/fault", json={"colour": "red"}, timeout=5)
@@ -177,3 +180,15 @@ def test_busy_port_is_reported_with_the_fix(tmp_path: Path) -> None:
         with pytest.raises(ShiftoverError, match="cannot listen") as info:
             SampleAppProcess(port, "old", workdir=tmp_path).start()
     assert "pick another port" in str(info.value)
+
+
+def test_a_seeded_error_fault_is_a_coin(app: SampleAppProcess) -> None:
+    state = app.set_fault(error_rate=0.25, error_seed=7)
+    assert state["error_seed"] == 7
+    with httpx.Client(base_url=app.url, timeout=5) as c:
+        codes = [c.get("/api/x").status_code for _ in range(400)]
+    fails = [i for i, code in enumerate(codes) if code == 500]
+    assert 60 <= len(fails) <= 140  # about a quarter, drawn, not every 4th
+    assert fails != list(range(3, 400, 4))
+    app.set_fault(error_rate=0.0, error_seed=None)
+    assert app.fault()["error_seed"] is None

@@ -16,7 +16,9 @@ Why these choices:
 - The error fault is a counter, not a coin: at ``error_rate`` 0.05 exactly every
   20th application request answers 500 (``floor(n * rate)`` failures after n
   requests, counted from the last fault change). Two runs of the demo fail the
-  same number of requests.
+  same number of requests. With ``error_seed`` set it is a coin (seeded draws),
+  as a real service's own errors are: bursts and gaps, which is what fixed
+  thresholds on short windows trip on (benchmarks: background errors).
 - Only application traffic (``/`` and ``/api/...``) is faulted and counted in
   ``http_requests_total``; scrapes, health checks and admin calls are not, so
   Prometheus scraping every second does not dilute the error ratio.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import re
 import shutil
 import signal
@@ -68,6 +71,7 @@ class Fault:
     error_rate: float = 0.0
     latency_ms: float = 0.0
     dependencies_ok: bool = True
+    error_seed: int | None = None  # errors drawn at random (seeded) instead of counted
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.error_rate <= 1.0:
@@ -89,7 +93,7 @@ def _parse_fault_update(current: Fault, body: Any) -> Fault:
     """Apply a JSON object with any subset of the fault fields to ``current``."""
     if not isinstance(body, dict):
         raise BadInput("fault body must be a JSON object", hint='e.g. {"error_rate": 0.05}')
-    known = {"error_rate", "latency_ms", "dependencies_ok"}
+    known = {"error_rate", "latency_ms", "dependencies_ok", "error_seed"}
     unknown = sorted(set(body) - known)
     if unknown:
         raise BadInput(
@@ -103,6 +107,11 @@ def _parse_fault_update(current: Fault, body: Any) -> Fault:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise BadInput(f"{key} must be a number, got {v!r}")
             values[key] = float(v)
+    if "error_seed" in body:
+        v = body["error_seed"]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise BadInput(f"error_seed must be a whole number or null, got {v!r}")
+        values["error_seed"] = v
     if "dependencies_ok" in body:
         v = body["dependencies_ok"]
         if not isinstance(v, bool):
@@ -119,6 +128,7 @@ class FaultState:
         self._fault = fault
         self._rate = Fraction(str(fault.error_rate))
         self._served = 0
+        self._coin = None if fault.error_seed is None else random.Random(fault.error_seed)
 
     @property
     def fault(self) -> Fault:
@@ -130,13 +140,17 @@ class FaultState:
             self._fault = fault
             self._rate = Fraction(str(fault.error_rate))
             self._served = 0  # the pattern restarts at each change: reproducible
+            self._coin = None if fault.error_seed is None else random.Random(fault.error_seed)
 
     def next_request(self) -> tuple[bool, float]:
         """(fail this one?, extra latency in seconds) for the next app request."""
         with self._lock:
             self._served += 1
             n, rate = self._served, self._rate
-            fail = math.floor(n * rate) > math.floor((n - 1) * rate)
+            if self._coin is not None:
+                fail = self._coin.random() < rate
+            else:
+                fail = math.floor(n * rate) > math.floor((n - 1) * rate)
             return fail, self._fault.latency_ms / 1000.0
 
 
@@ -439,9 +453,14 @@ class SampleAppProcess(ChildProcess):
         error_rate: float | None = None,
         latency_ms: float | None = None,
         dependencies_ok: bool | None = None,
+        error_seed: int | bool | None = False,
     ) -> dict[str, Any]:
-        """Change the fault at run time; returns the new state (POST /admin/fault)."""
+        """Change the fault at run time; returns the new state (POST /admin/fault).
+        ``error_seed``: an int makes errors seeded coin draws, None counted again
+        (False: unchanged)."""
         body: dict[str, Any] = {}
+        if error_seed is not False:
+            body["error_seed"] = error_seed
         if error_rate is not None:
             body["error_rate"] = error_rate
         if latency_ms is not None:

@@ -157,8 +157,9 @@ def run_demo(
     """Run one scenario; return the summary. ``inspect`` is called with the live
     stack after the run and before teardown (tests read HAProxy's real weights).
     ``background_error_rate``: both apps answer this share of requests with 500
-    from the start, as a real service's own errors (benchmarks: does a gate tell
-    a new environment as good as the old one from a worse one?)."""
+    from the start, drawn at random (seeded) as a real service's own errors are
+    (benchmarks: does a gate tell a new environment as good as the old one from
+    a worse one?). The fault itself stays counted, as without it."""
     console = console or Console()
     with ExitStack() as stack:
         if workdir is None:
@@ -203,9 +204,9 @@ def _run(
     _say(console, as_json, f"starting the local stack in {workdir}")
     old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir))
     new = stack.enter_context(SampleAppProcess(port=0, name="new", workdir=workdir))
-    if background_error_rate:
-        for app in (old, new):
-            app.set_fault(error_rate=background_error_rate)
+    if background_error_rate:  # a coin, as a real service's own errors are
+        for seed, app in enumerate((old, new), start=1):
+            app.set_fault(error_rate=background_error_rate, error_seed=seed)
     hap_dir = workdir / "haproxy"
     hap_dir.mkdir(exist_ok=True)
     haproxy = stack.enter_context(
@@ -266,7 +267,7 @@ def _run(
             and float(e.data["percent"]) == FAULT_STEP
             and "fault" not in marks
         ):
-            new.set_fault(error_rate=FAULT_ERROR_RATE)
+            new.set_fault(error_rate=FAULT_ERROR_RATE, error_seed=None)
             with lock:
                 marks["fault"] = time.time()
         if e.kind == ev.WEIGHT_CONFIRMED and float(e.data["percent"]) == 0 and "fault" in marks:
