@@ -64,9 +64,21 @@ def test_the_test_restarts_when_the_split_changes() -> None:
     m = p.measure(now=11.0, split=Weights(5))
     assert m.details["since"] == 10.0 and m.details["counts"]["new_requests"] == 50
     assert m.samples == 50 and m.details["step"] == "5"
-    m = p.measure(now=12.0, split=Weights(10))  # a new step: counted from now
-    assert m.details["since"] == 12.0 and m.details["counts"]["new_requests"] == 0
-    assert src.calls[-1] == (12.0, 12.0)
+    # a new step: a new test, counted from the check before it (the interval in which
+    # the split changed is the step's first: a fault that starts with it is in it)
+    m = p.measure(now=12.0, split=Weights(10))
+    assert m.details["since"] == 11.0 and m.details["step"] == "10"
+    assert src.calls[-1] == (11.0, 12.0)
+    # a step whose first span could not be counted starts at the next call that can
+    src.fail = ProviderError("refused", hint="h")
+    with pytest.raises(ProviderError):
+        p.measure(now=13.0, split=Weights(25))
+    src.fail = None
+    m = p.measure(now=14.0, split=Weights(25))
+    assert m.details["since"] == 12.0  # the last check whose source answered
+    # the first check of a run has no check before it: the step starts there
+    fresh = CompareProvider(Counts())
+    assert fresh.measure(now=20.0, split=Weights(25)).details["since"] == 20.0
 
 
 def test_no_split_and_zero_are_no_data_and_100_is_not_applicable() -> None:

@@ -39,10 +39,12 @@ class CountSource(Protocol):
     """Where a ``compare`` gate's counts come from: requests and errors of the old
     and the new environment in the span ``(since, now]``, exact integers.
 
-    ``since`` is a time the source was already called with as ``now`` (the
-    compare gate first calls ``counts(since=t, now=t)`` to mark a step's start,
-    which is all zeros), so a source without history (HAProxy's cumulative
-    counters) can keep the reading it took then. Counter resets (a reload, a
+    ``since`` is a time the source was already called with as ``now``: the
+    ``now`` of the previous call (a new step is counted from the check before
+    it, so the interval in which the step began is not lost), or, without one,
+    ``now`` itself (``counts(since=t, now=t)`` marks a step's start: all zeros).
+    A source without history (HAProxy's cumulative counters) keeps its latest
+    reading for this. Counter resets (a reload, a
     restarted pod) are the source's to absorb: counts over a span never go down
     as ``now`` moves on. Raises ``NoData`` (nothing to count yet) or
     ``ProviderError`` (could not answer); never judges."""

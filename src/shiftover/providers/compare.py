@@ -102,6 +102,8 @@ class StepTracking:
     def __init__(self) -> None:
         self._split: Weights | None = None
         self._since: float | None = None
+        self._last_now: float | None = None  # of the last call whose source answered
+        self._counted = False  # the current step has one span counted
 
     def _probe(self, now: float) -> None:
         raise NotImplementedError  # pragma: no cover
@@ -111,7 +113,9 @@ class StepTracking:
         that cannot work at all is an error before any traffic moves (``validate``
         runs at 0%), not only once it is needed."""
         self._split = self._since = None
+        self._last_now = None
         self._probe(now)
+        self._answered(now)
 
     def _step(self, now: float, split: Weights | None) -> tuple[Weights, dict[str, Any]]:
         if split is None:
@@ -127,8 +131,25 @@ class StepTracking:
             self._end_step(now)
             raise NoData("the new environment is at 0%: nothing to compare yet")
         if split != self._split or self._since is None or now < self._since:
-            self._split, self._since = split, now
+            # a new step's test counts from the check before it (when there was one and
+            # time went forward): the interval in which the split changed is the step's
+            # first, and a fault that starts with the step is not left out of it
+            last = self._last_now
+            self._split, self._counted = split, False
+            self._since = last if last is not None and last < now else now
         return split, {}
+
+    def _answered(self, now: float) -> None:
+        self._last_now, self._counted = now, True
+
+    def _failed(self, now: float, *, answered: bool) -> None:
+        """The source raised: NoData means it answered (and a source without history
+        took its reading: the next span can start here); an error, that it did not.
+        A step whose first span was never counted starts again at the next call."""
+        if answered:
+            self._last_now = now
+        if not self._counted:
+            self._since = None
 
 
 class CompareProvider(StepTracking):
@@ -169,11 +190,11 @@ class CompareProvider(StepTracking):
         try:
             counts = self.source.counts(since=since, now=now)
         except (NoData, ProviderError, ValueError) as exc:
-            if since == now:  # the step's start was not marked: mark it next time
-                self._since = None
+            self._failed(now, answered=isinstance(exc, NoData))
             if isinstance(exc, ValueError):  # counts that break EnvCounts' rules
                 raise ProviderError(f"{self.source.describe()}: {exc}") from None
             raise
+        self._answered(now)
         return Measurement(value=None, at=now, samples=counts.new_requests, details={
             "step": split.exact, "since": since, "counts": counts.as_dict(), **notes})
 

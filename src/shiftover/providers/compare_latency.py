@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 from pydantic import Field, field_validator
 
 from shiftover._registry import build, by_type, specs_of
-from shiftover.errors import NoData
+from shiftover.errors import NoData, ProviderError
 from shiftover.providers.compare import StepTracking
 from shiftover.spec import Duration, GateSpecBase, SpecModel, Timeout, rule
 from shiftover.types import Measurement, Weights
@@ -126,7 +126,12 @@ class CompareLatencyProvider(StepTracking):
 
     def measure(self, *, now: float, split: Weights | None = None) -> Measurement:
         split, notes = self._step(now, split)
-        old, new = self.source.latency(now=now)
+        try:
+            old, new = self.source.latency(now=now)
+        except ProviderError as exc:
+            self._failed(now, answered=isinstance(exc, NoData))
+            raise
+        self._answered(now)
         details: dict[str, Any] = {"step": split.exact, "since": self._since,
                                    "old": old, "new": new, **notes}
         if split.new_percent == 100:

@@ -483,7 +483,8 @@ class HAProxyCounts:
         self._new = HAProxyStatsProvider(address, backend, new, timeout=timeout)
         self._old = HAProxyStatsProvider(address, backend, old, timeout=timeout)
         self._tallies = {"old": _Tally(), "new": _Tally()}
-        self._base: tuple[float, EnvCounts] | None = None
+        self._base: tuple[float, EnvCounts] | None = None  # the span's start
+        self._last: tuple[float, EnvCounts] | None = None  # the latest reading
 
     @classmethod
     def from_spec(cls, spec: HAProxyCountsSpec) -> HAProxyCounts:
@@ -516,12 +517,20 @@ class HAProxyCounts:
 
     def counts(self, *, since: float, now: float) -> EnvCounts:
         totals = self._totals()
-        if self._base is None or self._base[0] != since:
-            if since != now:
-                raise NoData("no reading of HAProxy at the step's start: counting from now",
-                             hint="the next check counts from this one")
-            self._base = (now, totals)
-        return totals - self._base[1]
+        # HAProxy keeps no history: a span starts at a reading this source took, the
+        # step's own mark or (a new step counted from the check before it) the last one
+        if self._base is not None and self._base[0] == since:
+            base = self._base[1]
+        elif self._last is not None and self._last[0] == since:
+            base = self._last[1]
+        elif since == now:
+            base = totals
+        else:
+            self._last = (now, totals)
+            raise NoData("no reading of HAProxy at the step's start: counting from now",
+                         hint="the next check counts from this one")
+        self._base, self._last = (since, base), (now, totals)
+        return totals - base
 
 
 __all__ = ["HAProxyCounts", "HAProxyStatsProvider"]
