@@ -1045,7 +1045,8 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
             f"add type: one of {', '.join(sorted(types))}",
         )
     if kind in ("model_attributes_type", "model_type", "dict_type"):
-        return at(path, f"expected a mapping (name: value lines), got {_describe(value)}", _mapping_hint(path))
+        return at(path, f"expected a mapping (name: value lines), got {_describe(value)}",
+                  _mapping_hint(path, data))
     if kind == "list_type":
         example = _EXAMPLES.get(str(name))
         return at(
@@ -1115,9 +1116,11 @@ def _default_hint(path: _PathKey, data: Any) -> str | None:
     return text
 
 
-def _mapping_hint(path: _PathKey) -> str | None:
+def _mapping_hint(path: _PathKey, data: Any = None) -> str | None:
     if _is_router(path):
         return f"for example router: {_EXAMPLES['router']}"
+    if path[:1] == ("normal_state",) and len(path) > 3:  # inside a gate: a source's part
+        return _missing_hint(str(path[-1]), path, data).replace("add ", "write ", 1)
     if path[:1] == ("normal_state",):
         return "each gate is a mapping: - name: ..., type: ..., followed by the type's fields"
     return None

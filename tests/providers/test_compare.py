@@ -354,6 +354,10 @@ def test_a_missing_field_of_a_source_says_what_it_takes(tmp_path: Any) -> None:
         load_plan(path)
     text = str(info.value)
     assert "add new: {requests: ..., errors: ...}" in text
+    path.write_text(path.read_text().replace(", x: 1}", "}\n      new: x"))
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert "hint: write new: {requests: ..., errors: ...}" in str(info.value)
     assert "unknown field 'x'" in text and "fields allowed here: errors, requests" in text
 
 
