@@ -13,10 +13,12 @@ counters, Prometheus counters, CloudWatch and Datadog sums), and the judging is
 :mod:`shiftover.analysis.judge`'s. What it adds is the step:
 
 - The test restarts whenever the router's split changes (a new step, a
-  rollback, an operator's hand): the first check at a split marks its start
-  (``counts(since=now, now=now)``: zero) and every later check at that split
-  counts from there. A restarted ``shiftover run`` starts the step's test over
-  too: evidence is never carried across processes or splits.
+  rollback, an operator's hand). The new step's counts start at the check
+  before it, so the interval in which the split changed is its first (a fault
+  that starts with the step is in it); the first check of a process has no check
+  before it and marks the start (``counts(since=now, now=now)``: zero). A
+  restarted ``shiftover run`` starts the step's test over: evidence is never
+  carried across processes or splits.
 - At 0% the new environment gets nothing to compare: no data. At 100% the old
   one gets nothing, so there is no live baseline: the gate says so and passes
   *as not applicable*, which is why a plan with a ``compare`` gate must also
@@ -97,7 +99,8 @@ class StepTracking:
     ``_step(now, split)`` returns the split to judge and notes for the details, or
     raises ``NoData``: at 0%, and with an unknown split when no step is in progress
     (the source is asked once all the same: ``_probe``). A split that changed starts
-    a new step at ``now``; an unknown split in the middle of a step keeps it."""
+    a new step, counted from the check before (the last one whose source answered)
+    or, without one, from ``now``; an unknown split in the middle of a step keeps it."""
 
     def __init__(self) -> None:
         self._split: Weights | None = None
