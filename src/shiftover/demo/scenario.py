@@ -18,6 +18,7 @@ Scenarios:
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 import threading
 import time
@@ -204,8 +205,12 @@ def _run(
     _say(console, as_json, f"starting the local stack in {workdir}")
     old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir))
     new = stack.enter_context(SampleAppProcess(port=0, name="new", workdir=workdir))
-    if background_error_rate:  # a coin, as a real service's own errors are
-        for seed, app in enumerate((old, new), start=1):
+    if background_error_rate:  # a coin, as a real service's own errors are: each run
+        # draws its own seeds (runs of a benchmark are independent)
+        seeds = [random.SystemRandom().randrange(1 << 31) for _ in range(2)]
+        _say(console, as_json, f"background errors {background_error_rate:g}, seeds (old, new) "
+             f"{seeds}")
+        for seed, app in zip(seeds, (old, new), strict=True):
             app.set_fault(error_rate=background_error_rate, error_seed=seed)
     hap_dir = workdir / "haproxy"
     hap_dir.mkdir(exist_ok=True)
