@@ -47,11 +47,17 @@ def main() -> int:
     for i in range(args.runs):
         s = run_demo("errors", as_json=False, rate=args.rate, console=quiet, bake="3s", **extra)
         gates = ", ".join(f"{g['gate']} = {g['value']:.4f}" for g in s["failing_gates"])
-        rows.append((s["outcome"], s["rollback_seconds"], s["failed_requests_after_fault"], gates))
-        print(f"run {i + 1}: {s['outcome']:<12} rollback {s['rollback_seconds']:.3f}s  "
+        seconds = s["rollback_seconds"]
+        if seconds is None:  # rolled back before the fault (a false rollback), or never
+            rows.append((s["outcome"] + " before the fault", None, None, gates))
+            print(f"run {i + 1}: {s['outcome']} before the fault was set  [{s['reason']}]",
+                  flush=True)
+            continue
+        rows.append((s["outcome"], seconds, s["failed_requests_after_fault"], gates))
+        print(f"run {i + 1}: {s['outcome']:<12} rollback {seconds:.3f}s  "
               f"failed after fault {s['failed_requests_after_fault']:>3}  [{gates}]", flush=True)
-    secs = [r[1] for r in rows if r[1] is not None]
-    fails = [r[2] for r in rows]
+    secs = [r[1] for r in rows if r[1] is not None] or [float("nan")]
+    fails = [r[2] for r in rows if r[2] is not None] or [float("nan")]
     print()
     print("| runs | rolled back | median rollback_seconds | max | median failed requests after fault | max |")
     print("|---:|---:|---:|---:|---:|---:|")

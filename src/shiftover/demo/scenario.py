@@ -75,7 +75,11 @@ def demo_plan_yaml(
     a compressed-time figure; production plans keep the default 200. Second on
     its own, as an SLO guard a comparison cannot replace (a fault shared by
     both environments; the 100% step, where old serves nothing): Prometheus'
-    error ratio over the last 30 s at most 2%."""
+    error ratio over the last 30 s at most 10%. That guard is for gross breakage (a
+    dead new environment reads 100%): at the 1% step 30 s hold about 60 requests,
+    and with a service's own errors at 0.5% one unlucky pair of them is 3%, so a
+    tight guard on so little traffic rolls healthy runs back (measured:
+    docs/benchmarks.md); telling 5% from 0.5% is the comparison's job."""
     min_requests = max(1, min(10, int(rate * 0.01 * 5)))
     return f"""\
 # Written by `shiftover demo`: the same shape as a production plan, with
@@ -104,7 +108,8 @@ normal_state:
   - name: new environment failed requests (5xx, refused, timed out; Prometheus)
     type: prometheus
     url: {prometheus}
-    # the README's query over 30s: a dead or hanging eks counts, not only its own 5xx
+    # the README's query over 30s: a dead or hanging eks counts, not only its own 5xx;
+    # an SLO guard for gross breakage (see demo_plan_yaml's docstring)
     query: |
       (
           sum(increase(haproxy_server_http_responses_total{{proxy="web",server="eks",code="5xx"}}[30s]))
@@ -129,7 +134,7 @@ normal_state:
         and on() max(haproxy_server_uweight{{proxy="web",server="eks"}}) > 0
         and on() sum(increase(haproxy_backend_sessions_total{{proxy="web"}}[30s])) > 0
       )
-    max: 0.02
+    max: 0.1
   - name: dependencies reachable from the new environment
     type: http
     url: {new_app}/health/dependencies
