@@ -166,7 +166,26 @@ def _judge_http(spec: Any, outcome: Measurement | ProviderError, now: float) -> 
     return GateResult(spec.name, Verdict.PASS, outcome.value, threshold, 1, f"status {status}", now)
 
 
-class CompareJudge:
+class _StepJudge:
+    """What both compare judges share: one test per step of the provider's
+    (``details["step"]`` and ``details["since"]``), a new step a new test."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self._step: tuple[Any, Any] | None = None
+        self._test: Any = None
+
+    def _new_test(self) -> Any:
+        raise NotImplementedError  # pragma: no cover
+
+    def _test_for(self, details: dict[str, Any]) -> Any:
+        step = (details.get("step"), details.get("since"))
+        if step != self._step or self._test is None:
+            self._step, self._test = step, self._new_test()
+        return self._test
+
+
+class CompareJudge(_StepJudge):
     """A ``compare`` gate's judge: one :class:`CompareErrors` per step, fed the
     counts the provider measured since the step started.
 
@@ -179,10 +198,9 @@ class CompareJudge:
     not applicable, with the reason saying so (the plan requires another gate
     that judges new alone, and at 100% that one decides)."""
 
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-        self._step: tuple[Any, Any] | None = None
-        self._test: CompareErrors | None = None
+    def _new_test(self) -> CompareErrors:
+        return CompareErrors(alpha=self.spec.alpha, tolerance=self.spec.tolerance,
+                             min_requests=self.spec.min_requests)
 
     @property
     def _threshold(self) -> str:
@@ -199,14 +217,10 @@ class CompareJudge:
             return GateResult(spec.name, Verdict.PASS, None, threshold, 0,
                               f"not applicable: {details['not_applicable']}", now,
                               evidence={"not_applicable": True, "step": details.get("step")})
-        step = (details.get("step"), details.get("since"))
-        if step != self._step or self._test is None:
-            self._step = step
-            self._test = CompareErrors(alpha=spec.alpha, tolerance=spec.tolerance,
-                                       min_requests=spec.min_requests)
+        test: CompareErrors = self._test_for(details)
         c = details.get("counts", {})
         try:
-            v = self._test.update(c["old_requests"], c["old_errors"],
+            v = test.update(c["old_requests"], c["old_errors"],
                                   c["new_requests"], c["new_errors"])
         except (KeyError, ValueError) as exc:
             return _inconclusive(spec, now, f"counts not usable: {exc}", threshold=threshold,
@@ -218,7 +232,7 @@ class CompareJudge:
                           v.reason, now, evidence=evidence)
 
 
-class CompareLatencyJudge:
+class CompareLatencyJudge(_StepJudge):
     """A ``compare_latency`` gate's judge: one :class:`CompareLatency` per step, fed
     one ``(old, new)`` pair of latency figures per check.
 
@@ -228,10 +242,9 @@ class CompareLatencyJudge:
     only the SLO judges new's figures; without an SLO the gate passes there as
     not applicable."""
 
-    def __init__(self, spec: Any) -> None:
-        self.spec = spec
-        self._step: tuple[Any, Any] | None = None
-        self._test: CompareLatency | None = None
+    def _new_test(self) -> CompareLatency:
+        return CompareLatency(alpha=self.spec.alpha, effect_size=self.spec.effect_size,
+                              slo=self.spec.slo, min_intervals=self.spec.min_intervals)
 
     @property
     def _threshold(self) -> str:
@@ -243,13 +256,9 @@ class CompareLatencyJudge:
         if isinstance(outcome, ProviderError):
             return _unanswered(spec, outcome, now, threshold)
         d = outcome.details
-        step = (d.get("step"), d.get("since"))
-        if step != self._step or self._test is None:
-            self._step = step
-            self._test = CompareLatency(alpha=spec.alpha, effect_size=spec.effect_size,
-                                        slo=spec.slo, min_intervals=spec.min_intervals)
+        test: CompareLatency = self._test_for(d)
         try:
-            v = self._test.update(d.get("old"), d.get("new"))
+            v = test.update(d.get("old"), d.get("new"))
         except ValueError as exc:
             return _inconclusive(spec, now, f"latency not usable: {exc}", threshold=threshold,
                                  error=True)
