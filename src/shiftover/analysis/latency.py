@@ -146,10 +146,8 @@ Limits, honestly
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
-
-import numpy as np
-from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
 
 from shiftover.types import Verdict
 
@@ -238,6 +236,8 @@ class LatencyVerdict:
 
 def hodges_lehmann_ratio(new: list[float], old: list[float]) -> float:
     """Median of the pairwise ratios new_i / old_j (x/0 = inf, 0/0 = 1)."""
+    import numpy as np  # here: loading numpy and scipy costs every command a second
+
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.divide.outer(np.asarray(new, dtype=float), np.asarray(old, dtype=float))
     ratios[np.isnan(ratios)] = 1.0
@@ -252,6 +252,8 @@ def u_test(new: list[float], old: list[float]) -> tuple[float, float]:
     """
     ties = len(set(new) | set(old)) < len(new) + len(old)
     method = "exact" if not ties and len(new) + len(old) <= EXACT_MAX_VALUES else "asymptotic"
+    from scipy.stats import mannwhitneyu  # type: ignore[import-untyped]
+
     result = mannwhitneyu(new, old, alternative="greater", method=method)
     p_value = float(result.pvalue)
     # all values equal on both sides: nothing tells them apart
@@ -364,8 +366,8 @@ class CompareLatency:
 
     def _judge(self, effect: float | None, new_missing: bool) -> LatencyVerdict:
         n_old, n_new = len(self._old), len(self._new)
-        old_median = float(np.median(self._old)) if self._old else None
-        new_median = float(np.median(self._new)) if self._new else None
+        old_median = float(statistics.median(self._old)) if self._old else None
+        new_median = float(statistics.median(self._new)) if self._new else None
         new_recent = self._new_recent()
         slo_breached = (self.slo is not None and new_recent is not None
                         and new_recent > self.slo)
