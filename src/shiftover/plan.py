@@ -35,7 +35,6 @@ import difflib
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import typing
@@ -61,6 +60,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
 from shiftover._registry import by_type
+from shiftover.analysis.latency import figures_to_pass
 from shiftover.errors import PlanError
 from shiftover.providers import gate_specs
 from shiftover.routers import router_specs
@@ -229,9 +229,6 @@ class Plan(SpecModel):
         computed once: the engine asks for them at every tick."""
         return step_weights(self.steps, self.scales)
 
-    def _check_compare_gates(self) -> None:
-        _check_compare_gates_of(self)
-
     @model_validator(mode="after")
     def _cross_checks(self) -> Plan:
         targets: dict[str, int] = {}
@@ -251,25 +248,25 @@ class Plan(SpecModel):
                     ("normal_state", i, "name"),
                 )
             seen.add(gate.name)
-        self._check_compare_gates()
-        comparing = [i for i, g in enumerate(self.normal_state) if g.JUDGE.startswith("compare")]
-        # what judges new on its own: a value held to a threshold, or alerts on it (a
-        # probe of /health says it answers, not how often it fails)
-        guards = [g for g in self.normal_state if g.JUDGE in ("threshold", "alerts")]
-        if comparing and not guards:
-            raise _rule(
-                f"normal_state[{comparing[0]}] is a {self.normal_state[comparing[0]].type} gate "
-                "and no gate judges the new environment's errors on its own: at 100% the old one "
-                "serves nothing to compare with, and a fault both share (a common database) is "
-                "invisible to a comparison; add a gate with an absolute threshold (e.g. a "
-                "prometheus error ratio with max) or an alerts gate",
-                ("normal_state", comparing[0], "type"))
+        _check_compare_gates(self)
         return self
 
 
-def _check_compare_gates_of(plan: Plan) -> None:
+def _check_compare_gates(plan: Plan) -> None:
+    """Plan rules of the gates that judge new against old."""
     routers: list[Any] = [m for m in plan.members if m.type == "haproxy"]
     gates: list[Any] = list(plan.normal_state)
+    comparing = [i for i, g in enumerate(gates) if g.JUDGE.startswith("compare")]
+    # what judges new on its own: a value held to a threshold, or alerts on it (a
+    # probe of /health says it answers, not how often it fails)
+    if comparing and not any(g.JUDGE in ("threshold", "alerts") for g in gates):
+        raise _rule(
+            f"normal_state[{comparing[0]}] is a {gates[comparing[0]].type} gate "
+            "and no gate judges the new environment's errors on its own: at 100% the old one "
+            "serves nothing to compare with, and a fault both share (a common database) is "
+            "invisible to a comparison; add a gate with an absolute threshold (e.g. a "
+            "prometheus error ratio with max) or an alerts gate",
+            ("normal_state", comparing[0], "type"))
     for i, gate in enumerate(gates):
         source: Any = getattr(gate, "source", None)
         if gate.JUDGE == "compare" and getattr(source, "type", None) == "haproxy_stats":
@@ -294,13 +291,8 @@ def _check_compare_gates_of(plan: Plan) -> None:
 
 
 def latency_warm_up(gate: Any) -> int:
-    """Checks a compare_latency gate needs in a step before it can PASS: min_intervals,
-    or more when its first look could not yet fail at alpha (the exact U test's smallest
-    p-value with n figures a side is 1 / C(2n, n); the first look spends alpha / 2)."""
-    n = gate.min_intervals
-    while 1.0 / math.comb(2 * n, n) > gate.alpha / 2:
-        n += 1
-    return int(n)
+    """Checks a compare_latency gate needs in a step before it can PASS."""
+    return figures_to_pass(gate.alpha, gate.min_intervals)
 
 
 def step_weights(steps: list[float], scales: tuple[int, ...] | int | None) -> tuple[Weights, ...]:
@@ -951,30 +943,22 @@ def _suggest(word: Any, choices: list[str] | tuple[str, ...]) -> str | None:
     return match[0] if match else None
 
 
-def _type_kind(path: _PathKey, ctx: dict[str, Any] | None = None,
-               gate_type: str | None = None) -> tuple[str, tuple[str, ...]]:
+def _type_kind(path: _PathKey, data: Any) -> tuple[str, tuple[str, ...]]:
+    """What a ``type`` at ``path`` names, and the known ones: a router's, a gate's, or
+    a compare gate's source (its gate's own registry)."""
     if path[:1] in (("router",), ("routers",)):
         return "router", ROUTER_TYPES
-    if path and path[-1] == "source":  # a compare gate's source: its gate's own registry
-        tags = str((ctx or {}).get("expected_tags", ""))
-        known = tuple(t.strip(" '") for t in tags.split(",") if t.strip(" '"))
-        if not known and gate_type is not None:
-            model = GATE_MODELS.get(gate_type)
-            field = model.model_fields.get("source") if model else None
-            known = tuple(sorted(_literal_tags(field.annotation))) if field else ()
-        return "source", known
+    if path and path[-1] == "source":
+        model = _model_at(path[:-1], data)
+        field = model.model_fields.get("source") if model is not None else None
+        return "source", tuple(sorted(_literal_tags(field.annotation))) if field else ()
     return "gate", GATE_TYPES
 
 
 def _literal_tags(annotation: Any) -> set[str]:
     """The ``type`` literals of a (possibly Annotated) union of spec models."""
-    tags: set[str] = set()
-    for arg in typing.get_args(annotation) or (annotation,):
-        if isinstance(arg, type) and issubclass(arg, BaseModel) and "type" in arg.model_fields:
-            tags.update(str(t) for t in typing.get_args(arg.model_fields["type"].annotation))
-        elif typing.get_args(arg):
-            tags |= _literal_tags(arg)
-    return tags
+    return {str(t) for m in _models_in(annotation) if "type" in m.model_fields
+            for t in typing.get_args(m.model_fields["type"].annotation)}
 
 
 def _explain(error: ValidationError, data: Any, tree: _Tree) -> list[_Problem]:
@@ -1008,7 +992,7 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
     if kind == "missing":
         hint = _missing_hint(str(name), path, data)
         if name == "type":
-            _, types = _type_kind(path)
+            _, types = _type_kind(path[:-1], data)
             hint = f"add type: one of {', '.join(sorted(types))}"
         return _Problem(tree.pos(path[:-1]), f"missing required field '{name}'", _field_path(path), hint)
     if kind == "extra_forbidden":
@@ -1024,7 +1008,7 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
                 message += f" ('{name}' belongs to gate type {', '.join(owners)})"
         return at(path, message, f"fields allowed here: {', '.join(known)}" if known else None, key=True)
     if kind == "union_tag_invalid":
-        what, types = _type_kind(path, ctx)
+        what, types = _type_kind(path, data)
         tag = ctx.get("tag", value)
         type_path = (*path, "type")
         guess = _suggest(tag, types)
@@ -1034,10 +1018,7 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
             f"did you mean '{guess}'?" if guess else None,
         )
     if kind == "union_tag_not_found":
-        gate = data.get("normal_state") if isinstance(data, dict) else None
-        owner = (gate[path[1]] if isinstance(gate, list) and len(path) > 1
-                 and isinstance(path[1], int) and path[1] < len(gate) else None)
-        what, types = _type_kind(path, ctx, owner.get("type") if isinstance(owner, dict) else None)
+        what, types = _type_kind(path, data)
         return _Problem(
             tree.pos(path),
             "missing required field 'type'",

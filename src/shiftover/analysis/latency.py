@@ -166,6 +166,22 @@ def alpha_for_look(alpha: float, look: int) -> float:
     return alpha / (look * (look + 1))
 
 
+def can_reject(new: int, old: int, alpha_k: float) -> bool:
+    """Whether the exact U test with these many figures could reject at ``alpha_k``
+    at all: its smallest p-value is 1 / C(new + old, new)."""
+    return 1.0 / math.comb(new + old, new) <= alpha_k
+
+
+def figures_to_pass(alpha: float, min_intervals: int) -> int:
+    """Figures each side needs before the first look can run, and so before a PASS:
+    ``min_intervals``, or more when with so few the test could not reject at the
+    first look's share of ``alpha``."""
+    n = min_intervals
+    while not can_reject(n, n, alpha_for_look(alpha, 1)):
+        n += 1
+    return n
+
+
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
@@ -343,8 +359,8 @@ class CompareLatency:
         # U test with these sample sizes, 1 / C(n + m, n), is above its share of alpha)
         # spends nothing: deciding so from the sizes alone costs no validity, and
         # small min_intervals no longer waste alpha on looks that could never FAIL
-        smallest_p = 1.0 / math.comb(len(self._new) + len(self._old), len(self._new))
-        if smallest_p > alpha_for_look(self.alpha, self._look + 1):
+        if not can_reject(len(self._new), len(self._old), alpha_for_look(self.alpha,
+                                                                          self._look + 1)):
             return
         self._look += 1
         self._alpha_spent = alpha_for_look(self.alpha, self._look)
