@@ -9,6 +9,7 @@ contract suite runs over ``InMemoryRouter`` too).
 from __future__ import annotations
 
 import multiprocessing
+import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -150,7 +151,7 @@ class ScriptedProvider:
 
 class SimulatedCounts:
     """A ``compare`` gate's count source over simulated traffic: ``rate`` requests
-    per second of the clock, split between the environments as ``router`` reads,
+    per second of the ``now`` it is called with, split between the environments as ``router`` reads,
     each failing with its environment's error rate (seeded draws, so a test is
     repeatable). Change ``old_error_rate`` / ``new_error_rate`` at any time (a
     fault); ``fail`` makes the next calls raise it (a backend that went away).
@@ -159,12 +160,10 @@ class SimulatedCounts:
     then), so a test that moves the clock in big jumps gets the split of the
     jump's end: call it at every check, as the engine does."""
 
-    def __init__(self, router: Any, clock: Any, *, rate: float = 100.0,
+    def __init__(self, router: Any, *, rate: float = 100.0,
                  old_error_rate: float = 0.001, new_error_rate: float = 0.001,
                  seed: int = 0) -> None:
-        import random
-
-        self.router, self.clock, self.rate = router, clock, rate
+        self.router, self.rate = router, rate
         self.old_error_rate, self.new_error_rate = old_error_rate, new_error_rate
         self.fail: Exception | None = None
         self._random = random.Random(seed)

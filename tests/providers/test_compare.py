@@ -197,7 +197,7 @@ def _runner(store: Store, *, new_error_rate: float, seed: int = 1,
              "min_requests": 100},
         ]))
     router, clock = InMemoryRouter(), FakeClock()
-    counts = SimulatedCounts(router, clock, rate=200.0, old_error_rate=0.001,
+    counts = SimulatedCounts(router, rate=200.0, old_error_rate=0.001,
                              new_error_rate=new_error_rate, seed=seed)
     gates = [Gate(p.normal_state[0], ScriptedProvider([0.0])),
              Gate(p.normal_state[1], CompareProvider(counts))]
