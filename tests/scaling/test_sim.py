@@ -107,9 +107,9 @@ def test_pods_wait_for_nodes_then_cluster_autoscaler_adds_them() -> None:
     # 660: 4 replicas wanted, 1 more fits the only node (2 pods of 1 cpu per node),
     # 2 pending; the scan at 660 asks for 1 node (2 pods per node)
     r = row(res, 660)
-    assert (r["desired_replicas"], r["pending_pods"], r["nodes"], r["ready_nodes"]) == (4, 2, 2, 1)
+    assert (r["desired_replicas"], r["web_pending"], r["nodes"], r["ready_nodes"]) == (4, 2, 2, 1)
     # 675: 8 wanted, 6 pending; 2 fit the node on its way, the scan at 680 asks for 2 more
-    assert row(res, 675)["pending_pods"] == 6
+    assert row(res, 675)["web_pending"] == 6
     assert row(res, 690)["nodes"] == 4
     # provisioning takes 90 s: the first new node is Ready at 750, its pods 20 s later
     assert row(res, 735)["ready_nodes"] == 1
@@ -279,7 +279,7 @@ def test_invariants_on_random_traces(
     assert np.all(tl.desired_replicas >= min_replicas) and np.all(tl.desired_replicas <= max_replicas)
     assert np.all(tl.ready_replicas <= tl.desired_replicas)
     assert np.all(tl.nodes <= max_nodes) and np.all(tl.ready_nodes >= 1)
-    assert np.all(tl.pending_pods >= 0)
+    assert np.all(tl.web_pending >= 0) and np.all(tl.worker_pending >= 0)
     assert np.all(tl.capacity_rps == tl.ready_replicas * 10.0)
     assert float((tl.served_within_slo + tl.not_within_slo).sum()) == pytest.approx(float(sum(minutes)))
     assert 0 <= res.summary.minutes_over_slo <= len(minutes)

@@ -51,8 +51,8 @@ def render_png(result: SimResult, path: str | Path, *, title: str = "") -> Path:
     ax = axes[1]
     ax.step(x, tl.desired_replicas, where="post", color="#ff7f0e", lw=1.0, label="desired (HPA)")
     ax.step(x, tl.ready_replicas, where="post", color="#2ca02c", lw=1.0, label="ready")
-    if tl.pending_pods.any():
-        ax.step(x, tl.pending_pods, where="post", color="#d62728", lw=0.8, label="pending pods")
+    if tl.web_pending.any():
+        ax.step(x, tl.web_pending, where="post", color="#d62728", lw=0.8, label="pending web pods")
     ax.set_ylabel("web pods")
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)

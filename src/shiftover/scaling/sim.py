@@ -149,7 +149,8 @@ class Timeline:
     ready_replicas: IntArray
     nodes: IntArray  # Ready + provisioning (what you pay for)
     ready_nodes: IntArray
-    pending_pods: IntArray
+    web_pending: IntArray  # web pods created but not scheduled (waiting for a node)
+    worker_pending: IntArray
     queue_length: FloatArray
     worker_desired: IntArray
     worker_ready: IntArray
@@ -164,7 +165,8 @@ class Timeline:
         "ready_replicas",
         "nodes",
         "ready_nodes",
-        "pending_pods",
+        "web_pending",
+        "worker_pending",
         "queue_length",
         "worker_desired",
         "worker_ready",
@@ -283,7 +285,7 @@ def run(
     cap_v: list[int] = [cl.ready_count[WEB]]
     node_t: list[int] = [0]
     node_v: list[int] = [cl.total_nodes]
-    rows: list[tuple[int, int, int, int, int, float, int, int]] = []
+    rows: list[tuple[int, int, int, int, int, int, float, int, int]] = []
 
     web_desired = web0
     next_sync = 0
@@ -378,7 +380,8 @@ def run(
                 ready_count[WEB],
                 n_ready_nodes + len(prov),
                 n_ready_nodes,
-                pending[WEB] + pending[WORKER],
+                pending[WEB],
+                pending[WORKER],
                 queue,
                 worker_desired,
                 ready_count[WORKER],
@@ -429,7 +432,7 @@ def _finish(
     cap_v: list[int],
     node_t: list[int],
     node_v: list[int],
-    rows: list[tuple[int, int, int, int, int, float, int, int]],
+    rows: list[tuple[int, int, int, int, int, int, float, int, int]],
     dep_t: list[int] | None,
     dep_v: list[float] | None,
 ) -> SimResult:
@@ -449,7 +452,7 @@ def _finish(
 
     # per row (HPA sync interval)
     starts = np.arange(0, duration, p.sync_period, dtype=np.int64)
-    cols = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=8 * len(rows)).reshape(-1, 8)
+    cols = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=9 * len(rows)).reshape(-1, 9)
     n_rows = cols.shape[0]
     icols = cols.astype(np.int64)
     starts = starts[:n_rows]
@@ -468,7 +471,7 @@ def _finish(
     mean_wait = 0.0
     unfinished = 0.0
     if dep_t is not None and dep_v is not None and work.cum_jobs is not None:
-        worker_peak_q = float(cols[:, 5].max()) if n_rows else 0.0
+        worker_peak_q = float(cols[:, 6].max()) if n_rows else 0.0
         max_wait, mean_wait, unfinished = _waits(work.cum_jobs, dep_t, dep_v, duration)
 
     timeline = Timeline(
@@ -481,10 +484,11 @@ def _finish(
         ready_replicas=ready[starts].astype(np.int64),
         nodes=icols[:, 2],
         ready_nodes=icols[:, 3],
-        pending_pods=icols[:, 4],
-        queue_length=cols[:, 5],
-        worker_desired=icols[:, 6],
-        worker_ready=icols[:, 7],
+        web_pending=icols[:, 4],
+        worker_pending=icols[:, 5],
+        queue_length=cols[:, 6],
+        worker_desired=icols[:, 7],
+        worker_ready=icols[:, 8],
         served_within_slo=g_row,
         not_within_slo=b_row,
     )
@@ -501,7 +505,7 @@ def _finish(
         pod_hours=pod_hours,
         scale_ups=cl.scale_ups,
         nodes_removed=cl.nodes_removed,
-        worker_peak_replicas=int(icols[:, 6].max()) if n_rows else 0,
+        worker_peak_replicas=int(icols[:, 7].max()) if n_rows else 0,
         worker_peak_queue=worker_peak_q,
         worker_max_wait_seconds=max_wait,
         worker_mean_wait_seconds=mean_wait,
