@@ -1132,7 +1132,10 @@ class HPAController:
     ) -> int:
         current = current_replicas
         if not self._started:
-            self._record(now, current)  # recordInitialRecommendation
+            # recordInitialRecommendation stamps the seed when the sync starts, before the
+            # cutoff: with no behavior and a 0 s window it is Before(now - 0) and never counts
+            if self._behavior or self._norm.nb_window > 0:
+                self._record(now, current)
             self._started = True
         if current == 0:
             self.last_reason = "ScalingDisabled"
