@@ -224,26 +224,92 @@ def simulate(trace: Trace, config: ScalingConfig) -> SimResult:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class WebDecisions:
+    """The web HPA's desired replicas after every sync of a workload, computed once.
+
+    Valid only when the decisions cannot depend on the cluster (see
+    :func:`web_decisions`); a sweep shares them across every configuration that
+    differs only in what the HPA does not read (node headroom, the worker, the
+    cluster). ``desired[k]`` is the answer of the sync at ``k * sync_period``.
+    """
+
+    spec: HPASpec
+    constants: ControllerConstants
+    initial: int  # web replicas at t = 0
+    desired: list[int]
+
+
+def _web_initial(work: Workload, p: SimParams, web_spec: HPASpec) -> int:
+    """Web replicas at t = 0: ``web_initial``, else what the first second's demand asks."""
+    target = web_spec.metrics[0].target.value
+    web0 = p.web_initial or -(-int(work.demand[0] * 1000) // max(1, int(target * 1000)))
+    return min(max(web0, web_spec.min_replicas), web_spec.max_replicas)
+
+
+def web_decisions(
+    work: Workload, p: SimParams, web_spec: HPASpec, constants: ControllerConstants | None = None
+) -> WebDecisions | None:
+    """The web HPA's decisions for ``work``, or None when they could depend on the cluster.
+
+    The web metric is open-loop (precomputed per sync in :class:`Workload`), and
+    for External AverageValue metrics the controller's arithmetic reads only the
+    metric, the current replica count (its own previous answer) and its own
+    history, never the Ready pods (GetExternalPerPodMetricReplicas). So for an
+    HPA whose metrics are all External AverageValue the answers are fixed by the
+    workload and the HPA's spec. External Value (getUsageRatioReplicaCount) and
+    Pods metrics read Ready pods, which the cluster decides: None.
+    """
+    if not all(m.source == "External" and m.target.type == "AverageValue" for m in web_spec.metrics):
+        return None
+    constants = constants or ControllerConstants(sync_period_seconds=float(p.sync_period))
+    ctrl = HPAController(web_spec, constants)
+    step = ctrl.step
+    name = web_spec.metrics[0].name
+    sync = p.sync_period
+    web0 = current = _web_initial(work, p, web_spec)
+    desired: list[int] = []
+    for k, value in enumerate(work.web_metric):
+        # ready_replicas is not read for External AverageValue; pass the current count
+        current = step(k * sync, current, current, {name: value})
+        desired.append(current)
+    return WebDecisions(spec=web_spec, constants=constants, initial=web0, desired=desired)
+
+
 def run(
     work: Workload,
     p: SimParams,
     web_spec: HPASpec,
     worker_spec: HPASpec | None = None,
     constants: ControllerConstants | None = None,
+    web: WebDecisions | None = None,
 ) -> SimResult:
-    """The simulation proper, on a prepared :class:`Workload`."""
+    """The simulation proper, on a prepared :class:`Workload`.
+
+    ``web``: the web HPA's decisions from :func:`web_decisions` on the same
+    workload, params and spec, replayed instead of stepping the controller.
+    """
     constants = constants or ControllerConstants(sync_period_seconds=float(p.sync_period))
     duration = work.duration
     sync = p.sync_period
-    demand0 = work.demand[0]
     web_metric = work.web_metric
     web_name = web_spec.metrics[0].name
-    web_ctrl = HPAController(web_spec, constants)
     workers = p.worker_enabled and worker_spec is not None and work.cum_jobs is not None
 
-    web_target = web_spec.metrics[0].target.value
-    web0 = p.web_initial or -(-int(demand0 * 1000) // max(1, int(web_target * 1000)))
-    web0 = min(max(web0, web_spec.min_replicas), web_spec.max_replicas)
+    web0 = _web_initial(work, p, web_spec)
+    web_plan: list[int] | None = None
+    web_ctrl: HPAController | None = None
+    if web is None:
+        web_ctrl = HPAController(web_spec, constants)
+    else:
+        if (
+            web.initial != web0
+            or len(web.desired) != len(web_metric)
+            or web.spec != web_spec
+            or web.constants != constants
+        ):
+            raise ValueError("web decisions from another workload, spec or controller constants")
+        web_plan = web.desired
     worker0 = 0
     if workers:
         assert worker_spec is not None
@@ -331,7 +397,11 @@ def run(
             q_at_bucket.append(queue)
             next_bucket += rollup
         if t == next_sync:
-            d = web_ctrl.step(t, web_desired, ready_count[WEB], {web_name: web_metric[k]})
+            if web_plan is not None:
+                d = web_plan[k]
+            else:
+                assert web_ctrl is not None
+                d = web_ctrl.step(t, web_desired, ready_count[WEB], {web_name: web_metric[k]})
             if d != web_desired:
                 if d > web_desired:
                     cl.add_pods(WEB, d - web_desired, t)
@@ -549,4 +619,15 @@ def with_overrides(p: SimParams, **changes: Any) -> SimParams:
     return replace(p, **changes)
 
 
-__all__ = ["SimResult", "Summary", "Timeline", "Workload", "prepare", "run", "simulate", "with_overrides"]
+__all__ = [
+    "SimResult",
+    "Summary",
+    "Timeline",
+    "WebDecisions",
+    "Workload",
+    "prepare",
+    "run",
+    "simulate",
+    "web_decisions",
+    "with_overrides",
+]
