@@ -11,9 +11,25 @@ Two ways to feed a Datadog query to the HPA controller, as the issue asks:
   optional ``age`` and ``metricUnavailableValue``; the target type goes in the
   trigger's ``metricType``, which KEDA's docs prefer to the deprecated
   ``metadata.type``) and the behavior under
-  ``advanced.horizontalPodAutoscalerConfig.behavior``. The trigger authenticates
-  through a TriggerAuthentication the cluster must already have (its name is a
-  parameter; the API and APP keys never appear here).
+  ``advanced.horizontalPodAutoscalerConfig.behavior``. The triggers authenticate
+  through one ``TriggerAuthentication`` rendered here too: ``secretTargetRef``s
+  to a Secret whose name and keys are parameters (:class:`DatadogSecret`). The
+  API and APP keys themselves never appear in the output: a manifest ends up in
+  git, a key must not.
+
+The Datadog flavor references no credentials of ours: the Cluster Agent queries
+Datadog with its own API and APP keys, set when it was installed.
+
+What the outputs reference also comes with them: with ``cluster.overprovisioning.pods``
+> 0 (either flavor), a ``PriorityClass`` and a ``Deployment`` of pause pods, as the
+Cluster Autoscaler FAQ ("How can I configure overprovisioning with Cluster
+Autoscaler?") describes. The class's value is -10: Cluster Autoscaler ignores
+pods below ``--expendable-pods-priority-cutoff`` (default -10) when it decides to
+scale up, so a lower value (the -1000 of some guides) would leave the displaced
+pause pods Pending without bringing the warm node back, which is the whole point.
+``preemptionPolicy: Never``: a placeholder exists to hold room, never to evict
+anything (expendable pods below the cutoff included); one that does not fit stays
+Pending, and that is what makes Cluster Autoscaler add the node.
 
 Every document is checked before it is returned to anyone who asks
 (:func:`validate_manifests`): built-in kinds with kubernetes-validate in strict
@@ -28,6 +44,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -46,8 +63,50 @@ _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z
 _CRD_SCHEMAS = {
     ("datadoghq.com/v1alpha1", "DatadogMetric"): "datadogmetric_v1alpha1.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda_scaledobject_v1alpha1.json",
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda_triggerauthentication_v1alpha1.json",
 }
-_BUILT_IN = {("autoscaling/v2", "HorizontalPodAutoscaler")}
+_BUILT_IN = {
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("apps/v1", "Deployment"),
+    ("scheduling.k8s.io/v1", "PriorityClass"),
+}
+
+#: The pause image the headroom pods run (the tag kubeadm pins; pinned so a
+#: re-render never pulls something new).
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
+#: The lowest priority whose Pending pods still make Cluster Autoscaler scale up
+#: (its default ``--expendable-pods-priority-cutoff``); real pods (priority 0)
+#: preempt them.
+OVERPROVISIONING_PRIORITY = -10
+# A Secret's data keys (Kubernetes' IsConfigMapKey).
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+# What a Datadog API key (32 hex) or APP key (40 hex) looks like.
+_LOOKS_LIKE_A_KEY = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40})$")
+
+
+@dataclass(frozen=True)
+class DatadogSecret:
+    """Where KEDA reads the Datadog credentials: a Secret in the workloads' namespace.
+
+    ``api_key`` / ``app_key`` / ``site_key`` are the *keys* of the Secret's data
+    that hold each value (KEDA's parameters apiKey, appKey and datadogSite), never
+    the values. ``site_key`` is optional: without it KEDA uses datadoghq.com.
+    """
+
+    name: str = "datadog-secrets"
+    api_key: str = "apiKey"
+    app_key: str = "appKey"
+    site_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """Overprovisioning: ``pods`` pause pods, each requesting ``cpu_milli`` and ``memory_mib``."""
+
+    pods: int
+    cpu_milli: int
+    memory_mib: int
+    priority_class: str = "overprovisioning"
 
 
 @dataclass(frozen=True)
@@ -74,6 +133,30 @@ def _check_name(value: str, what: str) -> None:
         raise BadInput(
             f"{what} {value!r} is not a valid Kubernetes name",
             hint="use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+        )
+
+
+def _check_secret(secret: DatadogSecret) -> None:
+    _check_name(secret.name, "secret name")
+    fields = [("API key", secret.api_key), ("APP key", secret.app_key)]
+    if secret.site_key is not None:
+        fields.append(("site", secret.site_key))
+    for what, key in fields:
+        if _LOOKS_LIKE_A_KEY.match(key):
+            raise BadInput(
+                f"the Secret key for the Datadog {what} looks like a Datadog key itself",
+                hint="pass the name of the field in the Secret that holds it (e.g. apiKey), never the key: "
+                "manifests end up in git",
+            )
+        if not _SECRET_KEY.match(key):
+            raise BadInput(
+                f"{key!r} is not a valid key of a Secret (for the Datadog {what})",
+                hint="a Secret's keys use letters, digits, '-', '_' and '.', e.g. apiKey",
+            )
+    if len({k for _, k in fields}) != len(fields):
+        raise BadInput(
+            "the Secret keys for the Datadog API key, APP key and site must differ",
+            hint="e.g. apiKey, appKey and datadogSite",
         )
 
 
@@ -234,6 +317,91 @@ def _scaled_object_document(
     }
 
 
+def _trigger_auth_document(name: str, namespace: str, secret: DatadogSecret) -> dict[str, Any]:
+    refs = [
+        {"parameter": "apiKey", "name": secret.name, "key": secret.api_key},
+        {"parameter": "appKey", "name": secret.name, "key": secret.app_key},
+    ]
+    if secret.site_key is not None:
+        refs.append({"parameter": "datadogSite", "name": secret.name, "key": secret.site_key})
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"secretTargetRef": refs},
+    }
+
+
+def _cpu(milli: int) -> str:
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+def _memory(mib: int) -> str:
+    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
+
+
+def _headroom_documents(name: str, namespace: str, headroom: Headroom) -> list[dict[str, Any]]:
+    """The PriorityClass (cluster-scoped: no namespace) and the Deployment of pause pods."""
+    labels = {"app.kubernetes.io/name": name}
+    requests: dict[str, str] = {}
+    if headroom.cpu_milli:
+        requests["cpu"] = _cpu(headroom.cpu_milli)
+    if headroom.memory_mib:
+        requests["memory"] = _memory(headroom.memory_mib)
+    priority_class = {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": headroom.priority_class},
+        "value": OVERPROVISIONING_PRIORITY,
+        "preemptionPolicy": "Never",
+        "globalDefault": False,
+        "description": "Overprovisioning placeholders (pause pods): any pod of higher priority preempts "
+        "them; at -10 Cluster Autoscaler still adds nodes for them, so a warm node is kept.",
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "replicas": headroom.pods,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "priorityClassName": headroom.priority_class,
+                    "terminationGracePeriodSeconds": 0,
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "reserve-resources",
+                            "image": PAUSE_IMAGE,
+                            "resources": {"requests": requests},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    return [priority_class, deployment]
+
+
+def _check_headroom(headroom: Headroom, name: str) -> None:
+    _check_name(headroom.priority_class, "priority class")
+    _check_name(name, "overprovisioning deployment")
+    if len(name) > 63:
+        raise BadInput(
+            f"the overprovisioning deployment name {name!r} is longer than 63 characters (a label value)",
+            hint="shorten web.deployment in the config",
+        )
+    if headroom.pods < 0:
+        raise BadInput(f"overprovisioning pods must be 0 or more, got {headroom.pods}")
+    if headroom.cpu_milli <= 0 and headroom.memory_mib <= 0:
+        raise BadInput(
+            "overprovisioning pods request no cpu and no memory: they would hold no room",
+            hint="set cluster.overprovisioning.requests (default: the web pod's requests)",
+        )
+
+
 def _plain_number(value: float) -> str:
     """A float as KEDA parses it (strconv.ParseFloat): 100 -> '100', 7.75 -> '7.75'."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
@@ -246,10 +414,18 @@ def render_manifests(
     flavor: Literal["datadog", "keda"],
     namespace: str,
     keda_auth_name: str = "keda-trigger-auth-datadog-secret",
+    keda_secret: DatadogSecret = DatadogSecret(),
     keda_age_seconds: int | None = None,
     metric_unavailable_value: float | None = None,
+    headroom: Headroom | None = None,
 ) -> list[dict[str, Any]]:
-    """The documents for web (and worker), validated. Raises BadInput on a bad input or document."""
+    """The documents for web (and worker), and what they reference, validated.
+
+    KEDA: one TriggerAuthentication (``keda_auth_name``, reading ``keda_secret``)
+    first, then a ScaledObject per workload. With ``headroom`` of 1 pod or more
+    (either flavor), a PriorityClass and a Deployment ``<web name>-overprovisioning``
+    of pause pods at the end. Raises BadInput on a bad input or document.
+    """
     _check_name(namespace, "namespace")
     workloads = [("web", web)] + ([("worker", worker)] if worker is not None else [])
     for role, w in workloads:
@@ -259,13 +435,18 @@ def render_manifests(
         raise BadInput(
             f"web and worker share the name {names[0]!r}", hint="give each workload its own name"
         )
+    if flavor not in ("datadog", "keda"):
+        raise BadInput(f"unknown manifest flavor {flavor!r}", hint="use 'datadog' or 'keda'")
     docs: list[dict[str, Any]] = []
+    if flavor == "keda":
+        _check_name(keda_auth_name, "keda_auth_name")
+        _check_secret(keda_secret)
+        docs.append(_trigger_auth_document(keda_auth_name, namespace, keda_secret))
     for _, w in workloads:
         if flavor == "datadog":
             docs.append(_datadog_metric_document(w, namespace))
             docs.append(_hpa_document(w, namespace))
-        elif flavor == "keda":
-            _check_name(keda_auth_name, "keda_auth_name")
+        else:
             docs.append(
                 _scaled_object_document(
                     w,
@@ -275,10 +456,54 @@ def render_manifests(
                     metric_unavailable_value=metric_unavailable_value,
                 )
             )
-        else:
-            raise BadInput(f"unknown manifest flavor {flavor!r}", hint="use 'datadog' or 'keda'")
+    if headroom is not None and headroom.pods > 0:
+        name = f"{web.name}-overprovisioning"
+        _check_headroom(headroom, name)
+        docs.extend(_headroom_documents(name, namespace, headroom))
     validate_manifests(docs)
     return docs
+
+
+def notes(docs: list[dict[str, Any]]) -> list[str]:
+    """What the documents need from the cluster that they do not hold, as comment lines.
+
+    The Secret KEDA reads (with a ``kubectl`` line that takes the keys from the
+    environment, so no key is typed into a file), and who holds the DatadogMetric
+    credentials.
+    """
+    lines: list[str] = []
+    for doc in docs:
+        kind, meta = doc.get("kind"), doc.get("metadata", {})
+        if kind == "TriggerAuthentication":
+            refs = doc["spec"]["secretTargetRef"]
+            secret, ns = refs[0]["name"], meta.get("namespace", "default")
+            env = {"apiKey": "DD_API_KEY", "appKey": "DD_APP_KEY", "datadogSite": "DD_SITE"}
+            literals = " ".join(f'--from-literal={r["key"]}="${env[r["parameter"]]}"' for r in refs)
+            keys = ", ".join(
+                r["key"] if r["key"] == r["parameter"] else f'{r["key"]} ({r["parameter"]})' for r in refs
+            )
+            lines += [
+                f"KEDA reads the Datadog keys from the Secret {secret} in namespace {ns}: keys {keys}.",
+                "It is not in this file (no key ever is); create it once, e.g.:",
+                f"  kubectl create secret generic {secret} -n {ns} {literals}",
+            ]
+            if not any(r["parameter"] == "datadogSite" for r in refs):
+                lines.append(
+                    "No datadogSite: KEDA queries datadoghq.com; for another site (datadoghq.eu, ...) "
+                    "add it to the Secret and pass --site-field with its key."
+                )
+        elif kind == "DatadogMetric" and not any("Cluster Agent" in line for line in lines):
+            lines += [
+                "The DatadogMetric objects are served by the Datadog Cluster Agent's external metrics",
+                "provider with DatadogMetric support (Helm: clusterAgent.metricsProvider.enabled and",
+                "useDatadogMetrics); it queries Datadog with its own API and APP keys, from its install,",
+                "not from these manifests.",
+            ]
+        elif kind == "PriorityClass":
+            lines.append(
+                f"PriorityClass {meta['name']} is cluster-scoped: applying it needs cluster-wide rights."
+            )
+    return lines
 
 
 @cache
@@ -333,14 +558,21 @@ def validate_manifests(docs: list[dict[str, Any]]) -> None:
             )
 
 
-def to_yaml(docs: list[dict[str, Any]]) -> str:
-    """A multi-document YAML stream, keys in the order written."""
-    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, explicit_start=True)
+def to_yaml(docs: list[dict[str, Any]], header: Sequence[str] = ()) -> str:
+    """A multi-document YAML stream, keys in the order written; ``header`` lines as ``#`` comments first."""
+    body = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, explicit_start=True)
+    comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
+    return comments + body
 
 
 __all__ = [
     "KUBERNETES_VERSION",
+    "OVERPROVISIONING_PRIORITY",
+    "PAUSE_IMAGE",
+    "DatadogSecret",
+    "Headroom",
     "WorkloadScaling",
+    "notes",
     "render_manifests",
     "to_yaml",
     "validate_manifests",
