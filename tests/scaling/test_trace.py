@@ -1,14 +1,15 @@
-"""Trace CSV loading: bucket detection, windows, scaling, and errors that name file:line."""
+"""Trace CSV loading: bucket detection, windows (reversed, empty, outside the trace), scaling, and errors that name file:line."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shiftover.errors import BadInput
-from shiftover.scaling.trace import load_trace, parse_timestamp
+from shiftover.scaling.trace import load_trace, parse_timestamp, parse_window
 
 NASA = Path(__file__).resolve().parents[2] / "examples" / "data" / "nasa_ksc_jul1995_rpm.csv"
 
@@ -108,3 +109,60 @@ def test_nasa_trace_matches_its_readme() -> None:
     assert tr.requests.sum() == 1891672
     assert tr.requests.max() == 405
     assert tr.start == parse_timestamp("1995-07-01T04:00:00Z")
+
+
+# --- the window: reversed or empty bounds, and a window outside the trace ---
+
+
+def test_reversed_window_names_both_bounds_and_which_flag_is_which() -> None:
+    with pytest.raises(BadInput) as exc:
+        parse_window("1995-07-14", "1995-07-13")
+    msg = str(exc.value)
+    assert "--from 1995-07-14 (1995-07-14T00:00:00Z) is later than --to 1995-07-13 (1995-07-13T00:00:00Z)" in msg
+    assert "--from is the start, --to the end" in msg
+    assert "hint: swap them: --from 1995-07-13 --to 1995-07-14" in msg
+
+
+def test_the_swap_hint_pastes_into_a_shell() -> None:
+    with pytest.raises(BadInput) as exc:
+        parse_window("1995-07-14 10:00", "1995-07-13 10:00")
+    assert "swap them: --from '1995-07-13 10:00' --to '1995-07-14 10:00'" in str(exc.value)
+
+
+def test_equal_bounds_are_an_empty_window_with_a_later_end_suggested() -> None:
+    with pytest.raises(BadInput) as exc:
+        parse_window("1995-07-13", "1995-07-13T00:00:00+00:00")
+    msg = str(exc.value)
+    assert "are the same moment" in msg and "--to exclusive" in msg
+    assert "--from 1995-07-13 --to 1995-07-14" in msg
+    with pytest.raises(BadInput, match="--to 1995-07-14T10:30:00Z"):
+        parse_window("1995-07-13T10:30:00Z", "1995-07-13T10:30:00Z")
+
+
+def test_a_good_or_open_window_passes() -> None:
+    assert parse_window(None, None) == (None, None)
+    assert parse_window("1995-07-13", None) == (parse_timestamp("1995-07-13"), None)
+    t0, t1 = parse_window("1995-07-13", "1995-07-14")
+    assert t0 is not None and t1 is not None and t1 - t0 == timedelta(days=1)
+    with pytest.raises(BadInput, match="--to: 'tomorrow' is not an ISO 8601"):
+        parse_window("1995-07-13", "tomorrow")
+
+
+def test_trace_window_refuses_reversed_bounds_before_looking_at_rows(tmp_path: Path) -> None:
+    p = write(tmp_path, "timestamp,requests\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,1\n")
+    with pytest.raises(BadInput) as exc:
+        load_trace(p, start=parse_timestamp("2024-01-01T00:01:00Z"), end=parse_timestamp("2024-01-01T00:00:00Z"))
+    assert "start 2024-01-01T00:01:00Z is not before its end 2024-01-01T00:00:00Z" in str(exc.value)
+    assert "holds no rows" not in str(exc.value)
+
+
+def test_a_window_outside_the_trace_names_the_traces_span(tmp_path: Path) -> None:
+    rows = "".join(f"2024-01-01T00:{m:02d}:00Z,1\n" for m in range(10))
+    p = write(tmp_path, "timestamp,requests\n" + rows)
+    with pytest.raises(BadInput) as exc:
+        load_trace(p, start=parse_timestamp("2024-02-01"), end=parse_timestamp("2024-02-02"))
+    msg = str(exc.value)
+    assert "[2024-02-01T00:00:00Z, 2024-02-02T00:00:00Z) holds no rows" in msg
+    assert "the trace covers 2024-01-01T00:00:00Z to 2024-01-01T00:10:00Z (end exclusive)" in msg
+    # the example bounds are inside the trace (a day, or the whole trace when shorter)
+    assert "--from 2024-01-01T00:00:00Z --to 2024-01-01T00:10:00Z" in msg

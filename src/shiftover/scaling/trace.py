@@ -18,6 +18,7 @@ total exact.
 from __future__ import annotations
 
 import csv
+import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +66,11 @@ class Trace:
 
     def window(self, start: datetime | None = None, end: datetime | None = None) -> Trace:
         """The buckets in ``[start, end)``; both bounds are rounded to a bucket."""
+        if start is not None and end is not None and start >= end:
+            raise BadInput(
+                f"the window's start {_fmt(start)} is not before its end {_fmt(end)}",
+                hint="the start is inclusive and the end exclusive: give a start earlier than the end",
+            )
         first = 0
         last = self.buckets
         if start is not None:
@@ -75,7 +81,9 @@ class Trace:
             raise BadInput(
                 f"the window [{_fmt(start) if start else _fmt(self.start)}, "
                 f"{_fmt(end) if end else _fmt(self.end)}) holds no rows of {self.source or 'the trace'}",
-                hint=f"the trace covers {_fmt(self.start)} to {_fmt(self.end)}: pick --from/--to inside it",
+                hint=f"the trace covers {_fmt(self.start)} to {_fmt(self.end)} (end exclusive): "
+                f"pick --from/--to inside it, e.g. --from {_fmt(self.start)} "
+                f"--to {_fmt(min(self.end, self.start + timedelta(days=1)))}",
             )
         return Trace(
             start=self.start + timedelta(seconds=first * self.step_seconds),
@@ -130,6 +138,52 @@ def parse_timestamp(text: str, *, where: str = "") -> datetime:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=UTC)
     return ts.astimezone(UTC)
+
+
+def parse_window(
+    start: str | None,
+    end: str | None,
+    *,
+    start_flag: str = "--from",
+    end_flag: str = "--to",
+) -> tuple[datetime | None, datetime | None]:
+    """``--from`` / ``--to`` as UTC datetimes, refusing a window that is reversed or empty.
+
+    Checked here, before the trace is read, so the message can name the flags
+    and the values as typed, and the hint is the corrected command-line fragment.
+    """
+    t0 = parse_timestamp(start, where=start_flag) if start else None
+    t1 = parse_timestamp(end, where=end_flag) if end else None
+    if start is None or end is None or t0 is None or t1 is None or t0 < t1:
+        return t0, t1
+    if t0 == t1:
+        later = _like(start, t0 + timedelta(days=1))
+        raise BadInput(
+            f"{start_flag} {_shown(start, t0)} and {end_flag} {_shown(end, t1)} are the same moment: "
+            f"the window is empty ({start_flag} is inclusive, {end_flag} exclusive)",
+            hint=f"give a later {end_flag}, e.g. {start_flag} {shlex.quote(start.strip())} "
+            f"{end_flag} {shlex.quote(later)}",
+        )
+    raise BadInput(
+        f"{start_flag} {_shown(start, t0)} is later than {end_flag} {_shown(end, t1)}: "
+        f"the window's bounds are reversed ({start_flag} is the start, {end_flag} the end)",
+        hint=f"swap them: {start_flag} {shlex.quote(end.strip())} {end_flag} {shlex.quote(start.strip())}",
+    )
+
+
+def _shown(text: str, ts: datetime) -> str:
+    """The value as typed, and as read when that differs (a date alone, another offset)."""
+    typed = text.strip()
+    read = _fmt(ts)
+    return typed if typed == read else f"{typed} ({read})"
+
+
+def _like(text: str, ts: datetime) -> str:
+    """``ts`` written the way ``text`` was: a date alone stays a date."""
+    typed = text.strip()
+    if len(typed) == 10 and ts.hour == ts.minute == ts.second == 0:
+        return ts.date().isoformat()
+    return _fmt(ts)
 
 
 def load_trace(
