@@ -283,6 +283,17 @@ def test_no_headroom_no_placeholders() -> None:
         assert kinds == {"DatadogMetric", "HorizontalPodAutoscaler"}
 
 
+def test_bad_headroom_is_refused() -> None:
+    with pytest.raises(BadInput, match="0 or more"):
+        render_manifests(WEB, None, flavor="datadog", namespace="shop", headroom=Headroom(-1, 1000, 1024))
+    with pytest.raises(BadInput, match="hold no room"):
+        render_manifests(WEB, None, flavor="datadog", namespace="shop", headroom=Headroom(2, 0, 0))
+    with pytest.raises(BadInput, match="priority class 'Low' is not a valid Kubernetes name"):
+        render_manifests(
+            WEB, None, flavor="datadog", namespace="shop", headroom=Headroom(2, 100, 0, priority_class="Low")
+        )
+
+
 def test_headroom_quantities_and_priority_class_name() -> None:
     docs = render_manifests(
         WEB,

@@ -393,8 +393,6 @@ def _check_headroom(headroom: Headroom, name: str) -> None:
             f"the overprovisioning deployment name {name!r} is longer than 63 characters (a label value)",
             hint="shorten web.deployment in the config",
         )
-    if headroom.pods < 0:
-        raise BadInput(f"overprovisioning pods must be 0 or more, got {headroom.pods}")
     if headroom.cpu_milli <= 0 and headroom.memory_mib <= 0:
         raise BadInput(
             "overprovisioning pods request no cpu and no memory: they would hold no room",
@@ -456,6 +454,8 @@ def render_manifests(
                     metric_unavailable_value=metric_unavailable_value,
                 )
             )
+    if headroom is not None and headroom.pods < 0:
+        raise BadInput(f"overprovisioning pods must be 0 or more, got {headroom.pods}")
     if headroom is not None and headroom.pods > 0:
         name = f"{web.name}-overprovisioning"
         _check_headroom(headroom, name)
