@@ -191,9 +191,8 @@ def test_no_scale_down_below_the_window_maximum(
             pre = max(p for _, p in r.metric_proposals)
             recs = inp.recommendations or ()
             if spec.behavior is None:
-                inside = [
-                    x.replicas for x in recs if x.age_seconds <= c.downscale_stabilization_seconds
-                ]
+                win = c.downscale_stabilization_seconds
+                inside = [x.replicas for x in recs if x.age_seconds <= win]
             else:
                 down = spec.behavior.scale_down
                 win = (
@@ -202,8 +201,9 @@ def test_no_scale_down_below_the_window_maximum(
                     else int(c.downscale_stabilization_seconds)
                 )
                 inside = [x.replicas for x in recs if x.age_seconds < win]
-            if not inp.recommendations:
-                inside.append(current)  # the first sync's recorded recommendation
+            if not inp.recommendations and win > 0:
+                # the first sync's seed, stamped before the cutoff: it counts only if window > 0
+                inside.append(current)
             assert r.desired_replicas >= max([pre, *inside])
         current = r.desired_replicas
         prev = r.aged(tick.dt)

@@ -30,6 +30,17 @@ the controller's (``Before``/``After`` are strict), so a recommendation exactly
 ``window`` seconds old is still counted without ``behavior`` and no longer
 counted with it, as in the controller.
 
+The first sync's seed (``recordInitialRecommendation``: the current replicas) is
+stamped when the reconcile starts, strictly before the cutoff that
+``stabilizeRecommendation`` takes later in the same sync. So with no behavior and
+a 0 s window the seed never counts (with a behavior, ``After`` is strict and a 0 s
+window drops it too). In later syncs the seed carries the first sync's "now", like
+that sync's own recommendation, and counts up to ``window`` seconds. This is a
+choice: the controller's seed is some milliseconds older than its own
+recommendation, so at exactly ``window`` seconds it would already be dropped if the
+syncs came exactly ``sync_period`` apart; they do not (the queue re-adds an HPA a
+sync period after its sync ends), and sub-second timing is not modelled.
+
 Deliberate limits (documented in the README's API section): ``currentReplicas == 0``
 means scaling is disabled (the ``HPAScaleToZero`` alpha gate is off), so
 ``minReplicas`` must be >= 1; ContainerResource metrics and metric label
@@ -258,6 +269,34 @@ class SyncInput:
 
 
 @dataclass(frozen=True)
+class MetricStatus:
+    """One entry of ``status.currentMetrics``, as computeStatusFor*Metric writes it.
+
+    Quantities are in the metric's units (the controller's milli-quantities / 1000):
+
+    - Resource Utilization: ``average_utilization`` (integer percent of the ready
+      pods' requests) and ``average_value`` (their mean usage);
+    - Resource and Pods AverageValue: ``average_value``, the ready pods' mean;
+    - External/Object Value: ``value`` (External: the series summed);
+    - External/Object AverageValue: ``average_value``, that total over
+      ``status.replicas``, rounded up to 1m.
+
+    Values are those of the first pass, before missing or unready pods are filled
+    in. A metric that failed leaves the zero entry: ``source`` and ``name`` are ""
+    and every value is None (the controller writes ``{type: ""}``).
+    """
+
+    source: MetricSource | Literal[""]
+    name: str
+    average_utilization: int | None = None
+    average_value: float | None = None
+    value: float | None = None
+
+
+_FAILED_STATUS = MetricStatus("", "")
+
+
+@dataclass(frozen=True)
 class SyncResult:
     """What one sync decided.
 
@@ -270,6 +309,10 @@ class SyncResult:
     FailedComputeMetricsReplicas (no usable metric: nothing changes).
     ``able_to_scale`` is False when the controller took no decision (scaling
     disabled, or metrics failed). Histories have ages relative to this sync.
+    ``current_metrics`` is what the controller writes to ``status.currentMetrics``:
+    one :class:`MetricStatus` per spec metric, in order, whenever it computed them
+    (also when they all failed); empty when it read no metric (ScalingDisabled,
+    CurrentAboveMax, CurrentBelowMin).
     """
 
     desired_replicas: int
@@ -281,6 +324,7 @@ class SyncResult:
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
     metric_errors: tuple[tuple[str, str], ...] = ()
+    current_metrics: tuple[MetricStatus, ...] = ()
 
     def aged(self, seconds: float) -> SyncResult:
         """The same result with every history entry ``seconds`` older (for the next sync)."""
@@ -301,6 +345,7 @@ class SyncResult:
                 for e in self.scale_down_events
             ),
             metric_errors=self.metric_errors,
+            current_metrics=self.current_metrics,
         )
 
 
@@ -770,7 +815,14 @@ def _default_scale_down(rules: ScalingRules | None, constants: ControllerConstan
 
 
 def _is_ignored(p: PodSample) -> bool:
-    return p.deleting or p.phase in ("Failed", "Succeeded")
+    """groupPods' ignoredPods: being deleted, or Failed. A Succeeded pod is *not* ignored:
+    it goes through the readiness and CPU rules like a Running one."""
+    return p.deleting or p.phase == "Failed"
+
+
+def _is_active(p: PodSample) -> bool:
+    """Counted in scale.status.replicas (the ReplicaSet controller's FilterActivePods)."""
+    return not (p.deleting or p.phase in ("Failed", "Succeeded"))
 
 
 def _cpu_unready(p: PodSample, c: ControllerConstants) -> bool:
@@ -819,7 +871,7 @@ def _ready_pods(pods: Sequence[PodSample]) -> int | None:
 
 def _resource_replicas(
     inp: SyncInput, m: MetricSpec, c: ControllerConstants, down: float, up: float
-) -> int:
+) -> tuple[int, MetricStatus]:
     pods = inp.pods
     if not any(m.name in p.metrics for p in pods):
         raise _MetricError(
@@ -829,26 +881,31 @@ def _resource_replicas(
     ready, unready, missing = _group_pods(pods, m.name, is_cpu, c)
     if not ready:
         raise _MetricError("did not receive metrics for targeted pods (pods might be unready)")
-    for i, p in enumerate(pods):
-        if m.name not in p.requests:
-            raise _MetricError(f"missing request for {m.name} in pod #{i}")
     value = {i: _milli(pods[i].metrics[m.name]) for i in ready}
-    request = [_milli(p.requests[m.name]) for p in pods]
     current = inp.current_replicas
     if m.target.type == "AverageValue":
-        target = _milli(m.target.value)
-        return _plain_replicas(
+        # GetRawResourceReplicas -> calcPlainMetricReplicas: requests are never read
+        total = sum(value.values())
+        proposal = _plain_replicas(
             current,
-            target,
+            _milli(m.target.value),
             down,
             up,
-            sum(value.values()),
+            total,
             len(value),
             len(ready),
             len(unready),
             len(missing),
         )
+        return proposal, MetricStatus(
+            "Resource", m.name, average_value=_go_div(total, len(value)) / 1000.0
+        )
 
+    # GetResourceReplicas: calculateRequests covers every pod the selector returns
+    for i, p in enumerate(pods):
+        if m.name not in p.requests:
+            raise _MetricError(f"missing request for {m.name} in pod #{i}")
+    request = [_milli(p.requests[m.name]) for p in pods]
     target_util = int(m.target.value)
 
     def ratio_of(vals: Mapping[int, int]) -> float:
@@ -860,11 +917,19 @@ def _resource_replicas(
         return _go_div(metrics_total * 100, requests_total) / target_util
 
     ratio = ratio_of(value)
+    # the status is the first pass's: utilization and mean usage of the ready pods
+    total = sum(value.values())
+    status = MetricStatus(
+        "Resource",
+        m.name,
+        average_utilization=_go_div(total * 100, sum(request[i] for i in value)),
+        average_value=_go_div(total, len(value)) / 1000.0,
+    )
     scale_up_with_unready = bool(unready) and ratio > 1.0
     if not scale_up_with_unready and not missing:
         if (1.0 - down) <= ratio <= (1.0 + up):
-            return current
-        return _ceil_i32(ratio * len(ready))
+            return current, status
+        return _ceil_i32(ratio * len(ready)), status
     if missing:
         if ratio < 1.0:
             # scale-down: missing pods at 100 % of their request (or the target if above 100 %)
@@ -883,16 +948,16 @@ def _resource_replicas(
         or (ratio < 1.0 < new_ratio)
         or (ratio > 1.0 > new_ratio)
     ):
-        return current
+        return current, status
     new_replicas = _ceil_i32(new_ratio * len(value))
     if (new_ratio < 1.0 and new_replicas > current) or (new_ratio > 1.0 and new_replicas < current):
-        return current
-    return new_replicas
+        return current, status
+    return new_replicas, status
 
 
 def _pods_replicas(
     inp: SyncInput, m: MetricSpec, c: ControllerConstants, down: float, up: float
-) -> int:
+) -> tuple[int, MetricStatus]:
     pods = inp.pods
     if not any(m.name in p.metrics for p in pods):
         raise _MetricError(
@@ -902,7 +967,7 @@ def _pods_replicas(
     if not ready:
         raise _MetricError("did not receive metrics for targeted pods (pods might be unready)")
     total = sum(_milli(pods[i].metrics[m.name]) for i in ready)
-    return _plain_replicas(
+    proposal = _plain_replicas(
         inp.current_replicas,
         _milli(m.target.value),
         down,
@@ -913,16 +978,20 @@ def _pods_replicas(
         len(unready),
         len(missing),
     )
+    return proposal, MetricStatus("Pods", m.name, average_value=_go_div(total, len(ready)) / 1000.0)
 
 
 def _status_replicas(inp: SyncInput) -> int:
     """scale.status.replicas: active pods; with no pods given, the spec's replicas."""
     if not inp.pods:
         return inp.current_replicas
-    return sum(1 for p in inp.pods if not _is_ignored(p))
+    return sum(1 for p in inp.pods if _is_active(p))
 
 
-def _metric_replicas(inp: SyncInput, m: MetricSpec, c: ControllerConstants) -> int:
+def _metric_replicas(
+    inp: SyncInput, m: MetricSpec, c: ControllerConstants
+) -> tuple[int, MetricStatus]:
+    """computeStatusFor*Metric: the proposal and the metric's status entry."""
     down, up = c.tolerances
     if m.source == "Resource":
         return _resource_replicas(inp, m, c, down, up)
@@ -941,10 +1010,16 @@ def _metric_replicas(inp: SyncInput, m: MetricSpec, c: ControllerConstants) -> i
         usage = _milli(inp.object_metrics[m.name])
     target = _milli(m.target.value)
     if m.target.type == "AverageValue":
-        return _per_pod_replicas(_status_replicas(inp), usage, target, down, up)
-    return _usage_ratio_replicas(
+        status_replicas = _status_replicas(inp)
+        proposal = _per_pod_replicas(status_replicas, usage, target, down, up)
+        # int64(ceil(usage / status.replicas)); with 0 replicas Go converts Inf/NaN, which
+        # is undefined: no value is given then
+        average = math.ceil(usage / status_replicas) / 1000.0 if status_replicas else None
+        return proposal, MetricStatus(m.source, m.name, average_value=average)
+    proposal = _usage_ratio_replicas(
         inp.current_replicas, usage / target, down, up, _ready_pods(inp.pods)
     )
+    return proposal, MetricStatus(m.source, m.name, value=usage / 1000.0)
 
 
 def _check_input(inp: SyncInput) -> None:
@@ -979,7 +1054,8 @@ def sync(inp: SyncInput, constants: ControllerConstants = ControllerConstants())
     ups: _Events = [(-e.age_seconds, abs(e.replica_change)) for e in inp.scale_up_events]
     downs: _Events = [(-e.age_seconds, abs(e.replica_change)) for e in inp.scale_down_events]
     current = inp.current_replicas
-    if not recs:
+    first_sync = not recs
+    if first_sync:
         recs.append((0.0, current))  # recordInitialRecommendation
 
     def result(
@@ -990,6 +1066,7 @@ def sync(inp: SyncInput, constants: ControllerConstants = ControllerConstants())
         able: bool = True,
         proposals: tuple[tuple[str, int], ...] = (),
         errors: tuple[tuple[str, str], ...] = (),
+        statuses: tuple[MetricStatus, ...] = (),
     ) -> SyncResult:
         return SyncResult(
             desired_replicas=desired,
@@ -1001,6 +1078,7 @@ def sync(inp: SyncInput, constants: ControllerConstants = ControllerConstants())
             scale_up_events=tuple(ScaleEvent(n, 0.0 - t) for t, n in ups),
             scale_down_events=tuple(ScaleEvent(-n, 0.0 - t) for t, n in downs),
             metric_errors=errors,
+            current_metrics=statuses,
         )
 
     if current == 0:
@@ -1024,13 +1102,16 @@ def sync(inp: SyncInput, constants: ControllerConstants = ControllerConstants())
     # computeReplicasForMetrics: the largest valid proposal
     proposals: list[tuple[str, int]] = []
     errors: list[tuple[str, str]] = []
+    statuses: list[MetricStatus] = []
     replicas = 0
     for m in spec.metrics:
         try:
-            proposal = _metric_replicas(inp, m, constants)
+            proposal, status = _metric_replicas(inp, m, constants)
         except _MetricError as exc:
             errors.append((m.name, str(exc)))
+            statuses.append(_FAILED_STATUS)
             continue
+        statuses.append(status)
         proposals.append((m.name, proposal))
         if replicas == 0 or proposal > replicas:
             replicas = proposal
@@ -1043,11 +1124,23 @@ def sync(inp: SyncInput, constants: ControllerConstants = ControllerConstants())
             able=False,
             proposals=tuple(proposals),
             errors=tuple(errors),
+            statuses=tuple(statuses),
         )
+    if first_sync and not norm.behavior and norm.nb_window <= 0:
+        # the seed is stamped when the sync starts, so it is Before(now - 0 s): ignored,
+        # and stabilizeRecommendation overwrites it with this sync's recommendation
+        recs.popleft()
     desired, reason, message = norm.normalize(0.0, current, max(0, replicas), recs, ups, downs)
     if desired != current:
         norm.store_event(0.0, current, desired, ups, downs)
-    return result(desired, reason, message, proposals=tuple(proposals), errors=tuple(errors))
+    return result(
+        desired,
+        reason,
+        message,
+        proposals=tuple(proposals),
+        errors=tuple(errors),
+        statuses=tuple(statuses),
+    )
 
 
 # --- the simulator's fast path ----------------------------------------------------------
@@ -1241,6 +1334,7 @@ __all__ = [
     "HPAController",
     "HPASpec",
     "MetricSpec",
+    "MetricStatus",
     "MetricTarget",
     "PodSample",
     "Recommendation",
