@@ -113,24 +113,43 @@ def simulate(
     out.print(f"chart: {png}  page: {page}  timeline: {timeline}")
 
 
-def _ints(text: str, flag: str, minimum: int) -> tuple[int, ...]:
+def _numbers(text: str, flag: str, kind: type[int] | type[float]) -> tuple[Any, ...]:
+    example = "2,4,8" if kind is int else "30,35,40"
     try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(kind(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise BadInput(f"{flag} {text!r} must be whole numbers separated by commas, e.g. 2,4,8") from None
-    if not values or min(values) < minimum:
-        raise BadInput(f"{flag} {text!r}: give one or more values >= {minimum}, separated by commas")
+        what = "whole numbers" if kind is int else "numbers"
+        raise BadInput(f"{flag} {text!r} must be {what} separated by commas, e.g. {example}") from None
+    if not values:
+        raise BadInput(f"{flag} {text!r}: give one or more values separated by commas, e.g. {example}")
     return values
 
 
-def _floats(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise BadInput(f"{flag} {text!r} must be numbers separated by commas, e.g. 0.6,0.8") from None
-    if not values or min(values) <= 0:
-        raise BadInput(f"{flag} {text!r}: give one or more fractions > 0, separated by commas")
-    return values
+def _recommend_command(
+    trace: Path, config: Path, scale: float, start: str | None, end: str | None, slo_budget: int,
+    jobs: int | None, grid: Any, apply_to: Path | None, write: bool,
+) -> str:
+    """The ``recommend`` command line for ``grid``, to paste (every axis spelled out, targets in requests/s)."""
+    import shlex
+
+    from shiftover.scaling.recommend import format_value
+
+    argv = ["shiftover", "scale", "recommend", "--trace", str(trace), "--config", str(config)]
+    if scale != 1.0:
+        argv += ["--scale", f"{scale:g}"]
+    argv += [*(["--from", start] if start else []), *(["--to", end] if end else [])]
+    if slo_budget:
+        argv += ["--slo-budget", str(slo_budget)]
+    if jobs is not None:
+        argv += ["--jobs", str(jobs)]
+    for flag, values in (("--min-replicas", grid.min_replicas), ("--targets", grid.targets),
+                         ("--windows", grid.scale_down_windows), ("--headroom", grid.headroom_pods)):
+        argv += [flag, ",".join(format_value(v) for v in values)]
+    if write:
+        argv.append("--write")
+    elif apply_to is not None:
+        argv += ["--apply-to", str(apply_to)]
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 @scale_app.command()
@@ -143,32 +162,100 @@ def recommend(
     end: ToOpt = None,
     slo_budget: Annotated[int, typer.Option("--slo-budget", help="Minutes over SLO you accept (0 = none).")] = 0,
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="Worker processes (default: one per CPU).")] = None,
-    min_replicas: Annotated[str | None, typer.Option("--min-replicas", help="Values to try, e.g. 2,4,8 (default: 1,2,3,4,6,8 and the config's).")] = None,
-    targets: Annotated[str | None, typer.Option("--targets", help="Target per pod as fractions of capacity_rps, e.g. 0.6,0.8.")] = None,
-    windows: Annotated[str | None, typer.Option("--windows", help="Scale-down stabilization windows in seconds, e.g. 60,300.")] = None,
-    headroom: Annotated[str | None, typer.Option("--headroom", help="Overprovisioning pause pods, e.g. 0,2,4.")] = None,
+    min_replicas: Annotated[str | None, typer.Option("--min-replicas", help="Min replicas to try, 1..web.hpa.max_replicas, e.g. 2,4,8 (default: 1,2,3,4,6,8).")] = None,
+    targets: Annotated[str | None, typer.Option("--targets", help="Targets per pod to try, in requests/s like web.hpa.target_per_pod, e.g. 30,35,40.")] = None,
+    target_fractions: Annotated[str | None, typer.Option("--target-fractions", help="Targets per pod to try as fractions of web.capacity_rps, e.g. 0.6,0.8 (default: 0.5,0.6,0.7,0.75,0.8,0.9,1); with --targets, both are tried.")] = None,
+    windows: Annotated[str | None, typer.Option("--windows", help="Scale-down stabilization windows to try, 0..3600 s, e.g. 60,300 (default: 0,60,120,300,600).")] = None,
+    headroom: Annotated[str | None, typer.Option("--headroom", help="Overprovisioning pause pods to try, e.g. 0,2,4 (default: 0,1,2,4,8).")] = None,
+    apply_to: Annotated[Path | None, typer.Option("--apply-to", help="Write the --config file with the best setting to this file (it may be the --config file itself); comments and layout are kept.", show_default=False)] = None,
+    write: Annotated[bool, typer.Option("--write", help="Write the best setting into the --config file itself (same as --apply-to CONFIG).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Sweep min replicas, target per pod, scale-down window and node headroom; print the cheapest that holds the SLO."""
-    from shiftover.scaling.recommend import Grid
+    """Sweep min replicas, target per pod, scale-down window and node headroom; print the cheapest that holds the SLO.
+
+    The config's own setting is always one of the configurations tried. Progress goes to stderr when
+    stderr is a terminal (with --json too: stdout stays JSON).
+    """
+    import shlex
+
+    from shiftover.scaling.apply import apply_setting, check_target
+    from shiftover.scaling.recommend import Grid, targets_from_fractions
     from shiftover.scaling.recommend import recommend as sweep
 
+    if write and apply_to is not None and apply_to.resolve() != config.resolve():
+        raise BadInput(
+            f"--write writes {config}, --apply-to {apply_to}: choose one",
+            hint=f"--apply-to {apply_to} writes a copy of {config} with the best setting; --write changes {config} itself",
+        )
+    dest = config if write else apply_to
+    if dest is not None:
+        check_target(dest)
     tr, cfg = _load(trace, config, scale, start, end)
     default = Grid.default(cfg)
+    tried: tuple[float, ...] = ()
+    if targets:
+        tried += _numbers(targets, "--targets", float)
+        low = [t for t in tried if t < 0.1 * cfg.web.capacity_rps]
+        if low and min(tried) > 0:
+            err.print(
+                f"note: --targets are requests/s per pod (the unit of web.hpa.target_per_pod); "
+                f"{', '.join(f'{t:g}' for t in low)} is under 10 % of web.capacity_rps ({cfg.web.capacity_rps:g}). "
+                "For fractions of capacity_rps use --target-fractions.",
+                markup=False, highlight=False, soft_wrap=True,
+            )
+    if target_fractions:
+        tried += targets_from_fractions(_numbers(target_fractions, "--target-fractions", float), cfg)
     grid = Grid(
-        min_replicas=_ints(min_replicas, "--min-replicas", 1) if min_replicas else default.min_replicas,
-        target_fractions=_floats(targets, "--targets") if targets else default.target_fractions,
-        scale_down_windows=_ints(windows, "--windows", 0) if windows else default.scale_down_windows,
-        headroom_pods=_ints(headroom, "--headroom", 0) if headroom else default.headroom_pods,
+        min_replicas=_numbers(min_replicas, "--min-replicas", int) if min_replicas else default.min_replicas,
+        targets=tried or default.targets,
+        scale_down_windows=_numbers(windows, "--windows", int) if windows else default.scale_down_windows,
+        headroom_pods=_numbers(headroom, "--headroom", int) if headroom else default.headroom_pods,
     )
-    result = sweep(tr, cfg, grid=grid, slo_budget=slo_budget, jobs=jobs)
+    if err.is_terminal:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("configurations"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("sweep", total=None)
+            result = sweep(tr, cfg, grid=grid, slo_budget=slo_budget, jobs=jobs,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
+    else:
+        result = sweep(tr, cfg, grid=grid, slo_budget=slo_budget, jobs=jobs)
+
+    def command(g: Any, budget: int = slo_budget) -> str:
+        return _recommend_command(trace, config, scale, start, end, budget, jobs, g, apply_to, write)
+
+    applied = apply_setting(config, result.best.setting, dest) if dest is not None and result.best else None
+    wider = command(result.wider) if result.wider is not None else None
+    closest = result.closest
+    refusal: BadInput | None = None
+    if dest is not None and result.best is None:
+        least = closest.minutes_over_slo if closest else 0
+        refusal = BadInput(
+            f"nothing written to {dest}: no configuration stays within {result.slo_budget} minute(s) over SLO",
+            hint=f"accept the fewest found ({least}): {command(result.grid, least)}",
+        )
     if as_json:
-        out.print_json(json.dumps(result.to_dict()))
+        data = result.to_dict()
+        data["applied"] = applied.to_dict() if applied else None
+        data["wider_grid_command"] = wider
+        out.print_json(json.dumps(data))
+        if refusal is not None:
+            raise refusal
         return
+
     table = Table(
         title=f"{result.evaluated} configurations in {result.seconds:.1f} s ({result.jobs} processes)",
         box=box.SIMPLE_HEAD,
-        caption="min = min replicas; target = per pod; window = scale-down stabilization; "
+        caption="min = min replicas; target = per pod (requests/s); window = scale-down stabilization; "
         "headroom = overprovisioning pods; over SLO in minutes",
     )
     for col in ("", "min", "target", "window", "headroom", "over SLO", "node-h", "nodes"):
@@ -186,11 +273,43 @@ def recommend(
     for c in result.frontier:
         add("frontier", c, style="dim")
     out.print(table)
+
+    def say(text: str) -> None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    names = {"min_replicas": "min replicas", "targets": "target per pod", "scale_down_windows": "window",
+             "headroom_pods": "headroom"}
+    if result.added:
+        say("the config's own setting was added to the grid: "
+            + "; ".join(f"{names[k]} {', '.join(f'{v:g}' for v in vs)}" for k, vs in result.added.items()))
     if result.best is None:
         out.print(
             f"[yellow]no configuration stays within {result.slo_budget} minute(s) over SLO[/]: "
             "raise max_replicas or max_nodes, add headroom, or accept a --slo-budget (see the frontier)"
         )
+    elif result.best.setting == result.current.setting:
+        say("the current setting is the cheapest that holds the SLO on this grid")
+    if result.edges:
+        who = "the best" if result.best is not None else f"the closest ({closest.minutes_over_slo if closest else 0} minutes over SLO)"
+        say(f"{who} is on the edge of the grid:")
+        for e in result.edges:
+            say(f"  - {e.message}")
+        say(f"try a wider grid: {wider}")
+    if applied is not None:
+        if not applied.written:
+            say(f"{applied.path} already holds the best setting: nothing written")
+        else:
+            say(f"wrote {applied.path}" + (":" if applied.changes else f" (the setting of {config}, unchanged)"))
+            for ch in applied.changes:
+                say(f"  {ch}")
+            if any(ch.key == "controller.downscale_stabilization" for ch in applied.changes):
+                say("  note: controller.downscale_stabilization is kube-controller-manager's "
+                    "--horizontal-pod-autoscaler-downscale-stabilization: it applies to every HPA of the cluster "
+                    "and is not part of the manifests (managed control planes such as EKS do not let you set it); "
+                    "to set the window on this HPA alone, give web.hpa a behavior with scaleDown.stabilizationWindowSeconds")
+            say(f"next: shiftover scale manifests --config {shlex.quote(str(applied.path))}")
+    if refusal is not None:
+        raise refusal
 
 
 @scale_app.command()

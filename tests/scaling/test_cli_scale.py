@@ -63,12 +63,12 @@ def test_recommend_json_with_a_reduced_grid() -> None:
         scale_app,
         ["recommend", "--trace", nasa(), "--config", str(EXAMPLE), "--scale", "200",
          "--from", "1995-07-13T12:00:00Z", "--to", "1995-07-13T15:00:00Z",
-         "--min-replicas", "3,10", "--targets", "0.6,0.9", "--windows", "300", "--headroom", "0,2",
+         "--min-replicas", "3,10", "--target-fractions", "0.6,0.9", "--windows", "300", "--headroom", "0,2",
          "--jobs", "2", "--json"],
     )
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert data["evaluated"] == 8
+    assert data["evaluated"] == 12  # 2 x (30, 45 and the config's 35) x 1 x 2
     assert data["frontier"]
     assert data["current"]["min_replicas"] == 3
 
@@ -78,7 +78,7 @@ def test_recommend_table() -> None:
         scale_app,
         ["recommend", "--trace", nasa(), "--config", str(EXAMPLE), "--scale", "200",
          "--from", "1995-07-13T12:00:00Z", "--to", "1995-07-13T14:00:00Z",
-         "--min-replicas", "3", "--targets", "0.5,1.0", "--windows", "300", "--headroom", "0", "--jobs", "1"],
+         "--min-replicas", "3", "--targets", "35,50", "--windows", "300", "--headroom", "0", "--jobs", "1"],
     )
     assert res.exit_code == 0, res.output
     assert "2 configurations" in res.output
@@ -94,7 +94,7 @@ def test_manifests_datadog_and_keda(tmp_path: Path) -> None:
     out = tmp_path / "keda.yaml"
     res = runner.invoke(scale_app, ["manifests", "--config", str(EXAMPLE), "--flavor", "keda", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert [d["kind"] for d in yaml.safe_load_all(out.read_text())] == ["ScaledObject", "ScaledObject"]
+    assert [d["kind"] for d in yaml.safe_load_all(out.read_text())] == ["TriggerAuthentication", "ScaledObject", "ScaledObject"]
 
 
 @pytest.mark.parametrize(

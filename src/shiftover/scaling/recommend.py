@@ -3,32 +3,56 @@
 The knobs are the ones a team can turn without touching the application:
 
 * ``min_replicas`` — a floor that absorbs the first minutes of a surge;
-* ``target_per_pod`` — the HPA's AverageValue target, as a fraction of a pod's
-  capacity (lower = more spare capacity per pod, earlier scale-up);
+* ``target_per_pod`` — the HPA's AverageValue target in requests/s per pod, the
+  unit of the config's ``web.hpa.target_per_pod`` (lower = more spare capacity
+  per pod, earlier scale-up). The default grid takes fractions of
+  ``capacity_rps``;
 * the scale-down stabilization window — how long the HPA keeps the highest
   recent recommendation (``behavior.scaleDown.stabilizationWindowSeconds``, or
   the controller's ``--horizontal-pod-autoscaler-downscale-stabilization``
-  when the HPA has no ``behavior``);
+  when the HPA has no ``behavior``, as :mod:`shiftover.scaling.config` models it);
 * node headroom — overprovisioning pause pods (priority below the service's)
   that hold room for web pods, so a scale-up lands on a warm node while Cluster
   Autoscaler brings a new one.
 
-Every configuration is simulated on the same prepared workload (the web metric
-does not depend on these knobs), spread over processes. The answer is the
-cheapest configuration by node-hours whose minutes over SLO are within the
-budget (0 by default), and the Pareto frontier of node-hours against minutes
-over SLO, so a team can see what each minute of SLO costs.
+Why the answer cannot contradict itself
+---------------------------------------
+The config's own setting is always one of the swept points: its values are
+added to the grid's axes when they are not there. So "current" is simulated
+exactly like every other point, the best is never dearer than a current
+setting that holds the SLO, and the current setting can itself be the best.
+
+A best that sits on the edge of the grid, in a direction where an untried
+value could be better (the smallest floor tried, the largest target tried, the
+shortest or longest window, the least or most headroom), is reported with a
+wider grid to try (:attr:`Sweep.wider`). When nothing holds the SLO, the edges
+are looked for in the other direction, from the setting closest to it.
+
+How the sweep is organised
+--------------------------
+Every configuration runs on the same prepared workload (the web metric does
+not depend on these knobs). Tasks are grouped by the HPA knobs (floor, target,
+window) with every headroom value in one task: the web tier's HPA decisions do
+not depend on the cluster when its metric is an External AverageValue, so a
+group computes them once (``sim.web_decisions``) and replays them in the run of
+each headroom value. The groups (210 on the default grid) go to a process pool
+one at a time (``imap_unordered``), which keeps both cores busy to the end and
+reports progress as groups finish; results are put back in grid order so any
+number of processes gives the same answer. ``sim.web_decisions`` returns None
+when the web HPA's answers could depend on the cluster (a metric that reads
+Ready pods); each run then steps the controller itself.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from shiftover.errors import BadInput
 from shiftover.scaling.config import (
@@ -47,50 +71,184 @@ from shiftover.scaling.hpa import (
     MetricTarget,
     ScalingRules,
 )
-from shiftover.scaling.sim import Workload, prepare, run
+from shiftover.scaling.sim import Workload, prepare, run, web_decisions
 from shiftover.scaling.trace import Trace
 
 DEFAULT_MIN_REPLICAS = (1, 2, 3, 4, 6, 8)
 DEFAULT_TARGET_FRACTIONS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0)
 DEFAULT_WINDOWS = (0, 60, 120, 300, 600)
 DEFAULT_HEADROOM = (0, 1, 2, 4, 8)
+MAX_WINDOW = 3600  # the HPA API's bound on stabilizationWindowSeconds
+MIN_TARGET = 0.001  # an AverageValue is a quantity: 1m is its resolution
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(configurations_done, total)`` while a sweep runs."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The four knobs of one configuration, in the config's own units."""
+
+    min_replicas: int
+    target_per_pod: float
+    scale_down_window: int
+    headroom_pods: int
+
+    @classmethod
+    def of(cls, config: ScalingConfig) -> Setting:
+        """The setting ``config`` holds now."""
+        return cls(
+            min_replicas=config.web.hpa.min_replicas,
+            target_per_pod=config.web.hpa.target_per_pod,
+            scale_down_window=scale_down_window(config),
+            headroom_pods=config.cluster.overprovisioning.pods,
+        )
+
+
+def scale_down_window(config: ScalingConfig) -> int:
+    """The web HPA's scale-down stabilization window, where the controller takes it from."""
+    b = config.web.hpa.behavior
+    if b is not None and b.scale_down is not None and b.scale_down.stabilization_window_seconds is not None:
+        return b.scale_down.stabilization_window_seconds
+    return config.controller.downscale_stabilization
+
+
+def max_headroom(config: ScalingConfig) -> int:
+    """How many pause pods ``cluster.max_nodes`` empty nodes can hold."""
+    c = config.cluster
+    pause = c.overprovisioning.requests or config.web.requests
+    room = []
+    if pause.cpu:
+        room.append((c.node.cpu - c.daemonsets.cpu) // pause.cpu)
+    if pause.memory:
+        room.append((c.node.memory - c.daemonsets.memory) // pause.memory)
+    return min(room) * c.max_nodes
 
 
 @dataclass(frozen=True)
 class Grid:
-    """The values swept; every combination is one configuration."""
+    """The values swept; every combination is one configuration.
+
+    ``targets`` are requests/s per pod (the unit of ``web.hpa.target_per_pod``).
+    Values are kept sorted and without repeats.
+    """
 
     min_replicas: tuple[int, ...]
-    target_fractions: tuple[float, ...]
+    targets: tuple[float, ...]
     scale_down_windows: tuple[int, ...]
     headroom_pods: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        for name in ("min_replicas", "target_fractions", "scale_down_windows", "headroom_pods"):
-            if not getattr(self, name):
-                raise BadInput(f"the sweep grid's {name} is empty", hint="give at least one value")
-        if any(f <= 0 for f in self.target_fractions):
-            raise BadInput("target fractions must be > 0 (a fraction of a pod's capacity_rps)")
+        for name, flag in _FLAGS.items():
+            values = getattr(self, name)
+            if not values:
+                raise BadInput(f"the sweep grid's {name} is empty", hint=f"give {flag} at least one value")
+            object.__setattr__(self, name, tuple(sorted(set(values))))
+        if min(self.min_replicas) < 1:
+            raise BadInput(f"--min-replicas {_join(self.min_replicas)}: min replicas must be >= 1 (the HPA API's minimum)")
+        if min(self.targets) < MIN_TARGET:
+            raise BadInput(
+                f"--targets {_join(self.targets)}: a target per pod must be > 0 requests/s "
+                f"(at least {MIN_TARGET:g}, an AverageValue quantity's resolution)"
+            )
+        bad = [w for w in self.scale_down_windows if not 0 <= w <= MAX_WINDOW]
+        if bad:
+            raise BadInput(
+                f"--windows {_join(self.scale_down_windows)}: a scale-down stabilization window is 0..{MAX_WINDOW} s "
+                f"(the HPA API's range), got {_join(bad)}"
+            )
+        if min(self.headroom_pods) < 0:
+            raise BadInput(f"--headroom {_join(self.headroom_pods)}: overprovisioning pods must be >= 0")
 
     @property
     def size(self) -> int:
         return (
             len(self.min_replicas)
-            * len(self.target_fractions)
+            * len(self.targets)
             * len(self.scale_down_windows)
             * len(self.headroom_pods)
         )
 
     @classmethod
     def default(cls, config: ScalingConfig) -> Grid:
+        """1, 2, 3, 4, 6, 8 replicas (up to max_replicas); 50-100 % of capacity_rps; 0-600 s; 0-8 pods."""
         hpa = config.web.hpa
-        mins = sorted({m for m in (*DEFAULT_MIN_REPLICAS, hpa.min_replicas) if m <= hpa.max_replicas})
         return cls(
-            min_replicas=tuple(mins),
-            target_fractions=DEFAULT_TARGET_FRACTIONS,
+            min_replicas=tuple(m for m in DEFAULT_MIN_REPLICAS if m <= hpa.max_replicas) or (hpa.min_replicas,),
+            targets=targets_from_fractions(DEFAULT_TARGET_FRACTIONS, config),
             scale_down_windows=DEFAULT_WINDOWS,
             headroom_pods=DEFAULT_HEADROOM,
         )
+
+    def including(self, s: Setting) -> Grid:
+        """This grid with the values of ``s`` added to its axes."""
+        return Grid(
+            min_replicas=(*self.min_replicas, s.min_replicas),
+            targets=(*self.targets, s.target_per_pod),
+            scale_down_windows=(*self.scale_down_windows, s.scale_down_window),
+            headroom_pods=(*self.headroom_pods, s.headroom_pods),
+        )
+
+    def added(self, other: Grid) -> dict[str, tuple[float, ...]]:
+        """The values this grid has that ``other`` has not, per axis."""
+        out: dict[str, tuple[float, ...]] = {}
+        for name in _FLAGS:
+            extra = tuple(v for v in getattr(self, name) if v not in getattr(other, name))
+            if extra:
+                out[name] = extra
+        return out
+
+    def check(self, config: ScalingConfig) -> None:
+        """Refuse values the config cannot take (min replicas above max_replicas, headroom no node fits)."""
+        top = config.web.hpa.max_replicas
+        over = [m for m in self.min_replicas if m > top]
+        if over:
+            raise BadInput(
+                f"--min-replicas {_join(self.min_replicas)}: {_join(over)} is above web.hpa.max_replicas ({top})",
+                hint=f"give values from 1 to {top}, or raise web.hpa.max_replicas in the config",
+            )
+        most = max_headroom(config)
+        if max(self.headroom_pods) > most:
+            raise BadInput(
+                f"--headroom {_join(self.headroom_pods)}: cluster.max_nodes ({config.cluster.max_nodes}) empty nodes "
+                f"hold at most {most} overprovisioning pods",
+                hint=f"give values from 0 to {most}, or raise cluster.max_nodes in the config",
+            )
+
+    def settings(self) -> Iterable[Setting]:
+        for m, t, w, h in itertools.product(self.min_replicas, self.targets, self.scale_down_windows, self.headroom_pods):
+            yield Setting(m, t, w, h)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {name: list(getattr(self, name)) for name in _FLAGS}
+
+
+_FLAGS = {
+    "min_replicas": "--min-replicas",
+    "targets": "--targets",
+    "scale_down_windows": "--windows",
+    "headroom_pods": "--headroom",
+}
+
+
+def targets_from_fractions(fractions: Sequence[float], config: ScalingConfig) -> tuple[float, ...]:
+    """Fractions of ``web.capacity_rps`` as targets per pod (requests/s, to the milli-unit)."""
+    if not fractions or min(fractions) <= 0:
+        raise BadInput(
+            f"--target-fractions {_join(fractions)}: give one or more fractions of web.capacity_rps > 0, e.g. 0.6,0.8"
+        )
+    return tuple(round(f * config.web.capacity_rps, 3) for f in fractions)
+
+
+def format_value(v: float) -> str:
+    """A grid value as a flag takes it: 35, 37.5, 41.25 (never 4.1e+01)."""
+    if float(v).is_integer():
+        return str(int(v))
+    return f"{v:.3f}".rstrip("0").rstrip(".")
+
+
+def _join(values: Iterable[float]) -> str:
+    return ",".join(format_value(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -107,8 +265,30 @@ class Candidate:
     peak_nodes: int
     peak_replicas: int
 
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.min_replicas, self.target_per_pod, self.scale_down_window, self.headroom_pods)
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+Side = Literal["low", "high"]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A knob of the chosen setting at the end of its axis, where an untried value could do better."""
+
+    knob: str  # a Grid axis: min_replicas, targets, scale_down_windows, headroom_pods
+    value: float
+    side: Side
+    message: str
+    more: tuple[float, ...]  # values to add to the axis
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"knob": self.knob, "flag": _FLAGS[self.knob], "value": self.value, "side": self.side,
+                "message": self.message, "add": list(self.more)}
 
 
 @dataclass(frozen=True)
@@ -122,20 +302,34 @@ class Sweep:
     slo_budget: int
     seconds: float
     jobs: int
+    grid: Grid
+    added: dict[str, tuple[float, ...]]  # the config's values added to the grid given
+    edges: tuple[Edge, ...] = ()
+    wider: Grid | None = None  # the grid to try next when a knob is on an edge
+
+    @property
+    def closest(self) -> Candidate | None:
+        """The best, or else the configuration with the fewest minutes over SLO (cheapest among ties)."""
+        return self.best or (self.frontier[-1] if self.frontier else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "best": self.best.to_dict() if self.best else None,
             "current": self.current.to_dict(),
+            "current_is_best": self.best is not None and self.best.setting == self.current.setting,
             "frontier": [c.to_dict() for c in self.frontier],
             "evaluated": self.evaluated,
             "slo_budget_minutes": self.slo_budget,
             "seconds": self.seconds,
             "jobs": self.jobs,
+            "grid": self.grid.to_dict(),
+            "added_to_grid": {k: list(v) for k, v in self.added.items()},
+            "edges": [e.to_dict() for e in self.edges],
+            "wider_grid": self.wider.to_dict() if self.wider else None,
         }
 
 
-# --- one configuration ---------------------------------------------------------------
+# --- one group of configurations -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -147,45 +341,59 @@ class _Base:
     constants: ControllerConstants
 
 
-def _variant(base: _Base, knobs: tuple[int, float, int, int]) -> tuple[SimParams, HPASpec, ControllerConstants]:
-    min_replicas, target, window, headroom = knobs
+@dataclass(frozen=True)
+class _Group:
+    """Configurations that differ only in headroom: one web HPA, several clusters."""
+
+    index: int
+    min_replicas: int
+    target_per_pod: float
+    scale_down_window: int
+    headroom_pods: tuple[int, ...]
+
+
+def _hpa_variant(base: _Base, g: _Group) -> tuple[HPASpec, ControllerConstants]:
     spec = base.web
     metric = spec.metrics[0]
     metrics = (
-        MetricSpec(source=metric.source, name=metric.name, target=MetricTarget(type=metric.target.type, value=target)),
+        MetricSpec(source=metric.source, name=metric.name, target=MetricTarget(type=metric.target.type, value=g.target_per_pod)),
         *spec.metrics[1:],
     )
     constants = base.constants
     behavior = spec.behavior
     if behavior is None:
-        constants = replace(constants, downscale_stabilization_seconds=float(window))
+        # the controller's flag: it applies to every HPA of the cluster, the worker's included
+        constants = replace(constants, downscale_stabilization_seconds=float(g.scale_down_window))
     else:
         down = behavior.scale_down or ScalingRules()
-        behavior = Behavior(scale_up=behavior.scale_up, scale_down=replace(down, stabilization_window_seconds=window))
-    web = HPASpec(
-        min_replicas=min(min_replicas, spec.max_replicas),
-        max_replicas=spec.max_replicas,
-        metrics=metrics,
-        behavior=behavior,
-    )
-    params = replace(base.params, pause_pods=headroom)
-    return params, web, constants
+        behavior = Behavior(
+            scale_up=behavior.scale_up,
+            scale_down=replace(down, stabilization_window_seconds=g.scale_down_window),
+        )
+    web = HPASpec(min_replicas=g.min_replicas, max_replicas=spec.max_replicas, metrics=metrics, behavior=behavior)
+    return web, constants
 
 
-def _evaluate(base: _Base, knobs: tuple[int, float, int, int]) -> Candidate:
-    params, web, constants = _variant(base, knobs)
-    s = run(base.work, params, web, base.worker, constants).summary
-    return Candidate(
-        min_replicas=web.min_replicas,
-        target_per_pod=knobs[1],
-        scale_down_window=knobs[2],
-        headroom_pods=knobs[3],
-        minutes_over_slo=s.minutes_over_slo,
-        requests_not_within_slo=s.requests_not_within_slo,
-        node_hours=s.node_hours,
-        peak_nodes=s.peak_nodes,
-        peak_replicas=s.peak_desired_replicas,
-    )
+def _evaluate_group(base: _Base, g: _Group) -> tuple[int, list[Candidate]]:
+    web, constants = _hpa_variant(base, g)
+    # the web HPA's answers once for the group (None when they depend on the cluster)
+    decisions = web_decisions(base.work, base.params, web, constants)
+    out: list[Candidate] = []
+    for headroom in g.headroom_pods:
+        params = replace(base.params, pause_pods=headroom)
+        s = run(base.work, params, web, base.worker, constants, web=decisions).summary
+        out.append(Candidate(
+            min_replicas=g.min_replicas,
+            target_per_pod=g.target_per_pod,
+            scale_down_window=g.scale_down_window,
+            headroom_pods=headroom,
+            minutes_over_slo=s.minutes_over_slo,
+            requests_not_within_slo=s.requests_not_within_slo,
+            node_hours=s.node_hours,
+            peak_nodes=s.peak_nodes,
+            peak_replicas=s.peak_desired_replicas,
+        ))
+    return g.index, out
 
 
 _BASE: _Base | None = None
@@ -196,17 +404,21 @@ def _init_worker(base: _Base) -> None:
     _BASE = base
 
 
-def _evaluate_in_worker(knobs: tuple[int, float, int, int]) -> Candidate:
+def _evaluate_in_worker(g: _Group) -> tuple[int, list[Candidate]]:
     assert _BASE is not None
-    return _evaluate(_BASE, knobs)
+    return _evaluate_group(_BASE, g)
 
 
 # --- the sweep -------------------------------------------------------------------------
 
 
+def _cost(c: Candidate) -> tuple[float, int, float]:
+    return (c.node_hours, c.minutes_over_slo, c.requests_not_within_slo)
+
+
 def pareto(candidates: Sequence[Candidate]) -> tuple[Candidate, ...]:
     """Configurations no other one beats on both node-hours and minutes over SLO."""
-    ordered = sorted(candidates, key=lambda c: (c.node_hours, c.minutes_over_slo, c.requests_not_within_slo))
+    ordered = sorted(candidates, key=_cost)
     frontier: list[Candidate] = []
     best_minutes: int | None = None
     for c in ordered:
@@ -223,11 +435,15 @@ def recommend(
     grid: Grid | None = None,
     slo_budget: int = 0,
     jobs: int | None = None,
+    progress: Progress | None = None,
 ) -> Sweep:
-    """Simulate every configuration of ``grid`` and pick the cheapest within ``slo_budget``."""
+    """Simulate every configuration of ``grid`` (plus the config's own) and pick the cheapest within ``slo_budget``."""
     if slo_budget < 0:
         raise BadInput(f"--slo-budget must be >= 0 minutes, got {slo_budget}")
-    grid = grid or Grid.default(config)
+    current = Setting.of(config)
+    given = grid or Grid.default(config)
+    grid = given.including(current)
+    grid.check(config)
     params = sim_params(config)
     base = _Base(
         work=prepare(trace, params),
@@ -236,51 +452,139 @@ def recommend(
         worker=worker_hpa_spec(config),
         constants=controller_constants(config),
     )
-    capacity = config.web.capacity_rps
-    knobs = [
-        (m, round(f * capacity, 6), w, h)
-        for m, f, w, h in itertools.product(
-            grid.min_replicas, grid.target_fractions, grid.scale_down_windows, grid.headroom_pods
-        )
+    groups = [
+        _Group(i, m, t, w, grid.headroom_pods)
+        for i, (m, t, w) in enumerate(itertools.product(grid.min_replicas, grid.targets, grid.scale_down_windows))
     ]
+    total = grid.size
     n_jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
-    n_jobs = min(n_jobs, len(knobs))
+    n_jobs = min(n_jobs, len(groups))
+    by_group: list[list[Candidate]] = [[] for _ in groups]
+    done = 0
+    if progress is not None:
+        progress(0, total)
     started = time.perf_counter()
     if n_jobs == 1:
-        results = [_evaluate(base, k) for k in knobs]
+        for g in groups:
+            i, found = _evaluate_group(base, g)
+            by_group[i] = found
+            done += len(found)
+            if progress is not None:
+                progress(done, total)
     else:
-        chunk = max(1, len(knobs) // (n_jobs * 8))
         # forkserver, not fork: forking a process that has threads (an HTTP client's,
         # a test server's) can deadlock the child on a lock held mid-fork
         ctx = multiprocessing.get_context("forkserver")
         with ctx.Pool(n_jobs, initializer=_init_worker, initargs=(base,)) as pool:
-            results = pool.map(_evaluate_in_worker, knobs, chunksize=chunk)
+            # one group per task: a group is a few runs, so the pool stays balanced to the end
+            for i, found in pool.imap_unordered(_evaluate_in_worker, groups, chunksize=1):
+                by_group[i] = found
+                done += len(found)
+                if progress is not None:
+                    progress(done, total)
     seconds = time.perf_counter() - started
-    current_knobs = (
-        config.web.hpa.min_replicas,
-        config.web.hpa.target_per_pod,
-        _current_window(config),
-        config.cluster.overprovisioning.pods,
-    )
-    current = _evaluate(base, current_knobs)
+    results = [c for found in by_group for c in found]  # grid order, whatever the pool's order
+    now = next(c for c in results if c.setting == current)
     feasible = [c for c in results if c.minutes_over_slo <= slo_budget]
-    best = min(feasible, key=lambda c: (c.node_hours, c.minutes_over_slo, c.requests_not_within_slo)) if feasible else None
+    best = min(feasible, key=_cost) if feasible else None
+    frontier = pareto(results)
+    edges = find_edges(grid, best or (frontier[-1] if frontier else None), feasible=best is not None, config=config)
     return Sweep(
         best=best,
-        frontier=pareto(results),
-        current=current,
+        frontier=frontier,
+        current=now,
         evaluated=len(results),
         slo_budget=slo_budget,
         seconds=seconds,
         jobs=n_jobs,
+        grid=grid,
+        added=grid.added(given),
+        edges=edges,
+        wider=widen(grid, edges) if edges else None,
     )
 
 
-def _current_window(config: ScalingConfig) -> int:
-    b = config.web.hpa.behavior
-    if b is not None and b.scale_down is not None and b.scale_down.stabilization_window_seconds is not None:
-        return b.scale_down.stabilization_window_seconds
-    return config.controller.downscale_stabilization
+# --- edges of the grid -----------------------------------------------------------------
 
 
-__all__ = ["Candidate", "Grid", "Sweep", "pareto", "recommend"]
+def find_edges(grid: Grid, chosen: Candidate | None, *, feasible: bool, config: ScalingConfig) -> tuple[Edge, ...]:
+    """The knobs of ``chosen`` at an end of their axis where an untried value could be better.
+
+    With a feasible best, better means cheaper: a lower floor, a higher target,
+    and windows and headroom either way (a longer window or more headroom can let
+    a lower floor or higher target hold the SLO). Without one, ``chosen`` is the
+    setting with the fewest minutes over SLO, and better means safer: a higher
+    floor, a lower target, a longer window, more headroom. An axis swept at one
+    value only is the caller's choice and is left alone.
+    """
+    if chosen is None:
+        return ()
+    top = config.web.hpa.max_replicas
+    most = max_headroom(config)
+    edges: list[Edge] = []
+
+    def at(knob: str, value: float, side: Side, message: str, more: Iterable[float]) -> None:
+        axis: tuple[float, ...] = getattr(grid, knob)
+        extra = tuple(sorted({v for v in more if v not in axis}))
+        if len(axis) > 1 and extra and value == (axis[0] if side == "low" else axis[-1]):
+            edges.append(Edge(knob, value, side, message, extra))
+
+    m, t, w, h = chosen.min_replicas, chosen.target_per_pod, chosen.scale_down_window, chosen.headroom_pods
+    tt = format_value(t)
+    if feasible:
+        at("min_replicas", m, "low", f"min replicas {m} is the smallest tried; a lower floor might be cheaper",
+           (v for v in (m // 2, m - 1) if v >= 1))
+        at("targets", t, "high", f"target {tt} requests/s per pod is the largest tried; a higher one might be cheaper",
+           (round(t * 1.1, 3), round(t * 1.2, 3)))
+        at("scale_down_windows", w, "low", f"scale-down window {w} s is the shortest tried; a shorter one might be cheaper",
+           (w // 2, 0))
+        at("headroom_pods", h, "low", f"headroom {h} pods is the least tried; less might be cheaper", (h // 2, 0))
+        why = "might let a lower floor or a higher target hold the SLO"
+    else:
+        at("targets", t, "low", f"target {tt} requests/s per pod is the smallest tried; a lower one might hold the SLO",
+           (v for v in (round(t * 0.9, 3), round(t * 0.8, 3)) if v >= MIN_TARGET))
+        why = "might hold the SLO"
+    if not feasible:
+        at("min_replicas", m, "high", f"min replicas {m} is the largest tried; a higher floor {why}",
+           (v for v in (m + max(1, m // 2), 2 * m) if v <= top))
+    at("scale_down_windows", w, "high", f"scale-down window {w} s is the longest tried; a longer one {why}",
+       (v for v in (_minute(w * 1.5), _minute(w * 2)) if v <= MAX_WINDOW))
+    at("headroom_pods", h, "high", f"headroom {h} pods is the most tried; more {why}",
+       (v for v in (h + max(1, h // 2), max(2, 2 * h)) if v <= most))
+    return tuple(edges)
+
+
+def _minute(seconds: float) -> int:
+    """Round a window up to whole minutes past a minute (a window a team would write)."""
+    s = math.ceil(seconds)
+    return s if s < 60 else -(-s // 60) * 60
+
+
+def widen(grid: Grid, edges: Sequence[Edge]) -> Grid:
+    """``grid`` with the values each edge suggests added to its axis."""
+    axes: dict[str, tuple[float, ...]] = {name: getattr(grid, name) for name in _FLAGS}
+    for e in edges:
+        axes[e.knob] = (*axes[e.knob], *e.more)
+    return Grid(
+        min_replicas=tuple(int(v) for v in axes["min_replicas"]),
+        targets=axes["targets"],
+        scale_down_windows=tuple(int(v) for v in axes["scale_down_windows"]),
+        headroom_pods=tuple(int(v) for v in axes["headroom_pods"]),
+    )
+
+
+__all__ = [
+    "Candidate",
+    "Edge",
+    "Grid",
+    "Setting",
+    "Sweep",
+    "find_edges",
+    "format_value",
+    "max_headroom",
+    "pareto",
+    "recommend",
+    "scale_down_window",
+    "targets_from_fractions",
+    "widen",
+]
