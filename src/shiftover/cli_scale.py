@@ -8,11 +8,9 @@ traceback, whether or not the main CLI's handler is around it.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -58,11 +56,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 def _load(trace: Path, config: Path, scale: float, start: str | None, end: str | None) -> tuple[Any, Any]:
     from shiftover.scaling.config import load_config
-    from shiftover.scaling.trace import load_trace, parse_timestamp
+    from shiftover.scaling.trace import load_trace, parse_window
 
+    t0, t1 = parse_window(start, end)  # a reversed window fails before anything is read
     cfg = load_config(config)
-    t0: datetime | None = parse_timestamp(start, where="--from") if start else None
-    t1: datetime | None = parse_timestamp(end, where="--to") if end else None
     tr = load_trace(trace, scale=scale, start=t0, end=t1)
     return tr, cfg
 
@@ -79,37 +76,43 @@ def simulate(
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a trace; print minutes over SLO, peaks and node-hours; write a chart."""
-    from shiftover.scaling.chart import render_html, render_png, summary_rows
-    from shiftover.scaling.sim import Timeline
+    from shiftover.scaling.chart import render_html, render_png, runs_text, summary_rows, warnings
+    from shiftover.scaling.config import web_hpa_spec, worker_hpa_spec
+    from shiftover.scaling.sim import at_max_replicas
     from shiftover.scaling.sim import simulate as run_simulation
 
     tr, cfg = _load(trace, config, scale, start, end)
-    result = run_simulation(tr, cfg)
+    worker_spec = worker_hpa_spec(cfg)
+    result = at_max_replicas(
+        run_simulation(tr, cfg), web_hpa_spec(cfg).max_replicas, worker_spec.max_replicas if worker_spec else None
+    )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInput(f"cannot create --out directory {out_dir}: {exc.strerror or exc}") from None
     png = render_png(result, out_dir / "chart.png")
     page = render_html(result, out_dir / "chart.html", png=png)
-    timeline = out_dir / "timeline.csv"
-    with timeline.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(Timeline.COLUMNS)
-        for row in result.timeline.rows():
-            w.writerow([row[c] for c in Timeline.COLUMNS])
+    timeline = result.timeline.write_csv(out_dir / "timeline.csv", result.start_iso)
     summary = result.summary.to_dict()
-    files = {"png": str(png), "html": str(page), "timeline": str(timeline)}
+    files = {"png": str(png), "html": str(page), "timeline": str(timeline), "summary": str(out_dir / "summary.json")}
     (out_dir / "summary.json").write_text(json.dumps({"summary": summary, "files": files}, indent=2), encoding="utf-8")
     if as_json:
-        out.print_json(json.dumps({"trace": str(trace), "start": result.start_iso, "summary": summary, "files": files}))
+        typer.echo(json.dumps({"trace": str(trace), "start": result.start_iso, "summary": summary, "files": files}, indent=2))
         return
     table = Table(title=f"{trace.name} from {result.start_iso}" + (f" x{scale:g}" if scale != 1.0 else ""), show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
     for k, v in summary_rows(result.summary):
-        style = "red" if k == "minutes over SLO" and result.summary.minutes_over_slo else None
-        table.add_row(k, v, style=style)
+        hot = (k == "minutes over SLO" and result.summary.minutes_over_slo) or k.endswith("at max_replicas")
+        table.add_row(k, v, style="red" if hot else None)
     out.print(table)
+    if result.summary.minutes_over_slo:
+        out.print(
+            f"over SLO (UTC): {runs_text(result.summary)}; every minute in {files['summary']} and {timeline}",
+            highlight=False,
+        )
+    for line in warnings(result.summary):
+        out.print(f"[bold yellow]warning:[/] {line}", highlight=False)
     out.print(f"chart: {png}  page: {page}  timeline: {timeline}")
 
 
@@ -316,21 +319,43 @@ def recommend(
 @_clean_errors
 def manifests(
     config: ConfigOpt,
-    flavor: Annotated[str, typer.Option("--flavor", help="datadog (HPA + DatadogMetric) or keda (ScaledObject).")] = "datadog",
+    flavor: Annotated[str, typer.Option("--flavor", help="datadog (HPA + DatadogMetric) or keda (ScaledObject + TriggerAuthentication).")] = "datadog",
     namespace: Annotated[str, typer.Option("--namespace", help="Namespace of the workloads.")] = "default",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the YAML here instead of stdout.")] = None,
+    secret_name: Annotated[str, typer.Option("--secret-name", help="keda: the Secret (in --namespace) holding the Datadog keys; never written here.")] = "datadog-secrets",
+    api_key_field: Annotated[str, typer.Option("--api-key-field", help="keda: the Secret's key that holds the Datadog API key (its name, not the key).")] = "apiKey",
+    app_key_field: Annotated[str, typer.Option("--app-key-field", help="keda: the Secret's key that holds the Datadog APP key (its name, not the key).")] = "appKey",
+    site_field: Annotated[str | None, typer.Option("--site-field", help="keda: the Secret's key that holds the Datadog site, e.g. datadogSite (default: none, KEDA uses datadoghq.com).", show_default=False)] = None,
+    trigger_auth: Annotated[str, typer.Option("--trigger-auth", help="keda: name of the TriggerAuthentication the triggers use.")] = "keda-trigger-auth-datadog-secret",
+    priority_class: Annotated[str, typer.Option("--priority-class", help="PriorityClass of the overprovisioning pods (cluster.overprovisioning.pods > 0).")] = "overprovisioning",
 ) -> None:
-    """Write the HPA (autoscaling/v2) and DatadogMetric, or KEDA ScaledObject, manifests; validated."""
+    """Write the HPA (autoscaling/v2) and DatadogMetric, or KEDA ScaledObject and TriggerAuthentication,
+    manifests, and the overprovisioning PriorityClass and pause-pod Deployment when the config has headroom; validated."""
     from shiftover.scaling.config import load_config, workloads
-    from shiftover.scaling.manifests import render_manifests, to_yaml, validate_manifests
+    from shiftover.scaling.manifests import (
+        DatadogSecret,
+        Headroom,
+        notes,
+        render_manifests,
+        to_yaml,
+    )
 
     if flavor not in ("datadog", "keda"):
         raise BadInput(f"unknown --flavor {flavor!r}", hint="known: datadog, keda")
     cfg = load_config(config)
     web, worker = workloads(cfg)
-    docs = render_manifests(web, worker, flavor="datadog" if flavor == "datadog" else "keda", namespace=namespace)
-    validate_manifests(docs)
-    text = to_yaml(docs)
+    over = cfg.cluster.overprovisioning
+    requests = over.requests or cfg.web.requests
+    docs = render_manifests(
+        web,
+        worker,
+        flavor="datadog" if flavor == "datadog" else "keda",
+        namespace=namespace,
+        keda_auth_name=trigger_auth,
+        keda_secret=DatadogSecret(name=secret_name, api_key=api_key_field, app_key=app_key_field, site_key=site_field),
+        headroom=Headroom(pods=over.pods, cpu_milli=requests.cpu, memory_mib=requests.memory, priority_class=priority_class),
+    )
+    text = to_yaml(docs, header=[f"written by shiftover scale manifests from {config} ({flavor}, namespace {namespace})", *notes(docs)])
     if out_file is None:
         typer.echo(text, nl=False)
         return

@@ -37,9 +37,11 @@ def test_simulate_prints_a_summary_and_writes_the_chart(tmp_path: Path) -> None:
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "chart.html").read_text()
     assert "data:image/png;base64," in page
-    assert "http://" not in page and "https://" not in page  # self-contained: no CDN
+    # self-contained: plotly.js inlined, nothing fetched (test_chart_browser.py checks in Chromium)
+    assert "<script src" not in page and "<link" not in page and 'src="http' not in page
+    assert "Plotly.newPlot" in page
     lines = (tmp_path / "timeline.csv").read_text().splitlines()
-    assert lines[0].startswith("t,demand_rps,capacity_rps,desired_replicas")
+    assert lines[0].startswith("time,t,demand_rps,capacity_rps,desired_replicas")
     assert len(lines) == 1 + 6 * 3600 // 15
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,7 @@ from shiftover.scaling.trace import Trace
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True, eq=False)
@@ -156,6 +158,7 @@ class Timeline:
     worker_ready: IntArray
     served_within_slo: FloatArray  # requests in the row's interval
     not_within_slo: FloatArray
+    minute_over_slo: BoolArray  # the minute the row starts in is over SLO
 
     COLUMNS = (
         "t",
@@ -172,11 +175,41 @@ class Timeline:
         "worker_ready",
         "served_within_slo",
         "not_within_slo",
+        "minute_over_slo",
     )
 
-    def rows(self) -> list[dict[str, float | int]]:
-        cols = [getattr(self, c).tolist() for c in self.COLUMNS]
-        return [dict(zip(self.COLUMNS, vals, strict=True)) for vals in zip(*cols, strict=True)]
+    def times(self, start_iso: str) -> list[str]:
+        """Each row's time as UTC ISO 8601 (``t=<seconds>s`` when the start is unknown)."""
+        return iso_times(start_iso, self.t)
+
+    def write_csv(self, path: str | Path, start_iso: str = "") -> Path:
+        """``time`` (UTC) then :attr:`COLUMNS`; counts and flags as integers, the rest to 3 decimals.
+
+        Written column-wise from the arrays with one format string per row (no
+        row objects, no csv module: a month of 15 s syncs is 200,000 rows).
+        """
+        cols: list[list[Any]] = [self.times(start_iso)]
+        fmts = ["%s"]
+        for name in self.COLUMNS:
+            a = getattr(self, name)
+            floats = a.dtype.kind == "f"
+            cols.append(a.tolist() if floats else a.astype(np.int64).tolist())
+            fmts.append("%.3f" if floats else "%d")
+        fmt = ",".join(fmts)
+        out = Path(path)
+        with out.open("w", encoding="utf-8") as fh:
+            fh.write(",".join(("time", *self.COLUMNS)) + "\n")
+            fh.writelines([fmt % row + "\n" for row in zip(*cols, strict=True)])
+        return out
+
+
+def iso_times(start_iso: str, seconds: IntArray) -> list[str]:
+    """``start_iso`` plus each of ``seconds``, as ``YYYY-MM-DDTHH:MM:SSZ`` (vectorised)."""
+    if not start_iso:
+        return [f"t={s}s" for s in seconds.tolist()]
+    start = np.datetime64(start_iso.removesuffix("Z"), "s")
+    stamps = np.datetime_as_string(start + seconds.astype("timedelta64[s]"), unit="s")
+    return [f"{s}Z" for s in stamps.tolist()]
 
 
 @dataclass(frozen=True)
@@ -198,9 +231,38 @@ class Summary:
     worker_max_wait_seconds: float = 0.0
     worker_mean_wait_seconds: float = 0.0
     jobs_unfinished: float = 0.0
+    # the start (UTC) of every minute over SLO, in order
+    over_slo_minutes: tuple[str, ...] = ()
+    # how long each tier's HPA wanted exactly max_replicas (see at_max_replicas);
+    # None when the limit was not given
+    web_max_replicas: int | None = None
+    web_at_max_seconds: int = 0
+    web_at_max_first: str = ""
+    worker_max_replicas: int | None = None
+    worker_at_max_seconds: int = 0
+    worker_at_max_first: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["over_slo_minutes"] = list(self.over_slo_minutes)
+        return d
+
+    def over_slo_runs(self) -> list[tuple[str, int]]:
+        """Consecutive minutes over SLO as (first minute, length in minutes)."""
+        return _runs(self.over_slo_minutes)
+
+
+def _runs(minutes: tuple[str, ...]) -> list[tuple[str, int]]:
+    if not minutes:
+        return []
+    if minutes[0].startswith("t="):
+        secs = np.asarray([int(m[2:-1]) for m in minutes], dtype=np.int64)
+    else:
+        secs = np.asarray([m.removesuffix("Z") for m in minutes], dtype="datetime64[s]").astype(np.int64)
+    breaks = np.flatnonzero(np.diff(secs) != 60) + 1
+    firsts = np.concatenate(([0], breaks))
+    lengths = np.diff(np.concatenate((firsts, [len(minutes)])))
+    return [(minutes[i], int(n)) for i, n in zip(firsts.tolist(), lengths.tolist(), strict=True)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,6 +271,32 @@ class SimResult:
     timeline: Timeline
     start_iso: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def at_max_replicas(result: SimResult, web_max: int, worker_max: int | None = None) -> SimResult:
+    """``result`` with how long each tier's HPA sat at its ``max_replicas``, and since when.
+
+    A tier at its maximum cannot follow demand any higher: time there is a
+    warning even when no minute was over SLO (a bigger day would be). Rows hold
+    the desired replicas of each sync until the next, so the time is exact.
+    """
+    tl = result.timeline
+    duration = result.summary.duration_seconds
+    lengths = np.diff(np.append(tl.t, duration))
+
+    def held(desired: IntArray, limit: int) -> tuple[int, str]:
+        at = desired >= limit
+        if not at.any():
+            return 0, ""
+        first = int(np.argmax(at))
+        return int(lengths[at].sum()), iso_times(result.start_iso, tl.t[first : first + 1])[0]
+
+    web_s, web_first = held(tl.desired_replicas, web_max)
+    changes: dict[str, Any] = {"web_max_replicas": web_max, "web_at_max_seconds": web_s, "web_at_max_first": web_first}
+    if worker_max is not None:
+        wk_s, wk_first = held(tl.worker_desired, worker_max)
+        changes |= {"worker_max_replicas": worker_max, "worker_at_max_seconds": wk_s, "worker_at_max_first": wk_first}
+    return replace(result, summary=replace(result.summary, **changes))
 
 
 def simulate(trace: Trace, config: ScalingConfig) -> SimResult:
@@ -479,13 +567,6 @@ def run(
     )
 
 
-def _steps(times: list[int], values: list[int], duration: int) -> IntArray:
-    """A step function recorded at change times, expanded to one value per second."""
-    tt = np.asarray([*times, duration], dtype=np.int64)
-    lengths = np.diff(tt)
-    return np.repeat(np.asarray(values, dtype=np.int64), lengths)
-
-
 def _drain(queue: float, arrived: float, capacity: float) -> tuple[float, float]:
     """The worker queue over one interval of constant capacity: (new queue, jobs served)."""
     left = queue + arrived - capacity
@@ -506,35 +587,47 @@ def _finish(
     dep_t: list[int] | None,
     dep_v: list[float] | None,
 ) -> SimResult:
+    """Everything the loop does not feed back into: SLO accounting, sums, the timeline.
+
+    A month is 3 million seconds, 24 MB per float array: only one per-second
+    array is built (the shortfall, in place); ready pods and nodes stay step
+    functions, summed over their change times.
+    """
     duration = work.duration
     demand = work.demand
-    ready = _steps(cap_t, cap_v, duration)
-    capacity: FloatArray = ready.astype(np.float64) * p.web_capacity_rps
-    good = np.minimum(demand, capacity)
-    bad = demand - good
+    ct = np.asarray([*cap_t, duration], dtype=np.int64)
+    cv = np.asarray(cap_v, dtype=np.int64)
+    c_len = np.diff(ct)
+    # per second: demand above ready capacity is not served within SLO
+    bad = np.repeat(cv.astype(np.float64) * p.web_capacity_rps, c_len)
+    np.subtract(demand, bad, out=bad)
+    np.maximum(bad, 0.0, out=bad)
 
     # per minute (a partial last minute counts as a minute)
     n_min = -(-duration // 60)
-    d_min = np.add.reduceat(demand, np.arange(0, duration, 60))
-    b_min = np.add.reduceat(bad, np.arange(0, duration, 60))
-    allowed = (1.0 - p.slo_objective) * d_min
-    over = int(np.count_nonzero(b_min > allowed + 1e-9))
+    minute_starts = np.arange(0, duration, 60, dtype=np.int64)
+    d_min = np.add.reduceat(demand, minute_starts)
+    b_min = np.add.reduceat(bad, minute_starts)
+    over_min = b_min > (1.0 - p.slo_objective) * d_min + 1e-9
+    over_at = minute_starts[over_min]
 
     # per row (HPA sync interval)
-    starts = np.arange(0, duration, p.sync_period, dtype=np.int64)
     cols = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=9 * len(rows)).reshape(-1, 9)
     n_rows = cols.shape[0]
     icols = cols.astype(np.int64)
-    starts = starts[:n_rows]
+    starts = np.arange(0, duration, p.sync_period, dtype=np.int64)[:n_rows]
     lengths = np.diff(np.append(starts, duration))
-    d_row = np.add.reduceat(demand, starts) / lengths
-    g_row = np.add.reduceat(good, starts)
+    d_sum = np.add.reduceat(demand, starts)
     b_row = np.add.reduceat(bad, starts)
-    cap_row = capacity[starts]
+    bad_total = float(bad.sum())
+    del bad
+    # the state at the row's second after every event in it (a pod that turns
+    # Ready in the same second as the sync counts), consistent with capacity_rps
+    ready_row = cv[np.searchsorted(ct[:-1], starts, side="right") - 1]
 
-    nodes_sec = _steps(node_t, node_v, duration)
-    node_hours = float(nodes_sec.sum()) / 3600.0
-    pod_hours = float(ready.sum()) / 3600.0
+    nt = np.asarray([*node_t, duration], dtype=np.int64)
+    nv = np.asarray(node_v, dtype=np.int64)
+    n_len = np.diff(nt)
 
     worker_peak_q = 0.0
     max_wait = 0.0
@@ -546,12 +639,10 @@ def _finish(
 
     timeline = Timeline(
         t=starts,
-        demand_rps=d_row,
-        capacity_rps=cap_row,
+        demand_rps=d_sum / lengths,
+        capacity_rps=ready_row.astype(np.float64) * p.web_capacity_rps,
         desired_replicas=icols[:, 0],
-        # the state at the row's second after every event in it (a pod that turns
-        # Ready in the same second as the sync counts), consistent with capacity_rps
-        ready_replicas=ready[starts].astype(np.int64),
+        ready_replicas=ready_row,
         nodes=icols[:, 2],
         ready_nodes=icols[:, 3],
         web_pending=icols[:, 4],
@@ -559,20 +650,21 @@ def _finish(
         queue_length=cols[:, 6],
         worker_desired=icols[:, 7],
         worker_ready=icols[:, 8],
-        served_within_slo=g_row,
+        served_within_slo=d_sum - b_row,
         not_within_slo=b_row,
+        minute_over_slo=over_min[starts // 60],
     )
     summary = Summary(
         duration_seconds=duration,
         minutes=n_min,
-        minutes_over_slo=over,
+        minutes_over_slo=int(over_at.size),
         requests_total=float(demand.sum()),
-        requests_not_within_slo=float(bad.sum()),
+        requests_not_within_slo=bad_total,
         peak_desired_replicas=int(icols[:, 0].max()) if n_rows else 0,
-        peak_ready_replicas=int(ready.max()),
-        peak_nodes=int(nodes_sec.max()),
-        node_hours=node_hours,
-        pod_hours=pod_hours,
+        peak_ready_replicas=int(cv[c_len > 0].max()),
+        peak_nodes=int(nv[n_len > 0].max()),
+        node_hours=float((nv * n_len).sum()) / 3600.0,
+        pod_hours=float((cv * c_len).sum()) / 3600.0,
         scale_ups=cl.scale_ups,
         nodes_removed=cl.nodes_removed,
         worker_peak_replicas=int(icols[:, 7].max()) if n_rows else 0,
@@ -580,6 +672,7 @@ def _finish(
         worker_max_wait_seconds=max_wait,
         worker_mean_wait_seconds=mean_wait,
         jobs_unfinished=unfinished,
+        over_slo_minutes=tuple(iso_times(work.start_iso, over_at)),
     )
     return SimResult(summary=summary, timeline=timeline, start_iso=work.start_iso)
 
@@ -589,29 +682,38 @@ def _waits(cum_jobs: FloatArray, dep_t: list[int], dep_v: list[float], duration:
 
     Departures are piecewise linear between the recorded times; the last job
     arriving in second ``s`` arrives at ``s + 1``. Jobs still queued at the
-    end are counted with the wait they had so far (a lower bound).
+    end are counted with the wait they had so far (a lower bound). Computed a
+    block of seconds at a time, so a month needs no dozen month-long arrays.
     """
-    arrivals = cum_jobs[1:]
-    times = np.arange(1, duration + 1, dtype=np.float64)
     dt = np.asarray(dep_t, dtype=np.float64)
     dv = np.asarray(dep_v, dtype=np.float64)
     total_done = dv[-1]
-    idx = np.searchsorted(dv, arrivals - 1e-9, side="left")
-    idx = np.clip(idx, 1, len(dv) - 1)
-    v0, v1 = dv[idx - 1], dv[idx]
-    t0, t1 = dt[idx - 1], dt[idx]
-    span = np.where(v1 > v0, v1 - v0, 1.0)
-    done_at = t0 + (t1 - t0) * np.clip((arrivals - v0) / span, 0.0, 1.0)
-    unfinished_mask = arrivals > total_done + 1e-6
-    done_at = np.where(unfinished_mask, float(duration), done_at)
-    wait = np.maximum(done_at - times, 0.0)
-    has_jobs = np.diff(cum_jobs) > 0
-    if not has_jobs.any():
+    w_max = 0.0
+    w_sum = 0.0
+    jobs = 0.0
+    block = 1 << 18
+    for lo in range(0, duration, block):
+        hi = min(lo + block, duration)
+        weights = np.diff(cum_jobs[lo : hi + 1])
+        has = weights > 0
+        if not has.any():
+            continue
+        weights = weights[has]
+        arrivals = cum_jobs[lo + 1 : hi + 1][has]
+        times = np.arange(lo + 1, hi + 1, dtype=np.float64)[has]
+        idx = np.clip(np.searchsorted(dv, arrivals - 1e-9, side="left"), 1, len(dv) - 1)
+        v0, v1 = dv[idx - 1], dv[idx]
+        t0, t1 = dt[idx - 1], dt[idx]
+        span = np.where(v1 > v0, v1 - v0, 1.0)
+        done_at = t0 + (t1 - t0) * np.clip((arrivals - v0) / span, 0.0, 1.0)
+        done_at = np.where(arrivals > total_done + 1e-6, float(duration), done_at)
+        wait = np.maximum(done_at - times, 0.0)
+        w_max = max(w_max, float(wait.max()))
+        w_sum += float((wait * weights).sum())
+        jobs += float(weights.sum())
+    if not jobs:
         return 0.0, 0.0, 0.0
-    weights = np.diff(cum_jobs)[has_jobs]
-    w = wait[has_jobs]
-    mean = float((w * weights).sum() / weights.sum())
-    return float(w.max()), mean, float(max(0.0, cum_jobs[-1] - total_done))
+    return w_max, w_sum / jobs, float(max(0.0, cum_jobs[-1] - total_done))
 
 
 def with_overrides(p: SimParams, **changes: Any) -> SimParams:
@@ -625,6 +727,8 @@ __all__ = [
     "Timeline",
     "WebDecisions",
     "Workload",
+    "at_max_replicas",
+    "iso_times",
     "prepare",
     "run",
     "simulate",
