@@ -20,7 +20,7 @@ drawn through them covers the same pixels as the full series: every peak and
 trough is exact and a one-sync spike survives. Drawing 8,000 points instead of
 200,000 is what makes a month-long chart take a fraction of a second.
 
-Minutes over SLO are drawn as spans at least two pixels wide (and as markers
+Minutes over SLO are drawn as spans at least three pixels wide (and as markers
 in the HTML chart), so a single minute is visible on a month-long trace.
 """
 
@@ -105,6 +105,7 @@ def render_png(result: SimResult, path: str | Path, *, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     tl = result.timeline
     s = result.summary
@@ -140,13 +141,17 @@ def render_png(result: SimResult, path: str | Path, *, title: str = "") -> Path:
         x0 = _x_seconds(result, starts)
         x1 = _x_seconds(result, starts + 60 * minutes)
         min_w = OVER_SLO_MIN_PX * (x_end - float(x_all[0])) / (0.87 * width_in * dpi)
-        spans = list(zip(x0.tolist(), np.maximum(x1 - x0, min_w).tolist(), strict=True))
-        ax.broken_barh(spans, (0.0, 1.0), transform=ax.get_xaxis_transform(), color=OVER, alpha=0.12, lw=0)
-        ax.broken_barh(spans, (0.92, 0.08), transform=ax.get_xaxis_transform(), color=OVER, lw=0,
+        # a faint band at the true width (visible on a day), a solid strip at the top
+        # at least OVER_SLO_MIN_PX wide (visible on a month)
+        exact = list(zip(x0.tolist(), (x1 - x0).tolist(), strict=True))
+        wide = list(zip(x0.tolist(), np.maximum(x1 - x0, min_w).tolist(), strict=True))
+        ax.broken_barh(exact, (0.0, 1.0), transform=ax.get_xaxis_transform(), color=OVER, alpha=0.12, lw=0)
+        ax.broken_barh(wide, (0.92, 0.08), transform=ax.get_xaxis_transform(), color=OVER, lw=0,
                        label=f"minute over SLO ({s.minutes_over_slo})")
     ax.set_ylabel("requests/s")
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=8)
+    # room above the peak for the over-SLO strip; the legend below the strip
+    ax.set_ylim(0, 1.12 * max(float(gap.max()), 1.0))
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, 0.91), fontsize=8)
     ax.grid(alpha=0.3)
 
     # web pods: ready as an area, the HPA's desired as a dashed line over it
@@ -163,6 +168,7 @@ def render_png(result: SimResult, path: str | Path, *, title: str = "") -> Path:
         ax.axhline(s.web_max_replicas, color="k", lw=0.8, ls="-.", label=f"max_replicas ({s.web_max_replicas})")
     ax.set_ylabel("web pods")
     ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
 
@@ -171,6 +177,7 @@ def render_png(result: SimResult, path: str | Path, *, title: str = "") -> Path:
     step(ax, i, tl.nodes, color=NODES, lw=1.0, label="nodes (incl. provisioning)")
     step(ax, i, tl.ready_nodes, color=READY_NODES, lw=0.8, ls="--", label="ready nodes")
     ax.set_ylabel("nodes")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
 
@@ -189,7 +196,8 @@ def render_png(result: SimResult, path: str | Path, *, title: str = "") -> Path:
             ax2.axhline(s.worker_max_replicas, color="k", lw=0.8, ls="-.",
                         label=f"max_replicas ({s.worker_max_replicas})")
         ax2.set_ylabel("worker pods")
-        ax2.set_ylim(bottom=0)
+        ax2.set_ylim(0, 1.12 * max(int(tl.worker_desired.max()), int(tl.worker_ready.max()), 1))
+        ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="upper left", fontsize=8)
         ax2.legend(loc="upper right", fontsize=8)
         ax.grid(alpha=0.3)
