@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shiftover.scaling.config import (
     ScalingConfig,
@@ -34,9 +36,11 @@ from shiftover.scaling.config import (
 from shiftover.scaling.hpa import (
     Behavior,
     ControllerConstants,
+    HPAController,
     HPASpec,
     MetricSpec,
     MetricTarget,
+    ScalingPolicy,
     ScalingRules,
 )
 from shiftover.scaling.sim import SimResult, prepare, run, simulate, web_decisions
@@ -204,3 +208,93 @@ def test_web_decisions_only_when_the_cluster_cannot_change_them() -> None:
     wider = replace(spec, max_replicas=spec.max_replicas + 1)
     with pytest.raises(ValueError, match="web decisions"):
         run(work, params, wider, None, controller_constants(cfg), web=decisions)
+
+
+behaviors = st.one_of(
+    st.none(),
+    st.builds(
+        Behavior,
+        scale_up=st.one_of(
+            st.none(),
+            st.builds(
+                ScalingRules,
+                stabilization_window_seconds=st.none() | st.integers(0, 300),
+                select_policy=st.sampled_from(["Max", "Min", "Disabled"]),
+                policies=st.lists(
+                    st.builds(
+                        ScalingPolicy,
+                        st.sampled_from(["Pods", "Percent"]),
+                        st.integers(1, 200),
+                        st.sampled_from([15, 60]),
+                    ),
+                    max_size=2,
+                ).map(tuple),
+            ),
+        ),
+        scale_down=st.one_of(
+            st.none(),
+            st.builds(
+                ScalingRules,
+                stabilization_window_seconds=st.none() | st.integers(0, 600),
+                select_policy=st.sampled_from(["Max", "Min", "Disabled"]),
+                policies=st.lists(
+                    st.builds(
+                        ScalingPolicy,
+                        st.sampled_from(["Pods", "Percent"]),
+                        st.integers(1, 100),
+                        st.sampled_from([15, 60]),
+                    ),
+                    max_size=2,
+                ).map(tuple),
+            ),
+        ),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lo=st.integers(1, 4),
+    span=st.integers(0, 30),
+    target=st.sampled_from([0.5, 1.0, 10.0, 35.0, 0.001]),
+    behavior=behaviors,
+    window=st.sampled_from([0.0, 15.0, 300.0]),
+    ticks=st.lists(
+        st.tuples(
+            st.sampled_from([15, 30, 45]),
+            st.none()
+            | st.floats(0, 2000, allow_nan=False)
+            # on the tolerance's edges for target 35 (x 1, 2, 3 pods) and milli rounding
+            | st.sampled_from([0.0, 31.5, 38.5, 63.0, 77.0, 94.5, 115.5, 35.0000000001, 0.0004]),
+            st.none() | st.integers(0, 40),  # someone else set the replicas
+        ),
+        max_size=40,
+    ),
+)
+def test_step_one_is_step(
+    lo: int,
+    span: int,
+    target: float,
+    behavior: Behavior | None,
+    window: float,
+    ticks: list[tuple[int, float | None, int | None]],
+) -> None:
+    """The simulator's inlined sync for one External AverageValue metric answers as step()."""
+    spec = HPASpec(lo, lo + span, (MetricSpec("External", "m", MetricTarget("AverageValue", target)),), behavior)
+    constants = ControllerConstants(downscale_stabilization_seconds=window)
+    fast, slow = HPAController(spec, constants), HPAController(spec, constants)
+    now, current = 0.0, lo
+    for dt, value, override in ticks:
+        if override is not None:
+            current = override
+        got = fast.step_one(now, current, value)
+        want = slow.step(now, current, current, {} if value is None else {"m": value})
+        assert (got, fast.last_reason) == (want, slow.last_reason)
+        current = got
+        now += dt
+
+
+def test_step_one_needs_one_external_average_value_metric() -> None:
+    spec = HPASpec(1, 5, (MetricSpec("External", "m", MetricTarget("Value", 10.0)),))
+    with pytest.raises(ValueError, match="one External AverageValue"):
+        HPAController(spec).step_one(0.0, 1, 10.0)

@@ -333,49 +333,57 @@ class Cluster:
     def _update_unneeded(self, now: int) -> None:
         """Mark nodes under the threshold whose pods all fit on the other nodes."""
         self.dirty = False
+        nodes = self.nodes
         # under the threshold on both cpu and memory <=> free above (1 - threshold) of allocatable
         cpu_floor, mem_floor = self._free_floor
-        cands = [n for n in self.nodes if n.cpu_free > cpu_floor and n.mem_free > mem_floor]
+        cands = [i for i, n in enumerate(nodes) if n.cpu_free > cpu_floor and n.mem_free > mem_floor]
         if not cands:
-            for node in self.nodes:
+            for node in nodes:
                 node.unneeded_since = -1
             self.next_removal = NEVER
             return
         if len(cands) > 1:
-            cands.sort(key=self.utilization)
-        free = {id(n): [n.cpu_free, n.mem_free] for n in self.nodes}
-        removed: set[int] = set()
-        chosen: set[int] = set()
-        for cand in cands:
-            trial: dict[int, list[int]] = {}
+            utilization = self.utilization
+            cands.sort(key=lambda i: utilization(nodes[i]))
+        # room left on each node (by position) once the nodes chosen so far are drained
+        free_cpu = [n.cpu_free for n in nodes]
+        free_mem = [n.mem_free for n in nodes]
+        chosen = [False] * len(nodes)
+        everywhere = range(len(nodes))
+        for ci in cands:
+            cand = nodes[ci]
+            trial: dict[int, tuple[int, int]] = {}
             ok = True
             for kind in KINDS:
                 n = cand.ready[kind] + cand.starting[kind]
+                if n == 0:
+                    continue
                 c, m = self.pod_cpu[kind], self.pod_mem[kind]
-                for other in self.nodes:
-                    if n == 0:
-                        break
-                    oid = id(other)
-                    if other is cand or oid in removed:
+                for oi in everywhere:
+                    if oi == ci or chosen[oi]:
                         continue
-                    f = trial.get(oid) or free[oid]
-                    k = min(n, f[0] // c if c else n, f[1] // m if m else n)
+                    fc, fm = trial.get(oi) or (free_cpu[oi], free_mem[oi])
+                    k = min(n, fc // c if c else n, fm // m if m else n)
                     if k > 0:
-                        trial[oid] = [f[0] - k * c, f[1] - k * m]
+                        trial[oi] = (fc - k * c, fm - k * m)
                         n -= k
+                        if n == 0:
+                            break
                 if n > 0:
                     ok = False
                     break
             if ok:
-                free.update(trial)
-                removed.add(id(cand))
-                chosen.add(id(cand))
+                for oi, (fc, fm) in trial.items():
+                    free_cpu[oi] = fc
+                    free_mem[oi] = fm
+                chosen[ci] = True
         nxt = NEVER
-        for node in self.nodes:
-            if id(node) in chosen:
+        unneeded_time = self.unneeded_time
+        for node, unneeded in zip(nodes, chosen, strict=True):
+            if unneeded:
                 if node.unneeded_since < 0:
                     node.unneeded_since = now
-                due = node.unneeded_since + self.unneeded_time
+                due = node.unneeded_since + unneeded_time
                 nxt = due if due < nxt else nxt
             else:
                 node.unneeded_since = -1

@@ -1203,6 +1203,9 @@ class HPAController:
         self._downs: _Events = []
         self._started = False
         self.last_reason = ""
+        # one External AverageValue metric (the simulator's HPAs): step_one takes its value
+        self._one_target = metrics[0][2] if len(metrics) == 1 and metrics[0][0] == 1 else 0
+        self.one_value = self._one_target > 0
 
     def _record(self, now: float, value: int) -> None:
         q = self._maxq
@@ -1285,7 +1288,43 @@ class HPAController:
         if invalid and (invalid >= self._n_metrics or replicas < current):
             self.last_reason = "FailedComputeMetricsReplicas"
             return current
-        pre = replicas if replicas > 0 else 0
+        return self._settle(now, current, replicas if replicas > 0 else 0)
+
+    def step_one(self, now: float, current: int, value: float | None) -> int:
+        """:meth:`step` for an HPA on one External AverageValue metric, given its value.
+
+        The same arithmetic, inlined (``_milli``, the tolerance, ``_ceil_i32``):
+        the simulator calls this twice per sync per configuration. ``value``
+        None is a metric that could not be read.
+        """
+        target = self._one_target
+        if not target:
+            raise ValueError("step_one needs an HPA on exactly one External AverageValue metric")
+        if not self._started:
+            if self._behavior or self._norm.nb_window > 0:
+                self._record(now, current)
+            self._started = True
+        if current == 0 or current > self._max or current < self._min or value is None:
+            return self.step(now, current, current, {} if value is None else {self._metrics[0][1]: value})
+        x = value * 1000.0  # _milli
+        if x >= 0.0:
+            usage = math.floor(x)
+            if x - usage > 1e-9 * (x if x > 1.0 else 1.0):
+                usage += 1
+        else:
+            usage = _milli(value)
+        ratio = usage / (target * current)
+        if (1.0 - self._down) <= ratio <= (1.0 + self._up):
+            pre = current
+        else:
+            x = usage / target
+            pre = MAX_INT32 if x > MAX_INT32 else math.ceil(x)
+            if pre < 0:
+                pre = 0
+        return self._settle(now, current, pre)
+
+    def _settle(self, now: float, current: int, pre: int) -> int:
+        """Stabilise the recommendation ``pre``, record it, and apply the limits."""
         norm = self._norm
         q = self._maxq
         if not self._behavior:
@@ -1294,7 +1333,9 @@ class HPAController:
             while q and q[0][0] < cutoff:
                 q.popleft()
             stabilized = q[0][1] if q and q[0][1] > pre else pre
-            self._record(now, pre)
+            while q and q[-1][1] <= pre:  # _record
+                q.pop()
+            q.append((now, pre))
             desired, reason, _ = norm.apply_rules(current, pre, stabilized)
         else:
             # stabilizeRecommendationWithBehaviors: counted when After(now - window)
@@ -1315,12 +1356,26 @@ class HPAController:
                 stabilized = up_rec
             if stabilized > down_rec:
                 stabilized = down_rec
-            self._record(now, pre)
-            desired, reason, _ = norm.apply_rate(
-                now, current, pre, stabilized, self._ups, self._downs
-            )
-            if desired != current:
-                norm.store_event(now, current, desired, self._ups, self._downs)
+            while q and q[-1][1] <= pre:  # _record
+                q.pop()
+            q.append((now, pre))
+            if norm.up_window > 0:
+                mq = self._minq
+                while mq and mq[-1][1] >= pre:
+                    mq.pop()
+                mq.append((now, pre))
+            if stabilized == current:  # apply_rate's answer when no limit applies
+                desired = current
+                if stabilized == pre:
+                    reason = "DesiredWithinRange"
+                else:
+                    reason = "ScaleUpStabilized" if pre >= current else "ScaleDownStabilized"
+            else:
+                desired, reason, _ = norm.apply_rate(
+                    now, current, pre, stabilized, self._ups, self._downs
+                )
+                if desired != current:
+                    norm.store_event(now, current, desired, self._ups, self._downs)
         self.last_reason = reason
         return desired
 

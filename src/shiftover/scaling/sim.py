@@ -42,6 +42,7 @@ rate it serves within the SLO. A minute is *over SLO* when fewer than
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
@@ -99,14 +100,20 @@ def prepare(trace: Trace, params: SimParams) -> Workload:
     cum_jobs: FloatArray | None = None
     if params.worker_enabled:
         jobs = trace.jobs_per_second()
+        # cumulative jobs in one array, summed in place: no second and third month-long copy
+        cum_jobs = np.empty(duration + 1, dtype=np.float64)
+        cum_jobs[0] = 0.0
         if jobs is None:
             if params.jobs_per_request is None:
                 raise BadInput(
                     f"the config has a worker but the trace {trace.source} has no jobs column",
                     hint="add a jobs column to the trace, or set worker.jobs_per_request in the config",
                 )
-            jobs = demand * params.jobs_per_request
-        cum_jobs = np.concatenate(([0.0], np.cumsum(jobs)))
+            np.multiply(demand, params.jobs_per_request, out=cum_jobs[1:])
+        else:
+            cum_jobs[1:] = jobs
+            del jobs
+        np.cumsum(cum_jobs[1:], out=cum_jobs[1:])
     web_metric = _bucket_means(demand, duration, params)
     return Workload(
         duration=duration,
@@ -129,15 +136,49 @@ def _bucket_ends(times: IntArray, refresh: int, rollup: int, lag: int) -> IntArr
 
 
 def _bucket_means(demand: FloatArray, duration: int, p: SimParams) -> list[float]:
+    """Mean demand over the rollup bucket each sync reads, from prefix sums of the demand."""
     syncs = np.arange(0, duration, p.sync_period, dtype=np.int64)
     ends = _bucket_ends(syncs, p.refresh, p.rollup, p.lag)
     pad = int(max(0, -int(ends.min()) + p.rollup)) if ends.size else 0
-    padded = np.concatenate((np.full(pad, demand[0]), demand)) if pad else demand
-    cum = np.concatenate(([0.0], np.cumsum(padded)))
     hi = ends + pad
     lo = hi - p.rollup
-    means = (cum[hi] - cum[lo]) / p.rollup
+    blocks = chain(
+        (np.full(pad, demand[0]),),
+        (demand[i : i + _BLOCK] for i in range(0, duration, _BLOCK)),
+    )
+    cum = _prefix_sums(blocks, np.concatenate((hi, lo)))
+    means = (cum[: hi.shape[0]] - cum[hi.shape[0] :]) / p.rollup
     return [float(x) for x in means]
+
+
+_BLOCK = 1 << 18  # seconds per block of a running sum (2 MB of floats)
+
+
+def _prefix_sums(blocks: Iterable[FloatArray], at: IntArray) -> FloatArray:
+    """``cum[at]`` for ``cum = [0, *np.cumsum(concatenated blocks)]``, a block at a time.
+
+    Each block's running sum starts from the last one's total, so every value is
+    the float one whole-trace cumsum gives (it adds left to right), without
+    month-long temporary arrays.
+    """
+    out = np.zeros(at.shape[0], dtype=np.float64)
+    order = np.argsort(at, kind="stable")
+    sorted_at = at[order]
+    carry = 0.0
+    start = 0  # values summed before this block
+    for block in blocks:
+        n = int(block.shape[0])
+        if n == 0:
+            continue
+        run = block.copy()
+        run[0] += carry
+        np.cumsum(run, out=run)
+        a = int(np.searchsorted(sorted_at, start, side="right"))
+        b = int(np.searchsorted(sorted_at, start + n, side="right"))
+        out[order[a:b]] = run[sorted_at[a:b] - start - 1]
+        carry = float(run[-1])
+        start += n
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -352,15 +393,20 @@ def web_decisions(
         return None
     constants = constants or ControllerConstants(sync_period_seconds=float(p.sync_period))
     ctrl = HPAController(web_spec, constants)
-    step = ctrl.step
     name = web_spec.metrics[0].name
     sync = p.sync_period
     web0 = current = _web_initial(work, p, web_spec)
     desired: list[int] = []
-    for k, value in enumerate(work.web_metric):
-        # ready_replicas is not read for External AverageValue; pass the current count
-        current = step(k * sync, current, current, {name: value})
-        desired.append(current)
+    if ctrl.one_value:
+        step_one = ctrl.step_one
+        for k, value in enumerate(work.web_metric):
+            current = step_one(k * sync, current, value)
+            desired.append(current)
+    else:
+        for k, value in enumerate(work.web_metric):
+            # ready_replicas is not read for External AverageValue; pass the current count
+            current = ctrl.step(k * sync, current, current, {name: value})
+            desired.append(current)
     return WebDecisions(spec=web_spec, constants=constants, initial=web0, desired=desired)
 
 
@@ -388,6 +434,8 @@ def run(
     web_plan: list[int] | None = None
     web_ctrl: HPAController | None = None
     if web is None:
+        web = web_decisions(work, p, web_spec, constants)
+    if web is None:  # the web HPA reads Ready pods: step it in the loop
         web_ctrl = HPAController(web_spec, constants)
     else:
         if (
@@ -422,8 +470,11 @@ def run(
 
     # worker state
     worker_ctrl = HPAController(worker_spec, constants) if workers and worker_spec else None
+    worker_one = worker_ctrl is not None and worker_ctrl.one_value
     worker_name = worker_spec.metrics[0].name if worker_spec else ""
-    cum_jobs: list[float] = work.cum_jobs.tolist() if workers and work.cum_jobs is not None else []
+    # cumulative jobs at a visit's second, read one float at a time (a month as a list is 100 MB)
+    cum_at = work.cum_jobs.item if workers and work.cum_jobs is not None else None
+    cum_last = 0.0  # cumulative jobs at last_t
     rate = p.worker_rate
     rollup = p.rollup
     worker_desired = worker0
@@ -458,6 +509,9 @@ def run(
     ready_count = cl.ready_count
     last_ready = ready_count[WEB]
     last_nodes = node_v[0]
+    n_buckets = 1  # len(q_at_bucket)
+    add_pods, remove_pods = cl.add_pods, cl.remove_pods
+    worker_step = worker_ctrl.step_one if worker_ctrl is not None and worker_one else None
     while True:
         t = next_sync if next_sync < next_scan else next_scan
         if next_bucket < t:
@@ -470,21 +524,32 @@ def run(
             t = q1[0][0]  # type: ignore[assignment]
         if t >= duration:
             break
-        if workers and t > last_t:
-            queue, served = _drain(queue, cum_jobs[t] - cum_jobs[last_t],
-                                   ready_count[WORKER] * rate * (t - last_t))
-            departed += served
+        if cum_at is not None and t > last_t:
+            # _drain, inlined: the queue over [last_t, t) at constant capacity
+            cum_t = cum_at(t)
+            arrived = cum_t - cum_last
+            cum_last = cum_t
+            capacity = ready_count[WORKER] * rate * (t - last_t)
+            left = queue + arrived - capacity
+            if left < 0.0:
+                departed += queue + arrived
+                queue = 0.0
+            else:
+                departed += capacity
+                queue = left
             dep_t.append(t)
             dep_v.append(departed)
         last_t = t
         if prov and prov[0] <= t:
-            cl.nodes_ready(t)
+            cl.nodes_ready(t)  # provisioning -> Ready: the node count does not change
         if (q0 and q0[0][0] <= t) or (q1 and q1[0][0] <= t):  # type: ignore[operator]
             cl.advance(t)
         if t == next_bucket:
             q_at_bucket.append(queue)
+            n_buckets += 1
             next_bucket += rollup
-        if t == next_sync:
+        synced = t == next_sync
+        if synced:
             if web_plan is not None:
                 d = web_plan[k]
             else:
@@ -492,34 +557,33 @@ def run(
                 d = web_ctrl.step(t, web_desired, ready_count[WEB], {web_name: web_metric[k]})
             if d != web_desired:
                 if d > web_desired:
-                    cl.add_pods(WEB, d - web_desired, t)
+                    add_pods(WEB, d - web_desired, t)
                 else:
-                    cl.remove_pods(WEB, web_desired - d, t)
+                    remove_pods(WEB, web_desired - d, t)
                 web_desired = d
             if worker_ctrl is not None:
                 end = ((t // refresh) * refresh - lag) // rollup
                 i1 = end if end > 0 else 0
                 i0 = end - 1 if end > 1 else 0
-                if i1 >= len(q_at_bucket):
-                    i1 = len(q_at_bucket) - 1
+                if i1 >= n_buckets:
+                    i1 = n_buckets - 1
                     i0 = min(i0, i1)
                 value = 0.5 * (q_at_bucket[i0] + q_at_bucket[i1])
-                wd = worker_ctrl.step(t, worker_desired, ready_count[WORKER], {worker_name: value})
+                if worker_step is not None:
+                    wd = worker_step(t, worker_desired, value)
+                else:
+                    wd = worker_ctrl.step(t, worker_desired, ready_count[WORKER], {worker_name: value})
                 if wd != worker_desired:
                     if wd > worker_desired:
-                        cl.add_pods(WORKER, wd - worker_desired, t)
+                        add_pods(WORKER, wd - worker_desired, t)
                     else:
-                        cl.remove_pods(WORKER, worker_desired - wd, t)
+                        remove_pods(WORKER, worker_desired - wd, t)
                     worker_desired = wd
             k += 1
             next_sync += sync
-            synced = True
-        else:
-            synced = False
         # Cluster Autoscaler: a scan with no pending pods and no change since the last
         # one can only remove nodes, and only once their removal is due; skip to then.
-        busy = cl.dirty or pending[WEB] or pending[WORKER] or pending[PAUSE]
-        if busy and next_scan > t:
+        if next_scan > t and (cl.dirty or pending[WEB] or pending[WORKER] or pending[PAUSE]):
             next_scan = -(-t // scan) * scan
         if t == next_scan:
             cl.scan(t)
@@ -531,6 +595,11 @@ def run(
                     due = after_add
                 if due > next_scan:
                     next_scan = -(-due // scan) * scan if due < NEVER else NEVER
+            n_nodes = len(nodes) + len(prov)  # only a scan adds or removes nodes
+            if n_nodes != last_nodes:
+                last_nodes = n_nodes
+                node_t.append(t)
+                node_v.append(n_nodes)
         if synced:  # one row per sync, after every event at this second
             n_ready_nodes = len(nodes)
             rows.append((
@@ -548,14 +617,9 @@ def run(
             last_ready = ready_count[WEB]
             cap_t.append(t)
             cap_v.append(last_ready)
-        n_nodes = len(nodes) + len(prov)
-        if n_nodes != last_nodes:
-            last_nodes = n_nodes
-            node_t.append(t)
-            node_v.append(n_nodes)
 
-    if workers and last_t < duration:
-        queue, served = _drain(queue, cum_jobs[duration] - cum_jobs[last_t],
+    if cum_at is not None and last_t < duration:
+        queue, served = _drain(queue, cum_at(duration) - cum_last,
                                ready_count[WORKER] * rate * (duration - last_t))
         departed += served
         dep_t.append(duration)
