@@ -110,9 +110,10 @@ def simulate(
         out.print(
             f"over SLO (UTC): {runs_text(result.summary)}; every minute in {files['summary']} and {timeline}",
             highlight=False,
+            soft_wrap=True,
         )
     for line in warnings(result.summary):
-        out.print(f"[bold yellow]warning:[/] {line}", highlight=False)
+        out.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     out.print(f"chart: {png}  page: {page}  timeline: {timeline}")
 
 
