@@ -298,3 +298,26 @@ def test_step_one_needs_one_external_average_value_metric() -> None:
     spec = HPASpec(1, 5, (MetricSpec("External", "m", MetricTarget("Value", 10.0)),))
     with pytest.raises(ValueError, match="one External AverageValue"):
         HPAController(spec).step_one(0.0, 1, 10.0)
+
+
+def test_settle_at_min_and_max_replicas_names_the_bound() -> None:
+    """At minReplicas a lower recommendation is TooFewReplicas whatever the scale-down events
+    (the limit is never above current); at maxReplicas a higher one is TooManyReplicas."""
+    rules = ScalingRules(stabilization_window_seconds=0, policies=(ScalingPolicy("Pods", 1, 60),))
+    metric = (MetricSpec("External", "q", MetricTarget("AverageValue", 10.0)),)
+    down = HPAController(HPASpec(2, 5, metric, Behavior(scale_down=rules)))
+    got = [
+        (down.step_one(now, current, 0.0), down.last_reason)
+        for now, current in ((0.0, 4), (15.0, 3), (30.0, 3), (75.0, 3), (90.0, 2), (105.0, 2))
+    ]
+    assert got == [
+        (3, "ScaleDownLimit"),
+        (3, "ScaleDownLimit"),
+        (3, "ScaleDownLimit"),
+        (2, "TooFewReplicas"),
+        (2, "TooFewReplicas"),
+        (2, "TooFewReplicas"),
+    ]
+    up = HPAController(HPASpec(1, 3, metric, Behavior()))
+    got = [(up.step_one(now, 3, 1000.0), up.last_reason) for now in (0.0, 15.0, 30.0)]
+    assert got == [(3, "TooManyReplicas")] * 3

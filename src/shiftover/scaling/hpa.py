@@ -1370,6 +1370,13 @@ class HPAController:
                     reason = "DesiredWithinRange"
                 else:
                     reason = "ScaleUpStabilized" if pre >= current else "ScaleDownStabilized"
+            elif stabilized < current == norm.min_replicas:
+                # apply_rate at minReplicas: the scale-down limit is never above current, so
+                # minReplicas bounds the answer (TooFewReplicas) whatever the events say
+                desired, reason = current, "TooFewReplicas"
+            elif stabilized > current == norm.max_replicas:
+                # at maxReplicas: the scale-up limit is never below current (TooManyReplicas)
+                desired, reason = current, "TooManyReplicas"
             else:
                 desired, reason, _ = norm.apply_rate(
                     now, current, pre, stabilized, self._ups, self._downs

@@ -508,7 +508,8 @@ def run(
     q0, q1 = starting[WEB], starting[WORKER]
     ready_count = cl.ready_count
     last_ready = ready_count[WEB]
-    last_nodes = node_v[0]
+    last_nodes = node_v[0]  # Ready + provisioning: only a scan changes it
+    n_ready_nodes = len(nodes)  # only nodes_ready and a scan change it
     n_buckets = 1  # len(q_at_bucket)
     add_pods, remove_pods = cl.add_pods, cl.remove_pods
     worker_step = worker_ctrl.step_one if worker_ctrl is not None and worker_one else None
@@ -542,6 +543,7 @@ def run(
         last_t = t
         if prov and prov[0] <= t:
             cl.nodes_ready(t)  # provisioning -> Ready: the node count does not change
+            n_ready_nodes = len(nodes)
         if (q0 and q0[0][0] <= t) or (q1 and q1[0][0] <= t):  # type: ignore[operator]
             cl.advance(t)
         if t == next_bucket:
@@ -595,17 +597,17 @@ def run(
                     due = after_add
                 if due > next_scan:
                     next_scan = -(-due // scan) * scan if due < NEVER else NEVER
-            n_nodes = len(nodes) + len(prov)  # only a scan adds or removes nodes
+            n_ready_nodes = len(nodes)
+            n_nodes = n_ready_nodes + len(prov)  # only a scan adds or removes nodes
             if n_nodes != last_nodes:
                 last_nodes = n_nodes
                 node_t.append(t)
                 node_v.append(n_nodes)
         if synced:  # one row per sync, after every event at this second
-            n_ready_nodes = len(nodes)
             rows.append((
                 web_desired,
                 ready_count[WEB],
-                n_ready_nodes + len(prov),
+                last_nodes,
                 n_ready_nodes,
                 pending[WEB],
                 pending[WORKER],
