@@ -292,3 +292,12 @@ def test_the_example_config_round_trips_byte_for_byte(tmp_path: Path) -> None:
     copy = tmp_path / "scaling.yaml"
     apply_setting(EXAMPLE, Setting.of(load_config(EXAMPLE)), copy)
     assert copy.read_bytes() == EXAMPLE.read_bytes()
+
+
+def test_a_symlinked_config_is_written_through_the_link(tmp_path: Path) -> None:
+    real = plain_config(tmp_path)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(real)
+    apply_setting(link, Setting(min_replicas=2, target_per_pod=10, scale_down_window=300, headroom_pods=0))
+    assert link.is_symlink()
+    assert Setting.of(load_config(real)).min_replicas == 2

@@ -144,6 +144,8 @@ def apply_setting(source: Path, setting: Setting, dest: Path | None = None) -> A
 
 def _write_checked(dest: Path, text: str, setting: Setting) -> None:
     """Write ``text`` to a temporary file beside ``dest``, check it, then rename it over ``dest``."""
+    if dest.is_symlink():
+        dest = dest.resolve()  # write the file the link points to; the link stays a link
     parent = dest.parent if str(dest.parent) else Path(".")
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=parent)
