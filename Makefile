@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := haproxy prometheus prometheus-alertmanager socat postgresql
+DEB_PACKAGES := haproxy prometheus prometheus-alertmanager socat postgresql chromium
 SCENARIO ?= healthy
 
 .PHONY: demo test system venv lint bench clean
@@ -25,7 +25,7 @@ bench: system venv
 	$(BIN)/python benchmarks/detection.py
 	$(BIN)/python benchmarks/latency_detection.py
 
-# HAProxy, Prometheus, Alertmanager and PostgreSQL come from Debian's packages. Their services
+# HAProxy, Prometheus, Alertmanager, PostgreSQL and Chromium (the HTML reports' browser test) come from Debian's packages. Their services
 # are not started: shiftover and its tests run the binaries themselves on 127.0.0.1
 # (PostgreSQL as the postgres user, in a temporary directory: it refuses to run as root).
 system:
@@ -34,6 +34,7 @@ system:
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then \
