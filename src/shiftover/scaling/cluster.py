@@ -210,18 +210,23 @@ class Cluster:
             self.starting_count[kind] -= k
             n -= k
             self.dirty = True
-        while n > 0 and self.ready_count[kind] > 0:
-            best: Node | None = None
-            for node in self.nodes:
-                if node.ready[kind] > 0 and (best is None or node.ready[kind] >= best.ready[kind]):
-                    best = node
-            assert best is not None
-            best.ready[kind] -= 1
-            best.cpu_free += c
-            best.mem_free += m
-            self.ready_count[kind] -= 1
-            n -= 1
-            self.dirty = True
+        if n > 0 and self.ready_count[kind] > 0:
+            nodes = self.nodes
+            counts = [node.ready[kind] for node in nodes]
+            last = len(counts) - 1
+            while n > 0 and self.ready_count[kind] > 0:
+                # one pod from the node holding the most (the last of equals)
+                most = max(counts)
+                assert most > 0
+                i = last - counts[::-1].index(most)
+                counts[i] -= 1
+                best = nodes[i]
+                best.ready[kind] -= 1
+                best.cpu_free += c
+                best.mem_free += m
+                self.ready_count[kind] -= 1
+                n -= 1
+                self.dirty = True
         if self.pending_total:
             self.schedule(now)
 
@@ -336,55 +341,50 @@ class Cluster:
         nodes = self.nodes
         # under the threshold on both cpu and memory <=> free above (1 - threshold) of allocatable
         cpu_floor, mem_floor = self._free_floor
-        cands = [i for i, n in enumerate(nodes) if n.cpu_free > cpu_floor and n.mem_free > mem_floor]
+        cands = [n for n in nodes if n.cpu_free > cpu_floor and n.mem_free > mem_floor]
         if not cands:
             for node in nodes:
                 node.unneeded_since = -1
             self.next_removal = NEVER
             return
         if len(cands) > 1:
-            utilization = self.utilization
-            cands.sort(key=lambda i: utilization(nodes[i]))
-        # room left on each node (by position) once the nodes chosen so far are drained
-        free_cpu = [n.cpu_free for n in nodes]
-        free_mem = [n.mem_free for n in nodes]
-        chosen = [False] * len(nodes)
-        everywhere = range(len(nodes))
-        for ci in cands:
-            cand = nodes[ci]
-            trial: dict[int, tuple[int, int]] = {}
-            ok = True
+            cands.sort(key=self.utilization)
+        # room left on each node once the nodes chosen so far are drained (by identity)
+        free: dict[Node, tuple[int, int]] = {n: (n.cpu_free, n.mem_free) for n in nodes}
+        chosen: set[Node] = set()
+        pod_cpu, pod_mem = self.pod_cpu, self.pod_mem
+        for cand in cands:
+            trial: dict[Node, tuple[int, int]] = {}
+            ready, starting = cand.ready, cand.starting
             for kind in KINDS:
-                n = cand.ready[kind] + cand.starting[kind]
+                n = ready[kind] + starting[kind]
                 if n == 0:
                     continue
-                c, m = self.pod_cpu[kind], self.pod_mem[kind]
-                for oi in everywhere:
-                    if oi == ci or chosen[oi]:
+                c, m = pod_cpu[kind], pod_mem[kind]
+                for other in nodes:
+                    if other is cand or other in chosen:
                         continue
-                    fc, fm = trial.get(oi) or (free_cpu[oi], free_mem[oi])
+                    fc, fm = trial.get(other) or free[other]
                     k = min(n, fc // c if c else n, fm // m if m else n)
                     if k > 0:
-                        trial[oi] = (fc - k * c, fm - k * m)
+                        trial[other] = (fc - k * c, fm - k * m)
                         n -= k
                         if n == 0:
                             break
                 if n > 0:
-                    ok = False
                     break
-            if ok:
-                for oi, (fc, fm) in trial.items():
-                    free_cpu[oi] = fc
-                    free_mem[oi] = fm
-                chosen[ci] = True
+            else:  # every pod fits elsewhere
+                free.update(trial)
+                chosen.add(cand)
         nxt = NEVER
         unneeded_time = self.unneeded_time
-        for node, unneeded in zip(nodes, chosen, strict=True):
-            if unneeded:
+        for node in nodes:
+            if node in chosen:
                 if node.unneeded_since < 0:
                     node.unneeded_since = now
                 due = node.unneeded_since + unneeded_time
-                nxt = due if due < nxt else nxt
+                if due < nxt:
+                    nxt = due
             else:
                 node.unneeded_since = -1
         self.next_removal = nxt
