@@ -349,8 +349,8 @@ class Cluster:
             return
         if len(cands) > 1:
             cands.sort(key=self.utilization)
-        # room left on each node once the nodes chosen so far are drained (by identity)
-        free: dict[Node, tuple[int, int]] = {n: (n.cpu_free, n.mem_free) for n in nodes}
+        # room left on the nodes that took the pods of the nodes chosen so far (by identity)
+        free: dict[Node, tuple[int, int]] = {}
         chosen: set[Node] = set()
         pod_cpu, pod_mem = self.pod_cpu, self.pod_mem
         for cand in cands:
@@ -364,7 +364,7 @@ class Cluster:
                 for other in nodes:
                     if other is cand or other in chosen:
                         continue
-                    fc, fm = trial.get(other) or free[other]
+                    fc, fm = trial.get(other) or free.get(other) or (other.cpu_free, other.mem_free)
                     k = min(n, fc // c if c else n, fm // m if m else n)
                     if k > 0:
                         trial[other] = (fc - k * c, fm - k * m)

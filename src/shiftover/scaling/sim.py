@@ -511,6 +511,8 @@ def run(
     last_nodes = node_v[0]  # Ready + provisioning: only a scan changes it
     n_ready_nodes = len(nodes)  # only nodes_ready and a scan change it
     n_buckets = 1  # len(q_at_bucket)
+    served_end = -NEVER  # the rollup bucket the worker's metric was last read from
+    value = 0.0
     add_pods, remove_pods = cl.add_pods, cl.remove_pods
     worker_step = worker_ctrl.step_one if worker_ctrl is not None and worker_one else None
     while True:
@@ -565,12 +567,15 @@ def run(
                 web_desired = d
             if worker_ctrl is not None:
                 end = ((t // refresh) * refresh - lag) // rollup
-                i1 = end if end > 0 else 0
-                i0 = end - 1 if end > 1 else 0
-                if i1 >= n_buckets:
-                    i1 = n_buckets - 1
-                    i0 = min(i0, i1)
-                value = 0.5 * (q_at_bucket[i0] + q_at_bucket[i1])
+                if end != served_end:  # a new bucket served: the worker's metric changes
+                    i1 = end if end > 0 else 0
+                    i0 = end - 1 if end > 1 else 0
+                    if i1 >= n_buckets:  # not complete yet: the latest, read again later
+                        i1 = n_buckets - 1
+                        i0 = min(i0, i1)
+                    else:
+                        served_end = end
+                    value = 0.5 * (q_at_bucket[i0] + q_at_bucket[i1])
                 if worker_step is not None:
                     wd = worker_step(t, worker_desired, value)
                 else:
