@@ -140,7 +140,7 @@ def _recommend_command(
 
     argv = ["shiftover", "scale", "recommend", "--trace", str(trace), "--config", str(config)]
     if scale != 1.0:
-        argv += ["--scale", f"{scale:g}"]
+        argv += ["--scale", repr(scale).removesuffix(".0")]  # exact: :g would paste 1.23457e+06 for 1234567
     argv += [*(["--from", start] if start else []), *(["--to", end] if end else [])]
     if slo_budget:
         argv += ["--slo-budget", str(slo_budget)]

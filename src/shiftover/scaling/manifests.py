@@ -59,6 +59,7 @@ from shiftover.scaling.hpa import HPASpec, MetricSpec, ScalingRules, _milli
 
 KUBERNETES_VERSION = "1.30.0"
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a namespace: no '.', at most 63
 
 _CRD_SCHEMAS = {
     ("datadoghq.com/v1alpha1", "DatadogMetric"): "datadogmetric_v1alpha1.json",
@@ -424,7 +425,11 @@ def render_manifests(
     (either flavor), a PriorityClass and a Deployment ``<web name>-overprovisioning``
     of pause pods at the end. Raises BadInput on a bad input or document.
     """
-    _check_name(namespace, "namespace")
+    if not _DNS1123_LABEL.match(namespace):  # the API server validates namespaces as labels, not subdomains
+        raise BadInput(
+            f"namespace {namespace!r} is not a valid Kubernetes name for a namespace (a DNS label)",
+            hint="use at most 63 lower-case letters, digits and '-' (no '.'), starting and ending with a letter or digit",
+        )
     workloads = [("web", web)] + ([("worker", worker)] if worker is not None else [])
     for role, w in workloads:
         _check_workload(w, role)
@@ -437,7 +442,7 @@ def render_manifests(
         raise BadInput(f"unknown manifest flavor {flavor!r}", hint="use 'datadog' or 'keda'")
     docs: list[dict[str, Any]] = []
     if flavor == "keda":
-        _check_name(keda_auth_name, "keda_auth_name")
+        _check_name(keda_auth_name, "TriggerAuthentication name (--trigger-auth)")
         _check_secret(keda_secret)
         docs.append(_trigger_auth_document(keda_auth_name, namespace, keda_secret))
     for _, w in workloads:

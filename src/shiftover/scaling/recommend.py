@@ -146,9 +146,10 @@ class Grid:
             object.__setattr__(self, name, tuple(sorted(set(values))))
         if min(self.min_replicas) < 1:
             raise BadInput(f"--min-replicas {_join(self.min_replicas)}: min replicas must be >= 1 (the HPA API's minimum)")
-        if min(self.targets) < MIN_TARGET:
+        low = [t for t in self.targets if not (MIN_TARGET <= t < math.inf)]  # nan fails every comparison
+        if low:
             raise BadInput(
-                f"--targets {_join(self.targets)}: a target per pod must be > 0 requests/s "
+                f"--targets {', '.join(f'{t:g}' for t in low)}: a target per pod must be > 0 requests/s and finite "
                 f"(at least {MIN_TARGET:g}, an AverageValue quantity's resolution)"
             )
         bad = [w for w in self.scale_down_windows if not 0 <= w <= MAX_WINDOW]
@@ -233,9 +234,10 @@ _FLAGS = {
 
 def targets_from_fractions(fractions: Sequence[float], config: ScalingConfig) -> tuple[float, ...]:
     """Fractions of ``web.capacity_rps`` as targets per pod (requests/s, to the milli-unit)."""
-    if not fractions or min(fractions) <= 0:
+    if not fractions or not all(0 < f < math.inf for f in fractions):  # nan fails every comparison
         raise BadInput(
-            f"--target-fractions {_join(fractions)}: give one or more fractions of web.capacity_rps > 0, e.g. 0.6,0.8"
+            f"--target-fractions {','.join(f'{f:g}' for f in fractions)}: give one or more finite fractions "
+            "of web.capacity_rps > 0, e.g. 0.6,0.8"
         )
     return tuple(round(f * config.web.capacity_rps, 3) for f in fractions)
 
@@ -381,7 +383,7 @@ def _evaluate_group(base: _Base, g: _Group) -> tuple[int, list[Candidate]]:
     out: list[Candidate] = []
     for headroom in g.headroom_pods:
         params = replace(base.params, pause_pods=headroom)
-        s = run(base.work, params, web, base.worker, constants, web=decisions).summary
+        s = run(base.work, params, web, base.worker, constants, web=decisions, job_waits=False).summary
         out.append(Candidate(
             min_replicas=g.min_replicas,
             target_per_pod=g.target_per_pod,

@@ -95,8 +95,8 @@ class Trace:
 
     def scaled(self, factor: float) -> Trace:
         """Demand multiplied by ``factor`` (a public trace's shape at your own traffic)."""
-        if not factor > 0:
-            raise BadInput(f"--scale must be greater than 0, got {factor:g}")
+        if not (factor > 0 and np.isfinite(factor)):  # nan and inf too: inf * 0 requests is nan
+            raise BadInput(f"--scale must be a finite number greater than 0, got {factor:g}")
         return Trace(
             start=self.start,
             step_seconds=self.step_seconds,
@@ -199,7 +199,7 @@ def load_trace(
     """
     p = Path(path)
     try:
-        fh = p.open(newline="", encoding="utf-8")
+        fh = p.open(newline="", encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
     except OSError as exc:
         raise BadInput(
             f"cannot read trace {p}: {exc.strerror or exc}",
