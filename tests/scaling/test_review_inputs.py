@@ -70,3 +70,10 @@ def test_a_pasted_command_keeps_the_scale_exactly(scale: float) -> None:
     grid = Grid(min_replicas=(3,), targets=(35.0,), scale_down_windows=(300,), headroom_pods=(0,))
     cmd = _recommend_command(NASA, EXAMPLE, scale, None, None, 0, None, grid, None, False).split()
     assert float(cmd[cmd.index("--scale") + 1]) == scale
+
+
+def test_a_secret_name_that_looks_like_a_datadog_key_is_refused_unechoed() -> None:
+    key = "0123456789abcdef0123456789abcdef"
+    res = runner.invoke(scale_app, ["manifests", "--config", str(EXAMPLE), "--flavor", "keda", "--secret-name", key])
+    assert res.exit_code == 2, res.output
+    assert key not in res.output and "--secret-name" in res.output

@@ -138,6 +138,12 @@ def _check_name(value: str, what: str) -> None:
 
 
 def _check_secret(secret: DatadogSecret) -> None:
+    if _LOOKS_LIKE_A_KEY.match(secret.name):  # refused unechoed, like the fields below
+        raise BadInput(
+            "the Secret name (--secret-name) looks like a Datadog key itself",
+            hint="pass the name of the Secret that holds the keys (e.g. datadog-secrets), never a key: "
+            "manifests end up in git",
+        )
     _check_name(secret.name, "secret name")
     fields = [("API key", secret.api_key), ("APP key", secret.app_key)]
     if secret.site_key is not None:
