@@ -77,15 +77,10 @@ def simulate(
 ) -> None:
     """Replay a trace; print minutes over SLO, peaks and node-hours; write a chart."""
     from shiftover.scaling.chart import render_html, render_png, runs_text, summary_rows, warnings
-    from shiftover.scaling.config import web_hpa_spec, worker_hpa_spec
-    from shiftover.scaling.sim import at_max_replicas
     from shiftover.scaling.sim import simulate as run_simulation
 
     tr, cfg = _load(trace, config, scale, start, end)
-    worker_spec = worker_hpa_spec(cfg)
-    result = at_max_replicas(
-        run_simulation(tr, cfg), web_hpa_spec(cfg).max_replicas, worker_spec.max_replicas if worker_spec else None
-    )
+    result = run_simulation(tr, cfg)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

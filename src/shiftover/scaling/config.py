@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from shiftover.errors import BadInput, PlanError
-from shiftover.plan import parse_duration
+from shiftover.spec import parse_duration
 
 if TYPE_CHECKING:
     from shiftover.scaling.hpa import Behavior, ControllerConstants, HPASpec, ScalingRules

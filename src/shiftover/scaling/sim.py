@@ -229,18 +229,16 @@ class Timeline:
         Written column-wise from the arrays with one format string per row (no
         row objects, no csv module: a month of 15 s syncs is 200,000 rows).
         """
-        cols: list[list[Any]] = [self.times(start_iso)]
-        fmts = ["%s"]
-        for name in self.COLUMNS:
-            a = getattr(self, name)
-            floats = a.dtype.kind == "f"
-            cols.append(a.tolist() if floats else a.astype(np.int64).tolist())
-            fmts.append("%.3f" if floats else "%d")
-        fmt = ",".join(fmts)
+        arrays = [getattr(self, name) for name in self.COLUMNS]
+        fmt = ",".join(["%s", *("%.3f" if a.dtype.kind == "f" else "%d" for a in arrays)]) + "\n"
         out = Path(path)
         with out.open("w", encoding="utf-8") as fh:
             fh.write(",".join(("time", *self.COLUMNS)) + "\n")
-            fh.writelines([fmt % row + "\n" for row in zip(*cols, strict=True)])
+            # in blocks: a month's rows as Python objects at once would be ~100 MB
+            for i in range(0, len(self.t), 20_000):
+                cols = [iso_times(start_iso, self.t[i : i + 20_000])]
+                cols += [(a[i : i + 20_000] if a.dtype.kind == "f" else a[i : i + 20_000].astype(np.int64)).tolist() for a in arrays]
+                fh.writelines([fmt % row for row in zip(*cols, strict=True)])
         return out
 
 
@@ -269,9 +267,9 @@ class Summary:
     nodes_removed: int
     worker_peak_replicas: int = 0
     worker_peak_queue: float = 0.0
-    worker_max_wait_seconds: float = 0.0
-    worker_mean_wait_seconds: float = 0.0
-    jobs_unfinished: float = 0.0
+    worker_max_wait_seconds: float | None = 0.0  # None: not computed (run(job_waits=False))
+    worker_mean_wait_seconds: float | None = 0.0
+    jobs_unfinished: float | None = 0.0
     # the start (UTC) of every minute over SLO, in order
     over_slo_minutes: tuple[str, ...] = ()
     # how long each tier's HPA wanted exactly max_replicas (see at_max_replicas);
@@ -344,13 +342,9 @@ def simulate(trace: Trace, config: ScalingConfig) -> SimResult:
     """Replay ``trace`` through the service and cluster described by ``config``."""
     params = sim_params(config)
     work = prepare(trace, params)
-    return run(
-        work,
-        params,
-        web_hpa_spec(config),
-        worker_hpa_spec(config),
-        controller_constants(config),
-    )
+    web, worker = web_hpa_spec(config), worker_hpa_spec(config)
+    result = run(work, params, web, worker, controller_constants(config))
+    return at_max_replicas(result, web.max_replicas, worker.max_replicas if worker else None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -417,11 +411,14 @@ def run(
     worker_spec: HPASpec | None = None,
     constants: ControllerConstants | None = None,
     web: WebDecisions | None = None,
+    job_waits: bool = True,
 ) -> SimResult:
     """The simulation proper, on a prepared :class:`Workload`.
 
     ``web``: the web HPA's decisions from :func:`web_decisions` on the same
     workload, params and spec, replayed instead of stepping the controller.
+    ``job_waits=False`` skips the worker jobs' FIFO waits (a fifth of a sweep's
+    time, and a sweep does not rank on them): their summary fields are None.
     """
     constants = constants or ControllerConstants(sync_period_seconds=float(p.sync_period))
     duration = work.duration
@@ -634,7 +631,7 @@ def run(
 
     return _finish(
         work, p, cl, cap_t, cap_v, node_t, node_v, rows,
-        dep_t if workers else None, dep_v if workers else None,
+        dep_t if workers else None, dep_v if workers else None, job_waits=job_waits,
     )
 
 
@@ -657,6 +654,8 @@ def _finish(
     rows: list[tuple[int, int, int, int, int, int, float, int, int]],
     dep_t: list[int] | None,
     dep_v: list[float] | None,
+    *,
+    job_waits: bool = True,
 ) -> SimResult:
     """Everything the loop does not feed back into: SLO accounting, sums, the timeline.
 
@@ -701,12 +700,15 @@ def _finish(
     n_len = np.diff(nt)
 
     worker_peak_q = 0.0
-    max_wait = 0.0
-    mean_wait = 0.0
-    unfinished = 0.0
+    max_wait: float | None = 0.0
+    mean_wait: float | None = 0.0
+    unfinished: float | None = 0.0
     if dep_t is not None and dep_v is not None and work.cum_jobs is not None:
         worker_peak_q = float(cols[:, 6].max()) if n_rows else 0.0
-        max_wait, mean_wait, unfinished = _waits(work.cum_jobs, dep_t, dep_v, duration)
+        if job_waits:
+            max_wait, mean_wait, unfinished = _waits(work.cum_jobs, dep_t, dep_v, duration)
+        else:
+            max_wait = mean_wait = unfinished = None
 
     timeline = Timeline(
         t=starts,
