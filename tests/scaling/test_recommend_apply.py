@@ -265,6 +265,8 @@ def test_the_wider_grid_command_works_when_pasted(tmp_path: Path) -> None:
         (["--write", "--apply-to", "other.yaml"], "choose one"),
         (["--apply-to", "{tmp}"], "is a directory"),
         (["--apply-to", "{tmp}/no/such/dir/x.yaml"], "does not exist"),
+        # root passes os.access on any mode: the check must try to write
+        (["--apply-to", "/proc/shiftover-apply-test.yaml"], "not writable"),
     ],
 )
 def test_bad_flags_exit_2_with_what_to_do(tmp_path: Path, flags: list[str], words: str) -> None:

@@ -73,8 +73,17 @@ def check_target(dest: Path) -> None:
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise BadInput(f"--apply-to {dest}: the directory {parent} does not exist", hint=f"mkdir -p {parent}")
-    if not os.access(parent, os.W_OK) or (dest.exists() and not os.access(dest, os.W_OK)):
-        raise BadInput(f"--apply-to {dest}: not writable", hint="choose a file you can write")
+    # try it: os.access says yes to root on any mode, and knows nothing of read-only mounts
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=f".{dest.name}.", suffix=".check"):
+            pass
+        if dest.exists():
+            with dest.open("r+b"):
+                pass
+    except OSError as exc:
+        raise BadInput(
+            f"--apply-to {dest}: not writable ({exc.strerror or exc})", hint="choose a file in a directory you can write"
+        ) from None
 
 
 def apply_setting(source: Path, setting: Setting, dest: Path | None = None) -> Applied:
