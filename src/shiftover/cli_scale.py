@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -61,7 +62,18 @@ def _load(trace: Path, config: Path, scale: float, start: str | None, end: str |
     t0, t1 = parse_window(start, end)  # a reversed window fails before anything is read
     cfg = load_config(config)
     tr = load_trace(trace, scale=scale, start=t0, end=t1)
+    # a window reaching past the trace is cut to it: say so rather than replay less than asked
+    if (t0 is not None and tr.start > t0) or (t1 is not None and tr.end < t1):
+        err.print(
+            f"note: {trace.name} covers only {_iso(tr.start)} to {_iso(tr.end)} of the window "
+            f"{_iso(t0) if t0 else 'start'} to {_iso(t1) if t1 else 'end'}; replaying that part",
+            highlight=False, soft_wrap=True,
+        )
     return tr, cfg
+
+
+def _iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @scale_app.command()

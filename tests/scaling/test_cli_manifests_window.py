@@ -116,3 +116,25 @@ def test_a_window_outside_the_trace_names_its_span(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2, res.output
     assert "the trace covers 1995-07-13T00:00:00Z to 1995-07-13T00:10:00Z" in res.output
+
+
+def test_a_window_reaching_past_the_trace_says_what_is_replayed(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp,requests\n" + "".join(f"1995-07-13T00:{m:02d}:00Z,60\n" for m in range(10)))
+    res = runner.invoke(
+        scale_app,
+        ["simulate", "--trace", str(trace), "--config", str(EXAMPLE), "--from", "1995-07-12", "--to", "1995-07-14",
+         "--out", str(tmp_path / "out")],
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        "note: t.csv covers only 1995-07-13T00:00:00Z to 1995-07-13T00:10:00Z of the window "
+        "1995-07-12T00:00:00Z to 1995-07-14T00:00:00Z; replaying that part"
+    ) in res.output
+    inside = runner.invoke(
+        scale_app,
+        ["simulate", "--trace", str(trace), "--config", str(EXAMPLE), "--from", "1995-07-13T00:02", "--to",
+         "1995-07-13T00:08", "--out", str(tmp_path / "out2")],
+    )
+    assert inside.exit_code == 0, inside.output
+    assert "note:" not in inside.output
