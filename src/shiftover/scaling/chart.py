@@ -140,14 +140,26 @@ def render_png(result: SimResult, path: str | Path, *, title: str = "") -> Path:
     if starts.size:
         x0 = _x_seconds(result, starts)
         x1 = _x_seconds(result, starts + 60 * minutes)
-        min_w = OVER_SLO_MIN_PX * (x_end - float(x_all[0])) / (0.87 * width_in * dpi)
-        # a faint band at the true width (visible on a day), a solid strip at the top
-        # at least OVER_SLO_MIN_PX wide (visible on a month)
+        # a faint band at the true width (visible on a day), and a strip at the top in bins
+        # OVER_SLO_MIN_PX wide (visible on a month) whose bars grow with the share of the
+        # bin's minutes over SLO: one minute in a month is a short bar, a bad day a tall one
         exact = list(zip(x0.tolist(), (x1 - x0).tolist(), strict=True))
-        wide = list(zip(x0.tolist(), np.maximum(x1 - x0, min_w).tolist(), strict=True))
         ax.broken_barh(exact, (0.0, 1.0), transform=ax.get_xaxis_transform(), color=OVER, alpha=0.12, lw=0)
-        ax.broken_barh(wide, (0.92, 0.08), transform=ax.get_xaxis_transform(), color=OVER, lw=0,
-                       label=f"minute over SLO ({s.minutes_over_slo})")
+        duration = s.duration_seconds
+        n_bins = max(1, min(-(-duration // 60), int(0.87 * width_in * dpi / OVER_SLO_MIN_PX)))
+        edges = np.linspace(0, duration, n_bins + 1)
+        minute_starts = np.repeat(starts, minutes) + 60 * (
+            np.arange(int(minutes.sum())) - np.repeat(np.cumsum(minutes) - minutes, minutes)
+        )
+        over, _ = np.histogram(minute_starts, bins=edges)
+        share = over / np.maximum(np.diff(edges) / 60.0, 1.0)
+        xe = _x_seconds(result, edges.astype(np.int64))
+        label = f"minutes over SLO ({s.minutes_over_slo}; bar height: share of the period)"
+        for b in np.flatnonzero(over):
+            h = 0.08 * (0.35 + 0.65 * min(1.0, float(share[b])))
+            ax.broken_barh([(float(xe[b]), float(xe[b + 1] - xe[b]))], (1.0 - h, h),
+                           transform=ax.get_xaxis_transform(), color=OVER, lw=0, label=label)
+            label = "_nolegend_"
     ax.set_ylabel("requests/s")
     # room above the peak for the over-SLO strip; the legend below the strip
     ax.set_ylim(0, 1.12 * max(float(gap.max()), 1.0))
