@@ -145,22 +145,22 @@ def _check_secret(secret: DatadogSecret) -> None:
             "manifests end up in git",
         )
     _check_name(secret.name, "secret name")
-    fields = [("API key", secret.api_key), ("APP key", secret.app_key)]
+    fields = [("API key", secret.api_key, "--api-key-field apiKey"), ("APP key", secret.app_key, "--app-key-field appKey")]
     if secret.site_key is not None:
-        fields.append(("site", secret.site_key))
-    for what, key in fields:
+        fields.append(("site", secret.site_key, "--site-field datadogSite"))
+    for what, key, example in fields:
         if _LOOKS_LIKE_A_KEY.match(key):
             raise BadInput(
                 f"the Secret key for the Datadog {what} looks like a Datadog key itself",
-                hint="pass the name of the field in the Secret that holds it (e.g. apiKey), never the key: "
+                hint=f"pass the name of the field in the Secret that holds it (e.g. {example}), never the key: "
                 "manifests end up in git",
             )
         if not _SECRET_KEY.match(key):
             raise BadInput(
                 f"{key!r} is not a valid key of a Secret (for the Datadog {what})",
-                hint="a Secret's keys use letters, digits, '-', '_' and '.', e.g. apiKey",
+                hint=f"a Secret's keys use letters, digits, '-', '_' and '.', e.g. {example}",
             )
-    if len({k for _, k in fields}) != len(fields):
+    if len({k for _, k, _ in fields}) != len(fields):
         raise BadInput(
             "the Secret keys for the Datadog API key, APP key and site must differ",
             hint="e.g. apiKey, appKey and datadogSite",
