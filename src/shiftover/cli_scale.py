@@ -264,7 +264,9 @@ def recommend(
         return
 
     table = Table(
-        title=f"{result.evaluated} configurations in {result.seconds:.1f} s ({result.jobs} processes)",
+        title=f"{result.evaluated:,} configurations"
+        + (f" ({result.stopped:,} stopped early: costlier than a setting with no minute over SLO)" if result.stopped else "")
+        + f" in {result.seconds:.1f} s ({result.jobs} processes)",
         box=box.SIMPLE_HEAD,
         caption="min = min replicas; target = per pod (requests/s); window = scale-down stabilization; "
         "headroom = overprovisioning pods; over SLO in minutes",

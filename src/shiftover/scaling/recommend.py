@@ -41,6 +41,36 @@ reports progress as groups finish; results are put back in grid order so any
 number of processes gives the same answer. ``sim.web_decisions`` returns None
 when the web HPA's answers could depend on the cluster (a metric that reads
 Ready pods); each run then steps the controller itself.
+
+Stopping dearer configurations early, exactly
+---------------------------------------------
+Once a configuration Q has finished with no minute over SLO at C node-hours,
+a configuration P that will end above C can be neither answer:
+
+* not the best: Q holds every ``--slo-budget`` (>= 0) and ranks first on
+  node-hours, so P's cost tuple is strictly greater than Q's;
+* not on the frontier: :func:`pareto` walks configurations by cost and keeps
+  one only when it has fewer minutes than every one kept before. Q comes
+  before P (strictly fewer node-hours), so when P's turn comes the fewest
+  minutes kept is 0 and P cannot have fewer. Leaving P out changes nothing
+  for the others either: it comes after Q, whose 0 minutes already shut the
+  frontier, and it is never kept, so it moves nobody's comparison.
+
+So a run stops (``sim.run_figures(stop_above_node_hours=...)``) as soon as its
+node-hours so far plus a lower bound for the rest exceed the least C found so
+far: the bound is ``sim.least_nodes`` (min_nodes, and the nodes the web HPA's
+known decisions and the pause pods need at the least: its docstring gives the
+argument, and tests check it against real runs). The final node-hours are at
+least that bound, the same integer node-seconds divided the same way, so
+strictly above C. The config's own setting is never stopped (its figures are
+printed), and a stopped configuration is counted in :attr:`Sweep.stopped`. C
+is shared by the pool's processes (a ``multiprocessing.Value``: read without
+its lock, lowered under it); which configurations stop depends on timing, the
+answer does not. Groups run in an order that finds a cheap configuration with
+no minute over SLO early (:func:`_order`).
+
+Runs of a sweep build no timeline (``sim.run_figures``): the figures a
+:class:`Candidate` holds are computed with the same operations as the summary's.
 """
 
 from __future__ import annotations
@@ -71,7 +101,7 @@ from shiftover.scaling.hpa import (
     MetricTarget,
     ScalingRules,
 )
-from shiftover.scaling.sim import Workload, prepare, run, web_decisions
+from shiftover.scaling.sim import Workload, prepare, run_figures, web_decisions
 from shiftover.scaling.trace import Trace
 
 DEFAULT_MIN_REPLICAS = (1, 2, 3, 4, 6, 8)
@@ -308,6 +338,7 @@ class Sweep:
     added: dict[str, tuple[float, ...]]  # the config's values added to the grid given
     edges: tuple[Edge, ...] = ()
     wider: Grid | None = None  # the grid to try next when a knob is on an edge
+    stopped: int = 0  # of the evaluated, stopped early: dearer than a setting with no minute over SLO
 
     @property
     def closest(self) -> Candidate | None:
@@ -321,6 +352,7 @@ class Sweep:
             "current_is_best": self.best is not None and self.best.setting == self.current.setting,
             "frontier": [c.to_dict() for c in self.frontier],
             "evaluated": self.evaluated,
+            "stopped_early": self.stopped,
             "slo_budget_minutes": self.slo_budget,
             "seconds": self.seconds,
             "jobs": self.jobs,
@@ -341,6 +373,8 @@ class _Base:
     web: HPASpec
     worker: HPASpec | None
     constants: ControllerConstants
+    current: Setting  # never stopped early: its figures are printed
+    prune: bool = True
 
 
 @dataclass(frozen=True)
@@ -376,14 +410,51 @@ def _hpa_variant(base: _Base, g: _Group) -> tuple[HPASpec, ControllerConstants]:
     return web, constants
 
 
-def _evaluate_group(base: _Base, g: _Group) -> tuple[int, list[Candidate]]:
+class _Bound:
+    """The least node-hours of a configuration with no minute over SLO found so far, in one process."""
+
+    def __init__(self) -> None:
+        self.value = math.inf
+
+    def get(self) -> float:
+        return self.value
+
+    def lower(self, node_hours: float) -> None:
+        self.value = min(self.value, node_hours)
+
+
+class _SharedBound(_Bound):
+    """:class:`_Bound` across a pool's processes: read without the lock (one aligned double), lowered under it."""
+
+    def __init__(self, shared: Any) -> None:  # a multiprocessing Value("d")
+        self.shared = shared
+        self.raw = shared.get_obj()
+
+    def get(self) -> float:
+        return float(self.raw.value)
+
+    def lower(self, node_hours: float) -> None:
+        with self.shared.get_lock():
+            if node_hours < self.raw.value:
+                self.raw.value = node_hours
+
+
+def _evaluate_group(base: _Base, g: _Group, bound: _Bound) -> tuple[int, list[Candidate | None]]:
+    """The group's configurations in headroom order; None for one stopped early (see the module docstring)."""
     web, constants = _hpa_variant(base, g)
     # the web HPA's answers once for the group (None when they depend on the cluster)
     decisions = web_decisions(base.work, base.params, web, constants)
-    out: list[Candidate] = []
+    out: list[Candidate | None] = []
     for headroom in g.headroom_pods:
         params = replace(base.params, pause_pods=headroom)
-        s = run(base.work, params, web, base.worker, constants, web=decisions, job_waits=False).summary
+        mine = Setting(g.min_replicas, g.target_per_pod, g.scale_down_window, headroom) == base.current
+        stop = bound.get if base.prune and not mine else None
+        s = run_figures(base.work, params, web, base.worker, constants, web=decisions, stop_above_node_hours=stop)
+        if s is None:
+            out.append(None)
+            continue
+        if s.minutes_over_slo == 0:
+            bound.lower(s.node_hours)
         out.append(Candidate(
             min_replicas=g.min_replicas,
             target_per_pod=g.target_per_pod,
@@ -399,16 +470,35 @@ def _evaluate_group(base: _Base, g: _Group) -> tuple[int, list[Candidate]]:
 
 
 _BASE: _Base | None = None
+_BOUND: _Bound | None = None
 
 
-def _init_worker(base: _Base) -> None:
-    global _BASE
+def _init_worker(base: _Base, shared: Any) -> None:
+    global _BASE, _BOUND
     _BASE = base
+    _BOUND = _SharedBound(shared)
 
 
-def _evaluate_in_worker(g: _Group) -> tuple[int, list[Candidate]]:
-    assert _BASE is not None
-    return _evaluate_group(_BASE, g)
+def _evaluate_in_worker(g: _Group) -> tuple[int, list[Candidate | None]]:
+    assert _BASE is not None and _BOUND is not None
+    return _evaluate_group(_BASE, g, _BOUND)
+
+
+def _order(groups: Sequence[_Group], current: Setting) -> list[_Group]:
+    """The order groups are run in: the current setting's, then the safest floor and window, largest target first.
+
+    Only speed depends on it (results are put back in grid order). The earlier a
+    cheap configuration with no minute over SLO finishes, the earlier the others
+    stop: the current setting must run in full anyway, and along the highest
+    floor and longest window the first target to hold the SLO is the cheapest
+    there, usually close to the cheapest of all.
+    """
+    def key(g: _Group) -> tuple[bool, int, int, float]:
+        mine = (g.min_replicas, g.target_per_pod, g.scale_down_window) == (
+            current.min_replicas, current.target_per_pod, current.scale_down_window)
+        return (not mine, -g.min_replicas, -g.scale_down_window, -g.target_per_pod)
+
+    return sorted(groups, key=key)
 
 
 # --- the sweep -------------------------------------------------------------------------
@@ -438,8 +528,12 @@ def recommend(
     slo_budget: int = 0,
     jobs: int | None = None,
     progress: Progress | None = None,
+    prune: bool = True,
 ) -> Sweep:
-    """Simulate every configuration of ``grid`` (plus the config's own) and pick the cheapest within ``slo_budget``."""
+    """Simulate every configuration of ``grid`` (plus the config's own) and pick the cheapest within ``slo_budget``.
+
+    ``prune=False`` runs every configuration to its end (same answer, slower: see the module docstring).
+    """
     if slo_budget < 0:
         raise BadInput(f"--slo-budget must be >= 0 minutes, got {slo_budget}")
     current = Setting.of(config)
@@ -453,6 +547,8 @@ def recommend(
         web=web_hpa_spec(config),
         worker=worker_hpa_spec(config),
         constants=controller_constants(config),
+        current=current,
+        prune=prune,
     )
     groups = [
         _Group(i, m, t, w, grid.headroom_pods)
@@ -461,14 +557,15 @@ def recommend(
     total = grid.size
     n_jobs = max(1, jobs if jobs is not None else (os.cpu_count() or 1))
     n_jobs = min(n_jobs, len(groups))
-    by_group: list[list[Candidate]] = [[] for _ in groups]
+    by_group: list[list[Candidate | None]] = [[] for _ in groups]
     done = 0
     if progress is not None:
         progress(0, total)
     started = time.perf_counter()
     if n_jobs == 1:
-        for g in groups:
-            i, found = _evaluate_group(base, g)
+        bound = _Bound()
+        for g in _order(groups, current):
+            i, found = _evaluate_group(base, g, bound)
             by_group[i] = found
             done += len(found)
             if progress is not None:
@@ -480,15 +577,17 @@ def recommend(
         # the fork server imports numpy and the simulator once, and each worker forks from it
         # ready to run (0.5-0.8 s less start-up per sweep); no effect once the server is up
         ctx.set_forkserver_preload(["__main__", __name__])
-        with ctx.Pool(n_jobs, initializer=_init_worker, initargs=(base,)) as pool:
+        shared = ctx.Value("d", math.inf)
+        with ctx.Pool(n_jobs, initializer=_init_worker, initargs=(base, shared)) as pool:
             # one group per task: a group is a few runs, so the pool stays balanced to the end
-            for i, found in pool.imap_unordered(_evaluate_in_worker, groups, chunksize=1):
+            for i, found in pool.imap_unordered(_evaluate_in_worker, _order(groups, current), chunksize=1):
                 by_group[i] = found
                 done += len(found)
                 if progress is not None:
                     progress(done, total)
     seconds = time.perf_counter() - started
-    results = [c for found in by_group for c in found]  # grid order, whatever the pool's order
+    ran = [c for found in by_group for c in found]  # grid order, whatever the pool's order
+    results = [c for c in ran if c is not None]
     now = next(c for c in results if c.setting == current)
     feasible = [c for c in results if c.minutes_over_slo <= slo_budget]
     best = min(feasible, key=_cost) if feasible else None
@@ -498,7 +597,7 @@ def recommend(
         best=best,
         frontier=frontier,
         current=now,
-        evaluated=len(results),
+        evaluated=len(ran),
         slo_budget=slo_budget,
         seconds=seconds,
         jobs=n_jobs,
@@ -506,6 +605,7 @@ def recommend(
         added=grid.added(given),
         edges=edges,
         wider=widen(grid, edges) if edges else None,
+        stopped=len(ran) - len(results),
     )
 
 

@@ -42,7 +42,7 @@ rate it serves within the SLO. A minute is *over SLO* when fewer than
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
@@ -420,6 +420,124 @@ def run(
     ``job_waits=False`` skips the worker jobs' FIFO waits (a fifth of a sweep's
     time, and a sweep does not rank on them): their summary fields are None.
     """
+    rec = _replay(work, p, web_spec, worker_spec, constants, web, keep_rows=True, stop_above_node_hours=None)
+    assert rec is not None  # only a stop rule ends a replay early
+    return _finish(work, p, rec, job_waits=job_waits)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What a sweep ranks a configuration on: the :class:`Summary` fields of the same names, equal to them."""
+
+    minutes_over_slo: int
+    requests_not_within_slo: float
+    node_hours: float
+    peak_nodes: int
+    peak_desired_replicas: int
+
+
+def run_figures(
+    work: Workload,
+    p: SimParams,
+    web_spec: HPASpec,
+    worker_spec: HPASpec | None = None,
+    constants: ControllerConstants | None = None,
+    web: WebDecisions | None = None,
+    *,
+    stop_above_node_hours: Callable[[], float] | None = None,
+) -> Figures | None:
+    """:func:`run`'s figures a sweep ranks on, without the timeline; None when stopped early.
+
+    ``stop_above_node_hours`` is read every simulated minute: once the
+    node-seconds so far plus the least the rest can take (:func:`least_nodes`)
+    exceed its value, the run stops and returns None. The final node-hours can
+    only be higher (they are that integer count of node-seconds or more, divided
+    the same way), so a caller that stops above some configuration's node-hours
+    loses only configurations that end strictly dearer.
+    """
+    rec = _replay(work, p, web_spec, worker_spec, constants, web, keep_rows=False,
+                  stop_above_node_hours=stop_above_node_hours)
+    return None if rec is None else _figures(work, p, rec)
+
+
+@dataclass(frozen=True, eq=False)
+class _Records:
+    """What the loop recorded: step functions, one row per sync (when kept), the cluster."""
+
+    cl: Cluster
+    cap_t: list[int]
+    cap_v: list[int]
+    node_t: list[int]
+    node_v: list[int]
+    rows: list[tuple[int, int, int, int, int, int, float, int, int]]
+    dep_t: list[int] | None
+    dep_v: list[float] | None
+    peak_web: int  # the highest web desired replicas after a sync (kept when rows are not)
+
+
+_CHECK_SYNCS = 4  # a stop rule is read every 4 syncs (a simulated minute at 15 s)
+
+
+def least_nodes(p: SimParams, cl: Cluster, syncs: int, plan: list[int] | None, web0: int) -> IntArray:
+    """A count of nodes (Ready + provisioning) a run cannot go below, for each of its ``syncs`` sync intervals.
+
+    ``min_nodes`` always: the cluster starts at or above it and a scale-down
+    never crosses it. With the web HPA's decisions known ahead (``plan``), more:
+
+    1. Let R be the cpu (memory) the cluster's pods request, pending ones
+       included. Right after a Cluster Autoscaler scan, ``total x room >= R``
+       or the cluster is at ``max_nodes``: Ready nodes hold their pods within
+       room, and pending pods fit in the nodes being provisioned (a scan with
+       pending pods orders nodes until its binpacking fits them all, or stops
+       at ``max_nodes``). With no pod pending, every pod sits on a Ready node.
+    2. Between scans the total changes only at a scan, so the inequality holds
+       until R grows: pods created at a sync. If they stay pending, the next
+       scan is due within ``scan_interval`` (``run`` brings it forward), so the
+       older, smaller R holds until then; with ``scan_interval <= sync_period``
+       that is before the next sync. Hence ``min`` of this and the last sync's web pods.
+    3. A scale-down removes empty nodes (pods unaffected) or one busy node whose
+       pods, by the unneeded check made on the current state (it is redone
+       whenever anything moved), fit in the other Ready nodes' free room: the
+       inequality still holds. At ``max_nodes`` with pods pending it may remove
+       one node until the next scan orders it back: hence ``max_nodes - 1``.
+
+    The same holds counting pods instead of requests, with no node holding more
+    than ``per`` web and pause pods together (``per`` from the smaller of their
+    requests): ``total x per >= pods``. R and the pods counted are web pods
+    (``plan``) and pause pods (constant): worker pods only add to them.
+    Requests are integers, so the ceilings are exact.
+    """
+    low = np.full(syncs, cl.min_nodes, dtype=np.int64)
+    room_cpu, room_mem = cl.room_cpu, cl.room_mem
+    if plan is None or p.scan_interval > p.sync_period or room_cpu <= 0 or room_mem <= 0 or not syncs:
+        return low
+    desired = np.asarray(plan, dtype=np.int64)
+    web = np.minimum(desired, np.concatenate(([web0], desired[:-1])))
+    cpu = web * cl.pod_cpu[WEB] + p.pause_pods * cl.pod_cpu[PAUSE]
+    mem = web * cl.pod_mem[WEB] + p.pause_pods * cl.pod_mem[PAUSE]
+    need = np.maximum(-(-cpu // room_cpu), -(-mem // room_mem))
+    small_cpu = min(cl.pod_cpu[WEB], cl.pod_cpu[PAUSE]) if p.pause_pods else cl.pod_cpu[WEB]
+    small_mem = min(cl.pod_mem[WEB], cl.pod_mem[PAUSE]) if p.pause_pods else cl.pod_mem[WEB]
+    if small_cpu > 0 and small_mem > 0:
+        per = min(room_cpu // small_cpu, room_mem // small_mem)
+        if per > 0:
+            need = np.maximum(need, -(-(web + p.pause_pods) // per))
+    out: IntArray = np.maximum(low, np.minimum(need, cl.max_nodes - 1))
+    return out
+
+
+def _replay(
+    work: Workload,
+    p: SimParams,
+    web_spec: HPASpec,
+    worker_spec: HPASpec | None,
+    constants: ControllerConstants | None,
+    web: WebDecisions | None,
+    *,
+    keep_rows: bool,
+    stop_above_node_hours: Callable[[], float] | None,
+) -> _Records | None:
+    """The loop of :func:`run`; None when ``stop_above_node_hours`` stopped it (see :func:`run_figures`)."""
     constants = constants or ControllerConstants(sync_period_seconds=float(p.sync_period))
     duration = work.duration
     sync = p.sync_period
@@ -488,6 +606,18 @@ def run(
     node_t: list[int] = [0]
     node_v: list[int] = [cl.total_nodes]
     rows: list[tuple[int, int, int, int, int, int, float, int, int]] = []
+    peak_web = 0
+    # the stop rule: node-seconds up to node_since, read every few syncs
+    node_sec = 0
+    node_since = 0
+    check_every = _CHECK_SYNCS * sync
+    next_check = check_every if stop_above_node_hours is not None else NEVER
+    rest: list[int] = []  # node-seconds the run takes at least from each sync on
+    if stop_above_node_hours is not None:
+        starts = np.arange(0, duration, sync, dtype=np.int64)[: len(web_metric)]
+        lengths = np.diff(np.append(starts, duration))
+        least = least_nodes(p, cl, len(web_metric), web_plan, web0) * lengths
+        rest = np.cumsum(least[::-1])[::-1].tolist()
 
     web_desired = web0
     next_sync = 0
@@ -602,21 +732,34 @@ def run(
             n_ready_nodes = len(nodes)
             n_nodes = n_ready_nodes + len(prov)  # only a scan adds or removes nodes
             if n_nodes != last_nodes:
+                node_sec += last_nodes * (t - node_since)
+                node_since = t
                 last_nodes = n_nodes
                 node_t.append(t)
                 node_v.append(n_nodes)
         if synced:  # one row per sync, after every event at this second
-            rows.append((
-                web_desired,
-                ready_count[WEB],
-                last_nodes,
-                n_ready_nodes,
-                pending[WEB],
-                pending[WORKER],
-                queue,
-                worker_desired,
-                ready_count[WORKER],
-            ))
+            if t >= next_check:
+                assert stop_above_node_hours is not None
+                next_check += check_every
+                # nodes so far, then the fewest the rest can take (k - 1: this sync's interval)
+                at_least = node_sec + last_nodes * (t - node_since) + rest[k - 1]
+                if at_least / 3600.0 > stop_above_node_hours():
+                    return None
+            if not keep_rows:
+                if web_desired > peak_web:
+                    peak_web = web_desired
+            else:
+                rows.append((
+                    web_desired,
+                    ready_count[WEB],
+                    last_nodes,
+                    n_ready_nodes,
+                    pending[WEB],
+                    pending[WORKER],
+                    queue,
+                    worker_desired,
+                    ready_count[WORKER],
+                ))
         if ready_count[WEB] != last_ready:
             last_ready = ready_count[WEB]
             cap_t.append(t)
@@ -629,10 +772,8 @@ def run(
         dep_t.append(duration)
         dep_v.append(departed)
 
-    return _finish(
-        work, p, cl, cap_t, cap_v, node_t, node_v, rows,
-        dep_t if workers else None, dep_v if workers else None, job_waits=job_waits,
-    )
+    return _Records(cl, cap_t, cap_v, node_t, node_v, rows,
+                    dep_t if workers else None, dep_v if workers else None, peak_web)
 
 
 def _drain(queue: float, arrived: float, capacity: float) -> tuple[float, float]:
@@ -643,35 +784,49 @@ def _drain(queue: float, arrived: float, capacity: float) -> tuple[float, float]
     return left, capacity
 
 
-def _finish(
-    work: Workload,
-    p: SimParams,
-    cl: Cluster,
-    cap_t: list[int],
-    cap_v: list[int],
-    node_t: list[int],
-    node_v: list[int],
-    rows: list[tuple[int, int, int, int, int, int, float, int, int]],
-    dep_t: list[int] | None,
-    dep_v: list[float] | None,
-    *,
-    job_waits: bool = True,
-) -> SimResult:
+def _shortfall(work: Workload, p: SimParams, cap_t: list[int], cap_v: list[int]) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
+    """Ready web pods as a step function (times with the end, counts, lengths) and the demand above them per second."""
+    ct = np.asarray([*cap_t, work.duration], dtype=np.int64)
+    cv = np.asarray(cap_v, dtype=np.int64)
+    c_len = np.diff(ct)
+    # per second: demand above ready capacity is not served within SLO
+    bad = np.repeat(cv.astype(np.float64) * p.web_capacity_rps, c_len)
+    np.subtract(work.demand, bad, out=bad)
+    np.maximum(bad, 0.0, out=bad)
+    return ct, cv, c_len, bad
+
+
+def _figures(work: Workload, p: SimParams, rec: _Records) -> Figures:
+    """:func:`_finish`'s arithmetic for the :class:`Figures` alone (same operations, same floats)."""
+    duration = work.duration
+    _, _, _, bad = _shortfall(work, p, rec.cap_t, rec.cap_v)
+    minute_starts = np.arange(0, duration, 60, dtype=np.int64)
+    d_min = np.add.reduceat(work.demand, minute_starts)
+    b_min = np.add.reduceat(bad, minute_starts)
+    over_min = b_min > (1.0 - p.slo_objective) * d_min + 1e-9
+    nt = np.asarray([*rec.node_t, duration], dtype=np.int64)
+    nv = np.asarray(rec.node_v, dtype=np.int64)
+    n_len = np.diff(nt)
+    return Figures(
+        minutes_over_slo=int(np.count_nonzero(over_min)),
+        requests_not_within_slo=float(bad.sum()),
+        node_hours=float((nv * n_len).sum()) / 3600.0,
+        peak_nodes=int(nv[n_len > 0].max()),
+        peak_desired_replicas=rec.peak_web,
+    )
+
+
+def _finish(work: Workload, p: SimParams, rec: _Records, *, job_waits: bool = True) -> SimResult:
     """Everything the loop does not feed back into: SLO accounting, sums, the timeline.
 
     A month is 3 million seconds, 24 MB per float array: only one per-second
     array is built (the shortfall, in place); ready pods and nodes stay step
     functions, summed over their change times.
     """
+    cl, node_t, node_v, rows, dep_t, dep_v = rec.cl, rec.node_t, rec.node_v, rec.rows, rec.dep_t, rec.dep_v
     duration = work.duration
     demand = work.demand
-    ct = np.asarray([*cap_t, duration], dtype=np.int64)
-    cv = np.asarray(cap_v, dtype=np.int64)
-    c_len = np.diff(ct)
-    # per second: demand above ready capacity is not served within SLO
-    bad = np.repeat(cv.astype(np.float64) * p.web_capacity_rps, c_len)
-    np.subtract(demand, bad, out=bad)
-    np.maximum(bad, 0.0, out=bad)
+    ct, cv, c_len, bad = _shortfall(work, p, rec.cap_t, rec.cap_v)
 
     # per minute (a partial last minute counts as a minute)
     n_min = -(-duration // 60)
@@ -795,6 +950,7 @@ def with_overrides(p: SimParams, **changes: Any) -> SimParams:
 
 
 __all__ = [
+    "Figures",
     "SimResult",
     "Summary",
     "Timeline",
@@ -804,6 +960,7 @@ __all__ = [
     "iso_times",
     "prepare",
     "run",
+    "run_figures",
     "simulate",
     "web_decisions",
     "with_overrides",
