@@ -6,44 +6,20 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from test_sim import START, config, per_second  # one config and trace builder for both files
 from typer.testing import CliRunner
 
 from shiftover.cli_scale import scale_app
 from shiftover.scaling.chart import m4, plotly_figure, render_png, runs_text, summary_rows, warnings
-from shiftover.scaling.config import ScalingConfig
 from shiftover.scaling.sim import SimResult, Summary, Timeline, at_max_replicas, simulate
-from shiftover.scaling.trace import Trace
 
-START = datetime(2024, 1, 1, tzinfo=UTC)
 runner = CliRunner()
-
-
-def config(worker: dict[str, Any] | None = None, **cluster: Any) -> ScalingConfig:
-    base: dict[str, Any] = {
-        "web": {
-            "capacity_rps": 10,
-            "startup": "20s",
-            "requests": {"cpu": "1", "memory": "1Gi"},
-            "hpa": {"min_replicas": 1, "max_replicas": 50, "metric": "rps", "target_per_pod": 10},
-        },
-        "metrics": {"refresh": "30s", "rollup": "30s", "lag": "30s"},
-        "cluster": {"node": {"cpu": "100", "memory": "400Gi"}, "min_nodes": 1, "max_nodes": 10,
-                    "provisioning": "90s", **cluster},
-    }
-    if worker is not None:
-        base["worker"] = worker
-    return ScalingConfig.model_validate(base)
-
-
-def per_second(*segments: tuple[int, float]) -> Trace:
-    req = np.concatenate([np.full(n, v, dtype=np.float64) for n, v in segments])
-    return Trace(start=START, step_seconds=1, requests=req, jobs=None, source="test")
 
 
 def iso(seconds: int) -> str:
@@ -106,7 +82,7 @@ def test_web_and_worker_pending_pods_are_kept_apart() -> None:
     worker = {"jobs_per_second": 1, "startup": "10s", "requests": {"cpu": "1500m", "memory": "512Mi"},
               "jobs_per_request": 0.1, "hpa": {"min_replicas": 1, "max_replicas": 3, "metric": "q",
                                                 "target_per_pod": 10}}
-    cfg = config(worker=worker, node={"cpu": "2", "memory": "8Gi"}, max_nodes=1)
+    cfg = config(worker=worker, cluster={"node": {"cpu": "2", "memory": "8Gi"}, "max_nodes": 1})
     res = simulate(per_second((1200, 5.0)), cfg)
     tl = res.timeline
     assert tl.web_pending.max() == 0
