@@ -264,9 +264,9 @@ def recommend(
         return
 
     table = Table(
-        title=f"{result.evaluated:,} configurations"
+        title=f"{result.evaluated:,} configuration{'s' if result.evaluated != 1 else ''}"
         + (f" ({result.stopped:,} stopped early: costlier than a setting with no minute over SLO)" if result.stopped else "")
-        + f" in {result.seconds:.1f} s ({result.jobs} processes)",
+        + f" in {result.seconds:.1f} s ({result.jobs} process{'es' if result.jobs != 1 else ''})",
         box=box.SIMPLE_HEAD,
         caption="min = min replicas; target = per pod (requests/s); window = scale-down stabilization; "
         "headroom = overprovisioning pods; over SLO in minutes",
