@@ -265,7 +265,7 @@ def recommend(
 
     table = Table(
         title=f"{result.evaluated:,} configuration{'s' if result.evaluated != 1 else ''}"
-        + (f" ({result.stopped:,} stopped early: costlier than a setting with no minute over SLO)" if result.stopped else "")
+        + (f" ({result.stopped:,} stopped early: a finished setting was cheaper with no more minutes over SLO)" if result.stopped else "")
         + f" in {result.seconds:.1f} s ({result.jobs} process{'es' if result.jobs != 1 else ''})",
         box=box.SIMPLE_HEAD,
         caption="min = min replicas; target = per pod (requests/s); window = scale-down stabilization; "

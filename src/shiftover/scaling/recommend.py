@@ -44,30 +44,42 @@ Ready pods); each run then steps the controller itself.
 
 Stopping dearer configurations early, exactly
 ---------------------------------------------
-Once a configuration Q has finished with no minute over SLO at C node-hours,
-a configuration P that will end above C can be neither answer:
+Once a configuration Q has finished with N node-hours and M minutes over SLO,
+a configuration P that will end above N with at least M minutes over SLO can
+be neither answer:
 
-* not the best: Q holds every ``--slo-budget`` (>= 0) and ranks first on
-  node-hours, so P's cost tuple is strictly greater than Q's;
+* not the best: if P is within ``--slo-budget``, so is Q (M <= P's minutes),
+  and Q's cost tuple (node-hours first, :func:`_cost`) is strictly smaller;
 * not on the frontier: :func:`pareto` walks configurations by cost and keeps
-  one only when it has fewer minutes than every one kept before. Q comes
-  before P (strictly fewer node-hours), so when P's turn comes the fewest
-  minutes kept is 0 and P cannot have fewer. Leaving P out changes nothing
-  for the others either: it comes after Q, whose 0 minutes already shut the
-  frontier, and it is never kept, so it moves nobody's comparison.
+  one only when it has strictly fewer minutes than every one kept before. Q
+  comes before P (strictly fewer node-hours, whatever the other fields), and
+  when Q's turn is over the fewest minutes kept is at most M (Q was kept, or
+  something with M or fewer was kept before it), so P, with M or more, is not
+  kept. Leaving P out changes nothing for the others: it is never kept, so it
+  moves nobody's comparison, and the order of the rest is unchanged.
 
-So a run stops (``sim.run_figures(stop_above_node_hours=...)``) as soon as its
-node-hours so far plus a lower bound for the rest exceed the least C found so
-far: the bound is ``sim.least_nodes`` (min_nodes, and the nodes the web HPA's
-known decisions and the pause pods need at the least: its docstring gives the
-argument, and tests check it against real runs). The final node-hours are at
-least that bound, the same integer node-seconds divided the same way, so
-strictly above C. The config's own setting is never stopped (its figures are
-printed), and a stopped configuration is counted in :attr:`Sweep.stopped`. C
-is shared by the pool's processes (a ``multiprocessing.Value``: read without
-its lock, lowered under it); which configurations stop depends on timing, the
-answer does not. Groups run in an order that finds a cheap configuration with
-no minute over SLO early (:func:`_order`).
+So a run P stops (``sim.run_figures(beaten=...)``) as soon as some finished Q
+has fewer node-hours than P's node-hours so far plus a lower bound for the
+rest, and no more minutes over SLO than P's whole minutes so far. The bound is
+``sim.least_nodes`` (min_nodes, and the nodes the web HPA's known decisions and
+the pause pods need at the least: its docstring gives the argument, and tests
+check it against real runs); the final node-hours are at least that bound, the
+same integer node-seconds divided the same way, so strictly above N. The
+minutes so far are counted as :func:`sim._finish` counts them (the same float
+operations per minute, ``sim._minutes_over_slo``), only when they could reach
+the count needed, so P's final minutes are at least those. The first such rule
+(Q with no minute over SLO) is the case M = 0.
+
+The finished configurations are kept as a staircase (:class:`_Staircase`): the
+fewest node-hours with at most m minutes over SLO, for every m; only the
+Pareto-minimal pairs matter. The config's own setting is never stopped (its
+figures are printed), and a stopped configuration is counted in
+:attr:`Sweep.stopped`. The staircase is shared by the pool's processes (a
+``multiprocessing.Array``: read without its lock, lowered under it; any value
+read is a finished configuration's, so a stop is exact whatever the timing);
+which configurations stop depends on timing, the answer does not. Groups run
+in an order that finds a cheap configuration with no minute over SLO early
+(:func:`_order`).
 
 Runs of a sweep build no timeline (``sim.run_figures``): the figures a
 :class:`Candidate` holds are computed with the same operations as the summary's.
@@ -75,9 +87,11 @@ Runs of a sweep build no timeline (``sim.run_figures``): the figures a
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import multiprocessing
+import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -338,7 +352,7 @@ class Sweep:
     added: dict[str, tuple[float, ...]]  # the config's values added to the grid given
     edges: tuple[Edge, ...] = ()
     wider: Grid | None = None  # the grid to try next when a knob is on an edge
-    stopped: int = 0  # of the evaluated, stopped early: dearer than a setting with no minute over SLO
+    stopped: int = 0  # of the evaluated, stopped early: a finished one was cheaper with no more minutes over SLO
 
     @property
     def closest(self) -> Candidate | None:
@@ -410,36 +424,45 @@ def _hpa_variant(base: _Base, g: _Group) -> tuple[HPASpec, ControllerConstants]:
     return web, constants
 
 
-class _Bound:
-    """The least node-hours of a configuration with no minute over SLO found so far, in one process."""
+class _Staircase:
+    """Finished configurations, as ``least[m]``: the fewest node-hours of one with at most m minutes over SLO.
 
-    def __init__(self) -> None:
-        self.value = math.inf
+    ``least`` is non-increasing in m and only ever lowered, and every value it
+    has held is a finished configuration's: so any ``least[m] < L`` read, even
+    while another process is lowering it, names a configuration with fewer
+    node-hours than L and at most m minutes over SLO (the witness
+    :func:`sim.run_figures` stops on). Its length is the run's minutes + 1.
+    """
 
-    def get(self) -> float:
-        return self.value
+    def __init__(self, least: Any, lock: Any = None) -> None:  # a list, or a shared ctypes array and its lock
+        self.least = least
+        self.last = len(least) - 1
+        self.lock = lock
 
-    def lower(self, node_hours: float) -> None:
-        self.value = min(self.value, node_hours)
+    def beaten(self, node_hours: float) -> float:
+        """The fewest m with ``least[m] < node_hours`` (inf: none) — a :data:`sim.Beaten`."""
+        least = self.least
+        if not least[self.last] < node_hours:
+            return math.inf
+        # least is non-increasing: bisect on -least; the index returned was read below node_hours
+        return bisect.bisect_right(least, -node_hours, key=operator.neg)
+
+    def add(self, node_hours: float, minutes: int) -> None:
+        if self.lock is None:
+            self._lower(node_hours, minutes)
+        else:
+            with self.lock:
+                self._lower(node_hours, minutes)
+
+    def _lower(self, node_hours: float, minutes: int) -> None:
+        least = self.least
+        for m in range(minutes, self.last + 1):
+            if least[m] <= node_hours:
+                break  # and every later one: least is non-increasing
+            least[m] = node_hours
 
 
-class _SharedBound(_Bound):
-    """:class:`_Bound` across a pool's processes: read without the lock (one aligned double), lowered under it."""
-
-    def __init__(self, shared: Any) -> None:  # a multiprocessing Value("d")
-        self.shared = shared
-        self.raw = shared.get_obj()
-
-    def get(self) -> float:
-        return float(self.raw.value)
-
-    def lower(self, node_hours: float) -> None:
-        with self.shared.get_lock():
-            if node_hours < self.raw.value:
-                self.raw.value = node_hours
-
-
-def _evaluate_group(base: _Base, g: _Group, bound: _Bound) -> tuple[int, list[Candidate | None]]:
+def _evaluate_group(base: _Base, g: _Group, bound: _Staircase) -> tuple[int, list[Candidate | None]]:
     """The group's configurations in headroom order; None for one stopped early (see the module docstring)."""
     web, constants = _hpa_variant(base, g)
     # the web HPA's answers once for the group (None when they depend on the cluster)
@@ -448,13 +471,12 @@ def _evaluate_group(base: _Base, g: _Group, bound: _Bound) -> tuple[int, list[Ca
     for headroom in g.headroom_pods:
         params = replace(base.params, pause_pods=headroom)
         mine = Setting(g.min_replicas, g.target_per_pod, g.scale_down_window, headroom) == base.current
-        stop = bound.get if base.prune and not mine else None
-        s = run_figures(base.work, params, web, base.worker, constants, web=decisions, stop_above_node_hours=stop)
+        stop = bound.beaten if base.prune and not mine else None
+        s = run_figures(base.work, params, web, base.worker, constants, web=decisions, beaten=stop)
         if s is None:
             out.append(None)
             continue
-        if s.minutes_over_slo == 0:
-            bound.lower(s.node_hours)
+        bound.add(s.node_hours, s.minutes_over_slo)
         out.append(Candidate(
             min_replicas=g.min_replicas,
             target_per_pod=g.target_per_pod,
@@ -470,13 +492,13 @@ def _evaluate_group(base: _Base, g: _Group, bound: _Bound) -> tuple[int, list[Ca
 
 
 _BASE: _Base | None = None
-_BOUND: _Bound | None = None
+_BOUND: _Staircase | None = None
 
 
 def _init_worker(base: _Base, shared: Any) -> None:
     global _BASE, _BOUND
     _BASE = base
-    _BOUND = _SharedBound(shared)
+    _BOUND = _Staircase(shared.get_obj(), shared.get_lock())  # a multiprocessing Array("d")
 
 
 def _evaluate_in_worker(g: _Group) -> tuple[int, list[Candidate | None]]:
@@ -561,9 +583,10 @@ def recommend(
     done = 0
     if progress is not None:
         progress(0, total)
+    steps = -(-base.work.duration // 60) + 1  # minutes over SLO: 0 .. the run's minutes
     started = time.perf_counter()
     if n_jobs == 1:
-        bound = _Bound()
+        bound = _Staircase([math.inf] * steps)
         for g in _order(groups, current):
             i, found = _evaluate_group(base, g, bound)
             by_group[i] = found
@@ -577,7 +600,7 @@ def recommend(
         # the fork server imports numpy and the simulator once, and each worker forks from it
         # ready to run (0.5-0.8 s less start-up per sweep); no effect once the server is up
         ctx.set_forkserver_preload(["__main__", __name__])
-        shared = ctx.Value("d", math.inf)
+        shared = ctx.Array("d", [math.inf] * steps)
         with ctx.Pool(n_jobs, initializer=_init_worker, initargs=(base, shared)) as pool:
             # one group per task: a group is a few runs, so the pool stays balanced to the end
             for i, found in pool.imap_unordered(_evaluate_in_worker, _order(groups, current), chunksize=1):

@@ -42,6 +42,7 @@ rate it serves within the SLO. A minute is *over SLO* when fewer than
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from itertools import chain
@@ -420,7 +421,7 @@ def run(
     ``job_waits=False`` skips the worker jobs' FIFO waits (a fifth of a sweep's
     time, and a sweep does not rank on them): their summary fields are None.
     """
-    rec = _replay(work, p, web_spec, worker_spec, constants, web, keep_rows=True, stop_above_node_hours=None)
+    rec = _replay(work, p, web_spec, worker_spec, constants, web, keep_rows=True, beaten=None)
     assert rec is not None  # only a stop rule ends a replay early
     return _finish(work, p, rec, job_waits=job_waits)
 
@@ -444,20 +445,50 @@ def run_figures(
     constants: ControllerConstants | None = None,
     web: WebDecisions | None = None,
     *,
-    stop_above_node_hours: Callable[[], float] | None = None,
+    beaten: Beaten | None = None,
 ) -> Figures | None:
     """:func:`run`'s figures a sweep ranks on, without the timeline; None when stopped early.
 
-    ``stop_above_node_hours`` is read every simulated minute: once the
-    node-seconds so far plus the least the rest can take (:func:`least_nodes`)
-    exceed its value, the run stops and returns None. The final node-hours can
-    only be higher (they are that integer count of node-seconds or more, divided
-    the same way), so a caller that stops above some configuration's node-hours
-    loses only configurations that end strictly dearer.
+    ``beaten`` is asked every simulated minute, with L = the node-seconds so far
+    plus the least the rest can take (:func:`least_nodes`), in hours. The final
+    node-hours are at least L (that integer count of node-seconds or more,
+    divided the same way). Once the run's minutes over SLO so far reach the
+    answer m, the run stops and returns None: its final minutes over SLO are at
+    least m too (whole minutes already simulated, counted as :func:`_finish`
+    counts them, :func:`_minutes_over_slo`). So a caller whose ``beaten(L)`` is
+    the minute count of a configuration with fewer node-hours than L loses only
+    configurations that end strictly dearer with at least as many minutes over SLO.
     """
-    rec = _replay(work, p, web_spec, worker_spec, constants, web, keep_rows=False,
-                  stop_above_node_hours=stop_above_node_hours)
+    rec = _replay(work, p, web_spec, worker_spec, constants, web, keep_rows=False, beaten=beaten)
     return None if rec is None else _figures(work, p, rec)
+
+
+Beaten = Callable[[float], float]
+"""``beaten(node_hours)``: m such that a configuration with fewer node-hours than
+``node_hours`` has at most m minutes over SLO (``math.inf``: none known)."""
+
+
+def _minutes_over_slo(work: Workload, p: SimParams, cap_t: list[int], cap_v: list[int], start: int, end: int) -> int:
+    """The minutes over SLO among the whole minutes of seconds [start, end), as :func:`_finish` counts them.
+
+    ``start`` and ``end`` are multiples of 60; ``cap_t``/``cap_v`` may hold
+    changes at ``end`` or later (ignored). Each second's shortfall is the same
+    float operations as :func:`_shortfall`'s, and ``np.add.reduceat`` sums a
+    minute from its own 60 values whatever precedes them, so every minute is
+    over here exactly when it is over in :func:`_finish`.
+    """
+    i0 = bisect_right(cap_t, start) - 1
+    i1 = bisect_left(cap_t, end, i0 + 1)
+    ct = np.asarray([start, *cap_t[i0 + 1 : i1], end], dtype=np.int64)
+    cv = np.asarray(cap_v[i0:i1], dtype=np.int64)
+    demand = work.demand[start:end]
+    bad = np.repeat(cv.astype(np.float64) * p.web_capacity_rps, np.diff(ct))
+    np.subtract(demand, bad, out=bad)
+    np.maximum(bad, 0.0, out=bad)
+    minute_starts = np.arange(0, end - start, 60, dtype=np.int64)
+    d_min = np.add.reduceat(demand, minute_starts)
+    b_min = np.add.reduceat(bad, minute_starts)
+    return int(np.count_nonzero(b_min > (1.0 - p.slo_objective) * d_min + 1e-9))
 
 
 @dataclass(frozen=True, eq=False)
@@ -535,9 +566,9 @@ def _replay(
     web: WebDecisions | None,
     *,
     keep_rows: bool,
-    stop_above_node_hours: Callable[[], float] | None,
+    beaten: Beaten | None,
 ) -> _Records | None:
-    """The loop of :func:`run`; None when ``stop_above_node_hours`` stopped it (see :func:`run_figures`)."""
+    """The loop of :func:`run`; None when ``beaten`` stopped it (see :func:`run_figures`)."""
     constants = constants or ControllerConstants(sync_period_seconds=float(p.sync_period))
     duration = work.duration
     sync = p.sync_period
@@ -611,9 +642,11 @@ def _replay(
     node_sec = 0
     node_since = 0
     check_every = _CHECK_SYNCS * sync
-    next_check = check_every if stop_above_node_hours is not None else NEVER
+    next_check = check_every if beaten is not None else NEVER
+    over = 0  # minutes over SLO among the first `counted` minutes
+    counted = 0
     rest: list[int] = []  # node-seconds the run takes at least from each sync on
-    if stop_above_node_hours is not None:
+    if beaten is not None:
         starts = np.arange(0, duration, sync, dtype=np.int64)[: len(web_metric)]
         lengths = np.diff(np.append(starts, duration))
         least = least_nodes(p, cl, len(web_metric), web_plan, web0) * lengths
@@ -739,11 +772,18 @@ def _replay(
                 node_v.append(n_nodes)
         if synced:  # one row per sync, after every event at this second
             if t >= next_check:
-                assert stop_above_node_hours is not None
+                assert beaten is not None
                 next_check += check_every
                 # nodes so far, then the fewest the rest can take (k - 1: this sync's interval)
                 at_least = node_sec + last_nodes * (t - node_since) + rest[k - 1]
-                if at_least / 3600.0 > stop_above_node_hours():
+                need = beaten(at_least / 3600.0)
+                # count the minutes completed since the last count only when they could reach `need`
+                # (capacity before t is final: only events at t or later are still to come)
+                done = t // 60
+                if over < need <= over + done - counted:
+                    over += _minutes_over_slo(work, p, cap_t, cap_v, counted * 60, done * 60)
+                    counted = done
+                if over >= need:
                     return None
             if not keep_rows:
                 if web_desired > peak_web:
