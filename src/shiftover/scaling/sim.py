@@ -482,13 +482,7 @@ def _minutes_over_slo(work: Workload, p: SimParams, cap_t: list[int], cap_v: lis
     ct = np.asarray([start, *cap_t[i0 + 1 : i1], end], dtype=np.int64)
     cv = np.asarray(cap_v[i0:i1], dtype=np.int64)
     demand = work.demand[start:end]
-    bad = np.repeat(cv.astype(np.float64) * p.web_capacity_rps, np.diff(ct))
-    np.subtract(demand, bad, out=bad)
-    np.maximum(bad, 0.0, out=bad)
-    minute_starts = np.arange(0, end - start, 60, dtype=np.int64)
-    d_min = np.add.reduceat(demand, minute_starts)
-    b_min = np.add.reduceat(bad, minute_starts)
-    return int(np.count_nonzero(b_min > (1.0 - p.slo_objective) * d_min + 1e-9))
+    return int(np.count_nonzero(_over_slo(demand, _demand_above(demand, cv, np.diff(ct), p), p)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -824,34 +818,48 @@ def _drain(queue: float, arrived: float, capacity: float) -> tuple[float, float]
     return left, capacity
 
 
+def _demand_above(demand: FloatArray, ready: IntArray, lengths: IntArray, p: SimParams) -> FloatArray:
+    """Per second: the demand above ready capacity (ready web pods held for ``lengths`` seconds each)."""
+    bad = np.repeat(ready.astype(np.float64) * p.web_capacity_rps, lengths)
+    np.subtract(demand, bad, out=bad)
+    np.maximum(bad, 0.0, out=bad)
+    return bad
+
+
+def _over_slo(demand: FloatArray, bad: FloatArray, p: SimParams) -> npt.NDArray[np.bool_]:
+    """Per minute from the first second (a partial last minute counts): more than the objective allows was not served."""
+    minute_starts = np.arange(0, demand.shape[0], 60, dtype=np.int64)
+    d_min = np.add.reduceat(demand, minute_starts)
+    b_min = np.add.reduceat(bad, minute_starts)
+    over: npt.NDArray[np.bool_] = b_min > (1.0 - p.slo_objective) * d_min + 1e-9
+    return over
+
+
 def _shortfall(work: Workload, p: SimParams, cap_t: list[int], cap_v: list[int]) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
     """Ready web pods as a step function (times with the end, counts, lengths) and the demand above them per second."""
     ct = np.asarray([*cap_t, work.duration], dtype=np.int64)
     cv = np.asarray(cap_v, dtype=np.int64)
     c_len = np.diff(ct)
-    # per second: demand above ready capacity is not served within SLO
-    bad = np.repeat(cv.astype(np.float64) * p.web_capacity_rps, c_len)
-    np.subtract(work.demand, bad, out=bad)
-    np.maximum(bad, 0.0, out=bad)
-    return ct, cv, c_len, bad
+    return ct, cv, c_len, _demand_above(work.demand, cv, c_len, p)
+
+
+def _nodes(rec: _Records, duration: int) -> tuple[float, int]:
+    """Node-hours and the peak node count (Ready + provisioning) from the recorded step function."""
+    nt = np.asarray([*rec.node_t, duration], dtype=np.int64)
+    nv = np.asarray(rec.node_v, dtype=np.int64)
+    n_len = np.diff(nt)
+    return float((nv * n_len).sum()) / 3600.0, int(nv[n_len > 0].max())
 
 
 def _figures(work: Workload, p: SimParams, rec: _Records) -> Figures:
     """:func:`_finish`'s arithmetic for the :class:`Figures` alone (same operations, same floats)."""
-    duration = work.duration
     _, _, _, bad = _shortfall(work, p, rec.cap_t, rec.cap_v)
-    minute_starts = np.arange(0, duration, 60, dtype=np.int64)
-    d_min = np.add.reduceat(work.demand, minute_starts)
-    b_min = np.add.reduceat(bad, minute_starts)
-    over_min = b_min > (1.0 - p.slo_objective) * d_min + 1e-9
-    nt = np.asarray([*rec.node_t, duration], dtype=np.int64)
-    nv = np.asarray(rec.node_v, dtype=np.int64)
-    n_len = np.diff(nt)
+    node_hours, peak_nodes = _nodes(rec, work.duration)
     return Figures(
-        minutes_over_slo=int(np.count_nonzero(over_min)),
+        minutes_over_slo=int(np.count_nonzero(_over_slo(work.demand, bad, p))),
         requests_not_within_slo=float(bad.sum()),
-        node_hours=float((nv * n_len).sum()) / 3600.0,
-        peak_nodes=int(nv[n_len > 0].max()),
+        node_hours=node_hours,
+        peak_nodes=peak_nodes,
         peak_desired_replicas=rec.peak_web,
     )
 
@@ -863,18 +871,15 @@ def _finish(work: Workload, p: SimParams, rec: _Records, *, job_waits: bool = Tr
     array is built (the shortfall, in place); ready pods and nodes stay step
     functions, summed over their change times.
     """
-    cl, node_t, node_v, rows, dep_t, dep_v = rec.cl, rec.node_t, rec.node_v, rec.rows, rec.dep_t, rec.dep_v
+    cl, rows, dep_t, dep_v = rec.cl, rec.rows, rec.dep_t, rec.dep_v
     duration = work.duration
     demand = work.demand
     ct, cv, c_len, bad = _shortfall(work, p, rec.cap_t, rec.cap_v)
 
     # per minute (a partial last minute counts as a minute)
     n_min = -(-duration // 60)
-    minute_starts = np.arange(0, duration, 60, dtype=np.int64)
-    d_min = np.add.reduceat(demand, minute_starts)
-    b_min = np.add.reduceat(bad, minute_starts)
-    over_min = b_min > (1.0 - p.slo_objective) * d_min + 1e-9
-    over_at = minute_starts[over_min]
+    over_min = _over_slo(demand, bad, p)
+    over_at = np.flatnonzero(over_min) * 60
 
     # per row (HPA sync interval)
     cols = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=9 * len(rows)).reshape(-1, 9)
@@ -890,9 +895,7 @@ def _finish(work: Workload, p: SimParams, rec: _Records, *, job_waits: bool = Tr
     # Ready in the same second as the sync counts), consistent with capacity_rps
     ready_row = cv[np.searchsorted(ct[:-1], starts, side="right") - 1]
 
-    nt = np.asarray([*node_t, duration], dtype=np.int64)
-    nv = np.asarray(node_v, dtype=np.int64)
-    n_len = np.diff(nt)
+    node_hours, peak_nodes = _nodes(rec, duration)
 
     worker_peak_q = 0.0
     max_wait: float | None = 0.0
@@ -930,8 +933,8 @@ def _finish(work: Workload, p: SimParams, rec: _Records, *, job_waits: bool = Tr
         requests_not_within_slo=bad_total,
         peak_desired_replicas=int(icols[:, 0].max()) if n_rows else 0,
         peak_ready_replicas=int(cv[c_len > 0].max()),
-        peak_nodes=int(nv[n_len > 0].max()),
-        node_hours=float((nv * n_len).sum()) / 3600.0,
+        peak_nodes=peak_nodes,
+        node_hours=node_hours,
         pod_hours=float((cv * c_len).sum()) / 3600.0,
         scale_ups=cl.scale_ups,
         nodes_removed=cl.nodes_removed,
