@@ -220,10 +220,6 @@ class Timeline:
         "minute_over_slo",
     )
 
-    def times(self, start_iso: str) -> list[str]:
-        """Each row's time as UTC ISO 8601 (``t=<seconds>s`` when the start is unknown)."""
-        return iso_times(start_iso, self.t)
-
     def write_csv(self, path: str | Path, start_iso: str = "") -> Path:
         """``time`` (UTC) then :attr:`COLUMNS`; counts and flags as integers, the rest to 3 decimals.
 
