@@ -24,8 +24,23 @@ Why these choices:
   Prometheus scraping every second does not dilute the error ratio.
 - Faults change at run time through ``POST /admin/fault`` (the demo flips the
   new app to 5% errors when the cutover reaches 10%), or at start from flags.
+- A known capacity, for load tests (``shiftover load`` must find the knee of a
+  target whose true limit is known): ``--concurrency N`` lets at most N
+  application requests be served at once, the rest wait in arrival order
+  (first come, first served: a slot is handed to the oldest waiter, so no
+  newcomer overtakes it and the tail latency is the queue's, not luck's), and
+  ``--service-ms MS`` holds each request's slot for a fixed time. True
+  capacity is then N / (MS / 1000) req/s, like a server with N worker threads
+  each busy MS per request. The injected ``latency_ms`` fault is spent inside
+  the slot too (a worker waiting on a slow dependency is a busy worker), so a
+  latency fault lowers capacity as it would in production. The wait is
+  unbounded: past capacity the queue and the latency grow without limit,
+  which is what a knee looks like. ``GET /admin/stats`` tells the in-flight and
+  waiting counts and their highest values since the last reset
+  (``POST /admin/stats/reset``); ``/metrics`` has them as gauges.
 
-Run: ``python -m shiftover.demo.app --port 8081 --name new --error-rate 0.05``.
+Run: ``python -m shiftover.demo.app --port 8081 --name new --error-rate 0.05``
+(``--concurrency 4 --service-ms 20``: a 200 req/s target).
 Port 0 picks a free port; the ready line (``ready on 127.0.0.1:PORT``, the only
 thing printed to stdout) tells which. :class:`SampleAppProcess` does all of
 this from Python.
@@ -34,6 +49,7 @@ this from Python.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import random
@@ -44,6 +60,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,7 +69,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Self
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from shiftover.demo.process import ChildProcess, read_log, start_error
@@ -154,10 +178,120 @@ class FaultState:
             return fail, self._fault.latency_ms / 1000.0
 
 
+@dataclass(frozen=True)
+class ServiceLimit:
+    """How much the app can serve: at most ``concurrency`` application requests
+    at once (None: no limit), each holding its slot ``service_ms`` milliseconds."""
+
+    concurrency: int | None = None
+    service_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        c = self.concurrency
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise BadInput(
+                f"concurrency {c!r} must be a whole number of at least 1",
+                hint="e.g. --concurrency 4 (at most 4 requests served at once)",
+            )
+        if not math.isfinite(self.service_ms) or self.service_ms < 0:
+            raise BadInput(
+                f"service_ms {self.service_ms!r} must be a finite number of milliseconds, 0 or more",
+                hint="e.g. --service-ms 20 (each request takes 20 ms of a slot)",
+            )
+
+    @property
+    def capacity_rps(self) -> float | None:
+        """The true capacity in requests per second; None when unbounded."""
+        if self.concurrency is None or self.service_ms <= 0:
+            return None
+        return self.concurrency / (self.service_ms / 1000.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "service_ms": self.service_ms,
+            "capacity_rps": self.capacity_rps,
+        }
+
+
+class ServiceSlots:
+    """At most ``limit`` holders at once; the others wait first come, first served.
+
+    A leaving holder hands its slot straight to the oldest waiter (the in-flight
+    count does not dip), so a request arriving later can never take the slot
+    first, and ``in_flight`` never exceeds ``limit`` even for an instant.
+    ``max_in_flight``/``max_waiting`` are the highest values since the last
+    :meth:`reset`; ``served`` counts holders that left.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._max_waiting = 0
+        self._served = 0
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._waiters)
+
+    def enter(self) -> None:
+        with self._lock:
+            if self.limit is None or (self._in_flight < self.limit and not self._waiters):
+                self._in_flight += 1
+                self._max_in_flight = max(self._max_in_flight, self._in_flight)
+                return
+            turn = threading.Event()
+            self._waiters.append(turn)
+            self._max_waiting = max(self._max_waiting, len(self._waiters))
+        turn.wait()  # set by leave(), which counted us in flight already
+
+    def leave(self) -> None:
+        with self._lock:
+            self._served += 1
+            if self._waiters:
+                self._waiters.popleft().set()  # hand the slot over: in_flight unchanged
+            else:
+                self._in_flight -= 1
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
+
+    def stats(self, *, reset: bool = False) -> dict[str, int]:
+        """The counts now; with ``reset`` the highest values and ``served``
+        restart from the present (returned: the values before the reset)."""
+        with self._lock:
+            out = {
+                "in_flight": self._in_flight,
+                "waiting": len(self._waiters),
+                "max_in_flight": self._max_in_flight,
+                "max_waiting": self._max_waiting,
+                "served": self._served,
+            }
+            if reset:
+                self._max_in_flight = self._in_flight
+                self._max_waiting = len(self._waiters)
+                self._served = 0
+            return out
+
+
 class AppMetrics:
     """Prometheus metrics of one app instance, on its own registry."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, slots: ServiceSlots | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.name = name
         self.requests = Counter(
@@ -177,6 +311,21 @@ class AppMetrics:
         for code in ("200", "500"):
             self.requests.labels(instance_name=name, code=code)
         self.duration.labels(instance_name=name)
+        if slots is not None:
+            in_flight = Gauge(
+                "http_requests_in_flight",
+                "Application requests being served now (at most the concurrency limit).",
+                ["instance_name"],
+                registry=self.registry,
+            )
+            waiting = Gauge(
+                "http_requests_waiting",
+                "Application requests waiting for a free slot (concurrency limit reached).",
+                ["instance_name"],
+                registry=self.registry,
+            )
+            in_flight.labels(instance_name=name).set_function(lambda: slots.in_flight)
+            waiting.labels(instance_name=name).set_function(lambda: slots.waiting)
 
     def observe(self, code: int, seconds: float) -> None:
         self.requests.labels(instance_name=self.name, code=str(code)).inc()
@@ -193,11 +342,29 @@ class SampleAppServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], name: str, fault: Fault) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        name: str,
+        fault: Fault,
+        limit: ServiceLimit | None = None,
+    ) -> None:
         self.instance_name = name
         self.faults = FaultState(fault)
-        self.metrics = AppMetrics(name)
+        self.limit = limit if limit is not None else ServiceLimit()
+        self.slots = ServiceSlots(self.limit.concurrency)
+        self.metrics = AppMetrics(name, self.slots)
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a load generator's timeout past capacity) is
+        # not news: one traceback per dropped connection would flood the log.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+    def stats(self, *, reset: bool = False) -> dict[str, Any]:
+        return {**self.limit.to_dict(), **self.slots.stats(reset=reset)}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -240,6 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.metrics.render(), CONTENT_TYPE_LATEST)
         elif path == "/admin/fault":
             self._send_json(200, self.server.faults.fault.to_dict())
+        elif path == "/admin/stats":
+            self._send_json(200, self.server.stats())
         else:
             self._send_json(404, {"error": f"no route {path}"})
 
@@ -247,6 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
+        if path == "/admin/stats/reset":
+            self._send_json(200, self.server.stats(reset=True))
+            return
         if path != "/admin/fault":
             self._send_json(404, {"error": f"no route POST {path}"})
             return
@@ -262,8 +434,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve_app(self, path: str) -> None:
         started = time.perf_counter()
         fail, delay = self.server.faults.next_request()
-        if delay > 0:
-            time.sleep(delay)
+        delay += self.server.limit.service_ms / 1000.0
+        with self.server.slots.slot():  # waits here while all slots are busy
+            if delay > 0:
+                time.sleep(delay)
         name = self.server.instance_name
         body: dict[str, Any]
         if fail:
@@ -294,6 +468,18 @@ def _build_parser() -> argparse.ArgumentParser:
         "--dependencies-ok", dest="dependencies_ok", action="store_true", default=True
     )
     deps.add_argument("--dependencies-down", dest="dependencies_ok", action="store_false")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="at most N application requests served at once; the rest wait (default: no limit)",
+    )
+    p.add_argument(
+        "--service-ms",
+        type=float,
+        default=0.0,
+        help="fixed service time per application request, in ms (capacity: N / (MS/1000) req/s)",
+    )
     return p
 
 
@@ -301,12 +487,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         fault = Fault(args.error_rate, args.latency_ms, args.dependencies_ok)
+        limit = ServiceLimit(args.concurrency, args.service_ms)
     except BadInput as e:
         print(f"sample app {args.name}: {e}", file=sys.stderr)
         return 2
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: noise for a 1 s scrape
     try:
-        server = SampleAppServer((args.host, args.port), args.name, fault)
+        server = SampleAppServer((args.host, args.port), args.name, fault, limit)
     except OSError as e:
         print(
             f"sample app {args.name}: cannot listen on {args.host}:{args.port}: {e}; "
@@ -345,8 +532,15 @@ def app_command(
     latency_ms: float = 0.0,
     dependencies_ok: bool = True,
     host: str = "127.0.0.1",
+    concurrency: int | None = None,
+    service_ms: float = 0.0,
 ) -> list[str]:
-    """The argv that starts one sample app (for callers managing processes themselves)."""
+    """The argv that starts one sample app (for callers managing processes themselves).
+    ``concurrency``/``service_ms``: a known capacity, see :class:`ServiceLimit`."""
+    ServiceLimit(concurrency, service_ms)  # validate before anything starts
+    limit = [] if concurrency is None else ["--concurrency", str(concurrency)]
+    if service_ms:
+        limit += ["--service-ms", repr(float(service_ms))]
     return [
         sys.executable,
         "-m",
@@ -362,6 +556,7 @@ def app_command(
         "--latency-ms",
         repr(float(latency_ms)),
         "--dependencies-ok" if dependencies_ok else "--dependencies-down",
+        *limit,
     ]
 
 
@@ -369,7 +564,8 @@ class SampleAppProcess(ChildProcess):
     """One sample app as a child process; a context manager.
 
     ``port=0`` lets the app pick a free port (read back from its ready line, so
-    there is no race between choosing a port and binding it). Output goes to
+    there is no race between choosing a port and binding it). ``concurrency``
+    and ``service_ms`` give it a known capacity (:attr:`capacity_rps`). Output goes to
     ``<workdir>/app-<name>.log``; with no ``workdir`` a temporary one is made and
     removed on stop.
     """
@@ -387,8 +583,11 @@ class SampleAppProcess(ChildProcess):
         *,
         host: str = "127.0.0.1",
         startup_timeout: float = 15.0,
+        concurrency: int | None = None,
+        service_ms: float = 0.0,
     ) -> None:
         Fault(error_rate, latency_ms, dependencies_ok)  # validate early
+        self.limit = ServiceLimit(concurrency, service_ms)
         self.name = name
         self.host = host
         self.port = port
@@ -400,6 +599,8 @@ class SampleAppProcess(ChildProcess):
             latency_ms=latency_ms,
             dependencies_ok=dependencies_ok,
             host=host,
+            concurrency=concurrency,
+            service_ms=service_ms,
         )
         self._own_workdir = workdir is None
         self._workdir = Path(workdir) if workdir is not None else None
@@ -409,6 +610,11 @@ class SampleAppProcess(ChildProcess):
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def capacity_rps(self) -> float | None:
+        """True capacity in req/s (concurrency / service time); None when unbounded."""
+        return self.limit.capacity_rps
 
     def start(self) -> Self:
         self._refuse_second_start(f"sample app {self.name}")
@@ -447,6 +653,15 @@ class SampleAppProcess(ChildProcess):
         """The app's current fault state (GET /admin/fault)."""
         return self._admin("GET", None)
 
+    def stats(self, *, reset: bool = False) -> dict[str, Any]:
+        """The limit and the in-flight/waiting counts (GET /admin/stats): keys
+        concurrency, service_ms, capacity_rps, in_flight, waiting, max_in_flight,
+        max_waiting, served. ``reset``: the highest values and ``served``
+        restart from now (POST /admin/stats/reset; the values before it are returned)."""
+        if reset:
+            return self._admin("POST", None, path="/admin/stats/reset")
+        return self._admin("GET", None, path="/admin/stats")
+
     def set_fault(
         self,
         *,
@@ -469,10 +684,12 @@ class SampleAppProcess(ChildProcess):
             body["dependencies_ok"] = dependencies_ok
         return self._admin("POST", body)
 
-    def _admin(self, method: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _admin(
+        self, method: str, body: dict[str, Any] | None, path: str = "/admin/fault"
+    ) -> dict[str, Any]:
         import httpx  # here, not at the top: the app process itself never needs it
 
-        url = f"{self.url}/admin/fault"
+        url = f"{self.url}{path}"
         try:
             r = httpx.request(method, url, json=body, timeout=5.0)
         except httpx.HTTPError as e:
@@ -493,6 +710,8 @@ __all__ = [
     "Fault",
     "SampleAppProcess",
     "SampleAppServer",
+    "ServiceLimit",
+    "ServiceSlots",
     "app_command",
     "main",
 ]
