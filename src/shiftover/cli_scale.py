@@ -53,14 +53,19 @@ ScaleOpt = Annotated[float, typer.Option("--scale", help="Multiply the trace's d
 FromOpt = Annotated[str | None, typer.Option("--from", help="Start of the window (ISO 8601, UTC), inclusive.")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="End of the window (ISO 8601, UTC), exclusive.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CapacityFromOpt = Annotated[Path | None, typer.Option("--capacity-from", help="A shiftover load --json document: its measured web.capacity_rps (and slo.latency, slo.objective) replace the config's.", show_default=False)]
 
 
-def _load(trace: Path, config: Path, scale: float, start: str | None, end: str | None) -> tuple[Any, Any]:
+def _load(
+    trace: Path, config: Path, scale: float, start: str | None, end: str | None, capacity_from: Path | None = None,
+) -> tuple[Any, Any]:
     from shiftover.scaling.config import load_config
     from shiftover.scaling.trace import load_trace, parse_window
 
     t0, t1 = parse_window(start, end)  # a reversed window fails before anything is read
     cfg = load_config(config)
+    if capacity_from is not None:
+        cfg = _with_capacity_from(cfg, capacity_from)
     tr = load_trace(trace, scale=scale, start=t0, end=t1)
     # a window reaching past the trace is cut to it: say so rather than replay less than asked
     if (t0 is not None and tr.start > t0) or (t1 is not None and tr.end < t1):
@@ -70,6 +75,18 @@ def _load(trace: Path, config: Path, scale: float, start: str | None, end: str |
             highlight=False, soft_wrap=True,
         )
     return tr, cfg
+
+
+def _with_capacity_from(cfg: Any, path: Path) -> Any:
+    """The config with the load test's measured values; says on stderr which were taken."""
+    from shiftover.scaling.config import read_capacity_from, with_capacity
+
+    measured = read_capacity_from(path)
+    cfg, taken = with_capacity(cfg, measured)
+    err.print(f"from {path}: {', '.join(taken)}", markup=False, highlight=False, soft_wrap=True)
+    for note in measured.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+    return cfg
 
 
 def _iso(t: datetime) -> str:
@@ -86,12 +103,13 @@ def simulate(
     end: ToOpt = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for chart.png, chart.html, timeline.csv, summary.json.")] = Path("scale-report"),
     as_json: JsonOpt = False,
+    capacity_from: CapacityFromOpt = None,
 ) -> None:
     """Replay a trace; print minutes over SLO, peaks and node-hours; write a chart."""
     from shiftover.scaling.chart import render_html, render_png, runs_text, summary_rows, warnings
     from shiftover.scaling.sim import simulate as run_simulation
 
-    tr, cfg = _load(trace, config, scale, start, end)
+    tr, cfg = _load(trace, config, scale, start, end, capacity_from)
     result = run_simulation(tr, cfg)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +122,11 @@ def simulate(
     files = {"png": str(png), "html": str(page), "timeline": str(timeline), "summary": str(out_dir / "summary.json")}
     (out_dir / "summary.json").write_text(json.dumps({"summary": summary, "files": files}, indent=2), encoding="utf-8")
     if as_json:
-        typer.echo(json.dumps({"trace": str(trace), "start": result.start_iso, "summary": summary, "files": files}, indent=2))
+        data: dict[str, Any] = {"trace": str(trace), "start": result.start_iso, "summary": summary, "files": files}
+        if capacity_from is not None:
+            data["capacity_from"] = {"file": str(capacity_from), "web": {"capacity_rps": cfg.web.capacity_rps},
+                                     "slo": {"latency": cfg.slo.latency, "objective": cfg.slo.objective}}
+        typer.echo(json.dumps(data, indent=2))
         return
     table = Table(title=f"{trace.name} from {result.start_iso}" + (f" x{scale:g}" if scale != 1.0 else ""), show_header=False)
     table.add_column("", style="bold")
@@ -138,7 +160,7 @@ def _numbers(text: str, flag: str, kind: type[int] | type[float]) -> tuple[Any, 
 
 def _recommend_command(
     trace: Path, config: Path, scale: float, start: str | None, end: str | None, slo_budget: int,
-    jobs: int | None, grid: Any, apply_to: Path | None, write: bool,
+    jobs: int | None, grid: Any, apply_to: Path | None, write: bool, capacity_from: Path | None = None,
 ) -> str:
     """The ``recommend`` command line for ``grid``, to paste (every axis spelled out, targets in requests/s)."""
     import shlex
@@ -146,6 +168,8 @@ def _recommend_command(
     from shiftover.scaling.recommend import format_value
 
     argv = ["shiftover", "scale", "recommend", "--trace", str(trace), "--config", str(config)]
+    if capacity_from is not None:
+        argv += ["--capacity-from", str(capacity_from)]
     if scale != 1.0:
         argv += ["--scale", repr(scale).removesuffix(".0")]  # exact: :g would paste 1.23457e+06 for 1234567
     argv += [*(["--from", start] if start else []), *(["--to", end] if end else [])]
@@ -181,6 +205,7 @@ def recommend(
     apply_to: Annotated[Path | None, typer.Option("--apply-to", help="Write the --config file with the best setting to this file (it may be the --config file itself); comments and layout are kept.", show_default=False)] = None,
     write: Annotated[bool, typer.Option("--write", help="Write the best setting into the --config file itself (same as --apply-to CONFIG).")] = False,
     as_json: JsonOpt = False,
+    capacity_from: CapacityFromOpt = None,
 ) -> None:
     """Sweep min replicas, target per pod, scale-down window and node headroom; print the cheapest that holds the SLO.
 
@@ -201,7 +226,7 @@ def recommend(
     dest = config if write else apply_to
     if dest is not None:
         check_target(dest)
-    tr, cfg = _load(trace, config, scale, start, end)
+    tr, cfg = _load(trace, config, scale, start, end, capacity_from)
     default = Grid.default(cfg)
     tried: tuple[float, ...] = ()
     if targets:
@@ -242,9 +267,16 @@ def recommend(
         result = sweep(tr, cfg, grid=grid, slo_budget=slo_budget, jobs=jobs)
 
     def command(g: Any, budget: int = slo_budget) -> str:
-        return _recommend_command(trace, config, scale, start, end, budget, jobs, g, apply_to, write)
+        return _recommend_command(trace, config, scale, start, end, budget, jobs, g, apply_to, write, capacity_from)
 
     applied = apply_setting(config, result.best.setting, dest) if dest is not None and result.best else None
+    if applied is not None and capacity_from is not None:
+        err.print(
+            f"note: {applied.path} keeps its own web.capacity_rps and slo; the setting was chosen for the measured "
+            f"web.capacity_rps {cfg.web.capacity_rps:g} from {capacity_from}: write that value into it, "
+            "or keep passing --capacity-from",
+            markup=False, highlight=False, soft_wrap=True,
+        )
     wider = command(result.wider) if result.wider is not None else None
     closest = result.closest
     refusal: BadInput | None = None

@@ -13,6 +13,11 @@ HPA's ``behavior`` block is the one exception: it is copied verbatim from an
 ``autoscaling/v2`` HorizontalPodAutoscaler, so it keeps Kubernetes' camelCase
 (``scaleDown.stabilizationWindowSeconds``) and can be pasted in and out.
 
+A measured capacity overrides the file's: :func:`read_capacity_from` reads
+``web.capacity_rps`` and ``slo`` from a ``shiftover load --json`` document
+(the same keys, so the two agree by construction) and :func:`with_capacity`
+puts them in a copy of the config (``shiftover scale ... --capacity-from``).
+
 Defaults are the Kubernetes / Cluster Autoscaler / Datadog Cluster Agent
 defaults: HPA sync 15 s and tolerance 0.1; CA scan 10 s, scale-down below 0.5
 utilization after 10 min unneeded and not within 10 min of a scale-up; Datadog
@@ -331,6 +336,120 @@ def _locate(doc: Any, loc: tuple[Any, ...]) -> tuple[int | None, int | None]:
     if line is None and hasattr(doc, "lc"):
         line, col = 1, 1
     return line, col
+
+
+# --- a measured capacity: shiftover load --json ------------------------------
+
+LOAD_HINT = (
+    "run shiftover load ... --pods N --json > load.json (N: the pods behind the target "
+    "during the test) so capacity per pod is known"
+)
+
+
+@dataclass(frozen=True)
+class MeasuredCapacity:
+    """What ``--capacity-from`` takes from a ``shiftover load --json`` document."""
+
+    path: Path
+    capacity_rps: float  # web.capacity_rps: requests/s one pod served within the SLO
+    slo_latency: float | None  # slo.latency, seconds
+    slo_objective: float | None  # slo.objective
+    notes: tuple[str, ...] = ()  # caveats worth a line on stderr (stopped early, knee at the top)
+
+
+def _positive(doc: dict[str, Any], section: str, key: str, path: Path, *, at_most: float | None = None) -> float | None:
+    block = doc.get(section)
+    if block is None or key not in block:
+        return None
+    value = block[key]
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if ok and at_most is not None:
+        ok = value <= at_most
+    if not ok:
+        limit = f" up to {at_most:g}" if at_most is not None else ""
+        raise BadInput(
+            f"--capacity-from {path}: {section}.{key} must be a number above 0{limit}, not {value!r}",
+            hint=LOAD_HINT,
+        )
+    return float(value)
+
+
+def read_capacity_from(path: str | Path) -> MeasuredCapacity:
+    """Read ``web.capacity_rps`` (and ``slo.latency`` / ``slo.objective``) from a load document.
+
+    Errors are :class:`BadInput` saying which of these it is: the file is
+    missing or unreadable, not JSON, not a ``shiftover.load/v1`` document, or
+    has no ``web.capacity_rps`` (no step passed, or ``--pods`` was not given).
+    """
+    import json
+
+    from shiftover.loadtest.results import DOCUMENT_KIND
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read --capacity-from {p}: {exc.strerror or exc}", hint=LOAD_HINT) from None
+    except UnicodeDecodeError:
+        raise BadInput(f"--capacity-from {p} is not JSON (not UTF-8 text)", hint=LOAD_HINT) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"--capacity-from {p} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", hint=LOAD_HINT
+        ) from None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if kind != DOCUMENT_KIND:
+        what = f"its kind is {kind!r}" if kind is not None else "it has no \"kind\""
+        raise BadInput(
+            f"--capacity-from {p} is not a shiftover load document ({what}, not {DOCUMENT_KIND!r})",
+            hint=LOAD_HINT,
+        )
+    if not isinstance(doc.get("web"), dict | None) or not isinstance(doc.get("slo"), dict | None):
+        raise BadInput(f"--capacity-from {p}: web and slo must be objects", hint=LOAD_HINT)
+    capacity = _positive(doc, "web", "capacity_rps", p)
+    if capacity is None:
+        if doc.get("knee") is None:
+            why = "no step passed its SLO and error criteria, so there is no knee to take a capacity from"
+            hint = "run shiftover load again from a lower --rate, or with a looser --slo-p99 / --max-errors"
+        else:
+            why = "the test ran without --pods, so the capacity per pod is not known"
+            hint = LOAD_HINT
+        raise BadInput(f"--capacity-from {p} has no web.capacity_rps: {why}", hint=hint)
+    notes = []
+    if doc.get("knee") is not None and doc.get("first_failure") is None:
+        notes.append(
+            "every step of that load test passed: the capacity is at least this, the true one may be higher"
+        )
+    if doc.get("stopped_early"):
+        notes.append("that load test was stopped early")
+    return MeasuredCapacity(
+        path=p,
+        capacity_rps=capacity,
+        slo_latency=_positive(doc, "slo", "latency", p),
+        slo_objective=_positive(doc, "slo", "objective", p, at_most=1.0),
+        notes=tuple(notes),
+    )
+
+
+def with_capacity(cfg: ScalingConfig, measured: MeasuredCapacity) -> tuple[ScalingConfig, list[str]]:
+    """``cfg`` with the measured values in place of its own, and one line per value taken
+    (``web.capacity_rps 174 (scaling.yaml: 50)``)."""
+    taken = [f"web.capacity_rps {measured.capacity_rps:g} req/s (config: {cfg.web.capacity_rps:g})"]
+    slo: dict[str, float] = {}
+    if measured.slo_latency is not None:
+        slo["latency"] = measured.slo_latency
+        taken.append(f"slo.latency {measured.slo_latency:g} s (config: {cfg.slo.latency:g})")
+    if measured.slo_objective is not None:
+        slo["objective"] = measured.slo_objective
+        taken.append(f"slo.objective {measured.slo_objective:g} (config: {cfg.slo.objective:g})")
+    new = cfg.model_copy(
+        update={
+            "web": cfg.web.model_copy(update={"capacity_rps": measured.capacity_rps}),
+            "slo": cfg.slo.model_copy(update=slo),
+        }
+    )
+    return new, taken
 
 
 # --- from config to the simulator's values -----------------------------------
