@@ -337,8 +337,8 @@ def _judge(
             return StepVerdict(
                 f,
                 "generator",
-                f"the load generator could not keep the rate ({bound}): add --workers "
-                f"(inconclusive: {reason})",
+                f"the load generator could not keep the rate ({bound}): add --workers; "
+                f"not judged: {reason}",
                 bound,
             )
         return StepVerdict(f, failed[0][0], reason, None)
