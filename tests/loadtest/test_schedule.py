@@ -118,6 +118,10 @@ def test_summary_names_kind_rates_and_length() -> None:
         == "constant 200 req/s, 1 step of 90s, 90s total"
     )
     assert (
+        parse_schedule("5", duration="2h", step="10m").summary()
+        == "constant 5 req/s, 12 steps of 10m, 2h total"
+    )
+    assert (
         parse_schedule("10:110", duration="5m").summary()
         == "ramp 10 -> 110 req/s, 10 steps of 30s, 5m total"
     )

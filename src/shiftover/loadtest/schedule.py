@@ -90,6 +90,15 @@ def _secs(x: float) -> str:
     return f"{x:g}s"
 
 
+def _human(x: float) -> str:
+    """A duration in the largest whole unit: 2h, 5m, 90s, 1.5s."""
+    if x >= 3600 and x % 3600 == 0:
+        return f"{x / 3600:g}h"
+    if x >= 60 and x % 60 == 0:
+        return f"{x / 60:g}m"
+    return _secs(x)
+
+
 @dataclass(frozen=True)
 class Step:
     """One window of the schedule. ``start_rate == end_rate`` except in a ramp."""
@@ -190,8 +199,8 @@ class Schedule:
         n = len(self.steps)
         each = self.steps[0].seconds
         total = self.total_seconds
-        total_text = f"{total / 60:g}m" if total >= 60 and total % 60 == 0 else _secs(total)
-        windows = f"{n} step{'s' if n != 1 else ''} of {_secs(each)}"
+        total_text = _human(total)
+        windows = f"{n} step{'s' if n != 1 else ''} of {_human(each)}"
         if self.kind == "constant":
             rates = f"{_num(first.rate)} req/s"
         elif self.kind == "list":
