@@ -61,6 +61,7 @@ from shiftover.engine.events import RunState
 from shiftover.engine.rollback import roll_back
 from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
 from shiftover.errors import BadInput, LeaseHeld, RouterConfigError, ShiftoverError, StoreError
+from shiftover.loadtest.synthetic import SyntheticLoad, summary_text
 from shiftover.plan import (
     LoadedPlan,
     Plan,
@@ -699,6 +700,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                               on_tick=on_tick, lease_ttl=ttl, on_progress=on_progress)
 
         _refuse_a_misconfigured_router(runner.router, cmd)
+        synthetic = _start_synthetic_load(p, plan, as_json=as_json)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()
@@ -706,44 +708,47 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         latest: dict[str, Any] = {}
-        if as_json:
-            try:
+        try:
+            if as_json:
+                try:
+                    result = runner.run(max_duration=max_seconds)
+                except LeaseHeld as exc:  # scripts read the summary line: it says why too
+                    pump.close()
+                    with _reader_may_leave():
+                        _json_line({
+                            "summary": True, "outcome": "lease_held", "exit_code": exc.exit_code,
+                            "status": "lease_held", "final_weight": None, "final_exact": None,
+                            "unwatched": False, "reason": exc.message, "run_id": runner.run_id,
+                            "hints": []})
+                    raise
+            elif not out.is_terminal:
                 result = runner.run(max_duration=max_seconds)
-            except LeaseHeld as exc:  # scripts read the summary line: it says why too
-                pump.close()
-                with _reader_may_leave():
-                    _json_line({
-                        "summary": True, "outcome": "lease_held", "exit_code": exc.exit_code,
-                        "status": "lease_held", "final_weight": None, "final_exact": None,
-                        "unwatched": False, "reason": exc.message, "run_id": runner.run_id,
-                        "hints": []})
-                raise
-        elif not out.is_terminal:
-            result = runner.run(max_duration=max_seconds)
-        else:
-            with Live(console=out, refresh_per_second=4, transient=False) as lv:
-                live = lv
-                done = threading.Event()
+            else:
+                with Live(console=out, refresh_per_second=4, transient=False) as lv:
+                    live = lv
+                    done = threading.Event()
 
-                def paint() -> None:  # a stalled terminal blocks this thread, not the run
-                    while not done.wait(0.25):
+                    def paint() -> None:  # a stalled terminal blocks this thread, not the run
+                        while not done.wait(0.25):
+                            view = latest.pop("view", None)
+                            if view is not None:
+                                lv.update(view)
+                            note = latest.pop("note", None)
+                            if note is not None:
+                                lv.console.print(f"  {note}", highlight=False, markup=False)
+
+                    painter = threading.Thread(target=paint, name="live-view", daemon=True)
+                    painter.start()
+                    try:
+                        result = runner.run(max_duration=max_seconds)
+                    finally:
+                        done.set()
+                        painter.join(2)
                         view = latest.pop("view", None)
                         if view is not None:
                             lv.update(view)
-                        note = latest.pop("note", None)
-                        if note is not None:
-                            lv.console.print(f"  {note}", highlight=False, markup=False)
-
-                painter = threading.Thread(target=paint, name="live-view", daemon=True)
-                painter.start()
-                try:
-                    result = runner.run(max_duration=max_seconds)
-                finally:
-                    done.set()
-                    painter.join(2)
-                    view = latest.pop("view", None)
-                    if view is not None:
-                        lv.update(view)
+        finally:
+            load_summary = synthetic.stop() if synthetic is not None else None
         pump.close()
         final = result.final_weight
         unwatched = (result.outcome in ("held", "lease_lost", "store_failed")
@@ -770,11 +775,13 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                     "final_weight": None if final is None else float(final.new_percent),
                     "final_exact": None if final is None else final.exact,
                     "unwatched": unwatched, "reason": result.reason, "run_id": result.run_id,
-                    "hints": hints})
+                    "hints": hints, **({"load": load_summary} if load_summary else {})})
             elif not pump.closed:
                 style = {0: "bold green", 3: "bold red"}.get(result.exit_code, "bold yellow")
                 out.print(f"[{style}]{result.outcome}[/]: {_e(loaded.redact(result.reason))}",
                           highlight=False)
+                if load_summary:
+                    out.print(summary_text(load_summary), highlight=False, markup=False)
                 if unwatched:
                     assert final is not None
                     out.print(f"[bold yellow]unwatched: {final} on new, no run[/] — that share "
@@ -782,6 +789,17 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                               highlight=False)
                 _print_hints(hints)
     raise typer.Exit(result.exit_code)
+
+
+def _start_synthetic_load(p: Plan, plan: Path, *, as_json: bool) -> SyntheticLoad | None:
+    """The plan's ``load:`` block (a rehearsal's traffic), started before the first step."""
+    if p.load is None:
+        return None
+    synthetic = SyntheticLoad(p.load, base_dir=plan.parent)
+    if not as_json:
+        out.print(synthetic.describe(), highlight=False, markup=False)
+    synthetic.start()
+    return synthetic
 
 
 @command()
@@ -1028,6 +1046,15 @@ def _mount_scale() -> None:
 
 
 _mount_scale()
+
+
+def _mount_load() -> None:
+    from shiftover.cli_load import load
+
+    command("load", no_args_is_help=True)(load)
+
+
+_mount_load()
 
 
 def main() -> None:

@@ -62,6 +62,7 @@ from ruamel.yaml.reader import ReaderError
 from shiftover._registry import by_type
 from shiftover.analysis.latency import figures_to_pass
 from shiftover.errors import PlanError
+from shiftover.loadtest.synthetic import LoadSpec
 from shiftover.providers import gate_specs
 from shiftover.routers import router_specs
 from shiftover.spec import (
@@ -120,6 +121,10 @@ class Plan(SpecModel):
         "at a step above 0%, before the run is stuck and on_failure runs",
     )
     on_failure: Literal["rollback", "pause"] = "rollback"
+    load: LoadSpec | None = Field(
+        default=None,
+        description="synthetic traffic sent for the whole run (a rehearsal on staging, which has no users)",
+    )
     approvals: list[FiniteFloat] = Field(
         default_factory=list, description="steps that wait for `shiftover approve`"
     )

@@ -105,6 +105,7 @@ class StepAccumulator:
     lag: dict[int, int] = field(default_factory=dict)
     dropped: int = 0
     issued: int = 0
+    completed: int = 0  # requests (of any step) answered while this step ran: its throughput
 
     def record(self, ms: float, error: str | None) -> None:
         self.requests += 1
@@ -120,7 +121,7 @@ class StepAccumulator:
             "requests": self.requests, "failures": self.failures, "errors": dict(self.errors),
             "latency": {str(k): v for k, v in self.latency.items()}, "max_ms": self.max_ms,
             "lag": {str(k): v for k, v in self.lag.items()}, "dropped": self.dropped,
-            "issued": self.issued,
+            "issued": self.issued, "completed": self.completed,
         }
 
     def merge(self, d: Mapping[str, Any]) -> None:
@@ -135,6 +136,7 @@ class StepAccumulator:
         self.max_ms = max(self.max_ms, float(d["max_ms"]))
         self.dropped += int(d["dropped"])
         self.issued += int(d["issued"])
+        self.completed += int(d.get("completed", 0))
 
 
 def merge_snapshots(snapshots: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[int, StepAccumulator]:
@@ -152,6 +154,7 @@ def step_figures(
 ) -> dict[str, Any]:
     """One step's figures, with exactly the keys of ``results.StepFigures``."""
     lag99 = percentile(acc.lag, 0.99)
+    lag50 = percentile(acc.lag, 0.50)
     return {
         "index": int(step["index"]),
         "target_rate": (float(step["start_rate"]) + float(step["end_rate"])) / 2.0,
@@ -160,7 +163,7 @@ def step_figures(
         "seconds": round(seconds, 3),
         "requests": acc.requests,
         "failures": acc.failures,
-        "achieved_rate": round(acc.requests / seconds, 3) if seconds > 0 else 0.0,
+        "achieved_rate": round(acc.completed / seconds, 3) if seconds > 0 else 0.0,
         "p50_ms": percentile(acc.latency, 0.50),
         "p95_ms": percentile(acc.latency, 0.95),
         "p99_ms": percentile(acc.latency, 0.99),
@@ -168,6 +171,7 @@ def step_figures(
         "errors": dict(sorted(acc.errors.items())),
         "dropped": acc.dropped,
         "lag_p99_ms": 0.0 if lag99 is None else lag99,
+        "lag_p50_ms": 0.0 if lag50 is None else lag50,
         "cpu_percent": cpu_percent,
         "complete": complete,
     }
@@ -212,6 +216,7 @@ class _Generator:
 
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)  # prime: the next call measures since now
+        self._cpu_at = time.monotonic()
 
     def acc(self, index: int) -> StepAccumulator:
         a = self.steps.get(index)
@@ -227,11 +232,21 @@ class _Generator:
     def end(self) -> None:
         self._current = None
 
+    @property
+    def current_index(self) -> int | None:
+        cur = self._current
+        return None if cur is None else int(cur[0]["index"])
+
     def sample_cpu(self) -> None:
-        if self._current is not None:
-            idx = int(self._current[0]["index"])
-            cpu = float(self._proc.cpu_percent(None))
-            self.cpu_max[idx] = max(self.cpu_max.get(idx, 0.0), cpu)
+        """The process's CPU use since the last sample, counted for the current step;
+        samples closer than 0.5 s apart are noise (psutil divides by the interval)."""
+        now = time.monotonic()
+        if self._current is None or now - self._cpu_at < 0.5:
+            return
+        self._cpu_at = now
+        idx = int(self._current[0]["index"])
+        cpu = float(self._proc.cpu_percent(None))
+        self.cpu_max[idx] = max(self.cpu_max.get(idx, 0.0), cpu)
 
     def dispatch_forever(self) -> None:
         import gevent
@@ -299,12 +314,14 @@ def _paced(cls: type[Any], gen_ref: Callable[[], _Generator]) -> type:
     def on_start(self: Any) -> None:
         cls.on_start(self)
         self._so_step, self._so_late = gen_ref().take()
+        self._so_started = time.monotonic()
         gen_ref().in_flight += 1
 
     def wait_time(self: Any) -> float:
         g = gen_ref()
         g.in_flight -= 1
         self._so_step, self._so_late = g.take()
+        self._so_started = time.monotonic()
         g.in_flight += 1
         return 0.0
 
@@ -396,8 +413,25 @@ def _listen(env: Any, gen: _Generator) -> None:
             return  # not from a ticketed task (e.g. a login in on_start)
         ms = float(response_time or 0.0) + 1000.0 * float(context.get("so_late") or 0.0)
         gen.acc(int(context["so_step"])).record(ms, error_key(response, exception))
+        now_step = gen.current_index
+        if now_step is not None:
+            gen.acc(now_step).completed += 1
+
+    def on_user_error(user_instance: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+        # a task that raised: its arrival failed (never lost silently), e.g. a bad URL
+        user = getattr(user_instance, "user", user_instance)
+        step = getattr(user, "_so_step", None)
+        if step is None:
+            return
+        ms = 1000.0 * (time.monotonic() - getattr(user, "_so_started", time.monotonic())
+                       + float(getattr(user, "_so_late", 0.0)))
+        gen.acc(int(step)).record(ms, type(exception).__name__ if exception is not None else "task error")
+        now_step = gen.current_index
+        if now_step is not None:
+            gen.acc(now_step).completed += 1
 
     env.events.request.add_listener(on_request)
+    env.events.user_error.add_listener(on_user_error)
 
 
 def _drain(gen: _Generator, limit: float) -> None:
@@ -415,7 +449,6 @@ def _run_master(job: dict[str, Any]) -> int:
     """Local (workers 0) or master: owns the schedule and prints every event."""
     import gevent
     import gevent.event
-    import psutil
     from locust.env import Environment
 
     global GEN
@@ -487,7 +520,6 @@ def _run_master(job: dict[str, Any]) -> int:
             vals.append(gen.cpu_max[idx])
         return max(vals) if vals else None
 
-    own = psutil.Process()
     ran: list[tuple[dict[str, Any], float, bool]] = []
     last_total, last_t = 0, time.monotonic()
     for step in steps:
@@ -503,7 +535,6 @@ def _run_master(job: dict[str, Any]) -> int:
         _emit({"event": "step_start", "step": int(step["index"]), "rate": (step["start_rate"] + step["end_rate"]) / 2,
                "seconds": step["seconds"], "t": time.time()})
         end = t0 + float(step["seconds"])
-        own.cpu_percent(None)
         while not stop.is_set():
             left = end - time.monotonic()
             if left <= 0:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,7 +113,9 @@ def parse_target(
         except ValueError:
             raise BadInput(f"{url!r} has a bad port", hint="e.g. http://127.0.0.1:8080/") from None
         base_url = f"{parts.scheme}://{parts.netloc}"
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # "http://h:80//x" (a base URL ending in / plus a path) is "/x": an HTTP client
+        # refuses the protocol-relative "//x" on every request
+        path = "/" + (parts.path or "/").lstrip("/") + (f"?{parts.query}" if parts.query else "")
     m = method.upper()
     if m not in METHODS:
         raise BadInput(f"--method {method!r} is not an HTTP method", hint=f"one of {', '.join(METHODS)}")
@@ -253,6 +256,15 @@ class LoadRun:
         self.on_event = on_event
         self._workdir = workdir
         self.log_path: Path | None = None
+        self._main: subprocess.Popen[Any] | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """End the test early from another thread: the child ends the current step,
+        drains, and :meth:`run` returns its result as usual (``stopped_early``)."""
+        self._stopping = True
+        if self._main is not None:
+            _signal(self._main, signal.SIGTERM)
 
     def run(self) -> dict[str, Any]:
         """Blocks until the child prints its result; returns that event.
@@ -277,6 +289,9 @@ class LoadRun:
             main = subprocess.Popen(child_command("--job", str(job_file)), stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
             procs.append(main)
+            self._main = main
+            if self._stopping:  # stop() came before the child existed
+                _signal(main, signal.SIGTERM)
             try:
                 if job.workers > 0 and not job.master:
                     t = job.target
@@ -316,8 +331,10 @@ class LoadRun:
             finally:
                 for p in procs:
                     _stop(p, 15.0 if p is main else 5.0)
-        if self._workdir is None:
+        if self._workdir is None:  # ours: keep the log only when something went wrong
             job_file.unlink(missing_ok=True)
+            if result is not None and error is None:
+                shutil.rmtree(workdir, ignore_errors=True)
         if error is not None:
             raise BadInput(str(error.get("message")), hint=str(error.get("hint") or "") or None)
         if interrupted:

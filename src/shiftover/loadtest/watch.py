@@ -71,8 +71,8 @@ from shiftover.routers import build_router
 from shiftover.routers.base import Router
 from shiftover.types import GateResult, Weights
 
-QUERY_FLAG = "--query"
-PROMETHEUS_FLAG = "--prometheus"
+QUERY_FLAG = "--watch-query"
+PROMETHEUS_FLAG = "--watch-prometheus"
 QUERY_EXAMPLE = "replicas='sum(kube_deployment_status_replicas{deployment=\"web\"})'"
 DEFAULT_QUERY_TIMEOUT = 5.0
 
