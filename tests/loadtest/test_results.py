@@ -162,9 +162,23 @@ def test_a_failing_step_with_a_busy_generator_is_generator() -> None:
 
 
 def test_a_failing_step_with_late_arrivals_is_generator() -> None:
-    v = one(fig(rate=500.0, achieved_rate=300.0, lag_p99_ms=35.0))
+    v = one(fig(rate=500.0, achieved_rate=300.0, lag_p50_ms=35.0, lag_p99_ms=80.0))
     assert v.verdict == "generator"
-    assert v.generator is not None and "35 ms late" in v.generator
+    assert v.generator is not None and "35 ms late at the median" in v.generator
+
+
+def test_one_stall_of_the_generator_is_not_a_bound_generator() -> None:
+    # a busy machine stalled the dispatcher once: the p99 lag moves, the median does not
+    v = one(fig(rate=80.0, lag_p50_ms=1.0, lag_p99_ms=36.0, p99_ms=900.0))
+    assert v.verdict == "latency" and v.generator is None
+
+
+def test_errors_the_target_answered_are_its_own_even_with_a_busy_generator() -> None:
+    v = one(fig(rate=80.0, requests=320, failures=160, errors={"500": 160}, cpu_percent=97.0))
+    assert v.verdict == "errors" and v.generator == "CPU 97%"
+    # dropped arrivals alone can be the generator's (no user free to send them)
+    v = one(fig(rate=80.0, requests=300, dropped=100, cpu_percent=97.0))
+    assert v.verdict == "generator"
 
 
 def test_a_passing_step_with_a_busy_generator_passes_with_a_warning() -> None:
@@ -177,10 +191,10 @@ def test_a_passing_step_with_a_busy_generator_passes_with_a_warning() -> None:
 def test_lag_limit() -> None:
     assert default_lag_limit_ms(500.0) == 10.0  # gaps of 2 ms: the 10 ms floor
     assert default_lag_limit_ms(10.0) == 50.0  # gaps of 100 ms: half a gap
-    assert one(fig(rate=10.0, lag_p99_ms=45.0, p99_ms=900.0)).verdict == "latency"
-    assert one(fig(rate=10.0, lag_p99_ms=55.0, p99_ms=900.0)).verdict == "generator"
+    assert one(fig(rate=10.0, lag_p50_ms=45.0, p99_ms=900.0)).verdict == "latency"
+    assert one(fig(rate=10.0, lag_p50_ms=55.0, p99_ms=900.0)).verdict == "generator"
     assert (
-        one(fig(rate=10.0, lag_p99_ms=5.0, p99_ms=900.0), lag_limit_ms=4.0).verdict == "generator"
+        one(fig(rate=10.0, lag_p50_ms=5.0, p99_ms=900.0), lag_limit_ms=4.0).verdict == "generator"
     )
 
 
