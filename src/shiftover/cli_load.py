@@ -79,7 +79,7 @@ class _Progress:
         kind = e.get("event")
         if kind == "listening" and not self.quiet:
             err.print(f"master listening on {e['host']}:{e['port']}: waiting for {e['expect_workers']} "
-                      f"worker(s): shiftover load --worker --master-host HOST --master-port {e['port']}",
+                      f"worker(s): shiftover load --worker --master-host {e.get('advertise_host', e['host'])} --master-port {e['port']}",
                       highlight=False, soft_wrap=True)
         elif kind == "started" and not self.quiet:
             who = f"{e['workers']} worker process(es)" if e.get("workers") else "one process"
@@ -144,6 +144,7 @@ def load(
     expect_workers: Annotated[int, typer.Option("--expect-workers", help="With --master: workers to wait for.")] = 1,
     master_bind_host: Annotated[str, typer.Option("--master-bind-host", help="With --master: address to listen on.")] = "0.0.0.0",
     master_port: Annotated[int, typer.Option("--master-port", help="Locust master port (--master, --worker).")] = 5557,
+    worker_wait: Annotated[str, typer.Option("--worker-wait", help="With --master: how long to wait for the workers.")] = "60s",
     worker: Annotated[bool, typer.Option("--worker", help="Run as a Locust worker of a --master elsewhere (with --master-host).")] = False,
     master_host: Annotated[str | None, typer.Option("--master-host", help="With --worker: the master's address.", show_default=False)] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for load.json and report.html.")] = Path("load-report"),
@@ -167,7 +168,8 @@ def load(
          locustfile=locustfile, user_class=user_class or [], slo_p99=slo_p99, max_errors=max_errors, pods=pods,
          peak=peak, headroom=headroom, watch=watch, watch_query=watch_query or [], watch_prometheus=watch_prometheus,
          workers=workers, users=users, timeout=t, master=master, expect_workers=expect_workers,
-         master_bind_host=master_bind_host, master_port=master_port, out_dir=out_dir, as_json=as_json)
+         master_bind_host=master_bind_host, master_port=master_port, out_dir=out_dir, as_json=as_json,
+         worker_wait=_duration("--worker-wait", worker_wait) or 60.0)
 
 
 def _run(*, url: str | None, rate: str | None, step: str | None, duration: str | None, method: str,
@@ -175,7 +177,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
          max_errors: str, pods: int | None, peak: float | None, headroom: float, watch: Path | None,
          watch_query: list[str], watch_prometheus: str | None, workers: str, users: int | None, timeout: float,
          master: bool, expect_workers: int, master_bind_host: str, master_port: int, out_dir: Path,
-         as_json: bool) -> None:
+         as_json: bool, worker_wait: float) -> None:
     from shiftover.loadtest import results as R
     from shiftover.loadtest.runner import (
         Interrupted,
@@ -228,7 +230,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
                   users=users or default_users(schedule.peak_rate, slo), timeout=timeout,
                   workers=n_workers, master=master, expect_workers=expect_workers,
                   bind_host=master_bind_host if master else "127.0.0.1",
-                  bind_port=master_port)
+                  bind_port=master_port, worker_wait=worker_wait)
     if not as_json:
         out.print(f"load: {target.describe()} — {schedule.summary()}", highlight=False, soft_wrap=True)
         if watcher is not None:

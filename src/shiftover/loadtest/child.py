@@ -483,6 +483,7 @@ def _run_master(job: dict[str, Any]) -> int:
         runner.register_message("so_snap", on_snap)
         runner.register_message("so_final", on_final)
         _emit({"event": "listening", "host": job["bind_host"], "port": int(job["bind_port"]),
+               "advertise_host": job.get("advertise_host", job["bind_host"]),
                "expect_workers": int(job["expect_workers"])})
         deadline = time.monotonic() + float(job.get("worker_wait", 60.0))
         while len(runner.clients.ready) < int(job["expect_workers"]):
@@ -491,7 +492,7 @@ def _run_master(job: dict[str, Any]) -> int:
                 return _fail(f"{len(runner.clients.ready)} of {job['expect_workers']} Locust workers "
                              f"connected to {job['bind_host']}:{job['bind_port']} in "
                              f"{job.get('worker_wait', 60.0):g}s",
-                             "start them with: shiftover load --worker --master-host HOST "
+                             f"start them with: shiftover load --worker --master-host {job.get('advertise_host', job['bind_host'])} "
                              f"--master-port {job['bind_port']} (check the firewall and the port)")
             gevent.sleep(0.1)
         n_workers = len(runner.clients.ready)

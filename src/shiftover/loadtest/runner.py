@@ -198,7 +198,16 @@ class LoadJob:
             "bind_port": self.bind_port,
             "expect_workers": self.expect_workers if self.master else self.workers,
             "worker_wait": self.worker_wait,
+            "advertise_host": advertise_host(self.bind_host),
         }
+
+
+def advertise_host(bind_host: str) -> str:
+    """The address workers should dial: the bind address, or this machine's name when
+    the master listens on every interface."""
+    if bind_host in ("0.0.0.0", "*", "::", ""):
+        return socket.getfqdn() or socket.gethostname()
+    return bind_host
 
 
 class Interrupted(ShiftoverError):
