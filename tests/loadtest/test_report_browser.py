@@ -10,14 +10,12 @@ installs it); each run is bounded and its whole process group is killed afterwar
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import browser  # tests/support (on pytest's pythonpath)
 import numpy as np
 import pytest
 
@@ -31,37 +29,12 @@ from shiftover.loadtest.results import (
 )
 from shiftover.loadtest.schedule import parse_schedule
 
-CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = "</script><script>alert(1)</script>"
 SLO_MS = 250.0
 
 
 def chromium(url: str, tmp: Path, *args: str, timeout: float = 60.0) -> tuple[str, str]:
-    """Run headless Chromium on ``url``; (stdout, stderr). Killed with its children on return."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system` (or apt-get install -y chromium)")
-    cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-extensions", f"--user-data-dir={tmp / 'profile'}",
-        "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1280,2800",
-        "--virtual-time-budget=15000", *args, url,
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"chromium did not finish within {timeout} s on {url}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # helpers (zygote, GPU process) left behind
-        except ProcessLookupError:
-            pass
-    return out, err
+    return browser.chromium(url, tmp, *args, timeout=timeout, window="1280,2800")
 
 
 def step(index: int, rate: float, p99: float, **over: Any) -> StepFigures:

@@ -9,12 +9,10 @@ run is bounded and its whole process group is killed afterwards.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 from pathlib import Path
 
+import browser  # tests/support (on pytest's pythonpath)
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -24,34 +22,11 @@ from shiftover.cli_scale import scale_app
 REPO = Path(__file__).resolve().parents[2]
 NASA = REPO / "examples" / "data" / "nasa_ksc_jul1995_rpm.csv"
 EXAMPLE = REPO / "examples" / "scaling.yaml"
-CHROMIUM = Path("/usr/bin/chromium")
 runner = CliRunner()
 
 
 def chromium(url: str, tmp: Path, *args: str, timeout: float = 60.0) -> tuple[str, str]:
-    """Run headless Chromium on ``url``; (stdout, stderr). Killed with its children on return."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system` (or apt-get install -y chromium)")
-    cmd = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-extensions", f"--user-data-dir={tmp / 'profile'}",
-        "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1280,1600",
-        "--virtual-time-budget=15000", *args, url,
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"chromium did not finish within {timeout} s on {url}")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # helpers (zygote, GPU process) left behind
-        except ProcessLookupError:
-            pass
-    return out, err
+    return browser.chromium(url, tmp, *args, timeout=timeout, window="1280,1600")
 
 
 @pytest.fixture(scope="module")
