@@ -190,10 +190,10 @@ def test_a_malformed_query_is_refused_with_an_example_that_works(text: str, mess
     with pytest.raises(BadInput, match=message) as info:
         parse_queries([text])
     hint = info.value.hint
-    assert hint is not None and "--query " in hint
+    assert hint is not None and "--watch-query " in hint
     # the example in the hint parses when pasted into a shell
     pasted = shlex.split(hint.split(": ", 1)[1])
-    assert pasted[0] == "--query"
+    assert pasted[0] == "--watch-query"
     assert parse_queries([pasted[1]])[0][0] == "replicas"
 
 
@@ -205,7 +205,7 @@ def test_a_query_name_given_twice_is_refused() -> None:
 def test_queries_need_a_prometheus_to_ask(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="needs a Prometheus") as info:
         Watch.open(None, ["replicas=up"], None)
-    assert "--prometheus http://" in str(info.value)
+    assert "--watch-prometheus http://" in str(info.value)
     only_http = _plan(
         tmp_path,
         socket="/nonexistent.sock",

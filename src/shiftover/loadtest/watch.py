@@ -67,6 +67,7 @@ from shiftover.plan import LoadedPlan, load_plan
 from shiftover.providers import build_provider
 from shiftover.providers.http import redact_url, scrub_userinfo
 from shiftover.providers.prometheus import _Api, _query_data
+from shiftover.providers.prometheus import _number as _prometheus_number
 from shiftover.routers import build_router
 from shiftover.routers.base import Router
 from shiftover.types import GateResult, Weights
@@ -450,13 +451,7 @@ class Watch:
 
 
 def _number(raw: Any, query: str, where: str) -> float:
-    try:
-        return float(raw)
-    except (TypeError, ValueError, OverflowError):
-        raise ProviderError(
-            f"Prometheus at {where} returned {raw!r} for {query!r}, which is not a number",
-            hint=f"check that {PROMETHEUS_FLAG} is Prometheus's base URL",
-        ) from None
+    return _prometheus_number(raw, query, where, hint=f"check that {PROMETHEUS_FLAG} is Prometheus's base URL")
 
 
 def _finite(name: str, value: float, series: int | None) -> QueryObservation:

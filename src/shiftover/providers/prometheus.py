@@ -196,13 +196,13 @@ class _Api:
 # --- instant queries ---------------------------------------------------------
 
 
-def _number(raw: Any, query: str, where: str) -> float:
+def _number(raw: Any, query: str, where: str, *,
+            hint: str = "this looks like a proxy or a server that is not Prometheus: check the gate's url") -> float:
     try:
         return float(raw)
     except (TypeError, ValueError, OverflowError):
         raise ProviderError(
-            f"Prometheus at {where} returned {raw!r} for {query!r}, which is not a number",
-            hint="this looks like a proxy or a server that is not Prometheus: check the gate's url",
+            f"Prometheus at {where} returned {raw!r} for {query!r}, which is not a number", hint=hint,
         ) from None
 
 
