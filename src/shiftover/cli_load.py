@@ -103,6 +103,35 @@ class _Progress:
                 f"achieved {e['rate']:g} req/s, p99 {p99}, {e.get('failures', 0)} failed")
 
 
+def _table(columns: list[str], rows: list[list[str]], styles: list[str | None]) -> Table:
+    """Compact, to fit 80 columns in a CI log or a pipe: each column exactly as wide as its
+    widest cell or header word (headers wrap on their words: the units are in them), two
+    spaces between columns; a cell too wide for the screen is folded, never cut ('…')."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                  collapse_padding=True)
+    for i, c in enumerate(columns):
+        left = c == "verdict" or c.startswith("gate ")
+        width = max([len(w) for w in c.split()] + [len(r[i]) for r in rows])
+        table.add_column(c, justify="left" if left else "right", overflow="fold", width=width)
+    for r, style in zip(rows, styles, strict=True):
+        table.add_row(*r, style=style)
+    return table
+
+
+def _tables(columns: list[str], rows: list[list[str]]) -> list[Table]:
+    """The per-step table, and the --watch columns as a second table keyed by step (so
+    the figures fit 80 columns however many gates and queries are watched)."""
+    from shiftover.loadtest.results import COLUMNS
+
+    n = len(COLUMNS)
+    verdict = columns.index("verdict")
+    styles = [None if r[verdict].startswith("pass") else "yellow" for r in rows]
+    tables = [_table(columns[:n], [r[:n] for r in rows], styles)]
+    if len(columns) > n:
+        tables.append(_table(["step", *columns[n:]], [[r[0], *r[n:]] for r in rows], styles))
+    return tables
+
+
 def load(
     url: Annotated[str | None, typer.Argument(help="The URL to load, e.g. http://127.0.0.1:8080/api/items. "
                                               "With --locustfile: the host (overrides the classes' host).",
@@ -283,13 +312,9 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
         typer.echo(json.dumps(doc_out, indent=2))
     else:
         columns, rows = R.table_rows(doc)
-        table = Table(box=box.SIMPLE_HEAD, title=f"{target.describe()}", title_justify="left")
-        for c in columns:
-            table.add_column(c, justify="left" if c in ("verdict",) or c.startswith("gate ") else "right")
-        for r in rows:
-            style = None if r[columns.index("verdict")].startswith("pass") else "yellow"
-            table.add_row(*r, style=style)
-        out.print(table)
+        for table in _tables(columns, rows):
+            out.print(table)
+            out.print()
         for line in R.knee_text(doc):
             out.print(line, highlight=False, soft_wrap=True)
         if watch_rows:

@@ -181,6 +181,39 @@ def test_errors_the_target_answered_are_its_own_even_with_a_busy_generator() -> 
     assert v.verdict == "generator"
 
 
+def test_client_side_timeouts_of_a_starved_generator_are_not_the_targets_errors() -> None:
+    # 20,000 req/s from one process: CPU 98%, the client timed out on its own
+    # (RetriesExceeded), the target answered no error: inconclusive, not "errors"
+    starved = fig(rate=20000.0, requests=5974, failures=3550, errors={"RetriesExceeded": 3550},
+                  dropped=99809, achieved_rate=5.9, p99_ms=21000.0, cpu_percent=97.6)
+    v = one(starved)
+    assert v.verdict == "generator", v.reason
+    assert "RetriesExceeded" in v.reason
+    # without a bound generator the same failures are the target's
+    assert one(replace(starved, cpu_percent=20.0, lag_p50_ms=0.0)).verdict == "errors"
+    # and refused connections are the target's whatever the generator did
+    refused = replace(starved, errors={"ConnectionRefusedError": 3550})
+    assert one(refused).verdict == "errors"
+
+
+def test_too_few_users_is_the_generator_not_the_target() -> None:
+    # --users 2 against a target answering in 23 ms: arrivals queue for a free user on
+    # the client; only that wait puts p99 over the SLO, and the rate falls short
+    few = fig(rate=120.0, achieved_rate=88.9, p99_ms=1100.0, service_p99_ms=25.0,
+              wait_p99_ms=1080.0)
+    v = one(few, slo_p99_ms=100.0)
+    assert v.verdict == "generator", v.reason
+    assert v.generator is not None and "every Locust user was busy" in v.generator
+    assert "raise --users" in v.reason and "add --workers" not in v.reason
+    assert find_knee([v]) is None
+    # a target slow by itself fails on latency, whatever the users waited
+    slow = replace(few, service_p99_ms=340.0)
+    assert one(slow, slo_p99_ms=100.0).verdict == "latency"
+    # figures from before the service/wait split judge as before
+    old = {k: v for k, v in few.to_dict().items() if k not in ("service_p99_ms", "wait_p99_ms")}
+    assert one(StepFigures.from_dict(old), slo_p99_ms=100.0).verdict == "latency"
+
+
 def test_a_passing_step_with_a_busy_generator_passes_with_a_warning() -> None:
     v = one(fig(cpu_percent=95.0))
     assert v.verdict == "pass"
@@ -445,19 +478,23 @@ def test_table_rows() -> None:
     columns, rows = table_rows(document())
     assert columns == [
         "step",
-        "target",
-        "achieved",
-        "p50",
-        "p95",
-        "p99",
+        "target req/s",
+        "achieved req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
         "errors",
         "dropped",
         "gen CPU",
         "verdict",
     ]
-    assert rows[0] == ["1", "100", "100", "20 ms", "60 ms", "120 ms", "0%", "0", "30%", "pass"]
-    assert rows[1][-1] == "pass (knee)"
-    assert rows[2][5] == "999 ms" and rows[2][-1] == "latency"
+    assert rows[0] == ["1", "100", "100", "20", "60", "120", "0%", "0", "30%", "pass"]
+    assert rows[1][-1] == "pass knee"
+    assert rows[2][5] == "999" and rows[2][-1] == "latency"
+    # units in the headers, short cells: no column needs more than 9 characters, so the
+    # table fits 80 columns (10 columns, 2 spaces apart) with every figure whole
+    widths = [max([len(w) for w in c.split()] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    assert sum(widths) + 2 * (len(columns) - 1) <= 80, widths
 
 
 def test_table_shows_ramp_windows_and_missing_figures() -> None:
@@ -588,4 +625,21 @@ def test_knee_text_names_the_generator_watch_and_early_stop() -> None:
         for line in lines
     )
     assert "watch: gate error-rate first failed at step 2 (200 req/s): 0.2% > 0.1%" in lines
+    assert not any("step 3 passed" in line for line in lines)
     assert lines[-1] == "stopped early: 2 of 3 steps ran in full"
+
+
+def test_knee_text_never_says_a_failed_step_passed() -> None:
+    # errors the target answered, with the generator at 98% CPU: "errors", and the line
+    # about the generator must not call the step a pass
+    verdicts = judge(fig(0, 100.0, requests=1000, failures=500, errors={"500": 500}, cpu_percent=98.0))
+    assert verdicts[0].verdict == "errors"
+    doc = load_document(
+        target={}, schedule=parse_schedule("100", duration="10s"), verdicts=verdicts, knee=None,
+        capacity=None, criteria={"slo_p99_ms": SLO, "max_errors": 0.01}, generator={},
+        stopped_early=False, started="", ended="",
+    )
+    lines = knee_text(doc)
+    assert not any("passed" in line for line in lines), lines
+    assert any(line.startswith("generator: step 1 failed (errors) with the generator at its limit")
+               for line in lines), lines

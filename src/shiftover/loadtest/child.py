@@ -47,6 +47,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -106,11 +107,20 @@ class StepAccumulator:
     dropped: int = 0
     issued: int = 0
     completed: int = 0  # requests (of any step) answered while this step ran: its throughput
+    # the two parts of each latency: the target's own answer time (Locust's response time)
+    # and the wait for a free Locust user (with the dispatcher's lag). A step whose p99 is
+    # over the SLO only through the wait measured the generator's users, not the target.
+    service: dict[int, int] = field(default_factory=dict)
+    wait: dict[int, int] = field(default_factory=dict)
 
-    def record(self, ms: float, error: str | None) -> None:
+    def record(self, ms: float, error: str | None, *, service_ms: float | None = None) -> None:
         self.requests += 1
         b = latency_bucket(ms)
         self.latency[b] = self.latency.get(b, 0) + 1
+        if service_ms is not None:
+            sb, wb = latency_bucket(service_ms), latency_bucket(max(0.0, ms - service_ms))
+            self.service[sb] = self.service.get(sb, 0) + 1
+            self.wait[wb] = self.wait.get(wb, 0) + 1
         self.max_ms = max(self.max_ms, ms)
         if error is not None:
             self.failures += 1
@@ -122,6 +132,8 @@ class StepAccumulator:
             "latency": {str(k): v for k, v in self.latency.items()}, "max_ms": self.max_ms,
             "lag": {str(k): v for k, v in self.lag.items()}, "dropped": self.dropped,
             "issued": self.issued, "completed": self.completed,
+            "service": {str(k): v for k, v in self.service.items()},
+            "wait": {str(k): v for k, v in self.wait.items()},
         }
 
     def merge(self, d: Mapping[str, Any]) -> None:
@@ -137,6 +149,10 @@ class StepAccumulator:
         self.dropped += int(d["dropped"])
         self.issued += int(d["issued"])
         self.completed += int(d.get("completed", 0))
+        for k, v in (d.get("service") or {}).items():
+            self.service[int(k)] = self.service.get(int(k), 0) + int(v)
+        for k, v in (d.get("wait") or {}).items():
+            self.wait[int(k)] = self.wait.get(int(k), 0) + int(v)
 
 
 def merge_snapshots(snapshots: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[int, StepAccumulator]:
@@ -172,6 +188,8 @@ def step_figures(
         "dropped": acc.dropped,
         "lag_p99_ms": 0.0 if lag99 is None else lag99,
         "lag_p50_ms": 0.0 if lag50 is None else lag50,
+        "service_p99_ms": percentile(acc.service, 0.99),
+        "wait_p99_ms": percentile(acc.wait, 0.99) or 0.0,
         "cpu_percent": cpu_percent,
         "complete": complete,
     }
@@ -376,13 +394,35 @@ def _user_classes(job: Mapping[str, Any]) -> list[type[Any]]:
     if target.get("locustfile"):
         from locust.util.load_locustfile import load_locustfile
 
-        found, _shapes = load_locustfile(str(target["locustfile"]))
+        try:
+            found, _shapes = load_locustfile(str(target["locustfile"]))
+        except Exception as e:  # the user's file: a syntax error, a failed import, a raise
+            where = ""
+            if isinstance(e, SyntaxError) and e.lineno:
+                where = f":{e.lineno}"
+            raise SystemExit(_fail(f"cannot load the locustfile {target['locustfile']}{where}: "
+                                   f"{type(e).__name__}: {e}",
+                                   "see the error with: " + " ".join(shlex.quote(a) for a in (
+                                       sys.executable, "-c",
+                                       f"import runpy; runpy.run_path({json.dumps(str(target['locustfile']))})")))) from None
         wanted = target.get("user_classes") or []
         picked = [c for n, c in found.items() if not wanted or n in wanted]
         if not picked:
             raise SystemExit(_fail(f"no Locust User class in {target['locustfile']}"
                                    + (f" named {', '.join(wanted)}" if wanted else ""),
                                    "define a class deriving from HttpUser or FastHttpUser with @task methods"))
+        for c in picked:
+            nested = _task_sets(c)
+            if nested:
+                # a TaskSet runs its own tasks and waits (and an interrupt() reschedules
+                # at once, with no wait at all): arrivals would not pace them, and the
+                # target would get a closed loop at full speed instead of --rate
+                raise SystemExit(_fail(
+                    f"{c.__name__} in {target['locustfile']} runs TaskSet {', '.join(nested)}: "
+                    "shiftover load paces one @task of the User class per arrival, and a TaskSet's "
+                    "tasks would run unpaced",
+                    "move the TaskSet's @task methods onto the User class (a SequentialTaskSet's steps "
+                    "into one @task), or pick other classes with --user-class"))
         if target.get("base_url"):
             for c in picked:
                 c.host = str(target["base_url"])
@@ -394,6 +434,14 @@ def _user_classes(job: Mapping[str, Any]) -> list[type[Any]]:
     classes = [_paced(_url_user(timeout), _gen)]
     _set_target(target, classes)
     return classes
+
+
+def _task_sets(user_class: type[Any]) -> list[str]:
+    """Names of the TaskSet classes among a User class's tasks."""
+    from locust import TaskSet
+
+    return [t.__name__ for t in getattr(user_class, "tasks", None) or ()
+            if isinstance(t, type) and issubclass(t, TaskSet)]
 
 
 def _gen() -> _Generator:
@@ -411,8 +459,9 @@ def _listen(env: Any, gen: _Generator) -> None:
                    exception: BaseException | None = None, **_: Any) -> None:
         if not isinstance(context, dict) or context.get("so_step") is None:
             return  # not from a ticketed task (e.g. a login in on_start)
-        ms = float(response_time or 0.0) + 1000.0 * float(context.get("so_late") or 0.0)
-        gen.acc(int(context["so_step"])).record(ms, error_key(response, exception))
+        service = float(response_time or 0.0)
+        ms = service + 1000.0 * float(context.get("so_late") or 0.0)
+        gen.acc(int(context["so_step"])).record(ms, error_key(response, exception), service_ms=service)
         now_step = gen.current_index
         if now_step is not None:
             gen.acc(now_step).completed += 1
@@ -423,15 +472,41 @@ def _listen(env: Any, gen: _Generator) -> None:
         step = getattr(user, "_so_step", None)
         if step is None:
             return
-        ms = 1000.0 * (time.monotonic() - getattr(user, "_so_started", time.monotonic())
-                       + float(getattr(user, "_so_late", 0.0)))
-        gen.acc(int(step)).record(ms, type(exception).__name__ if exception is not None else "task error")
+        service = 1000.0 * (time.monotonic() - getattr(user, "_so_started", time.monotonic()))
+        ms = service + 1000.0 * float(getattr(user, "_so_late", 0.0))
+        gen.acc(int(step)).record(ms, type(exception).__name__ if exception is not None else "task error",
+                                  service_ms=service)
         now_step = gen.current_index
         if now_step is not None:
             gen.acc(now_step).completed += 1
 
     env.events.request.add_listener(on_request)
     env.events.user_error.add_listener(on_user_error)
+
+
+#: The process that started this one (the CLI); set in :func:`main`.
+PARENT: int | None = None
+#: A worker whose master sent no heartbeat for this long stops sending (Locust's own
+#: limit is 60 s of full-rate load on the target after the master is gone).
+MASTER_SILENCE = 10.0
+
+
+def _orphaned() -> bool:
+    """The parent died (SIGKILL, OOM): this process was handed to init or a subreaper.
+    The children run in their own session, so nothing else would ever stop them."""
+    return PARENT is not None and os.getppid() != PARENT
+
+
+def _watch_parent(stop: Any) -> None:
+    """Set ``stop`` (as SIGTERM does) once the parent is gone."""
+    import gevent
+
+    while not stop.is_set():
+        if _orphaned():
+            sys.stderr.write("shiftover load: the parent process is gone; stopping\n")
+            stop.set()
+            return
+        gevent.sleep(0.5)
 
 
 def _drain(gen: _Generator, limit: float) -> None:
@@ -465,6 +540,7 @@ def _run_master(job: dict[str, Any]) -> int:
     stop = gevent.event.Event()
     gevent.signal_handler(15, stop.set)
     gevent.signal_handler(2, stop.set)
+    gevent.spawn(_watch_parent, stop)
     snapshots: dict[str, dict[str, Any]] = {}
     finals: set[str] = set()
     worker_cpu: dict[str, dict[str, float]] = {}
@@ -630,6 +706,25 @@ def _run_worker(args: argparse.Namespace) -> int:
     master_quit = gevent.event.Event()
     gevent.signal_handler(15, stop.set)
     gevent.signal_handler(2, stop.set)
+    gevent.spawn(_watch_parent, stop)
+    heard: list[float] = []  # armed by the master's first heartbeat (it may start after us)
+
+    def on_heartbeat(**_: Any) -> None:
+        heard[:] = [time.monotonic()]
+
+    events: Any = env.events
+    events.heartbeat_received.add_listener(on_heartbeat)
+
+    def until_master_silent() -> None:
+        while not stop.is_set():
+            gevent.sleep(1.0)
+            if heard and time.monotonic() - heard[-1] > MASTER_SILENCE:
+                sys.stderr.write(f"shiftover load: no heartbeat from the master in {MASTER_SILENCE:g} s; stopping\n")
+                gen.end()
+                gen.drop_queued()
+                stop.set()
+
+    gevent.spawn(until_master_silent)
 
     def until_master_quits() -> None:
         runner.greenlet.join()  # Locust's worker group ends on the master's quit
@@ -658,6 +753,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import locust  # noqa: F401  # first: gevent must patch before anything else
 
+    global PARENT
+    PARENT = os.getppid()
     args = _parser().parse_args(argv)
     if args.worker:
         return _run_worker(args)

@@ -147,6 +147,8 @@ class StepFigures:
     cpu_percent: float | None  # highest CPU use of any generator process during the step
     complete: bool  # False when the run was stopped during this step
     lag_p50_ms: float = 0.0  # median of how late the generator issued arrivals (sustained lag)
+    service_p99_ms: float | None = None  # p99 of the target's own answer time (no client-side wait)
+    wait_p99_ms: float = 0.0  # p99 of how long arrivals waited for a free Locust user
 
     @property
     def error_ratio(self) -> float:
@@ -172,6 +174,8 @@ class StepFigures:
             "dropped": self.dropped,
             "lag_p99_ms": self.lag_p99_ms,
             "lag_p50_ms": self.lag_p50_ms,
+            "service_p99_ms": self.service_p99_ms,
+            "wait_p99_ms": self.wait_p99_ms,
             "cpu_percent": self.cpu_percent,
             "complete": self.complete,
         }
@@ -205,6 +209,8 @@ class StepFigures:
                 dropped=int(d["dropped"]),
                 lag_p99_ms=float(d["lag_p99_ms"]),
                 lag_p50_ms=float(d.get("lag_p50_ms", 0.0)),
+                service_p99_ms=None if d.get("service_p99_ms") is None else float(d["service_p99_ms"]),
+                wait_p99_ms=float(d.get("wait_p99_ms") or 0.0),
                 cpu_percent=opt("cpu_percent"),
                 complete=bool(d["complete"]),
             )
@@ -285,15 +291,38 @@ def judge_steps(
     ]  # fmt: skip
 
 
-def _generator_bound(f: StepFigures, lag_limit_ms: float | None, cpu_limit: float) -> str | None:
+def _generator_bound(
+    f: StepFigures, lag_limit_ms: float | None, cpu_limit: float, slo_p99_ms: float
+) -> tuple[str, str] | None:
+    """Why the generator was the bottleneck, and what to do about it; None if it was not."""
     reasons = []
+    remedies = []
     if f.cpu_percent is not None and f.cpu_percent >= cpu_limit:
         reasons.append(f"CPU {f.cpu_percent:.0f}%")
     limit = default_lag_limit_ms(f.target_rate) if lag_limit_ms is None else lag_limit_ms
     if f.lag_p50_ms > limit:
         reasons.append(f"arrivals issued {_ms(f.lag_p50_ms)} late at the median (p99 "
                        f"{_ms(f.lag_p99_ms)}), above {_ms(limit)}")
-    return ", ".join(reasons) or None
+    if reasons:
+        remedies.append("add --workers")
+    # too few Locust users: arrivals queue on the client for a free one while the target
+    # answers within the SLO; the wait alone pushed p99 over it (a real client population
+    # would have sent those requests, and the target would have seen more in flight)
+    if (f.p99_ms is not None and f.p99_ms > slo_p99_ms and f.service_p99_ms is not None
+            and f.service_p99_ms <= slo_p99_ms and f.wait_p99_ms > limit):
+        reasons.append(f"every Locust user was busy: arrivals waited p99 {_ms(f.wait_p99_ms)} for a "
+                       f"free one while the target answered in p99 {_ms(f.service_p99_ms)}")
+        remedies.append("raise --users")
+    if not reasons:
+        return None
+    return ", ".join(reasons), " and ".join(remedies)
+
+
+#: Failures that prove the target failed even when the generator was starved: an HTTP
+#: status it answered, or a connection its host refused. Timeouts, resets and
+#: RetriesExceeded can be the starved client's own (it did not read the answer in time).
+def _target_failures(f: StepFigures) -> int:
+    return sum(n for k, n in f.errors.items() if k.isdigit() or k == "ConnectionRefusedError")
 
 
 def _error_text(f: StepFigures, max_errors: float) -> str:
@@ -316,7 +345,8 @@ def _judge(
     lag_limit_ms: float | None,
     cpu_limit: float,
 ) -> StepVerdict:
-    bound = _generator_bound(f, lag_limit_ms, cpu_limit)
+    why = _generator_bound(f, lag_limit_ms, cpu_limit, slo_p99_ms)
+    bound, remedy = why if why is not None else (None, "")
     if not f.complete:
         return StepVerdict(
             f, "partial", f"stopped {f.seconds:.3g} s into the step: not judged", bound
@@ -343,14 +373,18 @@ def _judge(
     if failed:
         reason = "; ".join(text for _, text in failed)
         # errors the target answered (500s, refused connections) are its own whatever the
-        # generator did; only latency, rate and dropped arrivals can be the generator's
-        if failed[0][0] == "errors" and f.failures > 0:
+        # generator did; latency, rate, dropped arrivals and client-side timeouts of a
+        # starved generator can be the generator's
+        attempted = f.requests + f.dropped
+        if failed[0][0] == "errors" and (
+            bound is None or (attempted and _target_failures(f) / attempted > max_errors)
+        ):
             return StepVerdict(f, "errors", reason, bound)
         if bound:
             return StepVerdict(
                 f,
                 "generator",
-                f"the load generator could not keep the rate ({bound}): add --workers; "
+                f"the load generator could not keep the rate ({bound}): {remedy}; "
                 f"not judged: {reason}",
                 bound,
             )
@@ -523,18 +557,26 @@ def load_document(
 
 # --- what the CLI prints ---------------------------------------------------------------
 
+#: Units are in the headers and the cells are bare numbers, so the table fits 80
+#: columns (a CI log, a pipe) with every figure whole: the headers' words wrap,
+#: the cells never need to.
 COLUMNS = (
     "step",
-    "target",
-    "achieved",
-    "p50",
-    "p95",
-    "p99",
+    "target req/s",
+    "achieved req/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
     "errors",
     "dropped",
     "gen CPU",
     "verdict",
 )
+
+
+def _bare_ms(x: float | None) -> str:
+    """A latency in ms without its unit (the header has it): 1,500, 23, 2.5."""
+    return _ms(x).removesuffix(" ms")
 
 
 def _watch_cells(row: Mapping[str, Any] | None) -> dict[str, str]:
@@ -586,15 +628,15 @@ def table_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
             target = _rate(f.target_rate)
         verdict = str(s.get("verdict", ""))
         if knee is not None and knee.get("step") == f.index:
-            verdict += " (knee)"
+            verdict += " knee"
         rows.append(
             [
                 str(f.index + 1),
                 target,
                 _rate(f.achieved_rate),
-                _ms(f.p50_ms),
-                _ms(f.p95_ms),
-                _ms(f.p99_ms),
+                _bare_ms(f.p50_ms),
+                _bare_ms(f.p95_ms),
+                _bare_ms(f.p99_ms),
                 _pct(f.error_ratio) if f.requests + f.dropped else "-",
                 f"{f.dropped:,}",
                 "-" if f.cpu_percent is None else f"{f.cpu_percent:.0f}%",
@@ -630,6 +672,11 @@ def knee_text(doc: Mapping[str, Any]) -> list[str]:
                 f"every step passed: the knee is at or above the schedule's peak{top}; "
                 "raise --rate to find it"
             )
+        if first is not None and first.get("verdict") == "generator":
+            lines.append(
+                f"the knee is only a lower bound: step {first['step'] + 1} measured the load "
+                "generator's limit, not the target's (and so does the capacity below)"
+            )
     elif not steps:
         lines.append("no knee: no step ran")
     elif first is not None and first["step"] == steps[0]["index"]:
@@ -658,10 +705,16 @@ def knee_text(doc: Mapping[str, Any]) -> list[str]:
     for s in steps:
         if s.get("verdict") == "generator":
             lines.append(f"generator: step {s['index'] + 1} is inconclusive: {s['reason']}")
-        elif s.get("generator_bound"):
+        elif s.get("generator_bound") and s.get("verdict") == "pass":
             lines.append(
                 f"generator: step {s['index'] + 1} passed with the generator at its limit "
                 f"({s['generator_bound']}); add --workers for a clean measure"
+            )
+        elif s.get("generator_bound") and s.get("verdict") not in ("no data", "partial"):
+            lines.append(
+                f"generator: step {s['index'] + 1} failed ({s.get('verdict')}) with the generator "
+                f"at its limit ({s['generator_bound']}): the target's own errors count, its "
+                "latency and rate are not a clean measure; add --workers"
             )
 
     rates = {s["index"]: s["target_rate"] for s in steps}

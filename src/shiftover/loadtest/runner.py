@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from shiftover.errors import BadInput, ShiftoverError
 from shiftover.loadtest.schedule import Schedule
@@ -66,6 +66,11 @@ class Target:
     def url(self) -> str | None:
         return None if self.base_url is None else self.base_url + self.path
 
+    @property
+    def public_url(self) -> str | None:
+        """:attr:`url` fit to print: user info and secret query values redacted."""
+        return None if self.url is None else public_url(self.url)
+
     def to_job(self) -> dict[str, Any]:
         """For the child only (the job file is mode 600): headers in full."""
         return {"base_url": self.base_url, "path": self.path, "method": self.method,
@@ -75,7 +80,7 @@ class Target:
     def to_public(self) -> dict[str, Any]:
         """For output and reports: secret header values redacted, the body's size only."""
         return {
-            "url": self.url, "method": self.method,
+            "url": self.public_url, "method": self.method,
             "headers": {k: ("<redacted>" if _secret_header(k) else v) for k, v in self.headers.items()},
             "body_bytes": None if self.body is None else len(self.body.encode()),
             "locustfile": self.locustfile, "user_classes": list(self.user_classes),
@@ -83,13 +88,33 @@ class Target:
 
     def describe(self) -> str:
         if self.locustfile:
-            return f"{self.locustfile}" + (f" on {self.base_url}" if self.base_url else "")
-        return f"{self.method} {self.url}"
+            return f"{self.locustfile}" + (f" on {public_url(self.base_url)}" if self.base_url else "")
+        return f"{self.method} {self.public_url}"
 
 
 def _secret_header(name: str) -> bool:
     low = name.lower()
     return any(w in low for w in _SECRET_HEADER_WORDS)
+
+
+def _secret_param(name: str) -> bool:
+    return _secret_header(name) or name.lower() in ("sig", "signature", "pw", "pass", "passwd")
+
+
+def public_url(url: str) -> str:
+    """``url`` fit for output, load.json and reports: the user info (``user:password@``,
+    or a bare token) and the values of secret-looking query parameters (``api_key``,
+    ``token``, ``sig`` ...) are ``<redacted>``; the rest is kept as given."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "<redacted>@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_secret_param(k) for k, _ in pairs):
+            query = urlencode([(k, "<redacted>" if _secret_param(k) else v) for k, v in pairs], safe="<>")
+    return parts._replace(netloc=netloc, query=query).geturl()
 
 
 def parse_target(
@@ -157,11 +182,12 @@ def check_reachable(base_url: str, timeout: float = 3.0) -> None:
         with socket.create_connection((host, port), timeout=timeout):
             pass
     except socket.gaierror as e:
-        raise BadInput(f"{base_url}: cannot resolve {host!r} ({e.strerror or e})",
+        raise BadInput(f"{public_url(base_url)}: cannot resolve {host!r} ({e.strerror or e})",
                        hint="check the host name in the URL") from None
     except OSError as e:
-        raise BadInput(f"{base_url} is unreachable: {e.strerror or e}",
-                       hint=f"is the service listening on {host}:{port}? try: curl -sS -o /dev/null -w '%{{http_code}}\\n' {base_url}/") from None
+        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no credentials
+        raise BadInput(f"{public_url(base_url)} is unreachable: {e.strerror or e}",
+                       hint=f"is the service listening on {host}:{port}? try: curl -sS -o /dev/null -w '%{{http_code}}\\n' {bare}/") from None
 
 
 def default_users(peak_rate: float, slo_seconds: float) -> int:
@@ -392,5 +418,5 @@ def run_worker(master_host: str, master_port: int, *, locustfile: Path | None, t
 
 __all__ = [
     "Interrupted", "LoadJob", "LoadRun", "Target", "check_reachable", "default_users",
-    "parse_target", "run_worker", "worker_command",
+    "parse_target", "public_url", "run_worker", "worker_command",
 ]
