@@ -700,7 +700,6 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                               on_tick=on_tick, lease_ttl=ttl, on_progress=on_progress)
 
         _refuse_a_misconfigured_router(runner.router, cmd)
-        synthetic = _start_synthetic_load(p, plan, as_json=as_json)
 
         def stop(signum: int, frame: FrameType | None) -> None:
             runner.stop()
@@ -708,7 +707,10 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         latest: dict[str, Any] = {}
+        synthetic: SyntheticLoad | None = None
         try:
+            # the plan's load: block (a rehearsal's traffic) runs from before the first step
+            synthetic = _start_synthetic_load(p, plan, as_json=as_json)
             if as_json:
                 try:
                     result = runner.run(max_duration=max_seconds)
@@ -798,7 +800,11 @@ def _start_synthetic_load(p: Plan, plan: Path, *, as_json: bool) -> SyntheticLoa
     synthetic = SyntheticLoad(p.load, base_dir=plan.parent)
     if not as_json:
         out.print(synthetic.describe(), highlight=False, markup=False)
-    synthetic.start()
+    try:
+        synthetic.start()
+    except BaseException:
+        synthetic.stop()
+        raise
     return synthetic
 
 

@@ -146,6 +146,7 @@ def load(
                                                      "Values of auth/token/key/cookie headers are redacted in every output.",
                                                      show_default=False)] = None,
     data: Annotated[str | None, typer.Option("--data", "-d", help="Request body, or @file.", show_default=False)] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the target's TLS certificate (a staging host's self-signed one).")] = False,
     locustfile: Annotated[Path | None, typer.Option("--locustfile", "-f", help="Your own locustfile: its User classes' tasks run "
                                                     "on the arrival schedule (one task per arrival).", show_default=False)] = None,
     user_class: Annotated[list[str] | None, typer.Option("--user-class", help="Only these User classes of the locustfile (repeatable).",
@@ -193,7 +194,7 @@ def load(
             raise BadInput("a --worker takes its target and schedule from the master",
                            hint=f"shiftover load --worker --master-host {master_host}" + (f" -f {locustfile}" if locustfile else ""))
         raise typer.Exit(run_worker(master_host, master_port, locustfile=locustfile, timeout=t))
-    _run(url=url, rate=rate, step=step, duration=duration, method=method, header=header or [], data=data,
+    _run(url=url, rate=rate, step=step, duration=duration, method=method, header=header or [], data=data, insecure=insecure,
          locustfile=locustfile, user_class=user_class or [], slo_p99=slo_p99, max_errors=max_errors, pods=pods,
          peak=peak, headroom=headroom, watch=watch, watch_query=watch_query or [], watch_prometheus=watch_prometheus,
          workers=workers, users=users, timeout=t, master=master, expect_workers=expect_workers,
@@ -202,7 +203,7 @@ def load(
 
 
 def _run(*, url: str | None, rate: str | None, step: str | None, duration: str | None, method: str,
-         header: list[str], data: str | None, locustfile: Path | None, user_class: list[str], slo_p99: str,
+         header: list[str], data: str | None, insecure: bool, locustfile: Path | None, user_class: list[str], slo_p99: str,
          max_errors: str, pods: int | None, peak: float | None, headroom: float, watch: Path | None,
          watch_query: list[str], watch_prometheus: str | None, workers: str, users: int | None, timeout: float,
          master: bool, expect_workers: int, master_bind_host: str, master_port: int, out_dir: Path,
@@ -241,7 +242,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
     if not 1 <= master_port <= 65535:
         raise BadInput(f"--master-port {master_port} is not a port", hint="e.g. --master-port 5557")
     target = parse_target(url, method=method, headers=header, body=data, locustfile=locustfile,
-                          user_classes=user_class)
+                          user_classes=user_class, insecure=insecure)
     watcher = None
     if watch is not None or watch_query:
         from shiftover.cli import _load as load_plan  # the plan's secrets join the CLI's redactor
@@ -249,7 +250,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
 
         watcher = Watch.from_plan(None if watch is None else load_plan(watch), watch_query, watch_prometheus)
     if target.base_url is not None:
-        check_reachable(target.base_url)
+        check_reachable(target.base_url, verify_tls=not insecure)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -366,7 +366,7 @@ def _url_user(timeout: float) -> type[Any]:
         network_timeout = timeout
         connection_timeout = min(timeout, 5.0)
         max_retries = 0
-        insecure = True
+        insecure = False  # from the target (--insecure), before any user spawns
 
         @task
         def hit(self) -> None:
@@ -386,6 +386,7 @@ def _set_target(target: Mapping[str, Any], classes: list[type[Any]]) -> None:
     )
     for c in classes:
         c.host = str(target["base_url"])
+        c.insecure = bool(target.get("insecure"))
 
 
 def _user_classes(job: Mapping[str, Any]) -> list[type[Any]]:

@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,7 @@ class Target:
     body: str | None = None
     locustfile: str | None = None
     user_classes: tuple[str, ...] = ()
+    insecure: bool = False  # do not verify the target's TLS certificate (--insecure)
 
     @property
     def url(self) -> str | None:
@@ -75,7 +77,7 @@ class Target:
         """For the child only (the job file is mode 600): headers in full."""
         return {"base_url": self.base_url, "path": self.path, "method": self.method,
                 "headers": dict(self.headers), "body": self.body, "locustfile": self.locustfile,
-                "user_classes": list(self.user_classes)}
+                "user_classes": list(self.user_classes), "insecure": self.insecure}
 
     def to_public(self) -> dict[str, Any]:
         """For output and reports: secret header values redacted, the body's size only."""
@@ -84,6 +86,7 @@ class Target:
             "headers": {k: ("<redacted>" if _secret_header(k) else v) for k, v in self.headers.items()},
             "body_bytes": None if self.body is None else len(self.body.encode()),
             "locustfile": self.locustfile, "user_classes": list(self.user_classes),
+            "tls_verify": not self.insecure,
         }
 
     def describe(self) -> str:
@@ -125,6 +128,7 @@ def parse_target(
     body: str | None = None,
     locustfile: Path | None = None,
     user_classes: Sequence[str] = (),
+    insecure: bool = False,
 ) -> Target:
     """The target from the command line; :class:`BadInput` for what cannot work."""
     base_url, path = None, "/"
@@ -166,21 +170,32 @@ def parse_target(
             raise BadInput("--method, --header and --data describe one URL; with --locustfile the "
                            "file's tasks say what to send",
                            hint="drop them, or drop --locustfile to load one URL")
-        return Target(base_url, path, m, {}, None, str(locustfile.resolve()), tuple(user_classes))
+        return Target(base_url, path, m, {}, None, str(locustfile.resolve()), tuple(user_classes), insecure)
     if base_url is None:
         raise BadInput("no target: give a URL or --locustfile",
                        hint="e.g. shiftover load http://127.0.0.1:8080/ --rate 50:500:50 --step 30s")
-    return Target(base_url, path, m, hdrs, body)
+    return Target(base_url, path, m, hdrs, body, insecure=insecure)
 
 
-def check_reachable(base_url: str, timeout: float = 3.0) -> None:
-    """Resolve the host and open one TCP connection; :class:`BadInput` if either fails."""
+def check_reachable(base_url: str, timeout: float = 3.0, *, verify_tls: bool = True) -> None:
+    """Resolve the host, open one TCP connection and, for https, shake hands (verifying
+    the certificate unless told not to); :class:`BadInput` if any of it fails."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if parts.scheme == "https":
+                ctx = ssl.create_default_context()
+                if not verify_tls:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                with ctx.wrap_socket(sock, server_hostname=host):
+                    pass
+    except ssl.SSLCertVerificationError as e:
+        raise BadInput(f"{public_url(base_url)}: its TLS certificate does not verify ({e.verify_message})",
+                       hint="fix the certificate, or add --insecure to load a staging host with a "
+                            "self-signed one (its certificate is then not checked)") from None
     except socket.gaierror as e:
         raise BadInput(f"{public_url(base_url)}: cannot resolve {host!r} ({e.strerror or e})",
                        hint="check the host name in the URL") from None

@@ -42,6 +42,7 @@ class LoadSpec(SpecModel):
     workers: int = Field(default=0, ge=0, le=64, description="local Locust worker processes (0: one process)")
     users: int | None = Field(default=None, ge=1, description="requests in flight at most (default: rate x 0.5 s + 10)")
     timeout: Duration = Field(default=10.0, gt=0, description="request timeout")
+    insecure: bool = Field(default=False, description="do not verify the target's TLS certificate (self-signed staging)")
 
     @model_validator(mode="after")
     def _has_a_target(self) -> LoadSpec:
@@ -65,9 +66,9 @@ class SyntheticLoad:
                 locustfile = base_dir / locustfile
         self.target = parse_target(spec.url, method=spec.method,
                                    headers=[f"{k}: {v}" for k, v in spec.headers.items()],
-                                   body=spec.body, locustfile=locustfile)
+                                   body=spec.body, locustfile=locustfile, insecure=spec.insecure)
         if self.target.base_url is not None:
-            check_reachable(self.target.base_url)
+            check_reachable(self.target.base_url, verify_tls=not spec.insecure)
         schedule = parse_schedule(f"{spec.rate:g}", duration=MAX_DURATION)
         self.spec = spec
         self.job = LoadJob(target=self.target, schedule=schedule,
@@ -102,9 +103,13 @@ class SyntheticLoad:
 
         self._thread = threading.Thread(target=body, name="synthetic-load", daemon=True)
         self._thread.start()
-        self._started.wait(timeout)
+        started = self._started.wait(timeout)
         if self.error is not None:
             raise ShiftoverError(f"the plan's load block could not start: {self.error}")
+        if not started:
+            raise ShiftoverError(f"the plan's load block did not start sending within {timeout:g} s",
+                                 hint="run the same load alone to see why: shiftover load "
+                                      f"{self.target.public_url} --rate {self.spec.rate:g} --duration 10s")
 
     def stop(self, timeout: float = 60.0) -> dict[str, Any] | None:
         """Stop the traffic; the totals the clients saw (None if it never ran)."""
