@@ -24,6 +24,7 @@ bench: system venv
 	$(BIN)/python benchmarks/aws_routers.py
 	$(BIN)/python benchmarks/detection.py
 	$(BIN)/python benchmarks/latency_detection.py
+	$(BIN)/python benchmarks/load.py
 
 # HAProxy, Prometheus, Alertmanager, PostgreSQL and Chromium (the HTML reports' browser test) come from Debian's packages. Their services
 # are not started: shiftover and its tests run the binaries themselves on 127.0.0.1
