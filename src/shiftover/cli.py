@@ -62,6 +62,7 @@ from shiftover.engine.rollback import roll_back
 from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
 from shiftover.errors import BadInput, LeaseHeld, RouterConfigError, ShiftoverError, StoreError
 from shiftover.loadtest.synthetic import SyntheticLoad, summary_text
+from shiftover.loadtest.synthetic import preflight as load_preflight
 from shiftover.plan import (
     LoadedPlan,
     Plan,
@@ -150,8 +151,9 @@ class _Console(Console):
 
 _STDOUT = _Redacting("stdout")
 _STDERR = _Redacting("stderr")
-out = _Console(file=_STDOUT)  # type: ignore[arg-type]
-err = _Console(file=_STDERR, stderr=True)  # type: ignore[arg-type]
+# emoji=False: rich turns ":100:" into an emoji, and a hint like "--rate 50:100:10" must paste
+out = _Console(file=_STDOUT, emoji=False)  # type: ignore[arg-type]
+err = _Console(file=_STDERR, stderr=True, emoji=False)  # type: ignore[arg-type]
 
 
 def _line(text: str) -> None:
@@ -484,16 +486,19 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
         return
     pf = preflight(p, SystemClock(), redact=loaded.redact)
     errored = [r for r in pf.results if r.error]
+    load_error = None if p.load is None else load_preflight(p.load, base_dir=plan.parent)
     with _reader_may_leave():
         if as_json:
             _print_json({
-                "valid": pf.ok, "service": p.service, "router": pf.router,
+                "valid": pf.ok and load_error is None, "service": p.service, "router": pf.router,
                 "weights": None if pf.weights is None else float(pf.weights.new_percent),
                 "weights_exact": None if pf.weights is None else pf.weights.exact,
                 "router_error": None if pf.router_error is None else _with_plan(pf.router_error, cmd), "router_details": list(pf.facts.details),
                 "warnings": list(pf.facts.warnings),
                 "rollback_tail_seconds": pf.facts.tail_seconds, "steps": views.steps_json(p),
-                "gates": [r.to_dict() for r in pf.results]})
+                "gates": [r.to_dict() for r in pf.results],
+                **({} if p.load is None else {"load": {"ok": load_error is None,
+                                                       "error": None if load_error is None else loaded.redact(load_error)}})})
         else:
             out.print(f"[green]✓[/] {_e(str(plan))}: valid plan for [bold]{p.service}[/]", highlight=False)
             for line in mapped:
@@ -520,9 +525,14 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 out.print("  a gate that cannot be evaluated would hold the run without evidence: "
                           "fix it, then validate again:", highlight=False)
                 _print_hints([cmd("validate")], prefix="  ")
-            if pf.ok:
+            if p.load is not None and load_error is None:
+                out.print(f"[green]✓[/] load: {p.load.rate:g} req/s can be sent (the plan's load block)",
+                          highlight=False)
+            elif load_error is not None:
+                out.print(f"[red]✗[/] load: {_e(loaded.redact(load_error))}", highlight=False, soft_wrap=True)
+            if pf.ok and load_error is None:
                 _print_hints([cmd("plan"), cmd("run")])
-    if not pf.ok:  # router unreadable, a gate FAILs or errors: the run would not start
+    if not pf.ok or load_error is not None:  # the run would not start
         raise typer.Exit(2)
 
 

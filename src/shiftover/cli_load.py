@@ -23,8 +23,8 @@ from rich.table import Table
 
 from shiftover.errors import BadInput
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # ":100:" stays text (rich would draw an emoji in a pasted hint)
+err = Console(stderr=True, emoji=False)
 
 
 def _now() -> str:
@@ -40,6 +40,15 @@ def _duration(flag: str, value: str | None) -> float | None:
         return parse_duration(float(value) if value.strip().replace(".", "", 1).isdigit() else value)
     except ValueError as e:
         raise BadInput(f"{flag} {value!r}: {e}", hint=f"e.g. {flag} 30s or {flag} 10s") from None
+
+
+def _share(flag: str, value: str) -> float:
+    """``30%`` or ``0.3`` -> 0.3 (the range is the caller's to check)."""
+    text = value.strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise BadInput(f"{flag} {value!r} is not a share", hint=f"e.g. {flag} 30% (or 0.3)") from None
 
 
 def _workers(value: str) -> int:
@@ -58,9 +67,10 @@ class _Progress:
     """The live line on stderr: step, target, achieved rate, p99, time left in the step.
     Rich's status on a terminal; one line per finished step otherwise."""
 
-    def __init__(self, total_steps: int, *, quiet: bool) -> None:
+    def __init__(self, total_steps: int, *, quiet: bool, master: bool = False) -> None:
         self.total = total_steps
         self.quiet = quiet
+        self.master = master  # workers started elsewhere: say how (local --workers start by themselves)
         self.live = err.is_terminal and not quiet
         self._status: Any = None
         self._last: dict[str, Any] = {}
@@ -77,7 +87,7 @@ class _Progress:
 
     def event(self, e: dict[str, Any], watch_row: dict[str, Any] | None = None) -> None:
         kind = e.get("event")
-        if kind == "listening" and not self.quiet:
+        if kind == "listening" and not self.quiet and self.master:
             err.print(f"master listening on {e['host']}:{e['port']}: waiting for {e['expect_workers']} "
                       f"worker(s): shiftover load --worker --master-host {e.get('advertise_host', e['host'])} --master-port {e['port']}",
                       highlight=False, soft_wrap=True)
@@ -99,8 +109,9 @@ class _Progress:
 
     def _line(self, e: dict[str, Any]) -> str:
         p99 = "-" if e.get("p99_ms") is None else f"{e['p99_ms']:g} ms"
-        return (f"step {e['step'] + 1}/{self.total}: target {e['target_rate']:g} req/s, "
-                f"achieved {e['rate']:g} req/s, p99 {p99}, {e.get('failures', 0)} failed")
+        dropped = f", {e['dropped']} dropped" if e.get("dropped") else ""
+        return (f"step {e['step'] + 1}/{self.total} (so far): target {e['target_rate']:g} req/s, "
+                f"achieved {e['rate']:g} req/s, p99 {p99}, {e.get('failures', 0)} failed{dropped}")
 
 
 def _table(columns: list[str], rows: list[list[str]], styles: list[str | None]) -> Table:
@@ -158,7 +169,7 @@ def load(
                                              show_default=False)] = None,
     peak: Annotated[float | None, typer.Option("--peak", help="Peak production req/s: prints the pods needed (needs --pods).",
                                                show_default=False)] = None,
-    headroom: Annotated[float, typer.Option("--headroom", help="Share of each pod's capacity kept free when sizing for --peak.")] = 0.3,
+    headroom: Annotated[str, typer.Option("--headroom", help="Share of each pod's capacity kept free when sizing for --peak: 30% or 0.3.")] = "30%",
     watch: Annotated[Path | None, typer.Option("--watch", help="A plan: its normal-state gates are evaluated at the end of every step.",
                                                show_default=False)] = None,
     watch_query: Annotated[list[str] | None, typer.Option("--watch-query", help="NAME=PROMQL evaluated at every step, e.g. "
@@ -174,7 +185,7 @@ def load(
     expect_workers: Annotated[int, typer.Option("--expect-workers", help="With --master: workers to wait for.")] = 1,
     master_bind_host: Annotated[str, typer.Option("--master-bind-host", help="With --master: address to listen on.")] = "0.0.0.0",
     master_port: Annotated[int, typer.Option("--master-port", help="Locust master port (--master, --worker).")] = 5557,
-    worker_wait: Annotated[str, typer.Option("--worker-wait", help="With --master: how long to wait for the workers.")] = "60s",
+    worker_wait: Annotated[str, typer.Option("--worker-wait", help="How long a --master waits for its workers, and a --worker for its master.")] = "60s",
     worker: Annotated[bool, typer.Option("--worker", help="Run as a Locust worker of a --master elsewhere (with --master-host).")] = False,
     master_host: Annotated[str | None, typer.Option("--master-host", help="With --worker: the master's address.", show_default=False)] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for load.json and report.html.")] = Path("load-report"),
@@ -187,24 +198,29 @@ def load(
     assert t is not None
     if t <= 0:
         raise BadInput(f"--timeout {timeout!r} must be more than 0", hint="e.g. --timeout 10s")
+    if worker and master:
+        raise BadInput("--worker and --master together: a process is one or the other",
+                       hint="run the master with the URL and --rate, and each worker with "
+                            "shiftover load --worker --master-host MASTER_ADDRESS")
+    wait = _duration("--worker-wait", worker_wait) or 60.0
     if worker:
         if master_host is None:
             raise BadInput("--worker needs --master-host", hint="e.g. shiftover load --worker --master-host 10.0.0.5")
         if rate is not None or (url is not None and locustfile is None):
             raise BadInput("a --worker takes its target and schedule from the master",
                            hint=f"shiftover load --worker --master-host {master_host}" + (f" -f {locustfile}" if locustfile else ""))
-        raise typer.Exit(run_worker(master_host, master_port, locustfile=locustfile, timeout=t))
+        raise typer.Exit(run_worker(master_host, master_port, locustfile=locustfile, timeout=t, worker_wait=wait))
     _run(url=url, rate=rate, step=step, duration=duration, method=method, header=header or [], data=data, insecure=insecure,
          locustfile=locustfile, user_class=user_class or [], slo_p99=slo_p99, max_errors=max_errors, pods=pods,
          peak=peak, headroom=headroom, watch=watch, watch_query=watch_query or [], watch_prometheus=watch_prometheus,
          workers=workers, users=users, timeout=t, master=master, expect_workers=expect_workers,
          master_bind_host=master_bind_host, master_port=master_port, out_dir=out_dir, as_json=as_json,
-         worker_wait=_duration("--worker-wait", worker_wait) or 60.0)
+         worker_wait=wait)
 
 
 def _run(*, url: str | None, rate: str | None, step: str | None, duration: str | None, method: str,
          header: list[str], data: str | None, insecure: bool, locustfile: Path | None, user_class: list[str], slo_p99: str,
-         max_errors: str, pods: int | None, peak: float | None, headroom: float, watch: Path | None,
+         max_errors: str, pods: int | None, peak: float | None, headroom: str, watch: Path | None,
          watch_query: list[str], watch_prometheus: str | None, workers: str, users: int | None, timeout: float,
          master: bool, expect_workers: int, master_bind_host: str, master_port: int, out_dir: Path,
          as_json: bool, worker_wait: float) -> None:
@@ -216,6 +232,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
         check_reachable,
         default_users,
         parse_target,
+        probe,
     )
     from shiftover.loadtest.schedule import parse_schedule
 
@@ -223,11 +240,17 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
     if rate is None:
         raise BadInput("--rate is required", hint="e.g. --rate 50:500:50 --step 30s (requests per second)")
     schedule = parse_schedule(rate, step=step, duration=duration)
+    if slo_p99.strip().replace(".", "", 1).isdigit():
+        raise BadInput(f"--slo-p99 {slo_p99!r} has no unit", hint=f"--slo-p99 {slo_p99}ms (or {slo_p99}s)")
     slo = _duration("--slo-p99", slo_p99)
     assert slo is not None
+    if slo > 60:
+        raise BadInput(f"--slo-p99 {slo_p99} is over a minute: a latency SLO, not a timeout",
+                       hint="e.g. --slo-p99 250ms")
     errors_ratio = R.parse_error_ratio(max_errors)
     R.judge_steps([], slo_p99_ms=slo * 1000, max_errors=errors_ratio)  # checks the criteria
-    R.capacity(None, pods=pods, peak=peak, headroom=headroom)  # checks --pods/--peak/--headroom
+    head = _share("--headroom", headroom)
+    R.capacity(None, pods=pods, peak=peak, headroom=head)  # checks --pods/--peak/--headroom
     if peak is not None and pods is None:
         raise BadInput("--peak needs --pods (the pods behind the target during the test)",
                        hint=f"e.g. --pods 2 --peak {peak:g}")
@@ -251,6 +274,20 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
         watcher = Watch.from_plan(None if watch is None else load_plan(watch), watch_query, watch_prometheus)
     if target.base_url is not None:
         check_reachable(target.base_url, verify_tls=not insecure)
+        warning = probe(target)
+        if warning:
+            err.print(f"warning: {warning}", highlight=False, soft_wrap=True)
+    if watcher is not None:  # what cannot be evaluated at all would hold every step's row blank
+        first = watcher.observe()
+        broken = [f"gate {g.name}: {g.reason}" for g in first.gates if g.error]
+        broken += [f"query {q.name}: {q.error}" for q in first.queries if q.error]
+        if broken:
+            raise BadInput("--watch cannot evaluate: " + "; ".join(broken),
+                           hint="fix the plan or the query first"
+                                + (f"; shiftover validate {watch} shows each gate" if watch else ""))
+        if first.router_error:
+            err.print(f"warning: --watch cannot read the plan's router ({first.router_error}); "
+                      "the gates are still evaluated", highlight=False, soft_wrap=True)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -267,7 +304,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
             out.print(f"watch: {watcher.describe()}", highlight=False, soft_wrap=True)
     watch_rows: list[Any] = []
     started = _now()
-    progress = _Progress(len(schedule.steps), quiet=False)
+    progress = _Progress(len(schedule.steps), quiet=False, master=master)
 
     def on_event(e: dict[str, Any]) -> None:
         row = None
@@ -291,7 +328,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
     figures = [R.StepFigures.from_dict(s) for s in result["steps"]]
     verdicts = R.judge_steps(figures, slo_p99_ms=slo * 1000, max_errors=errors_ratio)
     knee = R.find_knee(verdicts)
-    cap = R.capacity(knee, pods=pods, peak=peak, headroom=headroom)
+    cap = R.capacity(knee, pods=pods, peak=peak, headroom=head)
     doc = R.load_document(
         target=target.to_public(), schedule=schedule, verdicts=verdicts, knee=knee, capacity=cap,
         criteria={"slo_p99_ms": slo * 1000, "max_errors": errors_ratio, "rate_tolerance": 0.05},

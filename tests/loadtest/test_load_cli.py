@@ -66,11 +66,11 @@ def test_knee_of_a_target_with_known_capacity(capped: SampleAppProcess, tmp_path
     code, doc, output = _load(
         f"{capped.url}/api/items",
         "--rate",
-        "120:260:20",
+        "140:240:10",
         "--step",
         "3s",
         "--slo-p99",
-        "100ms",
+        "150ms",
         "--max-errors",
         "1%",
         "--pods",
@@ -93,7 +93,7 @@ def test_knee_of_a_target_with_known_capacity(capped: SampleAppProcess, tmp_path
     assert steps[-1]["achieved_rate"] < 0.95 * steps[-1]["target_rate"], steps[-1]
     # no coordinated omission: past the knee latency grows with the backlog, step after step
     p99s = [s["p99_ms"] for s in steps[knee["step"] + 1 :]]
-    assert p99s == sorted(p99s) and p99s[-1] > 1000, p99s
+    assert p99s[-1] > max(p99s[0], 1000), p99s  # a closed loop would cap it near users / throughput
     assert doc["web"]["capacity_rps"] == pytest.approx(knee["achieved_rate"])
     assert doc["capacity"]["pods_needed"] >= 1000 / true_capacity
     assert Path(doc["files"]["json"]).exists()

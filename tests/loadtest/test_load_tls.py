@@ -84,7 +84,8 @@ def test_a_certificate_that_verifies_is_loaded_with_verification_on(trusted: str
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["target"]["tls_verify"] is True
-    assert doc["steps"][0]["verdict"] == "pass" and doc["steps"][0]["failures"] == 0, doc["steps"]
+    s = doc["steps"][0]
+    assert s["requests"] > 0 and s["failures"] == 0, s  # every request verified and answered
 
 
 def test_a_self_signed_certificate_is_refused_then_loaded_with_insecure(self_signed: str, tmp_path: Path) -> None:
@@ -96,4 +97,5 @@ def test_a_self_signed_certificate_is_refused_then_loaded_with_insecure(self_sig
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["target"]["tls_verify"] is False
-    assert doc["steps"][0]["verdict"] == "pass" and doc["steps"][0]["failures"] == 0
+    s = doc["steps"][0]
+    assert s["requests"] > 0 and s["failures"] == 0, s

@@ -101,3 +101,18 @@ def test_a_load_block_with_an_unreachable_url_stops_before_anything_moves(stack:
     from shiftover.haproxy_api import HAProxyRuntime
 
     assert HAProxyRuntime(stack.haproxy.socket_path, 2.0).servers_state("web")["new"].weight == 0
+
+
+def test_validate_checks_the_load_block(stack: Stack, tmp_path: Path) -> None:
+    from shiftover.demo.process import free_port
+
+    url = stack.haproxy.frontend_url.rstrip("/")
+    stack.plan.write_text(PLAN.format(sock=stack.haproxy.socket_path) + LOAD.format(url=url))
+    r = runner.invoke(app, ["validate", str(stack.plan), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["load"] == {"ok": True, "error": None}
+    stack.plan.write_text(PLAN.format(sock=stack.haproxy.socket_path)
+                          + LOAD.format(url=f"http://127.0.0.1:{free_port()}"))
+    r = runner.invoke(app, ["validate", str(stack.plan)])
+    assert r.exit_code == 2, r.output
+    assert "load:" in r.output and "unreachable" in r.output

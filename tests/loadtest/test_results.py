@@ -122,7 +122,7 @@ def test_only_dropped_arrivals_is_errors_not_no_data() -> None:
 def test_achieved_below_tolerance_is_rate() -> None:
     v = one(fig(achieved_rate=94.0, requests=940))
     assert v.verdict == "rate"
-    assert v.reason == "achieved 94 of 100 req/s (94%, below 95%)"
+    assert v.reason == "achieved 94 of 100 req/s (94.0%, below 95%)"
     assert one(fig(achieved_rate=95.0, requests=950)).ok
     assert one(fig(achieved_rate=94.0, requests=940), rate_tolerance=0.1).ok
 

@@ -337,6 +337,11 @@ def _paced(cls: type[Any], gen_ref: Callable[[], _Generator]) -> type:
 
     def wait_time(self: Any) -> float:
         g = gen_ref()
+        # an arrival answered (its task ended, however): counted in the step running now, so
+        # the achieved rate is arrivals per second like --rate, even when a task sends several
+        now_step = g.current_index
+        if now_step is not None:
+            g.acc(now_step).completed += 1
         g.in_flight -= 1
         self._so_step, self._so_late = g.take()
         self._so_started = time.monotonic()
@@ -407,6 +412,11 @@ def _user_classes(job: Mapping[str, Any]) -> list[type[Any]]:
                                        sys.executable, "-c",
                                        f"import runpy; runpy.run_path({json.dumps(str(target['locustfile']))})")))) from None
         wanted = target.get("user_classes") or []
+        unknown = [n for n in wanted if n not in found]
+        if unknown and found:
+            raise SystemExit(_fail(f"no User class named {', '.join(unknown)} in {target['locustfile']}; "
+                                   f"it has {', '.join(sorted(found))}",
+                                   " ".join(f"--user-class {n}" for n in sorted(found))))
         picked = [c for n, c in found.items() if not wanted or n in wanted]
         if not picked:
             raise SystemExit(_fail(f"no Locust User class in {target['locustfile']}"
@@ -463,9 +473,6 @@ def _listen(env: Any, gen: _Generator) -> None:
         service = float(response_time or 0.0)
         ms = service + 1000.0 * float(context.get("so_late") or 0.0)
         gen.acc(int(context["so_step"])).record(ms, error_key(response, exception), service_ms=service)
-        now_step = gen.current_index
-        if now_step is not None:
-            gen.acc(now_step).completed += 1
 
     def on_user_error(user_instance: Any = None, exception: BaseException | None = None, **_: Any) -> None:
         # a task that raised: its arrival failed (never lost silently), e.g. a bad URL
@@ -477,9 +484,6 @@ def _listen(env: Any, gen: _Generator) -> None:
         ms = service + 1000.0 * float(getattr(user, "_so_late", 0.0))
         gen.acc(int(step)).record(ms, type(exception).__name__ if exception is not None else "task error",
                                   service_ms=service)
-        now_step = gen.current_index
-        if now_step is not None:
-            gen.acc(now_step).completed += 1
 
     env.events.request.add_listener(on_request)
     env.events.user_error.add_listener(on_user_error)
@@ -564,7 +568,10 @@ def _run_master(job: dict[str, Any]) -> int:
                "expect_workers": int(job["expect_workers"])})
         deadline = time.monotonic() + float(job.get("worker_wait", 60.0))
         while len(runner.clients.ready) < int(job["expect_workers"]):
-            if stop.is_set() or time.monotonic() > deadline:
+            if stop.is_set():  # Ctrl-C while waiting: interrupted, not a timeout
+                runner.quit()
+                return 130
+            if time.monotonic() > deadline:
                 runner.quit()
                 return _fail(f"{len(runner.clients.ready)} of {job['expect_workers']} Locust workers "
                              f"connected to {job['bind_host']}:{job['bind_port']} in "
@@ -627,7 +634,7 @@ def _run_master(job: dict[str, Any]) -> int:
                    "target_rate": (step["start_rate"] + step["end_rate"]) / 2,
                    "rate": round((total - last_total) / max(now - last_t, 1e-6), 1),
                    "p99_ms": percentile(cur.latency, 0.99), "requests": cur.requests,
-                   "failures": cur.failures, "elapsed": round(now - t0, 1), "cpu": cpu_of(int(step["index"])),
+                   "failures": cur.failures, "dropped": cur.dropped, "elapsed": round(now - t0, 1), "cpu": cpu_of(int(step["index"])),
                    "users": runner.user_count})
             last_total, last_t = total, now
         complete = not stop.is_set() or time.monotonic() >= end
@@ -671,7 +678,22 @@ def _run_worker(args: argparse.Namespace) -> int:
     except SystemExit as e:
         return int(e.code or 2)
     env = Environment(user_classes=classes)
-    runner = env.create_worker_runner(args.master_host, args.master_port)
+    import locust.runners
+
+    # Locust retries every 5 s, 60 times, then raises from deep recursion: bound it by --worker-wait
+    locust.runners.CONNECT_RETRY_COUNT = max(0, math.ceil(args.worker_wait / locust.runners.CONNECT_TIMEOUT) - 1)
+    try:
+        runner = env.create_worker_runner(args.master_host, args.master_port)
+    except (ConnectionError, RecursionError):
+        sys.stderr.write(
+            f"error: no Locust master answered at {args.master_host}:{args.master_port} in {args.worker_wait:g} s\n"
+            f"  hint: start the master first (shiftover load URL --rate ... --master --expect-workers N "
+            f"--master-port {args.master_port}), then this worker; check the address and the firewall\n")
+        sys.stderr.flush()
+        os._exit(2)  # Locust's sockets and greenlets would hold the exit
+    sys.stderr.write(f"shiftover load: worker connected to the master at {args.master_host}:{args.master_port}; "
+                     "it sends the target and the schedule\n")
+    sys.stderr.flush()
     _listen(env, gen)
     gevent.spawn(gen.dispatch_forever)
     done = gevent.event.Event()
@@ -748,6 +770,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--locustfile", default=None)
     p.add_argument("--host", default=None)
     p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--worker-wait", type=float, default=60.0)
     return p
 
 

@@ -366,7 +366,7 @@ def _judge(
             (
                 "rate",
                 f"achieved {_rate(f.achieved_rate)} of {_rate(f.target_rate)} req/s "
-                f"({share:.0%}, below {1 - rate_tolerance:.0%})",
+                f"({share:.1%}, below {1 - rate_tolerance:.0%})",
             )
         )
 

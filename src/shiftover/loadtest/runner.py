@@ -205,6 +205,31 @@ def check_reachable(base_url: str, timeout: float = 3.0, *, verify_tls: bool = T
                        hint=f"is the service listening on {host}:{port}? try: curl -sS -o /dev/null -w '%{{http_code}}\\n' {bare}/") from None
 
 
+def probe(target: Target, timeout: float = 5.0) -> str | None:
+    """One request before the test, for a safe method only (GET, HEAD, OPTIONS): a 4xx
+    answer is a mistake in the URL or headers that would fail every request of the
+    test (BadInput); a 5xx is returned as a warning (the target may be struggling, which
+    the test will measure). Other methods are never sent twice on the user's behalf."""
+    import httpx
+
+    if target.locustfile or target.url is None or target.method not in ("GET", "HEAD", "OPTIONS"):
+        return None
+    shown = target.public_url
+    try:
+        r = httpx.request(target.method, target.url, headers=dict(target.headers), timeout=timeout,
+                          verify=not target.insecure)
+    except httpx.HTTPError as e:
+        raise BadInput(f"{shown}: one {target.method} before the test failed: {type(e).__name__}",
+                       hint="check that the service answers HTTP at that URL") from None
+    if 400 <= r.status_code < 500:
+        raise BadInput(f"{shown} answered {r.status_code} to one {target.method}: every request of the "
+                       "test would fail the same way",
+                       hint="check the path, the method and the headers (e.g. --header 'Authorization: Bearer $TOKEN')")
+    if r.status_code >= 500:
+        return f"{shown} answered {r.status_code} to one {target.method} before the test"
+    return None
+
+
 def default_users(peak_rate: float, slo_seconds: float) -> int:
     """Locust users (concurrent requests in flight) to start: enough to hold the peak
     rate with every request taking twice the SLO, at least 10. More users never
@@ -266,11 +291,11 @@ def child_command(*args: str) -> list[str]:
 
 
 def worker_command(master_host: str, master_port: int, *, locustfile: str | None = None,
-                   host: str | None = None, timeout: float = 10.0) -> list[str]:
+                   host: str | None = None, timeout: float = 10.0, worker_wait: float = 60.0) -> list[str]:
     extra = ["--locustfile", locustfile] if locustfile else []
     extra += ["--host", host] if host else []
     return child_command("--worker", "--master-host", master_host, "--master-port", str(master_port),
-                         "--timeout", repr(float(timeout)), *extra)
+                         "--timeout", repr(float(timeout)), "--worker-wait", repr(float(worker_wait)), *extra)
 
 
 def _free_port() -> int:
@@ -413,14 +438,16 @@ def _tail(path: Path | None, lines: int = 3) -> str:
     return " | ".join(text[-lines:])
 
 
-def run_worker(master_host: str, master_port: int, *, locustfile: Path | None, timeout: float) -> int:
+def run_worker(master_host: str, master_port: int, *, locustfile: Path | None, timeout: float,
+               worker_wait: float = 60.0) -> int:
     """``shiftover load --worker``: one Locust worker in the foreground until the master
     ends the test (or Ctrl-C)."""
     if locustfile is not None and not locustfile.is_file():
         raise BadInput(f"locustfile {locustfile} does not exist",
                        hint="a worker needs the same locustfile as the master: copy it here and pass -f FILE")
     argv = worker_command(master_host, master_port,
-                          locustfile=None if locustfile is None else str(locustfile.resolve()), timeout=timeout)
+                          locustfile=None if locustfile is None else str(locustfile.resolve()), timeout=timeout,
+                          worker_wait=worker_wait)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         while proc.poll() is None:

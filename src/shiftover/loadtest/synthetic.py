@@ -52,6 +52,15 @@ class LoadSpec(SpecModel):
         return self
 
 
+def preflight(spec: LoadSpec, *, base_dir: Path | None = None) -> str | None:
+    """For ``validate``: why the block could not send its traffic (None: it could)."""
+    try:
+        SyntheticLoad(spec, base_dir=base_dir)
+    except ShiftoverError as exc:
+        return str(exc)
+    return None
+
+
 class SyntheticLoad:
     """Runs a :class:`LoadSpec` in a background thread for as long as a run lasts."""
 
@@ -139,4 +148,4 @@ def summary_text(s: dict[str, Any]) -> str:
             f"({s['achieved_rate']:g} of {s['rate']:g} req/s), {s['failures']:,} failed, p99 {p99}")
 
 
-__all__ = ["LoadSpec", "SyntheticLoad", "summary_text"]
+__all__ = ["LoadSpec", "SyntheticLoad", "preflight", "summary_text"]
