@@ -335,6 +335,18 @@ def _nice_up(x: float) -> float:
     return _clean(math.ceil(x / mag - 1e-9) * mag)
 
 
+def _each_step_needs_step(kind: str, what: str, spec: str, text: str, n: int,
+                          step_s: float | None, duration_s: float | None) -> float:
+    """A stepped or list rate runs its steps for --step each: --step given, --duration not."""
+    if step_s is None:
+        raise BadInput(f"--rate {spec!r} is {kind}: say how long each step lasts with --step",
+                       hint=f"--rate {text} --step 30s")
+    if duration_s is not None:
+        raise BadInput(f"--duration does not apply to {what} ({spec}): it runs {n} steps of --step each",
+                       hint=f"--rate {text} --step {_secs(step_s)}")
+    return step_s
+
+
 def parse_schedule(
     rate: str,
     *,
@@ -367,16 +379,7 @@ def parse_schedule(
                 hint="e.g. --rate 50,100,200 --step 30s, or --rate 50:500:50 --step 30s",
             )
         rates = [_rate(p, spec) for p in parts]
-        if step_s is None:
-            raise BadInput(
-                f"--rate {spec!r} is a list of steps: say how long each lasts with --step",
-                hint=f"--rate {text} --step 30s",
-            )
-        if duration_s is not None:
-            raise BadInput(
-                f"--duration does not apply to a list rate ({spec}): it runs {len(rates)} steps of --step each",
-                hint=f"--rate {text} --step {_secs(step_s)}",
-            )
+        step_s = _each_step_needs_step("a list of steps", "a list rate", spec, text, len(rates), step_s, duration_s)
         _check_count(len(rates), spec, "split the list into several runs")
         steps = tuple(Step(i, _clean(r), _clean(r), step_s) for i, r in enumerate(rates))
         _check_total(steps, spec)
@@ -421,16 +424,7 @@ def parse_schedule(
             spec,
             f"--rate {_num(start)}:{_num(end)}:{_num(_nice_up((end - start) / (MAX_STEPS - 1)))} --step {step_text}",
         )
-        if step_s is None:
-            raise BadInput(
-                f"--rate {spec!r} is stepped: say how long each step lasts with --step",
-                hint=f"--rate {text} --step 30s",
-            )
-        if duration_s is not None:
-            raise BadInput(
-                f"--duration does not apply to a stepped rate ({spec}): it runs {n} steps of --step each",
-                hint=f"--rate {text} --step {_secs(step_s)}",
-            )
+        step_s = _each_step_needs_step("stepped", "a stepped rate", spec, text, n, step_s, duration_s)
         values = [_clean(start + i * increment) for i in range(n)]
         if abs(values[-1] - end) <= _GRID * increment:
             values[-1] = end
