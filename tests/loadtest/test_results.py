@@ -643,3 +643,9 @@ def test_knee_text_never_says_a_failed_step_passed() -> None:
     assert not any("passed" in line for line in lines), lines
     assert any(line.startswith("generator: step 1 failed (errors) with the generator at its limit")
                for line in lines), lines
+
+
+def test_knee_text_after_a_stop_does_not_call_the_stopped_step_a_failure() -> None:
+    lines = knee_text(document(("pass", "partial"), stopped_early=True))
+    assert not any(line.startswith("first failure") for line in lines)
+    assert any(line.startswith("stopped during step 2 (200 req/s)") for line in lines), lines

@@ -681,7 +681,12 @@ def knee_text(doc: Mapping[str, Any]) -> list[str]:
         lines.append("no knee: no step ran")
     elif first is not None and first["step"] == steps[0]["index"]:
         lines.append(f"no knee: the first step did not pass ({criteria})")
-    if first is not None:
+    if first is not None and first["verdict"] == "partial":  # stopped, not failed
+        lines.append(
+            f"stopped during step {first['step'] + 1} ({_rate(first['target_rate'])} req/s): "
+            f"{first['reason']}; the knee is at least the last step that passed"
+        )
+    elif first is not None:
         lines.append(
             f"first failure: step {first['step'] + 1} ({_rate(first['target_rate'])} req/s): "
             f"{first['verdict']}: {first['reason']}"
