@@ -48,7 +48,8 @@ def test_killing_the_parent_stops_every_locust_process(capped: SampleAppProcess,
     proc = subprocess.Popen(
         [*SHIFTOVER, "load", f"{capped.url}/", "--rate", "40", "--duration", "5m", "--workers", "1",
          "--out", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)})  # its work dir stays behind: here, not in /tmp
     kids: list[psutil.Process] = []
     try:
         assert proc.stderr is not None

@@ -784,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run_worker(args)
     with open(args.job, encoding="utf-8") as f:
         job = json.load(f)
+    os.unlink(args.job)  # it may hold header secrets: gone once read, even if the parent is killed
     return _run_master(job)
 
 

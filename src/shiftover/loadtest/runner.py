@@ -406,9 +406,9 @@ class LoadRun:
             finally:
                 for p in procs:
                     _stop(p, 15.0 if p is main else 5.0)
-        if self._workdir is None:  # ours: keep the log only when something went wrong
+        if self._workdir is None:  # ours: kept only when the error below points at its log
             job_file.unlink(missing_ok=True)
-            if result is not None and error is None:
+            if result is not None or error is not None or interrupted:
                 shutil.rmtree(workdir, ignore_errors=True)
         if error is not None:
             raise BadInput(str(error.get("message")), hint=str(error.get("hint") or "") or None)
