@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from shiftover.demo.process import free_port
 from shiftover.errors import BadInput, ShiftoverError
 from shiftover.loadtest.schedule import Schedule
 
@@ -298,13 +299,6 @@ def worker_command(master_host: str, master_port: int, *, locustfile: str | None
                          "--timeout", repr(float(timeout)), "--worker-wait", repr(float(worker_wait)), *extra)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _stop(proc: subprocess.Popen[Any], timeout: float) -> None:
     if proc.poll() is None:
         try:
@@ -349,7 +343,7 @@ class LoadRun:
         workdir.mkdir(parents=True, exist_ok=True)
         job = self.job
         if job.workers > 0 and not job.master:
-            job = LoadJob(**{**job.__dict__, "bind_port": _free_port(), "bind_host": "127.0.0.1"})
+            job = LoadJob(**{**job.__dict__, "bind_port": free_port(), "bind_host": "127.0.0.1"})
         job_file = workdir / "job.json"
         fd = os.open(job_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -61,10 +61,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shiftover.clock import Clock, SystemClock
+from shiftover.engine.build import build_gates
 from shiftover.engine.run import Gate
 from shiftover.errors import BadInput, ProviderError
 from shiftover.plan import LoadedPlan, load_plan
-from shiftover.providers import build_provider
 from shiftover.providers.http import redact_url, scrub_userinfo
 from shiftover.providers.prometheus import _Api, _query_data
 from shiftover.providers.prometheus import _number as _prometheus_number
@@ -317,11 +317,7 @@ class Watch:
                 hint=f"add {PROMETHEUS_FLAG} http://127.0.0.1:9090 (Prometheus's base URL)",
             )
         router = None if loaded is None else build_router(loaded.plan.members)
-        gates = (
-            ()
-            if loaded is None
-            else tuple(Gate(spec, build_provider(spec)) for spec in loaded.plan.normal_state)
-        )
+        gates = () if loaded is None else tuple(build_gates(loaded.plan))
         return cls(
             queries=parsed,
             prometheus=url,
