@@ -357,6 +357,9 @@ StateOpt = Annotated[str | None, typer.Option(
     "(postgresql+psycopg://...). Default: $SHIFTOVER_STATE, else this host's state file: "
     "/var/lib/shiftover/state.db for root, ~/.local/state/shiftover/state.db otherwise.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+EnvOpt = Annotated[str | None, typer.Option(
+    "--env", help="The plan's environment to use (a name under its environments:, merged over "
+    "the base plan): integration, staging, production...", show_default=False)]
 Reason = Annotated[str, typer.Option("--reason", "-m", help="Why (goes into the journal).")]
 
 
@@ -444,9 +447,10 @@ def _print_hints(hints: list[str], prefix: str = "next: ") -> None:
         out.print(f"{prefix}{h}", highlight=False, soft_wrap=True, markup=False)
 
 
-def _load(plan: Path) -> LoadedPlan:
-    """The whole plan (needs its ${VAR}s); its secrets join the redactor at once."""
-    loaded = load_plan(plan)
+def _load(plan: Path, env: str | None = None) -> LoadedPlan:
+    """The whole plan (needs its ${VAR}s), with environment ``env``'s overlay merged
+    in; its secrets join the redactor at once."""
+    loaded = load_plan(plan, environment=env)
     _SECRETS.update(s for s in loaded.secrets if s)
     return loaded
 
@@ -1071,6 +1075,20 @@ def _mount_load() -> None:
 
 
 _mount_load()
+
+
+def _mount_rehearsal() -> None:
+    """Rehearse and hand over: simulate, runbook, report (each in its own module)."""
+    from shiftover.cli_report import report
+    from shiftover.cli_runbook import runbook
+    from shiftover.cli_simulate import simulate
+
+    command("simulate", no_args_is_help=True)(simulate)
+    command("runbook", no_args_is_help=True)(runbook)
+    command("report", no_args_is_help=True)(report)
+
+
+_mount_rehearsal()
 
 
 def main() -> None:

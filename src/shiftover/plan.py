@@ -49,6 +49,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -96,8 +97,32 @@ else:
 # --- the plan ----------------------------------------------------------------
 
 
+class Contact(SpecModel):
+    """A person (or a rota) the runbook names, and how to reach them."""
+
+    name: str = Field(min_length=1)
+    role: str | None = Field(default=None, description="e.g. SRE on call, app team lead")
+    reach: str | None = Field(default=None, description="how to reach them: Slack handle, phone, PagerDuty service")
+
+
+class Contacts(SpecModel):
+    """Who does what during the cutover (the runbook's roles and escalation)."""
+
+    operator: Contact | None = Field(default=None, description="the one person who runs shiftover and changes weights")
+    observers: list[Contact] = Field(default_factory=list, description="who watches dashboards and alerts")
+    approvers: list[Contact] = Field(default_factory=list, description="who gives the plan's approvals")
+    escalation: list[Contact] = Field(default_factory=list, description="who to call, in this order")
+
+
 class Plan(SpecModel):
     service: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str | None = Field(
+        default=None, description="purpose and scope of the cutover, in a sentence or two (the runbook opens with it)")
+    contacts: Contacts | None = Field(default=None, description="operator, observers, approvers and escalation order (the runbook's roles)")
+    rehearsal: bool = Field(
+        default=False,
+        description="runs of this plan are rehearsals (set it in a staging or integration environment): "
+        "history and the runbook count them as rehearsals of the production cutover")
     router: RouterSpec | None = Field(default=None, description="the router that splits traffic")
     routers: list[RouterSpec] | None = Field(
         default=None, min_length=2,
@@ -128,6 +153,19 @@ class Plan(SpecModel):
     approvals: list[FiniteFloat] = Field(
         default_factory=list, description="steps that wait for `shiftover approve`"
     )
+    # the environment (``--env``) whose overlay was merged in: set by the loader, not a field
+    _environment: str | None = PrivateAttr(default=None)
+
+    @property
+    def environment(self) -> str | None:
+        """The environment this plan was loaded for (``--env``), or None for the base plan."""
+        return self._environment
+
+    @property
+    def journal_key(self) -> str:
+        """Whose events these are in the journal: the service, per environment (a
+        staging campaign must never count as production's)."""
+        return journal_key(self.service, self._environment)
 
     @field_validator("steps")
     @classmethod
@@ -255,6 +293,12 @@ class Plan(SpecModel):
             seen.add(gate.name)
         _check_compare_gates(self)
         return self
+
+
+def journal_key(service: str, environment: str | None) -> str:
+    """``service`` for a plan without environments, ``service@environment`` otherwise
+    ('@' cannot appear in a service name, so keys never collide)."""
+    return service if environment is None else f"{service}@{environment}"
 
 
 def _check_compare_gates(plan: Plan) -> None:
@@ -398,7 +442,8 @@ def redact_values(value: Any, redact_: Any) -> Any:
     return value
 
 
-def load_plan(path: str | Path, *, env: Mapping[str, str] | None = None) -> LoadedPlan:
+def load_plan(path: str | Path, *, env: Mapping[str, str] | None = None,
+              environment: str | None = None) -> LoadedPlan:
     """Read, interpolate and validate a plan file; raise PlanError naming file:line:col."""
     p = Path(path)
     try:
