@@ -70,6 +70,7 @@ from shiftover.plan import (
     load_outline,
     load_plan,
     parse_duration,
+    plan_environments,
     plan_json_schema,
     redact_values,
 )
@@ -420,7 +421,7 @@ def _program() -> str:
     return "shiftover"
 
 
-def _cmds(plan: Path, state: str | None) -> views.Commands:
+def _cmds(plan: Path, state: str | None, env: str | None = None) -> views.Commands:
     shown_state = state
     if state is not None:
         try:
@@ -429,7 +430,7 @@ def _cmds(plan: Path, state: str | None) -> views.Commands:
                 shown_state = url.render_as_string(hide_password=True)
         except ArgumentError:
             pass
-    return views.Commands(str(plan), shown_state, _program())
+    return views.Commands(str(plan), shown_state, _program(), env)
 
 
 _PLAN_COMMAND = re.compile(r"`shiftover (\w+) PLAN`")
@@ -455,9 +456,9 @@ def _load(plan: Path, env: str | None = None) -> LoadedPlan:
     return loaded
 
 
-def _try_load(plan: Path) -> tuple[LoadedPlan | None, ShiftoverError | None]:
+def _try_load(plan: Path, env: str | None = None) -> tuple[LoadedPlan | None, ShiftoverError | None]:
     try:
-        return _load(plan), None
+        return _load(plan, env), None
     except ShiftoverError as exc:
         return None, exc
 
@@ -471,15 +472,22 @@ def _fold(events: list[Event]) -> RunState:
 
 @command()
 def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", help="Check the file only; do not contact the router or gates.")] = False,
-             as_json: JsonOpt = False) -> None:
+             env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Check the plan, then preflight: the router's current split and each gate once.
+
+    A plan with environments: without --env, every environment's plan is checked
+    (the file only); with --env, that environment is checked and preflighted.
 
     Exits 2 when the router cannot be read, a gate FAILs, or a gate cannot be
     evaluated at all (refused, bad query, unknown server): "no data yet" is fine."""
-    loaded = _load(plan)
+    names = plan_environments(plan)
+    if env is None and names:
+        _validate_environments(plan, names, as_json=as_json)
+        return
+    loaded = _load(plan, env)
     p = loaded.plan
     mapped = views.mapped_steps(p)
-    cmd = _cmds(plan, None)
+    cmd = _cmds(plan, None, env)
     if offline:
         if as_json:
             _print_json({"valid": True, "service": p.service, "steps": views.steps_json(p)})
@@ -504,7 +512,8 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 **({} if p.load is None else {"load": {"ok": load_error is None,
                                                        "error": None if load_error is None else loaded.redact(load_error)}})})
         else:
-            out.print(f"[green]✓[/] {_e(str(plan))}: valid plan for [bold]{p.service}[/]", highlight=False)
+            out.print(f"[green]✓[/] {_e(str(plan))}: valid plan for [bold]{p.service}[/]"
+                      + (f" in {_e(env)}" if env else ""), highlight=False)
             for line in mapped:
                 out.print(f"  note: {line}", highlight=False, markup=False)
             if pf.router_error:
@@ -540,6 +549,39 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
         raise typer.Exit(2)
 
 
+def _validate_environments(plan: Path, names: list[str], *, as_json: bool) -> None:
+    """Every environment's effective plan, checked offline; all problems at once."""
+    problems: list[ShiftoverError] = []
+    plans: dict[str, LoadedPlan] = {}
+    for name in names:
+        loaded, error = _try_load(plan, name)
+        if loaded is not None:
+            plans[name] = loaded
+        elif error is not None:
+            problems.append(error)
+    if as_json:
+        _print_json({"valid": not problems, "service": next(
+            (lp.plan.service for lp in plans.values()), None),
+            "environments": {n: {"valid": n in plans, **({"steps": views.steps_json(plans[n].plan)}
+                                                          if n in plans else {})} for n in names},
+            "errors": [_redact(str(e)) for e in problems]})
+    else:
+        for name in names:
+            if name in plans:
+                out.print(f"[green]✓[/] {_e(str(plan))} --env {_e(name)}: valid plan for "
+                          f"{plans[name].plan.service}", highlight=False)
+        for e in problems:
+            _print_error(e)
+        if not problems:
+            _print_hints([_cmds(plan, None, names[0])("validate"),
+                          f"{_program()} diff {shlex.quote(str(plan))} --env {shlex.quote(names[0])}"
+                          f" --env {shlex.quote(names[-1])}"],
+                         prefix="preflight an environment's router and gates: " if len(names) == 1
+                         else "next: ")
+    if problems:
+        raise typer.Exit(2)
+
+
 def _refuse_a_misconfigured_router(router: Any, cmd: views.Commands) -> None:
     """Before the lease is taken: a router whose target is not what the plan says (no
     such record, listener or target group; both weights 0; a third target taking
@@ -556,19 +598,19 @@ def _refuse_a_misconfigured_router(router: Any, cmd: views.Commands) -> None:
 
 
 @command("plan")
-def show_plan(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
+def show_plan(plan: PlanArg, state: StateOpt = None, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Show the steps as the router will set them, the minimum duration, the approvals,
     the lease TTL a run will use and the current state (read-only)."""
-    loaded = _load(plan)
+    loaded = _load(plan, env)
     p = loaded.plan
     with _read_only_store(state) as (store, info):
-        events = store.events(service=p.service) if store is not None else []
+        events = store.events(service=p.journal_key) if store is not None else []
     st = _fold(events)
     word = views.status_report(
         p, st, events, router=None, run=None, limits=_limits(p, p, events),
-        now=SystemClock().now(), cmd=_cmds(plan, state), journal=info)
+        now=SystemClock().now(), cmd=_cmds(plan, state, env), journal=info)
     data: dict[str, Any] = {
-        "service": p.service, "steps": p.steps, "step_weights": views.steps_json(p),
+        "service": p.service, "environment": p.environment, "rehearsal": p.rehearsal, "steps": p.steps, "step_weights": views.steps_json(p),
         "bake_seconds": p.bake, "interval_seconds": p.interval,
         "minimum_duration_seconds": minimum_duration(p), "approvals": p.approvals,
         "failure_limit": p.failure_limit, "error_limit": p.error_limit,
@@ -651,7 +693,8 @@ class _Progress:
 @command()
 def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view, then a summary line.")] = False,
         max_duration: Annotated[str | None, typer.Option(help="Stop (held, exit 4) after this long: 90s, 30m, 2h.")] = None,
-        lease_ttl: Annotated[str | None, typer.Option(help="How long a dead run's lease blocks the router target (default: max(30s, 2 x the longest tick); shorter than one tick is refused).")] = None) -> None:
+        lease_ttl: Annotated[str | None, typer.Option(help="How long a dead run's lease blocks the router target (default: max(30s, 2 x the longest tick); shorter than one tick is refused).")] = None,
+        env: EnvOpt = None) -> None:
     """Run the plan: shift step by step, check the normal state, roll back when it breaks.
 
     Exit codes:
@@ -661,11 +704,11 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
       3  rolled back: 0% on the new environment
       4  held: stopped (Ctrl-C, SIGTERM, --max-duration) or paused, weights left in place; run again to resume
       5  the router target's lease is held by another run, or this run lost it"""
-    loaded = _load(plan)
+    loaded = _load(plan, env)
     p = loaded.plan
     max_seconds = _seconds("--max-duration", max_duration, positive=True)
     ttl = check_lease_ttl(p, _seconds("--lease-ttl", lease_ttl))
-    cmd = _cmds(plan, state)
+    cmd = _cmds(plan, state, env)
     with _store(state, busy_timeout=JOURNAL_BUSY_TIMEOUT) as store:
         shown = _Progress()
 
@@ -823,20 +866,20 @@ def _start_synthetic_load(p: Plan, plan: Path, *, as_json: bool) -> SyntheticLoa
 
 
 @command()
-def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> None:
+def status(plan: PlanArg, state: StateOpt = None, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Where the service stands: the router's real split (read now), the journal's,
     any drift, the status word, whether a run is really running, the counts against
     their limits, and what to type next. Read-only: never creates a state file.
 
     The router is read when the whole plan loads (its ${VAR}s exported); otherwise
     status says why it could not read it and reports the journal alone."""
-    outline = load_outline(plan)
-    loaded, load_error = _try_load(plan)
+    outline = load_outline(plan, environment=env)
+    loaded, load_error = _try_load(plan, env)
     reading, lease_key = _read_router(loaded, load_error)
     with _read_only_store(state) as (store, info):
         if store is not None:
-            events = store.events(service=outline.service)
-            run_holder = find_run(store, outline.service, lease_key)
+            events = store.events(service=outline.journal_key)
+            run_holder = find_run(store, outline.journal_key, lease_key)
         else:
             events, run_holder = [], None
     info["events"] = len(events)
@@ -845,7 +888,7 @@ def status(plan: PlanArg, state: StateOpt = None, as_json: JsonOpt = False) -> N
     report = views.status_report(
         shape, st, events, router=reading, run=run_holder,
         limits=_limits(loaded.plan if loaded else None, outline, events),
-        now=SystemClock().now(), cmd=_cmds(plan, state), journal=info)
+        now=SystemClock().now(), cmd=_cmds(plan, state, env), journal=info)
     if as_json:
         _print_json(report)
     else:
@@ -879,20 +922,21 @@ def history(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, type
                 "--json", help="One JSON object per event (JSON Lines).")] = False,
             limit: Annotated[int, typer.Option(min=0, help="Show the last N events (0: all).")] = 50,
             every: Annotated[bool, typer.Option("--all", help="Every event (same as --limit 0).")] = False,
-            run_id: Annotated[str | None, typer.Option("--run", help="Only the events of this run (its run id, as `run` and `history` show it; `operator` for operator actions).")] = None) -> None:
+            run_id: Annotated[str | None, typer.Option("--run", help="Only the events of this run (its run id, as `run` and `history` show it; `operator` for operator actions).")] = None,
+            env: EnvOpt = None) -> None:
     """The journal of the service, oldest first. Read-only: never creates a state file."""
-    p = load_outline(plan)
-    _try_load(plan)  # only to learn the plan's secrets, so that none is echoed
+    p = load_outline(plan, environment=env)
+    _try_load(plan, env)  # only to learn the plan's secrets, so that none is echoed
     with _read_only_store(state) as (store, info):
         if store is None:
             events: list[Event] = []
             runs: list[str] = []
         else:
-            events = store.events(service=p.service, run_id=run_id)
+            events = store.events(service=p.journal_key, run_id=run_id)
             runs = [] if events or run_id is None else list(dict.fromkeys(
-                e.run_id for e in store.events(service=p.service)))
+                e.run_id for e in store.events(service=p.journal_key)))
     if run_id is not None and not events and info["exists"]:
-        raise BadInput(f"no events of run {run_id!r} in the journal of {p.service} at {info['where']}",
+        raise BadInput(f"no events of run {run_id!r} in the journal of {p.journal_key} at {info['where']}",
                        hint=("its runs, oldest first: " + ", ".join(runs)) if runs
                        else "this journal has no events for the service yet")
     total = len(events)
@@ -904,20 +948,21 @@ def history(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, type
         for e in events:
             _json_line(views.event_dict(e))
     else:
-        title = f"{p.service}: {len(events)} events" + (f" of run {run_id}" if run_id else "")
+        title = f"{p.journal_key}: {len(events)} events" + (f" of run {run_id}" if run_id else "")
         out.print(views.events_table(events, title=title, show_run=run_id is None))
 
 
-def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) -> bool:
+def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any],
+              env: str | None = None) -> bool:
     """Journal an operator action; True when a run is running (it acts on it within a
     fraction of a second). Needs only the plan's outline: no secrets."""
-    p = load_outline(plan)
-    _try_load(plan)  # only to learn the plan's secrets, so that none is echoed
+    p = load_outline(plan, environment=env)
+    _try_load(plan, env)  # only to learn the plan's secrets, so that none is echoed
     with _store(state) as store:
-        before = _fold(store.events(service=p.service))
-        e = store.append(service=p.service, run_id="operator", kind=kind,
+        before = _fold(store.events(service=p.journal_key))
+        e = store.append(service=p.journal_key, run_id="operator", kind=kind,
                          at=SystemClock().now(), data=data, actor=operator_identity())
-        live = live_lease(store, p.service) is not None
+        live = live_lease(store, p.journal_key) is not None
     out.print(f"{views.describe_event(e)} (journal #{e.id})", highlight=False, markup=False)
     if kind == ev.RESUMED and not before.paused:
         out.print("note: the campaign was not paused (this clears the failure counts)",
@@ -925,49 +970,49 @@ def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any]) ->
     if kind == ev.PAUSED and before.paused:
         out.print("note: the campaign was already paused", highlight=False)
     if not live:
-        out.print(f"no run is running: this takes effect when `{_cmds(plan, state)('run')}` starts",
+        out.print(f"no run is running: this takes effect when `{_cmds(plan, state, env)('run')}` starts",
                   highlight=False, soft_wrap=True, markup=False)
     return live
 
 
 @command()
-def pause(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
+def pause(plan: PlanArg, state: StateOpt = None, reason: Reason = "", env: EnvOpt = None) -> None:
     """Hold the running cutover at its current step (checks go on)."""
-    _operator(plan, state, ev.PAUSED, {"reason": reason})
+    _operator(plan, state, ev.PAUSED, {"reason": reason}, env)
 
 
 @command()
-def resume(plan: PlanArg, state: StateOpt = None, reason: Reason = "") -> None:
+def resume(plan: PlanArg, state: StateOpt = None, reason: Reason = "", env: EnvOpt = None) -> None:
     """Resume a paused cutover (clears the failure count)."""
-    _operator(plan, state, ev.RESUMED, {"reason": reason})
+    _operator(plan, state, ev.RESUMED, {"reason": reason}, env)
 
 
 @command()
 def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The step (percent) to approve; default: the one waiting.")] = None,
-            state: StateOpt = None, reason: Reason = "") -> None:
+            state: StateOpt = None, reason: Reason = "", env: EnvOpt = None) -> None:
     """Approve a step that waits for approval (or, with --step, one ahead of time)."""
-    p = load_outline(plan)
+    p = load_outline(plan, environment=env)
     if step is None:
         with _read_only_store(state, quiet=True) as (store, _info):
-            st = _fold(store.events(service=p.service)) if store is not None else RunState()
+            st = _fold(store.events(service=p.journal_key)) if store is not None else RunState()
         step = views.awaiting_approval(st)
         if step is None:
             listed = ", ".join(f"{a:g}" for a in p.approvals)
             raise BadInput("no step is waiting for approval",
                            hint=(f"approve one ahead of time: "
-                                 f"{_cmds(plan, state)('approve', '--step', f'{p.approvals[0]:g}')}"
+                                 f"{_cmds(plan, state, env)('approve', '--step', f'{p.approvals[0]:g}')}"
                                  f" (steps that need approval: {listed})") if p.approvals
                            else "this plan has no steps that need approval")
     if step not in p.approvals:
         raise BadInput(f"the {step:g}% step does not need approval",
                        hint=f"steps that need approval: {', '.join(f'{a:g}' for a in p.approvals) or 'none'}")
-    _operator(plan, state, ev.APPROVED, {"step": step, "reason": reason})
+    _operator(plan, state, ev.APPROVED, {"step": step, "reason": reason}, env)
 
 
 @command()
 def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
              timeout: Annotated[str, typer.Option(help="Give up (exit 4) if the router has not confirmed 0% by then: 30s, 2m.")] = "60s",
-             as_json: JsonOpt = False) -> None:
+             env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Send the new environment back to 0% now, and wait until the router confirms it.
 
     A live `run` gets the request at once and a few seconds to start the rollback
@@ -975,10 +1020,10 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     writes 0% through the router directly. Exit 0 once the router confirms 0%,
     4 when it does not within --timeout (the reason says why)."""
     began = SystemClock().now()  # the operator's clock starts when they hit enter
-    outline = load_outline(plan)
+    outline = load_outline(plan, environment=env)
     seconds = _seconds("--timeout", timeout)
     assert seconds is not None
-    loaded, load_error = _try_load(plan)
+    loaded, load_error = _try_load(plan, env)
     router = None
     if loaded is not None:
         router = build_router(loaded.plan.members)
@@ -998,7 +1043,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        result = roll_back(service=outline.service, store=store, router=router,
+        result = roll_back(service=outline.journal_key, store=store, router=router,
                            clock=SystemClock(), actor=operator_identity(), reason=reason,
                            timeout=seconds, stopping=lambda: stopped["now"], started_at=began,
                            redact=loaded.redact if loaded is not None else _redact)
@@ -1023,7 +1068,7 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
             if load_error is not None and router is None:
                 err.print(f"  the plan could not be loaded: {load_error}", highlight=False, markup=False)
                 err.print("  export the plan's variables so that this command can reach the router, "
-                          f"then: {_cmds(plan, state)('rollback')}", highlight=False, soft_wrap=True,
+                          f"then: {_cmds(plan, state, env)('rollback')}", highlight=False, soft_wrap=True,
                           markup=False)
     raise typer.Exit(0 if result.confirmed else 4)
 

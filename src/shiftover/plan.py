@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import typing
 import warnings
 from collections.abc import Mapping
@@ -467,11 +468,12 @@ def load_plan(path: str | Path, *, env: Mapping[str, str] | None = None,
             column=col,
             hint="save the plan as UTF-8",
         ) from None
-    return parse_plan_text(text, filename=str(p), env=env)
+    return parse_plan_text(text, filename=str(p), env=env, environment=environment)
 
 
 def parse_plan_text(
-    text: str, *, filename: str = "<plan>", env: Mapping[str, str] | None = None
+    text: str, *, filename: str = "<plan>", env: Mapping[str, str] | None = None,
+    environment: str | None = None,
 ) -> LoadedPlan:
     """Like :func:`load_plan` for text in memory (tests, stdin)."""
     environ: Mapping[str, str] = os.environ if env is None else env
@@ -494,6 +496,7 @@ def parse_plan_text(
             column=root.start_mark.column + 1,
             hint="start from examples/plan.yaml",
         )
+    data = _select_environment(data, tree, environment)
     interp = _Interpolator(environ, tree)
     data = interp.walk(data, ())
     problems = tree.problems
@@ -503,9 +506,23 @@ def parse_plan_text(
     except ValidationError as e:
         problems.extend(_explain(e, data, tree))
     if problems:
-        raise _combine(problems, filename, interp.secrets)
+        raise _combine(problems, filename, interp.secrets, environment)
     assert plan is not None
+    plan._environment = environment
     return LoadedPlan(plan=plan, path=Path(filename), source_text=text, secrets=frozenset(interp.secrets))
+
+
+def plan_environments(path: str | Path) -> list[str]:
+    """The names under the plan's ``environments:`` (file order); [] when it has none
+    or the file does not parse (loading it reports why)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+        root = _compose(text, str(path))
+    except (OSError, UnicodeDecodeError, PlanError):
+        return []
+    if not isinstance(root, MappingNode):
+        return []
+    return environment_names(_Tree(str(path)).build(root))
 
 
 def _lenient_duration(value: Any) -> float | None:
@@ -538,6 +555,12 @@ class PlanOutline(BaseModel):
     bake: _LenientDuration = None
     interval: _LenientDuration = 15.0
     router_types: tuple[str, ...] = ()
+    environment: str | None = None
+    rehearsal: bool = False
+
+    @property
+    def journal_key(self) -> str:
+        return journal_key(self.service, self.environment)
 
     @model_validator(mode="before")
     @classmethod
@@ -555,7 +578,8 @@ class PlanOutline(BaseModel):
         return step_weights(self.steps, scales)
 
 
-def load_outline(path: str | Path, *, env: Mapping[str, str] | None = None) -> PlanOutline:
+def load_outline(path: str | Path, *, env: Mapping[str, str] | None = None,
+                 environment: str | None = None) -> PlanOutline:
     """Read a plan's outline (service, steps, approvals); PlanError with file:line:col."""
     p = Path(path)
     try:
@@ -570,12 +594,12 @@ def load_outline(path: str | Path, *, env: Mapping[str, str] | None = None) -> P
         raise PlanError("the plan file has no fields", file=filename, line=1, column=1,
                         hint="start from examples/plan.yaml")
     tree = _Tree(filename)
-    data = _Interpolator(os.environ if env is None else env, tree, lenient=True).walk(
-        tree.build(root), ())
+    data = _select_environment(tree.build(root), tree, environment)
+    data = _Interpolator(os.environ if env is None else env, tree, lenient=True).walk(data, ())
     if tree.problems:
         raise _combine(tree.problems, filename, set())
     try:
-        return PlanOutline.model_validate(data)
+        return PlanOutline.model_validate({**data, "environment": environment})
     except ValidationError as e:
         first = e.errors()[0]
         path_ = tuple(first["loc"])
@@ -1157,20 +1181,22 @@ def _mapping_hint(path: _PathKey, data: Any = None) -> str | None:
     return None
 
 
-def _combine(problems: list[_Problem], filename: str, secrets: set[str]) -> PlanError:
+def _combine(problems: list[_Problem], filename: str, secrets: set[str],
+             environment: str | None = None) -> PlanError:
     hide = frozenset(secrets)
     ordered = sorted(problems, key=lambda p: p.pos)
     first = ordered[0]
+    context = f" (environment {environment})" if environment is not None else ""
     if len(ordered) == 1:
         return PlanError(
-            redact(first.message, hide),
+            redact(first.message, hide) + context,
             file=filename,
             line=first.pos[0],
             column=first.pos[1],
             field=first.field,
             hint=redact(first.hint, hide) if first.hint else None,
         )
-    lines = [f"{len(ordered)} problems in the plan:"]
+    lines = [f"{len(ordered)} problems in the plan{context}:"]
     for p in ordered:
         text = f"  {filename}:{p.pos[0]}:{p.pos[1]}: {redact(p.message, hide)}"
         if p.field:
@@ -1204,3 +1230,158 @@ __all__ = [
     "redact_values",
     "step_weights",
 ]
+
+
+# --- environments: named overlays over the base plan --------------------------
+
+ENVIRONMENTS_KEY = "environments"
+_ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+REMOVE_KEY = "remove"  # `- {name: X, remove: true}` in an overlay's normal_state drops gate X
+
+
+def environment_names(data: Any) -> list[str]:
+    """The environments a plan's parsed data defines, in file order."""
+    envs = data.get(ENVIRONMENTS_KEY) if isinstance(data, dict) else None
+    return [str(k) for k in envs] if isinstance(envs, dict) else []
+
+
+def _select_environment(data: dict[Any, Any], tree: _Tree, environment: str | None) -> dict[Any, Any]:
+    """The effective plan's data: the base with ``environments[environment]`` merged over it.
+
+    Merge rules (those of JSON Merge Patch, RFC 7386, plus gates by name):
+    a mapping merges into a mapping key by key, recursively; ``null`` removes the
+    key; a list or a scalar replaces what the base has -- except ``normal_state``,
+    whose gates merge by ``name`` (an overlay gate named like a base gate is merged
+    into it; a new name is appended; ``remove: true`` drops the base gate).
+
+    The marks of every value taken from the overlay are moved to its place in the
+    effective plan, so an error in a value the overlay set names the overlay's line.
+    """
+    envs = data.get(ENVIRONMENTS_KEY)
+    base = {k: v for k, v in data.items() if k != ENVIRONMENTS_KEY}
+    names = environment_names(data)
+    key_path: _PathKey = (ENVIRONMENTS_KEY,)
+    if envs is not None and not isinstance(envs, dict):
+        raise _plan_error(tree, key_path, "environments: must be a mapping of environment names to overlays",
+                          "e.g. environments: {staging: {steps: [50, 100]}, production: {}}")
+    if environment is None:
+        if names:
+            line, col = tree.pos(key_path, key=True)
+            raise PlanError(
+                f"this plan defines environments ({', '.join(names)}): say which one with --env",
+                file=tree.filename, line=line, column=col,
+                hint=f"add --env {shlex.quote(names[0])} (or another of: {', '.join(names)})")
+        return base
+    if not names:
+        raise PlanError(
+            f"--env {environment}: this plan defines no environments",
+            file=tree.filename, line=1, column=1,
+            hint="leave --env out, or add environments: {" + f"{environment}: " + "{...}} to the plan")
+    assert isinstance(envs, dict)
+    if environment not in envs:
+        guess = next((n for n in names if n.startswith(environment)), None) or _suggest(environment, names)
+        line, col = tree.pos(key_path, key=True)
+        raise PlanError(
+            f"--env {environment}: no such environment in the plan (it defines {', '.join(names)})",
+            file=tree.filename, line=line, column=col,
+            hint=f"did you mean --env {shlex.quote(guess)}?" if guess else
+            f"use one of: {', '.join('--env ' + shlex.quote(n) for n in names)}")
+    for name in names:  # every overlay is checked, not only the chosen one
+        where: _PathKey = (ENVIRONMENTS_KEY, name)
+        if not _ENV_NAME.match(name):
+            tree.problem(where, tree.pos(where, key=True),
+                         f"environment name {name!r} must be letters, digits, '.', '_' or '-'",
+                         "e.g. staging, production, eu-prod", suppress=False)
+        overlay = envs[name]
+        if overlay is not None and not isinstance(overlay, dict):
+            tree.problem(where, tree.pos(where),
+                         f"environment {name!r} must be a mapping of plan fields, found {_describe(overlay)}",
+                         "e.g. staging: {steps: [50, 100], bake: 1m}", suppress=False)
+            continue
+        for key in (overlay or {}):
+            if key in (ENVIRONMENTS_KEY, "service"):
+                tree.problem((*where, key), tree.pos((*where, key), key=True),
+                             f"environment {name!r} cannot set {key}: "
+                             + ("environments do not nest" if key == ENVIRONMENTS_KEY else
+                                "the service is the same in every environment (the journal keeps "
+                                "each environment's runs apart as service@environment)"),
+                             f"move {key} to the top level of the plan", suppress=False)
+    overlay = envs[environment] or {}
+    if not isinstance(overlay, dict):
+        return base  # reported above
+    overlay = {k: v for k, v in overlay.items() if k not in (ENVIRONMENTS_KEY, "service")}
+    merged: dict[Any, Any] = _Overlay(tree).merge(base, overlay, (), (ENVIRONMENTS_KEY, environment))
+    return merged
+
+
+class _Overlay:
+    """One merge of an overlay into the base data, moving marks as values move."""
+
+    def __init__(self, tree: _Tree) -> None:
+        self.tree = tree
+
+    def _move_marks(self, src: _PathKey, dst: _PathKey) -> None:
+        n = len(src)
+        marks = self.tree.marks
+        for p in [p for p in marks if p[:len(dst)] == dst and p != dst]:
+            del marks[p]  # what the base had under dst is gone
+        for p in [p for p in marks if p[:n] == src]:
+            marks[(*dst, *p[n:])] = marks[p]
+        for p in [p for p in self.tree.reported if p[:n] == src]:
+            self.tree.reported.add((*dst, *p[n:]))
+
+    def merge(self, base: Any, over: Any, dst: _PathKey, src: _PathKey) -> Any:
+        if isinstance(base, dict) and isinstance(over, dict):
+            out = dict(base)
+            for k, v in over.items():
+                if v is None:
+                    out.pop(k, None)
+                elif dst == () and k == "normal_state" and isinstance(base.get(k), list) and isinstance(v, list):
+                    out[k] = self._gates(base[k], v, (k,), (*src, k))
+                else:
+                    out[k] = self.merge(out.get(k), v, (*dst, k), (*src, k))
+                    key_marks = self.tree.marks.get((*src, k))
+                    if k not in base and key_marks is not None:
+                        self.tree.marks[(*dst, k)] = key_marks
+            return out
+        self._move_marks(src, dst)
+        return over
+
+    def _gates(self, base: list[Any], over: list[Any], dst: _PathKey, src: _PathKey) -> list[Any]:
+        out = list(base)
+        index = {g.get("name"): i for i, g in enumerate(base) if isinstance(g, dict)}
+        dropped: set[int] = set()
+        for j, gate in enumerate(over):
+            name = gate.get("name") if isinstance(gate, dict) else None
+            i = index.get(name) if name is not None else None
+            if isinstance(gate, dict) and gate.get(REMOVE_KEY) is True:
+                if i is None:
+                    self.tree.problem((*src, j), self.tree.pos((*src, j, "name")),
+                                      f"remove: no gate named {name!r} in the base plan's normal_state",
+                                      "name a gate of the base plan", suppress=False)
+                else:
+                    dropped.add(i)
+                continue
+            if i is not None:
+                out[i] = self.merge(base[i], gate, (*dst, i), (*src, j))
+            else:
+                out.append(gate)
+                self._move_marks((*src, j), (*dst, len(out) - 1))
+        if not dropped:
+            return out
+        # renumber the marks of the gates that stay
+        kept = [i for i in range(len(out)) if i not in dropped]
+        moved = {(*dst, new): [p for p in self.tree.marks if p[:len(dst) + 1] == (*dst, old)]
+                 for new, old in enumerate(kept)}
+        snapshot = dict(self.tree.marks)
+        for p in [p for p in self.tree.marks if p[:len(dst)] == dst and len(p) > len(dst)]:
+            del self.tree.marks[p]
+        for new_prefix, paths in moved.items():
+            for p in paths:
+                self.tree.marks[(*new_prefix, *p[len(dst) + 1:])] = snapshot[p]
+        return [out[i] for i in kept]
+
+
+def _plan_error(tree: _Tree, path: _PathKey, message: str, hint: str) -> PlanError:
+    line, col = tree.pos(path)
+    return PlanError(message, file=tree.filename, line=line, column=col, hint=hint)

@@ -351,14 +351,15 @@ def awaiting_approval(state: RunState) -> float | None:
 
 @dataclass(frozen=True)
 class Commands:
-    """Builds commands to paste: ``shiftover VERB PLAN ARGS [--state URL]``."""
+    """Builds commands to paste: ``shiftover VERB PLAN [--env NAME] ARGS [--state URL]``."""
 
     plan: str
     state: str | None = None
     program: str = "shiftover"
+    env: str | None = None
 
     def __call__(self, verb: str, *args: str) -> str:
-        parts = [verb, self.plan, *args]
+        parts = [verb, self.plan, *(("--env", self.env) if self.env else ()), *args]
         if self.state:
             parts += ["--state", self.state]
         return " ".join([self.program, shlex.join(parts)])

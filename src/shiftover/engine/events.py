@@ -28,7 +28,8 @@ from shiftover.errors import ShiftoverError
 from shiftover.types import Weights
 
 # engine events
-RUN_STARTED = "run_started"            # {run_id, pid, host, resumed: bool, plan: {...}, plan_hash}
+RUN_STARTED = "run_started"            # {run_id, pid, host, resumed: bool, plan: {...}, plan_hash,
+                                       #  environment: str|None, rehearsal: bool}
 RUN_STOPPED = "run_stopped"            # {outcome, exit_code, reason, router_percent, router_exact}
 PLAN_CHANGED = "plan_changed"          # {previous_hash, plan_hash, resume_from_percent}
 WEIGHT_INTENDED = "weight_intended"    # {percent, exact, reason, step_index}
@@ -159,7 +160,8 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
         return RunState(outcome=kind, final=final, plan_hash=s.plan_hash, last_run=s.last_run,
                         last_stop=s.last_stop)
     if kind == RUN_STARTED:
-        run = {k: d.get(k) for k in ("run_id", "pid", "host", "resumed", "environment")}
+        run = {k: d.get(k) for k in ("run_id", "pid", "host", "resumed", "environment",
+                                      "rehearsal")}
         s = replace(s, last_run=run, last_stop={}, plan_hash=d.get("plan_hash", s.plan_hash),
                     router_error=None)
         if not s.started:

@@ -210,7 +210,7 @@ class Runner:
                 member.on_progress = self._router_waiting
         self.plan_summary = plan_summary or {}
         self.plan_hash = plan_hash(plan, redact)
-        self.environment = environment
+        self.environment = environment if environment is not None else plan.environment
         self.lease_key = router.lease_key()
         # routers in lockstep hold one lease per member (routers/group.py); appends are
         # fenced by the first, and every one is renewed before each write
@@ -238,7 +238,7 @@ class Runner:
         """Append one event. Fenced appends are refused (LeaseLost) unless this run
         still holds its lease; rollback events are written unfenced."""
         clean = redact_values(data or {}, self.redact)
-        return self.store.append(service=self.plan.service, run_id=self.run_id, kind=kind,
+        return self.store.append(service=self.plan.journal_key, run_id=self.run_id, kind=kind,
                                  at=self.clock.now(), data=clean,
                                  fence=(self.lease_key, self.holder) if fenced else None)
 
@@ -251,7 +251,7 @@ class Runner:
             return False
 
     def _refresh(self, *, notify: bool = True) -> None:
-        new = self.store.events(service=self.plan.service, after_id=self.state.last_event_id)
+        new = self.store.events(service=self.plan.journal_key, after_id=self.state.last_event_id)
         if new:
             self.state = fold(self.state, new)
             for e in new:
@@ -262,7 +262,7 @@ class Runner:
 
     def _halted_since(self, after_id: int) -> bool:
         """Did an operator (or anyone) pause, roll back or end the campaign since?"""
-        return bool(self.store.events(service=self.plan.service, after_id=after_id,
+        return bool(self.store.events(service=self.plan.journal_key, after_id=after_id,
                                       kinds=ev.HALTING_KINDS, limit=1))
 
     # -- lease --------------------------------------------------------------
@@ -400,7 +400,7 @@ class Runner:
         try:
             for key in self.lease_keys:
                 self.store.acquire_lease(key=key, holder=self.holder, ttl=self.lease_ttl,
-                                         meta={"service": self.plan.service, "run_id": self.run_id,
+                                         meta={"service": self.plan.journal_key, "run_id": self.run_id,
                                                "pid": os.getpid(), "host": socket.gethostname()})
                 taken.append(key)
             self._renewed_at = self.clock.now()
@@ -424,6 +424,7 @@ class Runner:
                                       "host": socket.gethostname(), "resumed": resumed,
                                       "plan": self.plan_summary, "plan_hash": self.plan_hash,
                                       "environment": self.environment,
+                                      "rehearsal": self.plan.rehearsal,
                                       "lease_key": self.lease_key, "lease_keys": self.lease_keys,
                                       "lease_ttl": self.lease_ttl})
         if resumed and previous_hash is not None and previous_hash != self.plan_hash:
@@ -509,7 +510,7 @@ class Runner:
         target's split as a drift, pause, and undo the other run's steps. Refused, exit 2,
         before anything is journalled or written."""
         last = None
-        for e in self.store.events(service=self.plan.service, kinds=[ev.RUN_STARTED]):
+        for e in self.store.events(service=self.plan.journal_key, kinds=[ev.RUN_STARTED]):
             last = e
         if last is None:
             return
@@ -575,7 +576,7 @@ class Runner:
             # always some sleep, even when a check is already due: no tick spins
             self.clock.sleep(min(POLL_SLICE, max(deadline - self.clock.now(), MIN_SLEEP)))
             self._renew()
-            if self.store.events(service=self.plan.service, after_id=seen,
+            if self.store.events(service=self.plan.journal_key, after_id=seen,
                                  kinds=ev.OPERATOR_KINDS, limit=1):
                 return
             if self.clock.now() >= deadline:
