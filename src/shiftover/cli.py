@@ -49,13 +49,21 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape as _e
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from shiftover import views
 from shiftover.clock import SystemClock
 from shiftover.engine import events as ev
-from shiftover.engine.build import build_runner, minimum_duration, preflight
+from shiftover.engine.build import (
+    build_runner,
+    minimum_duration,
+    plan_timeline,
+    preflight,
+    rollback_bound,
+)
 from shiftover.engine.decide import Decision, Observation
 from shiftover.engine.events import RunState
 from shiftover.engine.rollback import roll_back
@@ -582,6 +590,55 @@ def _validate_environments(plan: Path, names: list[str], *, as_json: bool) -> No
         raise typer.Exit(2)
 
 
+@command("diff")
+def diff_environments(
+        plan: PlanArg,
+        envs: Annotated[list[str], typer.Option(
+            "--env", help="An environment to compare; give --env twice (e.g. --env staging --env production).",
+            show_default=False)],
+        as_json: JsonOpt = False) -> None:
+    """What differs between two environments' effective plans: router targets, steps (as
+    the routers set them), bake and interval, gates and their thresholds, limits,
+    approvals. "Would the procedure we rehearsed apply to production?"
+
+    Exit 0 whatever differs (the table is the answer); 2 on bad input."""
+    from shiftover.report.diff import GROUPS, diff_plans, show
+
+    if len(envs) != 2:
+        names = plan_environments(plan)
+        example = " ".join(f"--env {shlex.quote(n)}" for n in (names[:2] or ["staging", "production"]))
+        raise BadInput(f"give two environments to compare (got {len(envs)})",
+                       hint=f"{_program()} diff {shlex.quote(str(plan))} {example}")
+    a, b = (_load(plan, e) for e in envs)
+    redact = _redact
+    differences = diff_plans(a.plan, b.plan, redact=redact)
+    if as_json:
+        _print_json({"service": a.plan.service, "a": envs[0], "b": envs[1],
+                     "same": not differences,
+                     "differences": [d.to_dict() for d in differences]})
+        return
+    if not differences:
+        out.print(f"{envs[0]} and {envs[1]} run the same procedure: no difference in the "
+                  f"effective plans of {a.plan.service}", highlight=False, markup=False)
+        return
+    counts = {g: sum(1 for d in differences if d.group == g) for g in GROUPS}
+    out.print(f"{a.plan.service}: {len(differences)} difference{'s' if len(differences) != 1 else ''} "
+              f"between {envs[0]} and {envs[1]} ("
+              + ", ".join(f"{g} {n}" for g, n in counts.items() if n) + ")",
+              highlight=False, markup=False)
+    table = Table(show_edge=False)
+    for name in ("what", envs[0], envs[1]):
+        table.add_column(name, overflow="fold")
+    last_group = None
+    for d in differences:
+        if d.group != last_group and last_group is not None:
+            table.add_section()
+        last_group = d.group
+        table.add_row(*(Text(x) for x in (d.field, show(d.a, d.a_has, d.field),
+                                          show(d.b, d.b_has, d.field))))
+    out.print(table)
+
+
 def _refuse_a_misconfigured_router(router: Any, cmd: views.Commands) -> None:
     """Before the lease is taken: a router whose target is not what the plan says (no
     such record, listener or target group; both weights 0; a third target taking
@@ -694,7 +751,8 @@ class _Progress:
 def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view, then a summary line.")] = False,
         max_duration: Annotated[str | None, typer.Option(help="Stop (held, exit 4) after this long: 90s, 30m, 2h.")] = None,
         lease_ttl: Annotated[str | None, typer.Option(help="How long a dead run's lease blocks the router target (default: max(30s, 2 x the longest tick); shorter than one tick is refused).")] = None,
-        env: EnvOpt = None) -> None:
+        env: EnvOpt = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Read the router and evaluate every gate once, move nothing, and print the timeline the plan implies (steps, bakes, approvals, earliest finish, rollback bound). Exit 0 when a run could start, 2 when not.")] = False) -> None:
     """Run the plan: shift step by step, check the normal state, roll back when it breaks.
 
     Exit codes:
@@ -709,6 +767,9 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
     max_seconds = _seconds("--max-duration", max_duration, positive=True)
     ttl = check_lease_ttl(p, _seconds("--lease-ttl", lease_ttl))
     cmd = _cmds(plan, state, env)
+    if dry_run:
+        _dry_run(plan, loaded, cmd, as_json=as_json)
+        return
     with _store(state, busy_timeout=JOURNAL_BUSY_TIMEOUT) as store:
         shown = _Progress()
 
@@ -848,6 +909,95 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                               highlight=False)
                 _print_hints(hints)
     raise typer.Exit(result.exit_code)
+
+
+def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bool) -> None:
+    """``run --dry-run``: the preflight, and the timeline the plan implies. No lease,
+    no journal, no router write, no load: nothing anyone else can see."""
+    p = loaded.plan
+    now = SystemClock().now()
+    pf = preflight(p, SystemClock(), redact=loaded.redact)
+    timeline = plan_timeline(p)
+    done = [pf.weights is not None and t.split <= pf.weights for t in timeline]
+    start = next((t.earliest_start for t, d in zip(timeline, done, strict=True) if not d),
+                 timeline[-1].earliest_end)
+    remaining = timeline[-1].earliest_end - start
+    bound = rollback_bound(p, pf.facts.tail_seconds)
+    errored = [r for r in pf.results if r.error]
+    router_error = None if pf.router_error is None else _with_plan(pf.router_error, cmd)
+    data = {
+        "dry_run": True, "would_start": pf.ok, "service": p.service, "environment": p.environment,
+        "rehearsal": p.rehearsal, "router": pf.router,
+        "router_error": router_error,
+        "weights": None if pf.weights is None else float(pf.weights.new_percent),
+        "weights_exact": None if pf.weights is None else pf.weights.exact,
+        "gates": [r.to_dict() for r in pf.results],
+        "timeline": [{**t.to_dict(), "done": d,
+                      "earliest_start_at": None if d else now + t.earliest_start - start,
+                      "earliest_end_at": None if d else now + t.earliest_end - start}
+                     for t, d in zip(timeline, done, strict=True)],
+        "earliest_finish_seconds": remaining, "earliest_finish_at": now + remaining,
+        "approvals": p.approvals, "rollback_bound": bound.to_dict(),
+    }
+    with _reader_may_leave():
+        if as_json:
+            _print_json(data)
+        else:
+            where = f" in {p.environment}" if p.environment else ""
+            out.print(f"[bold]dry run[/] of {_e(p.service)}{_e(where)}: nothing is moved, "
+                      "nothing is journalled", highlight=False)
+            if pf.router_error:
+                out.print(f"[red]✗[/] router {_e(pf.router)}: {_e(router_error or '')}",
+                          highlight=False, soft_wrap=True)
+            else:
+                out.print(f"[green]✓[/] router {_e(pf.router)}: {pf.weights} on new now",
+                          highlight=False)
+            out.print(views.gates_table(pf.results, loaded.redact))
+            for r in errored:
+                out.print(f"[red]✗[/] gate [bold]{_e(loaded.redact(r.gate))}[/] cannot be "
+                          f"evaluated: {_e(r.reason)}", highlight=False)
+            table = Table(title="the timeline the plan implies (approvals given at once)",
+                          show_edge=False)
+            for col in ("step", "router sets", "bake", "approval", "earliest start", "baked by"):
+                table.add_column(col, no_wrap=col.startswith(("earliest", "baked")))
+            for t, d in zip(timeline, done, strict=True):
+                table.add_row(f"{t.percent:g}%", str(t.split), _clock_span(t.bake),
+                              "yes" if t.approval else "",
+                              "done (router is there)" if d else
+                              f"T+{_clock_span(t.earliest_start - start)}  {views.when(now + t.earliest_start - start)}",
+                              "" if d else
+                              f"T+{_clock_span(t.earliest_end - start)}  {views.when(now + t.earliest_end - start)}")
+            out.print(table)
+            out.print(f"earliest finish: {_clock_span(remaining)} from the start "
+                      f"({views.when(now + remaining)} if started now), plus the time approvals "
+                      "take", highlight=False, markup=False)
+            out.print(f"rollback bound: {_clock_span(bound.total)} from the first failing "
+                      f"measurement to 0% ({p.failure_limit} failed checks every "
+                      f"{p.interval:g}s + the slowest gate {bound.detect - p.failure_limit * p.interval:g}s"
+                      f", a router write up to {bound.write:g}s"
+                      + (f", then DNS caches keep some clients on new for up to {bound.tail:g}s"
+                         if bound.tail else "") + f"); on_failure: {p.on_failure}",
+                      highlight=False, markup=False)
+            if pf.ok:
+                _print_hints([cmd("run")])
+            else:
+                out.print("a run would not start like this: fix what is marked ✗, then:",
+                          highlight=False)
+                _print_hints([cmd("run", "--dry-run")], prefix="  ")
+    if not pf.ok:
+        raise typer.Exit(2)
+
+
+def _clock_span(seconds: float) -> str:
+    """``1h05m``, ``5m``, ``42s``: a duration for a timeline."""
+    total = round(seconds)
+    h, rest = divmod(total, 3600)
+    m, sec = divmod(rest, 60)
+    if h:
+        return f"{h}h{m:02d}m" + (f"{sec:02d}s" if sec else "")
+    if m:
+        return f"{m}m" + (f"{sec:02d}s" if sec else "")
+    return f"{sec}s"
 
 
 def _start_synthetic_load(p: Plan, plan: Path, *, as_json: bool) -> SyntheticLoad | None:

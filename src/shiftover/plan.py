@@ -373,6 +373,13 @@ def plan_hash(plan: Plan, redact_: Any = None) -> str:
 def plan_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a plan file, for editors and ``shiftover schema``."""
     schema = Plan.model_json_schema()
+    schema["properties"][ENVIRONMENTS_KEY] = {
+        "type": "object",
+        "description": "named overlays (integration, staging, production) merged over the base "
+        "plan with --env NAME: mappings merge, null removes a key, lists and values replace, "
+        "normal_state gates merge by name (remove: true drops one); service cannot change",
+        "additionalProperties": {"type": ["object", "null"]},
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **schema,

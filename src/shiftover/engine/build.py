@@ -10,7 +10,7 @@ from typing import Any
 
 from shiftover.clock import Clock
 from shiftover.engine.rollback import tail_seconds
-from shiftover.engine.run import Gate, Runner
+from shiftover.engine.run import GATE_GRACE, Gate, Runner, router_timeout, slowest_gate
 from shiftover.errors import ProviderError, ShiftoverError
 from shiftover.plan import Plan, latency_warm_up
 from shiftover.providers import build_provider
@@ -47,11 +47,7 @@ def minimum_duration(plan: Plan) -> float:
     ``compare_latency`` gate holds each step below 100% for the checks it needs before
     it can pass (a bake counts only time in which every check passed); a ``compare``
     gate's ``min_requests`` depends on traffic and is not counted."""
-    gates: list[Any] = list(plan.normal_state)
-    warm_up = max((latency_warm_up(g) for g in gates if g.JUDGE == "compare_latency"),
-                  default=0)
-    below_full = sum(1 for w in plan.step_weights if w.new_percent < 100)
-    return plan.bake * len(plan.steps) + warm_up * plan.interval * below_full
+    return plan_timeline(plan)[-1].earliest_end
 
 
 def build_runner(
@@ -65,6 +61,63 @@ def build_runner(
 ) -> Runner:
     return Runner(plan, router or build_router(plan.members), build_gates(plan), store, clock,
                   redact=redact, plan_summary=plan_summary(plan), **kw)
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    """One step of the timeline a plan implies, offsets in seconds from the start."""
+
+    percent: float
+    split: Weights          # as the router(s) set it exactly
+    bake: float
+    approval: bool
+    earliest_start: float   # the soonest this step can be set (approvals given at once)
+    earliest_end: float     # ... and baked
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.percent, "exact": self.split.exact, "bake_seconds": self.bake,
+                "approval": self.approval, "earliest_start_seconds": self.earliest_start,
+                "earliest_end_seconds": self.earliest_end}
+
+
+def plan_timeline(plan: Plan) -> list[TimelineStep]:
+    """Each step with its earliest start and end, by the arithmetic of
+    :func:`minimum_duration` (its sum is the last step's ``earliest_end``)."""
+    gates: list[Any] = list(plan.normal_state)
+    warm_up = max((latency_warm_up(g) for g in gates if g.JUDGE == "compare_latency"),
+                  default=0)
+    out: list[TimelineStep] = []
+    t = 0.0
+    for percent, split in zip(plan.steps, plan.step_weights, strict=True):
+        bake = plan.bake + (warm_up * plan.interval if split.new_percent < 100 else 0.0)
+        out.append(TimelineStep(percent, split, bake, percent in plan.approvals, t, t + bake))
+        t += bake
+    return out
+
+
+@dataclass(frozen=True)
+class RollbackBound:
+    """The longest a rollback can take, counted from the first failing measurement:
+    ``failure_limit`` checks to decide (one interval apart, each up to the slowest
+    gate's timeout), one router write, then clients still reaching the new
+    environment for ``tail`` seconds (DNS resolvers caching the old answer)."""
+
+    detect: float
+    write: float
+    tail: float
+
+    @property
+    def total(self) -> float:
+        return self.detect + self.write + self.tail
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"detect_seconds": self.detect, "write_seconds": self.write,
+                "tail_seconds": self.tail, "total_seconds": self.total}
+
+
+def rollback_bound(plan: Plan, tail: float = 0.0) -> RollbackBound:
+    detect = plan.failure_limit * plan.interval + slowest_gate(plan) + GATE_GRACE
+    return RollbackBound(detect, router_timeout(plan), tail)
 
 
 @dataclass(frozen=True)
