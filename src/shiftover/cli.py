@@ -577,7 +577,7 @@ def _validate_environments(plan: Path, names: list[str], *, as_json: bool) -> No
         for name in names:
             if name in plans:
                 out.print(f"[green]✓[/] {_e(str(plan))} --env {_e(name)}: valid plan for "
-                          f"{plans[name].plan.service}", highlight=False)
+                          f"{plans[name].plan.service}", highlight=False, soft_wrap=True)
         for e in problems:
             _print_error(e)
         if not problems:
@@ -970,14 +970,14 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bo
             out.print(table)
             out.print(f"earliest finish: {_clock_span(remaining)} from the start "
                       f"({views.when(now + remaining)} if started now), plus the time approvals "
-                      "take", highlight=False, markup=False)
+                      "take", highlight=False, markup=False, soft_wrap=True)
             out.print(f"rollback bound: {_clock_span(bound.total)} from the first failing "
-                      f"measurement to 0% ({p.failure_limit} failed checks every "
+                      f"measurement to 0% ({p.failure_limit} failed check{'s' if p.failure_limit != 1 else ''} every "
                       f"{p.interval:g}s + the slowest gate {bound.detect - p.failure_limit * p.interval:g}s"
                       f", a router write up to {bound.write:g}s"
                       + (f", then DNS caches keep some clients on new for up to {bound.tail:g}s"
                          if bound.tail else "") + f"); on_failure: {p.on_failure}",
-                      highlight=False, markup=False)
+                      highlight=False, markup=False, soft_wrap=True)
             if pf.ok:
                 _print_hints([cmd("run")])
             else:

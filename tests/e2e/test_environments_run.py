@@ -1,0 +1,118 @@
+"""``--env`` end to end on a real HAProxy: a dry run moves nothing, a staging run is
+journalled as a rehearsal under its own key, and production's campaign is apart."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from typer.testing import CliRunner
+
+from shiftover.cli import app
+from shiftover.demo.haproxy import HAProxyProcess, StubBackend, stub_stack
+from shiftover.engine import events as ev
+from shiftover.haproxy_api import HAProxyRuntime
+from shiftover.store import STATE_ENV_VAR, open_store
+
+pytestmark = pytest.mark.e2e
+runner = CliRunner()
+
+PLAN = """\
+service: env-e2e
+router: {{type: haproxy, socket: {sock}, backend: web, old: old, new: new}}
+steps: [10, 50, 100]
+bake: 5m
+interval: 1m
+normal_state:
+  - name: new app answers
+    type: http
+    url: http://{new}/
+    expect_status: 200
+    timeout: 1s
+approvals: [50]
+failure_limit: 1
+environments:
+  staging:
+    rehearsal: true
+    steps: [50, 100]
+    bake: 600ms
+    interval: 200ms
+    approvals: null
+  production:
+    router: {{socket: {tmp}/no-such.sock}}
+"""
+
+
+class Stack(NamedTuple):
+    plan: Path
+    haproxy: HAProxyProcess
+    new: StubBackend
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with stub_stack(tmp_path) as st:
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(PLAN.format(sock=st.haproxy.socket_path, new=st.new.address, tmp=tmp_path))
+        yield Stack(plan, st.haproxy, st.new)
+
+
+def weights(stack: Stack) -> tuple[int, int]:
+    st = HAProxyRuntime(stack.haproxy.socket_path, 2.0).servers_state("web")
+    return st["old"].weight, st["new"].weight
+
+
+def test_dry_run_reads_everything_and_moves_nothing(stack: Stack) -> None:
+    before = weights(stack)
+    r = runner.invoke(app, ["run", str(stack.plan), "--env", "staging", "--dry-run", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["would_start"] and data["environment"] == "staging" and data["weights"] == 0
+    assert [g["verdict"] for g in data["gates"]] == ["pass"]
+    assert [(t["step"], t["bake_seconds"], t["done"]) for t in data["timeline"]] == [
+        (50, 0.6, False), (100, 0.6, False)]
+    assert data["earliest_finish_seconds"] == pytest.approx(1.2)
+    # 1 failed check (failure_limit) every 0.2 s + the gate's 1 s timeout + 1 s grace; 2 s write
+    assert data["rollback_bound"] == {"detect_seconds": pytest.approx(2.2), "write_seconds": 2.0,
+                                      "tail_seconds": 0.0, "total_seconds": pytest.approx(4.2)}
+    assert weights(stack) == before
+    assert not Path(os.environ[STATE_ENV_VAR].removeprefix("sqlite:///")).exists()  # no journal
+
+
+def test_dry_run_text_shows_the_timeline_and_approvals(stack: Stack) -> None:
+    # production's router is unreachable: the timeline is still shown, and the exit is 2
+    r = runner.invoke(app, ["run", str(stack.plan), "--env", "production", "--dry-run"])
+    assert r.exit_code == 2, r.output
+    assert "no-such.sock" in r.output
+    assert "the timeline the plan implies" in r.output
+    assert "earliest finish: 15m from the start" in r.output
+    # 1 check of 60 s + the gate's 1 s timeout + 1 s grace, then a write of up to 2 s
+    assert "rollback bound: 1m04s" in r.output
+    assert "(1 failed check every 60s" in r.output
+    assert f"run {stack.plan} --env production --dry-run" in r.output
+
+
+def test_dry_run_with_a_failing_gate_would_not_start(stack: Stack) -> None:
+    stack.new.fail_ratio = 1.0
+    r = runner.invoke(app, ["run", str(stack.plan), "--env", "staging", "--dry-run"])
+    assert r.exit_code == 2
+    assert "FAIL" in r.output and "a run would not start" in r.output
+    assert weights(stack)[1] == 0
+
+
+def test_a_staging_run_is_a_rehearsal_in_its_own_journal(stack: Stack) -> None:
+    r = runner.invoke(app, ["run", str(stack.plan), "--env", "staging", "--json"])
+    assert r.exit_code == 0, r.output
+    assert weights(stack)[0] == 0
+    with open_store(os.environ[STATE_ENV_VAR]) as store:
+        assert store.services() == ["env-e2e@staging"]
+        started = store.events(service="env-e2e@staging", kinds=[ev.RUN_STARTED])[0]
+    assert started.data["environment"] == "staging" and started.data["rehearsal"] is True
+    r = runner.invoke(app, ["status", str(stack.plan), "--env", "staging", "--json"])
+    assert json.loads(r.output)["outcome"] == ev.PROMOTED
+    r = runner.invoke(app, ["status", str(stack.plan), "--env", "production", "--json"])
+    assert json.loads(r.output)["outcome"] is None  # production has not started
