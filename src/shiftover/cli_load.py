@@ -172,6 +172,8 @@ def load(
     headroom: Annotated[str, typer.Option("--headroom", help="Share of each pod's capacity kept free when sizing for --peak: 30% or 0.3.")] = "30%",
     watch: Annotated[Path | None, typer.Option("--watch", help="A plan: its normal-state gates are evaluated at the end of every step.",
                                                show_default=False)] = None,
+    watch_env: Annotated[str | None, typer.Option("--env", help="The --watch plan's environment (a name under its environments:).",
+                                                  show_default=False)] = None,
     watch_query: Annotated[list[str] | None, typer.Option("--watch-query", help="NAME=PROMQL evaluated at every step, e.g. "
                                                           "'replicas=sum(kube_deployment_status_replicas{deployment=\"web\"})' (repeatable).",
                                                           show_default=False)] = None,
@@ -212,8 +214,8 @@ def load(
         raise typer.Exit(run_worker(master_host, master_port, locustfile=locustfile, timeout=t, worker_wait=wait))
     _run(url=url, rate=rate, step=step, duration=duration, method=method, header=header or [], data=data, insecure=insecure,
          locustfile=locustfile, user_class=user_class or [], slo_p99=slo_p99, max_errors=max_errors, pods=pods,
-         peak=peak, headroom=headroom, watch=watch, watch_query=watch_query or [], watch_prometheus=watch_prometheus,
-         workers=workers, users=users, timeout=t, master=master, expect_workers=expect_workers,
+         peak=peak, headroom=headroom, watch=watch, watch_env=watch_env, watch_query=watch_query or [],
+         watch_prometheus=watch_prometheus, workers=workers, users=users, timeout=t, master=master, expect_workers=expect_workers,
          master_bind_host=master_bind_host, master_port=master_port, out_dir=out_dir, as_json=as_json,
          worker_wait=wait)
 
@@ -221,7 +223,7 @@ def load(
 def _run(*, url: str | None, rate: str | None, step: str | None, duration: str | None, method: str,
          header: list[str], data: str | None, insecure: bool, locustfile: Path | None, user_class: list[str], slo_p99: str,
          max_errors: str, pods: int | None, peak: float | None, headroom: str, watch: Path | None,
-         watch_query: list[str], watch_prometheus: str | None, workers: str, users: int | None, timeout: float,
+         watch_env: str | None, watch_query: list[str], watch_prometheus: str | None, workers: str, users: int | None, timeout: float,
          master: bool, expect_workers: int, master_bind_host: str, master_port: int, out_dir: Path,
          as_json: bool, worker_wait: float) -> None:
     from shiftover.loadtest import results as R
@@ -271,7 +273,11 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
         from shiftover.cli import _load as load_plan  # the plan's secrets join the CLI's redactor
         from shiftover.loadtest.watch import Watch
 
-        watcher = Watch.from_plan(None if watch is None else load_plan(watch), watch_query, watch_prometheus)
+        if watch_env is not None and watch is None:
+            raise BadInput("--env names an environment of the --watch plan, and there is no --watch",
+                           hint="add --watch PLAN, or leave --env out")
+        watcher = Watch.from_plan(None if watch is None else load_plan(watch, watch_env),
+                                  watch_query, watch_prometheus)
     if target.base_url is not None:
         check_reachable(target.base_url, verify_tls=not insecure)
         warning = probe(target)
