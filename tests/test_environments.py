@@ -80,6 +80,19 @@ def test_gates_merge_by_name_append_and_remove() -> None:
     assert production.normal_state[0].max == 0.01
 
 
+def test_a_router_of_another_type_replaces_the_base_router() -> None:
+    text = PLAN + """\
+  aws:
+    router: {type: route53, hosted_zone_id: Z1, record_name: www.example.com, record_type: CNAME,
+             old: ec2, new: eks}
+    normal_state:
+      - {name: health, type: prometheus_alerts, url: 'http://127.0.0.1:9090'}
+"""
+    aws = load("aws", text)
+    assert aws.router.type == "route53" and not hasattr(aws.router, "socket")
+    assert aws.normal_state[1].type == "prometheus_alerts"  # a gate retyped: replaced too
+
+
 def test_environment_identity_and_journal_keys() -> None:
     staging, production = load("staging"), load("production")
     assert (staging.environment, staging.rehearsal, staging.journal_key) == (

@@ -377,7 +377,8 @@ def plan_json_schema() -> dict[str, Any]:
         "type": "object",
         "description": "named overlays (integration, staging, production) merged over the base "
         "plan with --env NAME: mappings merge, null removes a key, lists and values replace, "
-        "normal_state gates merge by name (remove: true drops one); service cannot change",
+        "normal_state gates merge by name (remove: true drops one), a router or gate whose type "
+        "changes is replaced whole; service cannot change",
         "additionalProperties": {"type": ["object", "null"]},
     }
     return {
@@ -1259,7 +1260,9 @@ def _select_environment(data: dict[Any, Any], tree: _Tree, environment: str | No
     a mapping merges into a mapping key by key, recursively; ``null`` removes the
     key; a list or a scalar replaces what the base has -- except ``normal_state``,
     whose gates merge by ``name`` (an overlay gate named like a base gate is merged
-    into it; a new name is appended; ``remove: true`` drops the base gate).
+    into it; a new name is appended; ``remove: true`` drops the base gate). A
+    mapping whose ``type`` changes (a router or gate of another kind) replaces the
+    base's whole: an HAProxy router's socket means nothing to a Route53 one.
 
     The marks of every value taken from the overlay are moved to its place in the
     effective plan, so an error in a value the overlay set names the overlay's line.
@@ -1338,7 +1341,9 @@ class _Overlay:
             self.tree.reported.add((*dst, *p[n:]))
 
     def merge(self, base: Any, over: Any, dst: _PathKey, src: _PathKey) -> Any:
-        if isinstance(base, dict) and isinstance(over, dict):
+        retyped = isinstance(base, dict) and isinstance(over, dict) and \
+            "type" in over and over["type"] != base.get("type")
+        if isinstance(base, dict) and isinstance(over, dict) and not retyped:
             out = dict(base)
             for k, v in over.items():
                 if v is None:
