@@ -269,3 +269,16 @@ def test_cli_commands_need_env_and_hints_carry_it(tmp_path: Path) -> None:
     assert [json.loads(x)["kind"] for x in r.output.splitlines()] == ["paused"]
     r = runner.invoke(app, ["history", str(path), "--env", "production", "--state", state, "--json"])
     assert r.output.strip() == ""  # production's journal is its own
+
+
+def test_the_example_cutover_plan_diffs_routers_of_other_kinds_in_one_row() -> None:
+    example = Path(__file__).parent.parent / "examples" / "cutover.yaml"
+    r = runner.invoke(app, ["diff", str(example), "--env", "staging", "--env", "production",
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {d["field"]: d for d in json.loads(r.output)["differences"]}
+    assert rows["router"]["a"] == "haproxy:/run/haproxy/admin.sock#web"
+    assert rows["router"]["b"].startswith("route53:Z0123456789ABCDEFGHIJ/www.example.com./CNAME + alb:")
+    assert not any(f.startswith(("router.", "routers")) for f in rows)
+    assert rows["approvals"] == {"group": "approvals", "field": "approvals", "a": [], "b": [50],
+                                 "in_a": True, "in_b": True}

@@ -51,7 +51,9 @@ class Difference:
 
 def effective(plan: Plan) -> dict[str, Any]:
     """The plan as the run uses it: fields, the exact splits, the minimum duration."""
-    data = plan.model_dump(mode="json", exclude={"service"})
+    data = plan.model_dump(mode="json", exclude={"service", "router", "routers"})
+    members = [m.model_dump(mode="json") for m in plan.members]
+    data = {"router": members[0] if len(members) == 1 else members, **data}
     data["step_splits"] = [w.exact for w in plan.step_weights]
     data["minimum_duration"] = minimum_duration(plan)
     return data
@@ -78,9 +80,14 @@ def _flatten(value: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 def diff_plans(a: Plan, b: Plan, *, redact: Callable[[str], str] = lambda s: s) -> list[Difference]:
     """Every field whose value differs between ``a`` and ``b``, in reading order."""
-    fa = dict(_flatten(redact_values(effective(a), redact), ""))
-    fb = dict(_flatten(redact_values(effective(b), redact), ""))
+    ea, eb = (redact_values(effective(p), redact) for p in (a, b))
     out: list[Difference] = []
+    if _kinds(a) != _kinds(b):  # routers of other kinds: their fields do not compare
+        out.append(Difference("router", "router", _routers(a, redact), _routers(b, redact)))
+        del ea["router"], eb["router"]
+    # a field set to nothing and a field absent read the same
+    fa = {k: v for k, v in _flatten(ea, "") if v is not None}
+    fb = {k: v for k, v in _flatten(eb, "") if v is not None}
     for field in list(dict.fromkeys([*fa, *fb])):
         va, vb = fa.get(field), fb.get(field)
         if field in fa and field in fb and va == vb:
@@ -99,6 +106,15 @@ def diff_plans(a: Plan, b: Plan, *, redact: Callable[[str], str] = lambda s: s) 
         out = [d for d in out if d.field != "step_splits"]  # the same news twice
     out.sort(key=lambda d: GROUPS.index(d.group))
     return out
+
+
+def _kinds(plan: Plan) -> list[str]:
+    return [m.type for m in plan.members]
+
+
+def _routers(plan: Plan, redact: Callable[[str], str]) -> str:
+    """The routers in one line: kind and target of each (lockstep members joined by +)."""
+    return " + ".join(redact(m.lease_target() or m.type) for m in plan.members)
 
 
 def _gate_of(field: str) -> str | None:
