@@ -93,7 +93,7 @@ from shiftover.plan import _describe as _describe_value
 from shiftover.providers.compare import CompareProvider
 from shiftover.providers.compare_latency import CompareLatencyProvider
 from shiftover.spec import parse_duration
-from shiftover.store import Event, Store
+from shiftover.store import Event, Lease, Store
 from shiftover.testing import FakeClock, InMemoryRouter
 from shiftover.types import EnvCounts, Measurement, Weights
 
@@ -262,6 +262,9 @@ def _suggest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | No
     lowered = {c.lower(): c for c in options}
     if word.lower() in lowered:
         return lowered[word.lower()]
+    within = [c for c in options if word and word.lower() in c.lower()]
+    if len(within) == 1:  # a gate's long name, shortened
+        return within[0]
     match = difflib.get_close_matches(word, options, n=1, cutoff=cutoff)
     return match[0] if match else None
 
@@ -896,43 +899,74 @@ def scripted_gates(plan: Plan, script: Script, world: _World, router: InMemoryRo
 
 
 class SimulationJournal(Store):
-    """The real store (in-memory SQLite), with one shortcut: a read that cannot find
-    anything because nothing of those kinds was appended since ``after_id`` is
-    answered from memory. Correct because the simulation is its only writer (see the
-    module docstring for why it matters)."""
+    """The real store (in-memory SQLite), with two shortcuts, both exact because the
+    simulation is its only writer (see the module docstring for why they matter):
+
+    - a read that cannot find anything, because nothing of those kinds was appended
+      since ``after_id``, is answered from memory (the engine asks every 0.2 s of
+      simulated time whether an operator acted);
+    - a lease renewal at the same simulated instant as the previous one (the engine
+      renews before and after each check, and no time passes in between on a fake
+      clock) would write the same expiry again: it returns the lease it has.
+    """
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__("sqlite://", clock=clock.now)
+        self._sim_clock = clock
         self._last_of: dict[str, int] = {}
         self._last_id = 0
+        self._newest: dict[frozenset[str], int] = {}
+        self._renewed: tuple[tuple[str, str, float, float], Lease] | None = None
 
     def append(self, **kw: Any) -> Event:
         e = super().append(**kw)
         self._last_of[e.kind] = max(self._last_of.get(e.kind, 0), e.id)
         self._last_id = max(self._last_id, e.id)
+        self._newest.clear()
         return e
 
     def events(self, *, service: str, after_id: int = 0, run_id: str | None = None,
                kinds: Collection[str] | None = None, limit: int | None = None) -> list[Event]:
-        newest = self._last_id if kinds is None else max(
-            (self._last_of.get(k, 0) for k in kinds), default=0)
+        if kinds is None:
+            newest = self._last_id
+        else:
+            group = kinds if isinstance(kinds, frozenset) else frozenset(kinds)
+            newest = self._newest.get(group, -1)
+            if newest < 0:
+                newest = self._newest[group] = max((self._last_of.get(k, 0) for k in group),
+                                                   default=0)
         if newest <= after_id:
             return []
         return super().events(service=service, after_id=after_id, run_id=run_id, kinds=kinds,
                               limit=limit)
 
+    def renew_lease(self, *, key: str, holder: str, ttl: float) -> Lease:
+        same = (key, holder, ttl, self._sim_clock.now())
+        if self._renewed is not None and self._renewed[0] == same:
+            return self._renewed[1]
+        lease = super().renew_lease(key=key, holder=holder, ttl=ttl)
+        self._renewed = (same, lease)
+        return lease
+
+    def release_lease(self, *, key: str, holder: str) -> None:
+        self._renewed = None
+        super().release_lease(key=key, holder=holder)
+
 
 class SimulationClock(FakeClock):
     """A fake clock that also carries out what the script schedules (operator
     actions, approvals) when simulated time reaches them. Only ``sleep`` does it,
-    never ``now``: the store reads ``now`` inside its transactions."""
+    never ``now``: the store reads ``now`` inside its transactions. The engine
+    sleeps in slices of at most 0.2 s between checks, so an action is seen as
+    soon as a real operator's would be."""
 
     def __init__(self) -> None:
         super().__init__(SIM_START)
-        self._due: list[tuple[float, int, Callable[[], None]]] = []
+        self._due: list[tuple[float, int, Callable[[float], None]]] = []
         self._n = 0
 
-    def at(self, when: float, action: Callable[[], None]) -> None:
+    def at(self, when: float, action: Callable[[float], None]) -> None:
+        """Call ``action(when)`` once simulated time reaches ``when``."""
         self._n += 1
         heapq.heappush(self._due, (when, self._n, action))
 
@@ -946,8 +980,8 @@ class SimulationClock(FakeClock):
 
     def fire(self) -> None:
         while self._due and self._due[0][0] <= self.now():
-            _, _, action = heapq.heappop(self._due)
-            action()
+            when, _, action = heapq.heappop(self._due)
+            action(when)
 
 
 # --- one simulated run ---------------------------------------------------------------------
@@ -1020,10 +1054,12 @@ def simulate(plan: Plan, script: Script, *, max_time: float | None = None,
     collected: list[Event] = []
     runner: Runner | None = None
 
-    def operator(kind: str, data: dict[str, Any]) -> Callable[[], None]:
-        def act() -> None:
+    def operator(kind: str, data: dict[str, Any]) -> Callable[[float], None]:
+        # journalled at the time the script says: the clock reached it during the last
+        # sleep of the engine, in which nothing else was journalled
+        def act(when: float) -> None:
             journal.append(service=plan.journal_key, run_id="operator", kind=kind,
-                           at=clock.now(), data=data, actor=ACTOR)
+                           at=when, data=data, actor=ACTOR)
         return act
 
     for action in script.operator:
@@ -1216,47 +1252,66 @@ QUIET_KINDS = frozenset({ev.WEIGHT_INTENDED, ev.STEP_ADVANCED, ev.RUN_STOPPED})
 
 
 def shown(e: Event, previous: Event | None = None, *, verbose: bool = False) -> bool:
-    """Whether the (non-verbose) timeline shows ``e``; ``previous`` is the event before it."""
+    """Whether the (non-verbose) timeline shows ``e`` on a line of its own;
+    ``previous`` is the event before it."""
     if verbose:
         return True
     if e.kind == ev.CHECK:
         return e.data.get("verdict") != "pass"
     if e.kind == ev.BAKE_STARTED:
-        after_check = previous is not None and previous.kind == ev.CHECK \
-            and previous.data.get("verdict") != "pass"
-        return not after_check and e.data.get("reason") not in ("run started",
-                                                                 "reconciled with the router")
+        return not _after_bad_check(previous) and e.data.get("reason") not in (
+            "run started", "reconciled with the router")
     if e.kind == ev.RECONCILED:  # the first campaign of a journal starts from the router
         return e.data.get("journal_percent") is not None
     return e.kind not in QUIET_KINDS
 
 
+def _after_bad_check(previous: Event | None) -> bool:
+    return previous is not None and previous.kind == ev.CHECK \
+        and previous.data.get("verdict") != "pass"
+
+
+@dataclass
+class _Line:
+    t: float
+    kind: str
+    text: str
+    suffix: str = ""
+    repeats: int = 0
+    until: float = 0.0
+
+    def render(self) -> tuple[float, str, str]:
+        more = (f" (and {self.repeats} more like it, until {offset(self.until)})"
+                if self.repeats else "")
+        return (self.t, self.kind, f"{self.text}{self.suffix}{more}")
+
+
 def timeline(events: Iterable[Event], describe: Callable[[Event], str], *,
              verbose: bool = False) -> list[tuple[float, str, str]]:
-    """(offset, kind, text) per line: consecutive lines that say the same (a failing
-    check every interval, the bake restarting on each) are folded into one with a
-    count, unless ``verbose``."""
-    lines: list[tuple[float, str, str]] = []
-    repeats = 0
+    """(offset, kind, text) per line. Unless ``verbose``: consecutive lines that say
+    the same (a failing check every interval) are folded into one with a count, and
+    a bake restarted by a check that did not pass is said on the check's line."""
+    lines: list[_Line] = []
     previous: Event | None = None
     for e in events:
         before, previous = previous, e
+        t = e.at - SIM_START
         if not shown(e, before, verbose=verbose):
+            if e.kind == ev.BAKE_STARTED and _after_bad_check(before) and lines:
+                pct = e.data.get("percent")
+                lines[-1].suffix = (f" — the bake of {pct:g}% starts over"
+                                    if isinstance(pct, int | float) else " — the bake starts over")
             continue
         text = describe(e)
         if e.kind == ev.RUN_STARTED:
             text = "run started (simulated: in-memory router, scripted gates)"
-        t = e.at - SIM_START
-        if not verbose and lines and lines[-1][1] == e.kind \
-                and lines[-1][2].split(" (and ")[0] == text:
-            repeats += 1
-            first = lines[-1]
-            lines[-1] = (first[0], first[1], f"{text} (and {repeats} more like it, until "
-                         f"{offset(t)})")
+        last = lines[-1] if lines else None
+        if not verbose and last is not None and last.kind == e.kind and last.text == text:
+            last.repeats += 1
+            last.until = t
             continue
-        repeats = 0
-        lines.append((t, e.kind, text))
-    return lines
+        lines.append(_Line(t, e.kind, text))
+    return [line.render() for line in lines]
 
 
 __all__ = [
