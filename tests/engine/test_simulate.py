@@ -435,3 +435,19 @@ def test_timeline_folds_repeats_and_says_the_bake_restarts(example: Plan) -> Non
     assert "the bake of 25% starts over (and 1 more like it, until T+0:20:45)" in fail
     assert not [t for t in texts if "check pass" in t]
     assert len(sim.timeline(res.events, describe_event, verbose=True)) == len(res.events)
+
+
+def test_no_real_sleep_every_wait_is_on_the_simulated_clock(example: Plan,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hours of bakes, backoffs and a rollback without one real sleep: every wait of
+    the engine goes through the clock (gate threads answer at once)."""
+    import time
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"a real time.sleep({seconds}) in a simulation")
+
+    monkeypatch.setattr(time, "sleep", no_sleep)
+    res = simulate(example, script(f"gates:\n  {ERRORS}: [{{fail: true, from_step: 100}}]\n",
+                                   example))
+    assert res.outcome == "rolled_back" and res.last_step == 100
+    assert res.simulated > 35 * 60
