@@ -83,6 +83,7 @@ from shiftover.plan import (
     redact_values,
 )
 from shiftover.plan import redact as redact_secrets
+from shiftover.report.runs import rehearsal_text, rehearsals
 from shiftover.routers import build_router
 from shiftover.store import (
     DEFAULT_BUSY_TIMEOUT,
@@ -1074,17 +1075,24 @@ def history(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, type
             every: Annotated[bool, typer.Option("--all", help="Every event (same as --limit 0).")] = False,
             run_id: Annotated[str | None, typer.Option("--run", help="Only the events of this run (its run id, as `run` and `history` show it; `operator` for operator actions).")] = None,
             env: EnvOpt = None) -> None:
-    """The journal of the service, oldest first. Read-only: never creates a state file."""
+    """The journal of the service, oldest first. Read-only: never creates a state file.
+
+    With --env, the environment's journal, then one line per other environment of the
+    plan: how many times the cutover was rehearsed there, when last and how it ended."""
     p = load_outline(plan, environment=env)
     _try_load(plan, env)  # only to learn the plan's secrets, so that none is echoed
+    others = [n for n in plan_environments(plan) if n != env]
     with _read_only_store(state) as (store, info):
         if store is None:
             events: list[Event] = []
             runs: list[str] = []
+            rehearsed = []
         else:
             events = store.events(service=p.journal_key, run_id=run_id)
             runs = [] if events or run_id is None else list(dict.fromkeys(
                 e.run_id for e in store.events(service=p.journal_key)))
+            rehearsed = rehearsals(store, p.service, environments=others) \
+                if env is not None and others else []
     if run_id is not None and not events and info["exists"]:
         raise BadInput(f"no events of run {run_id!r} in the journal of {p.journal_key} at {info['where']}",
                        hint=("its runs, oldest first: " + ", ".join(runs)) if runs
@@ -1100,6 +1108,8 @@ def history(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, type
     else:
         title = f"{p.journal_key}: {len(events)} events" + (f" of run {run_id}" if run_id else "")
         out.print(views.events_table(events, title=title, show_run=run_id is None))
+        for r in rehearsed:  # the other environments' campaigns: "rehearsed on staging 3 times"
+            out.print(rehearsal_text(r), highlight=False, markup=False, soft_wrap=True)
 
 
 def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any],

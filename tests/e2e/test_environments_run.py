@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -116,3 +117,7 @@ def test_a_staging_run_is_a_rehearsal_in_its_own_journal(stack: Stack) -> None:
     assert json.loads(r.output)["outcome"] == ev.PROMOTED
     r = runner.invoke(app, ["status", str(stack.plan), "--env", "production", "--json"])
     assert json.loads(r.output)["outcome"] is None  # production has not started
+    r = runner.invoke(app, ["history", str(stack.plan), "--env", "production"])
+    assert r.exit_code == 0, r.output
+    assert re.search(r"rehearsed on staging once, last on \d{4}-\d\d-\d\d \d\d:\d\d UTC, "
+                     r"outcome promoted", r.output), r.output
