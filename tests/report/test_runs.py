@@ -178,3 +178,11 @@ def test_small_helpers() -> None:
     assert environment_of("shop") is None
     assert date_text(T0) == "2026-11-18 11:06 UTC"
     assert date_text(None) == ""
+
+
+def test_runs_that_were_not_rehearsals_are_not_called_so(store: Store) -> None:
+    _run(store, "shop@production", "p0", T0, steps=(1, 100), end=ev.PROMOTED, rehearsal=False)
+    _run(store, "shop@staging", "s0", T0 - DAY, steps=(5, 100), end=ev.PROMOTED, rehearsal=True)
+    found = {r.environment: r for r in rehearsals(store, "shop", exclude="integration")}
+    assert rehearsal_text(found["production"]).startswith("run on production once")
+    assert rehearsal_text(found["staging"]).startswith("rehearsed on staging once")

@@ -357,11 +357,13 @@ def outcome_text(campaign: Campaign) -> str:
 
 def rehearsal_text(r: Rehearsals) -> str:
     """One line: ``rehearsed on staging 3 times, last on 2026-11-28 14:03 UTC, outcome
-    promoted`` (or ``never run on integration``)."""
+    promoted``; ``run on production ...`` when the environment's runs say they were not
+    rehearsals (``rehearsal: false`` journalled); ``never run on integration``."""
     if r.count == 0 or r.last is None:
         return f"never run on {r.environment}"
+    verb = "run" if r.flagged == 0 and r.last.rehearsal is False else "rehearsed"
     times = "once" if r.count == 1 else "twice" if r.count == 2 else f"{r.count} times"
-    return (f"rehearsed on {r.environment} {times}, last on {date_text(r.last_date)}, "
+    return (f"{verb} on {r.environment} {times}, last on {date_text(r.last_date)}, "
             f"outcome {outcome_text(r.last)}")
 
 
