@@ -56,21 +56,21 @@ def simulate(
       2  bad input (plan, script, flags)
       3  rolled back (with --fail-each-step: a run did not end as the plan says)
       4  held: paused, or the simulated time bound was reached"""
-    from shiftover.cli import _load, _seconds
+    from shiftover.cli import _cmds, _load, _seconds
     from shiftover.engine import simulate as sim
     from shiftover.errors import BadInput
 
+    if fail_gate is not None and not fail_each_step:
+        raise BadInput("--fail-gate goes with --fail-each-step", hint="add --fail-each-step: "
+                       + _cmds(plan, None, env)("simulate", "--fail-each-step", "--fail-gate",
+                                                fail_gate))
+    bound = _seconds("--max-time", max_time, positive=True)
     loaded = _load(plan, env)
     p = loaded.plan
     if not p.normal_state:
         raise BadInput("the plan has no gates (normal_state is empty): there is nothing to simulate",
                        hint="add the gates that define the normal state, see examples/plan.yaml")
     script = sim.load_script(metrics, p) if metrics is not None else sim.Script()
-    bound = _seconds("--max-time", max_time, positive=True)
-    if fail_gate is not None and not fail_each_step:
-        raise BadInput("--fail-gate goes with --fail-each-step",
-                       hint=f"add --fail-each-step, e.g. shiftover simulate {plan} --fail-each-step "
-                       f"--fail-gate '{fail_gate}'")
     if fail_gate is not None:
         sim.check_gate_name(p, fail_gate, flag="--fail-gate")
     if fail_each_step:

@@ -193,12 +193,13 @@ def _phase_at(phases: Sequence[Phase], t: float, step_time: Callable[[float], fl
         start = cursor if ph.start is None else max(cursor, resolve(ph.start))
         if t < start:
             return None
+        following = phases[i + 1].start if i + 1 < len(phases) else None
         if ph.end is not None:
             end = max(start, resolve(ph.end))
         elif ph.length is not None:
             end = start + ph.length
-        elif i + 1 < len(phases) and phases[i + 1].start is not None:
-            end = max(start, resolve(phases[i + 1].start))  # type: ignore[arg-type]
+        elif following is not None:
+            end = max(start, resolve(following))
         else:
             end = INF
         if t < end:
@@ -375,7 +376,7 @@ class _ScriptReader:
                      f"{{{measures[0]}: {_example(kind)}, from: 12m}}")
             return None
         if isinstance(item, int | float) and not isinstance(item, bool) and kind in ("threshold", "probe"):
-            return self.measure_phase(path, {measures[0]: item}, spec, line, bare=True)
+            return self.measure_phase(path, {measures[0]: item}, spec, line)
         if not isinstance(item, dict):
             self.bad(path, f"expected a phase (pass, fail, no_data, error, or a mapping), got "
                      f"{_describe_value(item)}",
@@ -384,7 +385,7 @@ class _ScriptReader:
         return self.measure_phase(path, item, spec, line)
 
     def measure_phase(self, path: tuple[str | int, ...], item: dict[Any, Any], spec: Any,
-                      line: int, *, bare: bool = False) -> Phase | None:
+                      line: int) -> Phase | None:
         kind = _judge_kind(spec)
         allowed = (*MEASURES[kind], *SHORTCUTS, *EXTRAS[kind], *TIMING)
         every_measure = sorted({m for ms in MEASURES.values() for m in ms}
@@ -416,8 +417,7 @@ class _ScriptReader:
         phase = self.what(path, what, item[what], item, spec, line)
         if phase is None or not ok:
             return None
-        timed = self.timing(path, item, phase)
-        return None if bare and timed is None else timed
+        return self.timing(path, item, phase)
 
     def what(self, path: tuple[str | int, ...], what: str, value: Any, item: dict[Any, Any],
              spec: Any, line: int) -> Phase | None:
