@@ -122,16 +122,28 @@ def _header(plan: Path, loaded: Any, script: Any, bound: float | None) -> list[s
 
 def _one_run(plan: Path, loaded: Any, script: Any, bound: float | None, metrics: Path | None,
              env: str | None, *, verbose: bool, as_json: bool) -> int:
+    from shiftover.cli import _reader_may_leave, out
+    from shiftover.engine import simulate as sim
+
+    p = loaded.plan
+    if not as_json:
+        with _reader_may_leave():  # a reader that leaves (| head) does not change the exit code
+            for line in _header(plan, loaded, script, bound):
+                out.print(line, highlight=False, markup=False, soft_wrap=True)
+            out.print()
+    result = sim.simulate(p, script, max_time=bound)
+    with _reader_may_leave():
+        _print_run(plan, loaded, script, result, metrics, env, verbose=verbose, as_json=as_json)
+    return result.exit_code
+
+
+def _print_run(plan: Path, loaded: Any, script: Any, result: Any, metrics: Path | None,
+               env: str | None, *, verbose: bool, as_json: bool) -> None:
     from shiftover import views
     from shiftover.cli import _cmds, _json_line, _print_hints, out
     from shiftover.engine import simulate as sim
 
     p = loaded.plan
-    if not as_json:
-        for line in _header(plan, loaded, script, bound):
-            out.print(line, highlight=False, markup=False, soft_wrap=True)
-        out.print()
-    result = sim.simulate(p, script, max_time=bound)
     if as_json:
         for e in result.events:
             _json_line({**views.event_dict(e), "t": round(e.at - sim.SIM_START, 3)})
@@ -140,7 +152,7 @@ def _one_run(plan: Path, loaded: Any, script: Any, bound: float | None, metrics:
                     "gates": {g.name: {"scripted": g.name in script.gates,
                                        "measures": sim.describe_gate(g, script.gates.get(g.name, ()))}
                               for g in p.normal_state}})
-        return result.exit_code
+        return
     for t, kind, text in sim.timeline(result.events, views.describe_event, verbose=verbose):
         style = ("bold red" if kind in ("rollback_started", "rolled_back")
                  else "bold green" if kind == "promoted" else "")
@@ -159,15 +171,11 @@ def _one_run(plan: Path, loaded: Any, script: Any, bound: float | None, metrics:
     args = ["--metrics", str(metrics)] if metrics is not None else []
     _print_hints([cmd("simulate", *args, "--fail-each-step")],
                  prefix="a failure at each step: ")
-    return result.exit_code
 
 
 def _each_step(plan: Path, loaded: Any, script: Any, fail_gate: str | None, bound: float | None,
                *, as_json: bool) -> int:
-    from rich import box
-    from rich.table import Table
-
-    from shiftover.cli import _json_line, out
+    from shiftover.cli import _json_line, _reader_may_leave, out
     from shiftover.engine import simulate as sim
 
     p = loaded.plan
@@ -175,26 +183,42 @@ def _each_step(plan: Path, loaded: Any, script: Any, fail_gate: str | None, boun
     expected = sim.expected_outcome(p)
     said = OUTCOME_WORDS[expected]
     if not as_json:
-        for line in _header(plan, loaded, script, bound):
-            out.print(line, highlight=False, markup=False, soft_wrap=True)
-        out.print(f"each run: {gate!r} fails from the moment the step is confirmed; the plan's "
-                  f"on_failure ({p.on_failure}) says it ends {said}", highlight=False,
-                  markup=False, soft_wrap=True)
+        with _reader_may_leave():
+            for line in _header(plan, loaded, script, bound):
+                out.print(line, highlight=False, markup=False, soft_wrap=True)
+            out.print(f"each run: {gate!r} fails from the moment the step is confirmed; the "
+                      f"plan's on_failure ({p.on_failure}) says it ends {said}", highlight=False,
+                      markup=False, soft_wrap=True)
 
-    def each(run: Any) -> None:
+    def each(run: Any) -> None:  # a line per run as it ends
         if as_json:
-            _json_line(run.to_dict())
+            with _reader_may_leave():
+                _json_line(run.to_dict())
 
     runs = sim.fail_each_step(p, script, gate=gate, max_time=bound, on_run=each)
+    bad = [r for r in runs if not r.as_planned]
+    code = 0 if not bad else 3
+    with _reader_may_leave():
+        _print_steps(runs, gate, expected, code, as_json=as_json)
+    return code
+
+
+def _print_steps(runs: list[Any], gate: str, expected: str, code: int, *, as_json: bool) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from shiftover.cli import _json_line, out
+    from shiftover.engine import simulate as sim
+
+    said = OUTCOME_WORDS[expected]
     wall = sum(r.result.wall for r in runs)
     simulated = sum(r.result.simulated for r in runs)
     bad = [r for r in runs if not r.as_planned]
-    code = 0 if not bad else 3
     if as_json:
         _json_line({"summary": True, "as_planned": not bad, "exit_code": code, "runs": len(runs),
                     "not_as_planned": [r.step for r in bad], "gate": gate, "expected": expected,
                     "simulated_seconds": round(simulated, 3), "wall_seconds": round(wall, 3)})
-        return code
+        return
     to = "fault → 0%" if expected == "rolled_back" else "fault → paused"
     table = Table(box=box.SIMPLE, show_edge=False, pad_edge=False)
     for name, justify in (("step", "right"), ("outcome", "left"), (to, "right"),
@@ -213,8 +237,7 @@ def _each_step(plan: Path, loaded: Any, script: Any, fail_gate: str | None, boun
     out.print()
     out.print(table)
     out.print()
-    totals = (f"{len(runs)} runs, {sim.offset(simulated, sign=False)} simulated in {wall:.1f}s of "
-              "wall time")
+    totals = f"{len(runs)} runs, {sim.span(simulated)} simulated in {wall:.1f}s of wall time"
     if not bad:
         out.print(f"every failure ended {said}, as the plan says ({totals})", style="bold green",
                   highlight=False, markup=False, soft_wrap=True)
@@ -224,7 +247,6 @@ def _each_step(plan: Path, loaded: Any, script: Any, fail_gate: str | None, boun
         for r in bad:
             out.print(f"  at {r.step:g}%: {_why(r)}", highlight=False, markup=False,
                       soft_wrap=True)
-    return code
 
 
 def _why(run: Any) -> str:
