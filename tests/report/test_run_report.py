@@ -497,3 +497,26 @@ def test_cli_never_creates_a_journal(journal: dict[str, Any], tmp_path: Path) ->
     assert r.exit_code == 2
     assert "no runs to report: no journal yet at" in " ".join(r.output.split())
     assert not missing.exists()
+
+
+def test_the_demo_prints_a_report_command_that_works(tmp_path: Path) -> None:
+    """`shiftover demo --workdir DIR` ends with this command: pasted, it writes the page."""
+    import shlex
+
+    from shiftover.demo.scenario import report_command
+
+    work = tmp_path / "demo dir"  # a space: the command must quote
+    work.mkdir()
+    plan = work / "plan.yaml"
+    plan.write_text(PLAN.split("environments:")[0].replace("${PROM_TOKEN}", "x")
+                    .replace("approvals: [25]", "approvals: []"))
+    with open_store(f"sqlite:///{work}/state.db") as store:
+        runner, out = run_once(store, load_plan(plan).plan)
+    assert out.outcome == "promoted"
+    command = report_command(plan, work, runner.run_id)
+    assert command == (f"shiftover report '{plan}' --run {runner.run_id} -o "
+                       f"'{work / 'report.html'}' --state 'sqlite:///{work}/state.db'")
+    args = shlex.split(command)
+    r = cli.invoke(app, args[1:])
+    assert r.exit_code == 0, r.output
+    assert (work / "report.html").stat().st_size > 1_000_000

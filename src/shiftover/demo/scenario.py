@@ -168,13 +168,14 @@ def run_demo(
     a worse one?). The fault itself stays counted, as without it."""
     console = console or Console()
     with ExitStack() as stack:
+        kept = workdir is not None  # a temp dir (and its journal) is gone when the demo ends
         if workdir is None:
             workdir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="shiftover-demo-"))
             )
         workdir.mkdir(parents=True, exist_ok=True)
-        return _run(stack, scenario, workdir, as_json, rate, console, bake, inspect,
-                    background_error_rate)
+        return _run(stack, scenario, workdir.resolve(), as_json, rate, console, bake, inspect,
+                    background_error_rate, kept=kept)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -206,6 +207,8 @@ def _run(
     bake: str,
     inspect: Callable[[DemoStack], None] | None,
     background_error_rate: float = 0.0,
+    *,
+    kept: bool = False,
 ) -> dict[str, Any]:
     _say(console, as_json, f"starting the local stack in {workdir}")
     old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir))
@@ -312,6 +315,10 @@ def _run(
     final = router.read()
     buckets = read_events(events_file)
     summary = _summary(scenario, result, final, marks, buckets, runner.recent, elapsed)
+    # the run's report, as a command to paste (the journal outlives the demo only in a
+    # --workdir of the user's: a temp dir is deleted on the way out)
+    summary["report_command"] = report_command(plan_path, workdir, result.run_id) if kept \
+        else None
     traffic.stop()
     if inspect is not None:
         inspect(DemoStack(workdir, haproxy, prom, old, new, plan_path, f"sqlite:///{workdir}/state.db"))
@@ -320,6 +327,12 @@ def _run(
     else:
         _print_summary(console, summary)
     return summary
+
+
+def report_command(plan_path: Path, workdir: Path, run_id: str) -> str:
+    """``shiftover report PLAN --run ID -o WORKDIR/report.html --state sqlite:///...``."""
+    cmd = views.Commands(str(plan_path), f"sqlite:///{workdir}/state.db")
+    return cmd("report", "--run", run_id, "-o", str(workdir / "report.html"))
 
 
 def _summary(
@@ -378,3 +391,11 @@ def _print_summary(console: Console, s: dict[str, Any]) -> None:
     t.add_row("requests sent", f"{s['requests_total']} ({s['failed_requests_total']} failed)")
     t.add_row("run time", f"{s['run_seconds']:g}s")
     console.print(t)
+    # outside the table, never wrapped: a wrapped command does not paste
+    if s.get("report_command"):
+        console.print(f"report of this run: {s['report_command']}", highlight=False,
+                      markup=False, soft_wrap=True)
+    else:
+        console.print("the journal was in a temporary directory: pass --workdir DIR to keep it "
+                      "and get the run's report (shiftover report)", highlight=False,
+                      markup=False, soft_wrap=True)

@@ -539,7 +539,7 @@ def report_data(events: Sequence[Any], run_id: str, *, journal_key: str,
 _LAYOUT: dict[str, Any] = {
     "margin": {"l": 70, "r": 30, "t": 60, "b": 40},
     "hovermode": "closest",
-    "legend": {"orientation": "h", "y": -0.18},
+    "legend": {"orientation": "h", "y": -0.14},
     "plot_bgcolor": "#ffffff",
 }
 
@@ -549,8 +549,13 @@ def _axis(title: str, **kw: Any) -> dict[str, Any]:
 
 
 def _x_axis(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's span, UTC, the same on every chart (so they line up), with a little room
+    after the end: a rollback's drop to 0% is the last thing that happened."""
     run = data["run"]
-    return _axis("time (UTC)", type="date", range=[utc(run["started_at"]), utc(run["ended_at"])])
+    start, end = run["started_at"], run["ended_at"]
+    pad = max(1.0, 0.03 * (end - start))
+    return {"type": "date", "range": [utc(start), utc(end + pad)], "gridcolor": "#e5e5e5",
+            "zeroline": False}
 
 
 def _weight_at(data: Mapping[str, Any], at: float) -> float:
@@ -645,7 +650,8 @@ def weight_figure(data: Mapping[str, Any]) -> dict[str, Any]:
     upper = 105.0 if top > 60 else max(10.0, top * 1.25)
     return {"data": traces, "layout": {
         **_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 30},
-        "xaxis": _x_axis(data),
+        "legend": {"orientation": "h", "y": -0.2},
+        "xaxis": {**_x_axis(data), "title": {"text": "time (UTC)"}},
         "yaxis": _axis("% of traffic on new" + ("" if upper >= 100 else " (axis up to "
                                                   f"{upper:.3g}%)"),
                        range=[0, upper], ticksuffix="%"),
@@ -693,12 +699,13 @@ def gate_figure(data: Mapping[str, Any], gate: Mapping[str, Any]) -> dict[str, A
         color = {"max": FAIL, "min": FAIL, "target": PASS}[line["side"]]
         traces.append({
             "type": "scatter", "mode": "lines", "name": plotly_text(line["label"]),
-            "x": [utc(run["started_at"]), utc(run["ended_at"])], "y": [line["y"], line["y"]],
+            "x": [utc(run["started_at"]), utc(run["ended_at"] + max(
+                1.0, 0.03 * (run["ended_at"] - run["started_at"])))], "y": [line["y"], line["y"]],
             "line": {"color": color, "dash": "dash", "width": 1.5},
             "hovertemplate": plotly_text(line["label"]) + "<extra></extra>"})
     shapes, notes = _marks(data)
     yaxis = _axis("value" + (" (log scale)" if gate["log"] else ""),
-                  **({"type": "log"} if gate["log"] else {}))
+                  **({"type": "log", "dtick": 1} if gate["log"] else {}))
     return {"data": traces, "layout": {
         **_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 30},
         "xaxis": _x_axis(data), "yaxis": yaxis,
@@ -766,9 +773,9 @@ def _facts(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = [("service", f"{data['service']} (journal key {data['journal_key']})")]
     if data.get("environment"):
         rows.append(("environment", str(data["environment"])))
-    if data.get("rehearsal") is not None:
-        rows.append(("rehearsal", "yes: a rehearsal run" if data["rehearsal"]
-                     else "no: not marked as a rehearsal"))
+    # said when it says something: a rehearsal, or a run on a named environment that was not
+    if data.get("rehearsal") or (data.get("rehearsal") is False and data.get("environment")):
+        rows.append(("rehearsal", "yes" if data["rehearsal"] else "no"))
     rows.append(("run", f"{run['run_id']}" + (f" (pid {run['pid']} on {run['host']})"
                                                if run.get("pid") and run.get("host") else "")
                  + ("; resumed an open campaign" if run.get("resumed") else "")))
@@ -790,7 +797,7 @@ def _facts(data: Mapping[str, Any]) -> list[tuple[str, str]]:
                                  for r in others[-5:])
                      + (" ..." if len(others) > 5 else "")))
     for r in data.get("rehearsals") or []:
-        rows.append(("rehearsals", str(r["text"])))
+        rows.append(("other environments", str(r["text"])))
     return rows
 
 
