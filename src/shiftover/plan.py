@@ -1190,7 +1190,8 @@ def _mapping_hint(path: _PathKey, data: Any = None) -> str | None:
 
 
 def _combine(problems: list[_Problem], filename: str, secrets: set[str],
-             environment: str | None = None) -> PlanError:
+             environment: str | None = None, what: str = "plan") -> PlanError:
+    """One PlanError for every problem; ``what`` names the file's kind ("script")."""
     hide = frozenset(secrets)
     ordered = sorted(problems, key=lambda p: p.pos)
     first = ordered[0]
@@ -1204,7 +1205,7 @@ def _combine(problems: list[_Problem], filename: str, secrets: set[str],
             field=first.field,
             hint=redact(first.hint, hide) if first.hint else None,
         )
-    lines = [f"{len(ordered)} problems in the plan{context}:"]
+    lines = [f"{len(ordered)} problems in the {what}{context}:"]
     for p in ordered:
         text = f"  {filename}:{p.pos[0]}:{p.pos[1]}: {redact(p.message, hide)}"
         if p.field:

@@ -244,13 +244,7 @@ def parse_script_text(text: str, plan: Plan, *, filename: str = "<script>") -> S
     script = reader.read(data)
     problems = tree.problems + reader.problems
     if problems:
-        error = _combine_problems(problems, filename, set())
-        if len(problems) > 1:  # plan.py's format, about a script
-            error = PlanError(error.reason.replace(" problems in the plan:", " problems in the "
-                                                    "script:", 1), file=filename)
-            first = min(problems, key=lambda p: p.pos)
-            error.line, error.column, error.field = first.pos[0], first.pos[1], first.field
-        raise error
+        raise _combine_problems(problems, filename, set(), what="script")
     return replace(script, path=filename)
 
 
