@@ -633,12 +633,14 @@ def _route53_spec(setup: Any) -> dict[str, Any]:
             "record_type": setup.record_type, "old": setup.old, "new": setup.new}
 
 
-@pytest.mark.parametrize("record_type", ["CNAME", "A"])
-def test_route53_rollback_by_hand_on_moto(aws: Any, here: Path, shell: Any, record_type: str) -> None:
+@pytest.mark.parametrize(("record_type", "name"), [
+    ("CNAME", "www.example.com."), ("A", "www.example.com."), ("CNAME", "*.example.com.")])
+def test_route53_rollback_by_hand_on_moto(aws: Any, here: Path, shell: Any, record_type: str,
+                                          name: str) -> None:
     from routers.route53_setup import make_route53, records_at
 
     need("jq", "jq")
-    setup = make_route53(record_type=record_type, ttl=300)
+    setup = make_route53(record_type=record_type, record_name=name, ttl=300)
     setup.router.apply(Weights(50))
     before = records_at(setup.client, setup.zone_id, setup.record_name)
     r = runbook(write_plan(here, _plan_for([_route53_spec(setup)])))

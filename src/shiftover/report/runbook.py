@@ -459,23 +459,33 @@ ROUTE53_JQ = (
 )
 
 
-def _route53_name(name: str) -> str:
-    """The record name as ListResourceRecordSets returns it (``*`` as ``\\052``)."""
-    return name.replace("*", "\\052")
+def _route53_match(name: str, record_type: str) -> str:
+    """The JMESPath filter for the records of ``name`` and ``record_type`` in a
+    ListResourceRecordSets answer. AWS returns a wildcard's ``*`` as ``\\052``; both
+    spellings are matched (the local double returns ``*``)."""
+    names = [name] if "*" not in name else [name, name.replace("*", "\\052")]
+    which = " || ".join(f"Name == '{n}'" for n in names)
+    if len(names) > 1:
+        which = f"({which})"
+    return f"ResourceRecordSets[?{which} && Type == '{record_type}']"
+
+
+def _route53_list(m: Any, query: str, output: str) -> str:
+    """``list-resource-record-sets`` from the record's name (one page holds both records)."""
+    opts = " " + shlex.join(_aws_options("us-east-1", m.profile))
+    return (f"aws route53 list-resource-record-sets --hosted-zone-id {shlex.quote(m.hosted_zone_id)} "
+            f"--start-record-name {shlex.quote(m.record_name)} --start-record-type {m.record_type} "
+            f"--query \"{query}\" --output {output}{opts}")
 
 
 def _route53_doc(m: Any, index: int | None, lockstep: bool) -> RouterDoc:
     n = index + 1 if index is not None else 1
     records, batch = f"rollback-{n}-route53-records.json", f"rollback-{n}-route53-change.json"
-    name = _route53_name(m.record_name)
-    options = _aws_options("us-east-1", m.profile)
-    opts = " " + shlex.join(options)
+    opts = " " + shlex.join(_aws_options("us-east-1", m.profile))
     zone = shlex.quote(m.hosted_zone_id)
     full, _ = Weights(0).to_backend(m.SCALE)
-    listing = (f"aws route53 list-resource-record-sets --hosted-zone-id {zone} "
-               f"--start-record-name {shlex.quote(name)} --start-record-type {m.record_type} "
-               f"--query \"ResourceRecordSets[?Name == '{name}' && Type == '{m.record_type}']\" "
-               f"--output json{opts} > {records}")
+    match = _route53_match(m.record_name, m.record_type)
+    listing = _route53_list(m, match, "json") + f" > {records}"
     rewrite = (f"jq --arg old {shlex.quote(m.old)} --arg new {shlex.quote(m.new)} --argjson full {full} "
                f"{shlex.quote(ROUTE53_JQ)} {records} > {batch}")
     var = f"change_{n}" if lockstep else "change"
@@ -491,10 +501,7 @@ def _route53_doc(m: Any, index: int | None, lockstep: bool) -> RouterDoc:
         write = " &&\n".join([listing, rewrite, change, wait]) + f" &&\n{done}, INSYNC\" ||\n" \
             "echo 'FAILED: see the error above'"
         wait_block = None
-    check = (f"aws route53 list-resource-record-sets --hosted-zone-id {zone} "
-             f"--start-record-name {shlex.quote(name)} --start-record-type {m.record_type} "
-             f"--query \"ResourceRecordSets[?Name == '{name}' && Type == '{m.record_type}']"
-             f".[SetIdentifier,Weight]\" --output text{opts}")
+    check = _route53_list(m, match + ".[SetIdentifier,Weight]", "text")
     return RouterDoc(
         scope=(f"Route53 {_code(m.record_name)} {m.record_type} in hosted zone "
                f"{_code(m.hosted_zone_id)}: weighted record {_code(m.old)} (old) to "
@@ -807,12 +814,8 @@ def _prerequisites(doc: _Doc, ctx: _Context) -> None:
 
 
 def _ttl(doc: _Doc, m: Any, index: int | None) -> None:
-    name = _route53_name(m.record_name)
-    opts = " " + shlex.join(_aws_options("us-east-1", m.profile))
-    cmd = (f"aws route53 list-resource-record-sets --hosted-zone-id {shlex.quote(m.hosted_zone_id)} "
-           f"--start-record-name {shlex.quote(name)} --start-record-type {m.record_type} "
-           f"--query \"ResourceRecordSets[?Name == '{name}' && Type == '{m.record_type}']"
-           f".[SetIdentifier,TTL]\" --output text{opts}")
+    cmd = _route53_list(m, _route53_match(m.record_name, m.record_type) + ".[SetIdentifier,TTL]",
+                        "text")
     doc.add(f"- [ ] DNS TTL lowered on {_code(m.record_name)} {m.record_type}"
             + (f" (routers[{index}])" if index is not None else "")
             + f": the plan does not hold the records' TTL. It should be {TTL_TARGET_SECONDS} s "
