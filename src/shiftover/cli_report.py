@@ -67,12 +67,24 @@ def report(
     """Report one run from the journal: outcome and figures, the weight over time, every
     gate against its threshold, each step's bake, approvals, pauses and rollbacks (who
     and why), the event log. Read-only."""
-    from shiftover.cli import _load, _print_json, _read_only_store, _redact, _version, err, out
+    from shiftover.cli import (
+        _STDOUT,
+        _load,
+        _print_json,
+        _read_only_store,
+        _redact,
+        _version,
+        err,
+        out,
+    )
     from shiftover.plan import load_outline
     from shiftover.report import run_report as rr
     from shiftover.report.runs import rehearsals
 
     kind = _format(fmt, output)
+    if as_json and output == "-":
+        raise BadInput("--json and -o - would both write to stdout",
+                       hint="write the report to a file with -o FILE, or leave --json out")
     outline = load_outline(plan, environment=env)
     try:
         # the whole plan, only to learn its secrets (the outline is enough to read the
@@ -117,8 +129,11 @@ def report(
     if target is None and kind == "html" and not as_json:
         target = f"report-{chosen.run_id}.html"
     if target == "-" or (target is None and not as_json):
-        out.file.write(text)
-        out.file.flush()
+        # redacted already (the data, before rendering): the stream's own pass could mask
+        # a short secret inside the inlined plotly.js and break the page
+        stream = _STDOUT._target()
+        stream.write(text)
+        stream.flush()
     elif target is not None:
         path = Path(target)
         try:

@@ -520,3 +520,14 @@ def test_the_demo_prints_a_report_command_that_works(tmp_path: Path) -> None:
     r = cli.invoke(app, args[1:])
     assert r.exit_code == 0, r.output
     assert (work / "report.html").stat().st_size > 1_000_000
+
+
+def test_cli_html_to_stdout(journal: dict[str, Any]) -> None:
+    args = ["report", str(journal["plan"]), "--env", "production", "--state",
+            str(journal["state"]), "-o", "-"]
+    r = cli.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("<!doctype html>") and r.stdout.rstrip().endswith("</html>")
+    assert TOKEN not in r.stdout
+    r = cli.invoke(app, [*args, "--json"])
+    assert r.exit_code == 2 and "both write to stdout" in r.output
