@@ -433,7 +433,7 @@ def _haproxy_doc(m: Any, index: int | None) -> RouterDoc:
         haproxy_command(m.socket, f"get weight {m.backend}/{m.new}"),
     ])
     return RouterDoc(
-        scope=(f"HAProxy backend {_code(m.backend)} through the runtime API at {_code(m.socket)}: "
+        scope=(f"HAProxy backend {_code(m.backend)} (runtime API at {_code(m.socket)}): "
                f"server {_code(m.old)} (old) to {_code(m.new)} (new), absolute weights 0-{m.SCALE}"),
         title=f"HAProxy {m.backend}/{m.new}" + (f" (routers[{index}])" if index is not None else ""),
         intro=(f"On the HAProxy host (the runtime API socket must be reachable), old server "
