@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := haproxy prometheus prometheus-alertmanager socat postgresql chromium
+DEB_PACKAGES := haproxy prometheus prometheus-alertmanager socat postgresql chromium awscli jq curl
 SCENARIO ?= healthy
 
 .PHONY: demo test system venv lint bench clean
@@ -26,7 +26,8 @@ bench: system venv
 	$(BIN)/python benchmarks/latency_detection.py
 	$(BIN)/python benchmarks/load.py
 
-# HAProxy, Prometheus, Alertmanager, PostgreSQL and Chromium (the HTML reports' browser test) come from Debian's packages. Their services
+# HAProxy, Prometheus, Alertmanager, PostgreSQL, Chromium (the HTML reports' browser test), and the aws CLI,
+# jq, socat and curl (the runbook's hand-rollback commands, run as pasted by its tests) come from Debian's packages. Their services
 # are not started: shiftover and its tests run the binaries themselves on 127.0.0.1
 # (PostgreSQL as the postgres user, in a temporary directory: it refuses to run as root).
 system:
@@ -36,6 +37,9 @@ system:
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	test -x /usr/bin/aws || missing="$$missing awscli"; \
+	command -v jq >/dev/null || missing="$$missing jq"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then \
