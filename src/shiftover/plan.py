@@ -1080,6 +1080,8 @@ def _explain_one(e: Any, data: Any, tree: _Tree) -> _Problem | None:
     if kind == "extra_forbidden":
         model = _model_at(path[:-1], data)
         known = sorted(model.model_fields) if model is not None else []
+        if model is Plan:  # read by the loader before validation, allowed all the same
+            known = sorted([*known, ENVIRONMENTS_KEY])
         message = f"unknown field '{name}'"
         guess = _suggest(name, known)
         if guess:
