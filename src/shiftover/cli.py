@@ -457,6 +457,16 @@ def _print_hints(hints: list[str], prefix: str = "next: ") -> None:
         out.print(f"{prefix}{h}", highlight=False, soft_wrap=True, markup=False)
 
 
+def _write_text(path: Path, text: str, what: str, hint: str) -> None:
+    """Write a document the user asked for (-o); a path that cannot be written is bad
+    input (exit 2) saying why, not a traceback."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot write the {what} to {path}: {exc.strerror or exc}",
+                       hint=hint) from None
+
+
 def _load(plan: Path, env: str | None = None) -> LoadedPlan:
     """The whole plan (needs its ${VAR}s), with environment ``env``'s overlay merged
     in; its secrets join the redactor at once."""

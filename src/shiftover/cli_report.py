@@ -74,6 +74,7 @@ def report(
         _read_only_store,
         _redact,
         _version,
+        _write_text,
         err,
         out,
     )
@@ -136,12 +137,8 @@ def report(
         stream.flush()
     elif target is not None:
         path = Path(target)
-        try:
-            path.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"cannot write the report to {path}: {exc.strerror or exc}",
-                           hint="give -o a file in a directory you can write to, or -o - for "
-                           "stdout") from None
+        _write_text(path, text, "report", "give -o a file in a directory you can write to, "
+                    "or -o - for stdout")
         note = _note(data, path, len(text.encode("utf-8")), kind)
         (err if as_json else out).print(note, highlight=False, markup=False, soft_wrap=True)
     if as_json:

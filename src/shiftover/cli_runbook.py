@@ -58,7 +58,7 @@ def runbook(plan: _Plan, env: _Env = None, state: _State = None, output: _Output
 
     Read-only: never creates a state file; without a journal it says that no
     rehearsal is recorded. Exit 2 for a plan, environment or output problem."""
-    from shiftover.cli import _cmds, _load, _read_only_store
+    from shiftover.cli import _cmds, _load, _read_only_store, _write_text
     from shiftover.plan import plan_environments, plan_hash
     from shiftover.report.runbook import JournalFacts, render_runbook
     from shiftover.report.runs import campaigns, rehearsals
@@ -86,10 +86,6 @@ def runbook(plan: _Plan, env: _Env = None, state: _State = None, output: _Output
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot write the runbook to {output}: {exc.strerror or exc}",
-                       hint="check that the directory exists and is writable, or leave out -o "
-                       "and redirect stdout") from None
+    _write_text(output, text, "runbook", "check that the directory exists and is writable, "
+                "or leave out -o and redirect stdout")
     print(f"runbook written to {output} ({len(text.splitlines())} lines)", file=sys.stderr)

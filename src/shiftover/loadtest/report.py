@@ -39,6 +39,7 @@ from typing import Any
 
 from shiftover.errors import BadInput
 from shiftover.loadtest.results import knee_text, table_rows
+from shiftover.report.charts import axis, layout
 
 __all__ = ["load_figures", "render_load_html"]
 
@@ -57,16 +58,7 @@ QUERY_COLORS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#ff7f0e"
 LOG_LATENCY_ABOVE = 20.0  # worst p99 / SLO beyond which the latency axis is logarithmic
 MAX_ERROR_KINDS = 6  # more kinds are summed as "other"
 
-_LAYOUT: dict[str, Any] = {
-    "margin": {"l": 70, "r": 30, "t": 50, "b": 50},
-    "hovermode": "closest",
-    "legend": {"orientation": "h", "y": -0.2},
-    "plot_bgcolor": "#ffffff",
-}
-
-
-def _axis(title: str, **kw: Any) -> dict[str, Any]:
-    return {"title": {"text": title}, "gridcolor": "#e5e5e5", "zeroline": False, **kw}
+_LAYOUT: dict[str, Any] = layout(top=50, bottom=50, legend_y=-0.2)
 
 
 def _num(x: Any) -> float | None:
@@ -122,8 +114,8 @@ def throughput_figure(doc: Mapping[str, Any]) -> dict[str, Any]:
         "layout": {
             **_LAYOUT,
             "title": {"text": "Throughput: target and achieved rate per step"},
-            "xaxis": _axis("step", dtick=1 if len(steps) <= 30 else None),
-            "yaxis": _axis("requests/s", rangemode="tozero"),
+            "xaxis": axis("step", dtick=1 if len(steps) <= 30 else None),
+            "yaxis": axis("requests/s", rangemode="tozero"),
         },
     }
 
@@ -171,10 +163,10 @@ def latency_figure(doc: Mapping[str, Any]) -> dict[str, Any]:
         "layout": {
             **_LAYOUT,
             "title": {"text": "Latency against achieved rate" + (" (log scale)" if log else "")},
-            "xaxis": _axis("achieved requests/s", rangemode="tozero"),
-            "yaxis": _axis("latency (ms)", type="log")
+            "xaxis": axis("achieved requests/s", rangemode="tozero"),
+            "yaxis": axis("latency (ms)", type="log")
             if log
-            else _axis("latency (ms)", rangemode="tozero"),
+            else axis("latency (ms)", rangemode="tozero"),
         },
     }
 
@@ -234,8 +226,8 @@ def errors_figure(doc: Mapping[str, Any]) -> dict[str, Any]:
             **_LAYOUT,
             "title": {"text": "Errors per step (share of attempts, dropped arrivals included)"},
             "barmode": "stack",
-            "xaxis": _axis("step", dtick=1 if len(steps) <= 30 else None),
-            "yaxis": _axis("% of attempts", rangemode="tozero"),
+            "xaxis": axis("step", dtick=1 if len(steps) <= 30 else None),
+            "yaxis": axis("% of attempts", rangemode="tozero"),
             "shapes": shapes,
             "annotations": notes,
         },
@@ -275,8 +267,8 @@ def watch_figure(doc: Mapping[str, Any]) -> dict[str, Any] | None:
         "layout": {
             **_LAYOUT,
             "title": {"text": "Watched queries at the end of each step"},
-            "xaxis": _axis("step", dtick=1 if len(doc.get("steps") or []) <= 30 else None),
-            "yaxis": _axis("value", rangemode="tozero"),
+            "xaxis": axis("step", dtick=1 if len(doc.get("steps") or []) <= 30 else None),
+            "yaxis": axis("value", rangemode="tozero"),
         },
     }
 

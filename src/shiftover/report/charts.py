@@ -23,9 +23,21 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["chart_div", "plotly_js_tag", "plotly_text"]
+__all__ = ["axis", "chart_div", "layout", "plotly_js_tag", "plotly_text"]
 
 CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True}
+
+
+def layout(*, top: int, bottom: int, legend_y: float) -> dict[str, Any]:
+    """The layout every shiftover chart starts from: white plot, closest-point hover, a
+    horizontal legend under the chart (``legend_y`` below the plot area)."""
+    return {"margin": {"l": 70, "r": 30, "t": top, "b": bottom}, "hovermode": "closest",
+            "legend": {"orientation": "h", "y": legend_y}, "plot_bgcolor": "#ffffff"}
+
+
+def axis(title: str, **kw: Any) -> dict[str, Any]:
+    """An axis with a title, light grid lines and no zero line (``kw`` added as is)."""
+    return {"title": {"text": title}, "gridcolor": "#e5e5e5", "zeroline": False, **kw}
 
 
 def plotly_js_tag() -> str:

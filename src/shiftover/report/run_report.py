@@ -54,7 +54,7 @@ from shiftover.engine import events as ev
 from shiftover.engine.events import RunState, weight_or_none
 from shiftover.errors import ShiftoverError
 from shiftover.plan import redact_values
-from shiftover.report.charts import chart_div, plotly_js_tag, plotly_text
+from shiftover.report.charts import axis, chart_div, layout, plotly_js_tag, plotly_text
 from shiftover.report.runs import Rehearsals, RunSummary, rehearsal_text, run_summaries
 from shiftover.types import Weights
 
@@ -536,16 +536,7 @@ def report_data(events: Sequence[Any], run_id: str, *, journal_key: str,
 
 # --- figures -----------------------------------------------------------------------------------
 
-_LAYOUT: dict[str, Any] = {
-    "margin": {"l": 70, "r": 30, "t": 60, "b": 40},
-    "hovermode": "closest",
-    "legend": {"orientation": "h", "y": -0.14},
-    "plot_bgcolor": "#ffffff",
-}
-
-
-def _axis(title: str, **kw: Any) -> dict[str, Any]:
-    return {"title": {"text": title}, "gridcolor": "#e5e5e5", "zeroline": False, **kw}
+_LAYOUT: dict[str, Any] = layout(top=60, bottom=40, legend_y=-0.14)
 
 
 def _x_axis(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -652,7 +643,7 @@ def weight_figure(data: Mapping[str, Any]) -> dict[str, Any]:
         **_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 30},
         "legend": {"orientation": "h", "y": -0.2},
         "xaxis": {**_x_axis(data), "title": {"text": "time (UTC)"}},
-        "yaxis": _axis("% of traffic on new" + ("" if upper >= 100 else " (axis up to "
+        "yaxis": axis("% of traffic on new" + ("" if upper >= 100 else " (axis up to "
                                                   f"{upper:.3g}%)"),
                        range=[0, upper], ticksuffix="%"),
         "shapes": shapes, "annotations": notes}}
@@ -704,7 +695,7 @@ def gate_figure(data: Mapping[str, Any], gate: Mapping[str, Any]) -> dict[str, A
             "line": {"color": color, "dash": "dash", "width": 1.5},
             "hovertemplate": plotly_text(line["label"]) + "<extra></extra>"})
     shapes, notes = _marks(data)
-    yaxis = _axis("value" + (" (log scale)" if gate["log"] else ""),
+    yaxis = axis("value" + (" (log scale)" if gate["log"] else ""),
                   **({"type": "log", "dtick": 1} if gate["log"] else {}))
     return {"data": traces, "layout": {
         **_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 30},
