@@ -168,7 +168,9 @@ def _print_run(plan: Path, loaded: Any, script: Any, result: Any, metrics: Path 
               f"time; exit {result.exit_code} ({EXIT_WORDS.get(result.exit_code, result.outcome)}, "
               "as `shiftover run` would)", highlight=False, markup=False, soft_wrap=True)
     cmd = _cmds(plan, None, env)
-    args = ["--metrics", str(metrics)] if metrics is not None else []
+    # the script's values as the background of each run, unless they end the run by
+    # themselves (then every later step would read "never reached")
+    args = ["--metrics", str(metrics)] if metrics is not None and result.exit_code == 0 else []
     _print_hints([cmd("simulate", *args, "--fail-each-step")],
                  prefix="a failure at each step: ")
 

@@ -419,7 +419,24 @@ def test_the_example_scripts(example: Plan, name: str, outcome: str) -> None:
 
 def test_every_example_script_is_tested() -> None:
     names = {p.stem for p in (ROOT / "examples" / "simulate").glob("*.yaml")}
-    assert names == {"healthy", "fail-at-25", "dependency-blip", "no-data", "operator-rollback"}
+    assert names == {"healthy", "fail-at-25", "dependency-blip", "no-data", "operator-rollback",
+                     "cutover-fail-at-25"}
+
+
+def test_the_cutover_script_rolls_back_production_at_25() -> None:
+    plan = load_plan(ROOT / "examples" / "cutover.yaml", environment="production").plan
+    res = simulate(plan, sim.load_script(ROOT / "examples/simulate/cutover-fail-at-25.yaml", plan))
+    assert res.outcome == "rolled_back" and res.last_step == 25
+
+
+def test_steps_after_the_scripts_own_fault_are_not_reached_yet_as_planned(example: Plan) -> None:
+    """A script that breaks the run at 25% by itself: the later steps' faults never come,
+    and those runs still end as on_failure says (rolled back, before the step)."""
+    script = sim.load_script(ROOT / "examples/simulate/fail-at-25.yaml", example)
+    runs = fail_each_step(example, script)
+    later = [r for r in runs if r.step > 25]
+    assert later and all(r.result.fault_at is None and r.as_planned for r in later)
+    assert all(r.result.outcome == "rolled_back" for r in runs)
 
 
 def test_timeline_folds_repeats_and_says_the_bake_restarts(example: Plan) -> None:
