@@ -282,3 +282,14 @@ def test_the_example_cutover_plan_diffs_routers_of_other_kinds_in_one_row() -> N
     assert not any(f.startswith(("router.", "routers")) for f in rows)
     assert rows["approvals"] == {"group": "approvals", "field": "approvals", "a": [], "b": [50],
                                  "in_a": True, "in_b": True}
+
+
+def test_a_misspelt_gate_name_in_an_overlay_says_so() -> None:
+    text = PLAN.replace("      - name: errors\n        max: 0.05", "      - name: erors\n        max: 0.05")
+    with pytest.raises(PlanError, match="no gate named 'erors' in the base plan's normal_state — "
+                                        "did you mean 'errors'") as e:
+        load("staging", text)
+    assert e.value.line == line_of(text, "name: erors")
+    text = PLAN.replace("      - name: health\n        remove: true", "      - name: helth\n        remove: true")
+    with pytest.raises(PlanError, match="did you mean 'health'"):
+        load("staging", text)

@@ -934,6 +934,7 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bo
                  timeline[-1].earliest_end)
     remaining = timeline[-1].earliest_end - start
     bound = rollback_bound(p, pf.facts.tail_seconds)
+    insync = any(hasattr(m, "insync_timeout") for m in p.members)
     errored = [r for r in pf.results if r.error]
     router_error = None if pf.router_error is None else _with_plan(pf.router_error, cmd)
     data = {
@@ -985,9 +986,13 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bo
             out.print(f"rollback bound: {_clock_span(bound.total)} from the first failing "
                       f"measurement to 0% ({p.failure_limit} failed check{'s' if p.failure_limit != 1 else ''} every "
                       f"{p.interval:g}s + the slowest gate {bound.detect - p.failure_limit * p.interval:g}s"
-                      f", a router write up to {bound.write:g}s"
+                      f", a router write up to {_clock_span(bound.write)}"
+                      + (" until Route53 reports it INSYNC" if insync else "")
                       + (f", then DNS caches keep some clients on new for up to {bound.tail:g}s"
-                         if bound.tail else "") + f"); on_failure: {p.on_failure}",
+                         if bound.tail else
+                         ", then DNS caches keep some clients on new for the records' TTL, not "
+                         "known: the router was not read" if pf.router_error and insync else "")
+                      + f"); on_failure: {p.on_failure}",
                       highlight=False, markup=False, soft_wrap=True)
             if pf.ok:
                 _print_hints([cmd("run")])

@@ -1371,14 +1371,25 @@ class _Overlay:
             i = index.get(name) if name is not None else None
             if isinstance(gate, dict) and gate.get(REMOVE_KEY) is True:
                 if i is None:
+                    guess = _suggest(name, [str(n) for n in index if n is not None])
                     self.tree.problem((*src, j), self.tree.pos((*src, j, "name")),
-                                      f"remove: no gate named {name!r} in the base plan's normal_state",
+                                      f"remove: no gate named {name!r} in the base plan's normal_state"
+                                      + (f" — did you mean {guess!r}?" if guess else ""),
                                       "name a gate of the base plan", suppress=False)
                 else:
                     dropped.add(i)
                 continue
             if i is not None:
                 out[i] = self.merge(base[i], gate, (*dst, i), (*src, j))
+            elif isinstance(gate, dict) and "type" not in gate and isinstance(name, str):
+                # no such base gate, and not a whole new gate either: a misspelt name
+                guess = _suggest(name, [str(n) for n in index if n is not None])
+                self.tree.problem(
+                    (*src, j, "name"), self.tree.pos((*src, j, "name")),
+                    f"no gate named {name!r} in the base plan's normal_state"
+                    + (f" — did you mean {guess!r}?" if guess else ""),
+                    "to change a base gate, give its exact name; to add a gate, give it a "
+                    "type: and its fields", suppress=False)
             else:
                 out.append(gate)
                 self._move_marks((*src, j), (*dst, len(out) - 1))

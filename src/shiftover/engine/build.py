@@ -10,7 +10,7 @@ from typing import Any
 
 from shiftover.clock import Clock
 from shiftover.engine.rollback import tail_seconds
-from shiftover.engine.run import GATE_GRACE, Gate, Runner, router_timeout, slowest_gate
+from shiftover.engine.run import GATE_GRACE, Gate, Runner, slowest_gate
 from shiftover.errors import ProviderError, ShiftoverError
 from shiftover.plan import Plan, latency_warm_up
 from shiftover.providers import build_provider
@@ -99,8 +99,10 @@ def plan_timeline(plan: Plan) -> list[TimelineStep]:
 class RollbackBound:
     """The longest a rollback can take, counted from the first failing measurement:
     ``failure_limit`` checks to decide (one interval apart, each up to the slowest
-    gate's timeout), one router write, then clients still reaching the new
-    environment for ``tail`` seconds (DNS resolvers caching the old answer)."""
+    gate's timeout), one router write (for Route53, until the change is INSYNC: up to
+    its ``insync_timeout``), then clients still reaching the new environment for
+    ``tail`` seconds (DNS resolvers caching the old answer: the records' TTL, which
+    only the router can read)."""
 
     detect: float
     write: float
@@ -117,7 +119,9 @@ class RollbackBound:
 
 def rollback_bound(plan: Plan, tail: float = 0.0) -> RollbackBound:
     detect = plan.failure_limit * plan.interval + slowest_gate(plan) + GATE_GRACE
-    return RollbackBound(detect, router_timeout(plan), tail)
+    write = max(float(getattr(m, "timeout", 2.0)) + float(getattr(m, "insync_timeout", 0.0))
+                for m in plan.members)
+    return RollbackBound(detect, write, tail)
 
 
 @dataclass(frozen=True)
