@@ -604,9 +604,9 @@ def _validate_environments(plan: Path, names: list[str], *, as_json: bool) -> No
 @command("diff")
 def diff_environments(
         plan: PlanArg,
-        envs: Annotated[list[str], typer.Option(
+        envs: Annotated[list[str] | None, typer.Option(
             "--env", help="An environment to compare; give --env twice (e.g. --env staging --env production).",
-            show_default=False)],
+            show_default=False)] = None,
         as_json: JsonOpt = False) -> None:
     """What differs between two environments' effective plans: router targets, steps (as
     the routers set them), bake and interval, gates and their thresholds, limits,
@@ -615,9 +615,15 @@ def diff_environments(
     Exit 0 whatever differs (the table is the answer); 2 on bad input."""
     from shiftover.report.diff import GROUPS, diff_plans, show
 
+    envs = envs or []
+    names = plan_environments(plan)
+    if len(envs) != 2 and len(names) < 2:
+        raise BadInput(f"{plan} defines {len(names) or 'no'} environment{'s' if len(names) != 1 else ''}: "
+                       "diff compares two of them",
+                       hint="add environments: (one overlay each, e.g. staging and production) "
+                       "to the plan; see docs/environments.md")
     if len(envs) != 2:
-        names = plan_environments(plan)
-        example = " ".join(f"--env {shlex.quote(n)}" for n in (names[:2] or ["staging", "production"]))
+        example = " ".join(f"--env {shlex.quote(n)}" for n in names[:2])
         raise BadInput(f"give two environments to compare (got {len(envs)})",
                        hint=f"{_program()} diff {shlex.quote(str(plan))} {example}")
     a, b = (_load(plan, e) for e in envs)

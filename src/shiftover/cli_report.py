@@ -69,6 +69,7 @@ def report(
     and why), the event log. Read-only."""
     from shiftover.cli import (
         _STDOUT,
+        _cmds,
         _load,
         _print_json,
         _read_only_store,
@@ -80,7 +81,7 @@ def report(
     )
     from shiftover.plan import load_outline
     from shiftover.report import run_report as rr
-    from shiftover.report.runs import rehearsals
+    from shiftover.report.runs import environment_of, rehearsals
 
     kind = _format(fmt, output)
     if as_json and output == "-":
@@ -105,9 +106,10 @@ def report(
                   if s != key and (s == outline.service or s.startswith(outline.service + "@"))]
         rehearsed = rehearsals(store, outline.service, exclude=env)
     if not runs:
-        hint = ("its journal has runs under " + ", ".join(others) + (
-            ": pass --env with the environment they ran on" if env is None else
-            ": check --env") if others else
+        envs = [e for e in (environment_of(k) for k in others) if e]
+        hint = ("its journal has runs under " + ", ".join(others)
+                + (": " + "; ".join(_cmds(plan, state, e)("report") for e in envs) if envs else
+                   ": " + _cmds(plan, state)("report")) if others else
             f"nothing has run for {key} with this journal: run it first, or pass the journal "
             "it wrote with --state")
         raise BadInput(f"no runs of {key} in the journal at {info['where']}", hint=hint)
@@ -125,7 +127,9 @@ def report(
         events, chosen.run_id, journal_key=key, fallback_steps=outline.step_weights,
         redact=_redact, journal=info, rehearsals=rehearsed, generated_at=time.time(),
         version=_version())
-    text = rr.render_html(data) if kind == "html" else rr.render_markdown(data)
+    cmd = _cmds(plan, state, env)
+    text = rr.render_html(data) if kind == "html" else rr.render_markdown(
+        data, html_command=cmd("report", "--run", chosen.run_id, "-o", "report.html"))
     target = output
     if target is None and kind == "html" and not as_json:
         target = f"report-{chosen.run_id}.html"

@@ -62,12 +62,16 @@ def runbook(plan: _Plan, env: _Env = None, state: _State = None, output: _Output
     from shiftover.plan import plan_environments, plan_hash
     from shiftover.report.runbook import JournalFacts, render_runbook
     from shiftover.report.runs import campaigns, rehearsals
+    from shiftover.store import STATE_ENV_VAR
 
     generated_at = _generated_at()
     loaded = _load(plan, env)
     p = loaded.plan
     names = plan_environments(plan)
-    cmd = dataclasses.replace(_cmds(plan, state), program="shiftover", env=env)
+    # a runbook is read elsewhere, later: its commands name the journal even when it
+    # came from $SHIFTOVER_STATE (the operator's shell may not have it)
+    cmd = dataclasses.replace(_cmds(plan, state or os.environ.get(STATE_ENV_VAR) or None),
+                              program="shiftover", env=env)
     with _read_only_store(state, quiet=True) as (store, info):
         # the journal as the user named it (its password hidden), else where the default is
         where = cmd.state or str(info["where"])

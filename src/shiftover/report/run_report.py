@@ -1009,9 +1009,10 @@ def _md_text(text: Any) -> str:
     return s if _MD_SAFE.match(s) and "://" not in s and "www." not in s else _code(s)
 
 
-def render_markdown(data: Mapping[str, Any]) -> str:
+def render_markdown(data: Mapping[str, Any], *, html_command: str | None = None) -> str:
     """A compact summary for a pull-request comment: outcome, figures, the steps,
-    the failing gates. No links (the HTML page is not hosted anywhere)."""
+    the failing gates. No links (the HTML page is not hosted anywhere);
+    ``html_command`` is the command that writes this run's HTML report."""
     env = f" · environment {_code(data['environment'])}" if data.get("environment") else ""
     rehearsal = " · rehearsal" if data.get("rehearsal") else ""
     lines = [
@@ -1059,8 +1060,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
                          f"{_code(a['who'])}" + (f": {_code(a['why'])}" if a["why"] else ""))
         lines.append("")
     lines.append(f"<sub>{len(data['events'])} events in the journal for this run; the HTML "
-                 "report (shiftover report -o report.html) has the charts and the full log."
-                 "</sub>")
+                 f"report ({_code(html_command or 'shiftover report PLAN --run RUN_ID -o report.html')})"
+                 " has the charts and the full log.</sub>")
     return "\n".join(lines) + "\n"
 
 
