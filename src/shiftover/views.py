@@ -439,7 +439,7 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
                   now: float, cmd: Commands, journal: Mapping[str, Any]) -> dict[str, Any]:
     """Everything ``status`` says, as one JSON-ready dict (the text view renders it)."""
     # a run of another service on the same router target (two plans, one backend)
-    other = run is not None and run.service not in (None, plan.service)
+    other = run is not None and run.service not in (None, plan.journal_key)
     running = run is not None and run.running and not other
     seen = router.weights if router is not None else None
     journal_w = state.confirmed if state.started else state.final
@@ -551,7 +551,7 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
     if run is not None:
         run_json = run.to_dict()
     elif last_run:
-        run_json = {"holder": None, "service": plan.service, "run_id": last_run.get("run_id"),
+        run_json = {"holder": None, "service": plan.journal_key, "run_id": last_run.get("run_id"),
                     "pid": last_run.get("pid"), "host": last_run.get("host"),
                     "lease_live": False, "lease_expires_in": None, "pid_alive": None,
                     "running": False}
@@ -562,6 +562,7 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
     results = [r for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
     return {
         "service": plan.service,
+        "environment": plan.environment,
         "status": word,
         "status_detail": detail,
         "running": running,
@@ -613,6 +614,8 @@ def status_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The text view's rows, in order: (label, value). Rendered from the same dict as
     ``status --json``."""
     rows: list[tuple[str, str]] = [("service", str(report["service"]))]
+    if report.get("environment"):
+        rows.append(("environment", str(report["environment"])))
     word = str(report["status"]).replace("_", " ")
     rows.append(("status", f"{word} — {report['status_detail']}" if report["status_detail"]
                  else word))

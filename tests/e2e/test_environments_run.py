@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -121,3 +124,38 @@ def test_a_staging_run_is_a_rehearsal_in_its_own_journal(stack: Stack) -> None:
     assert r.exit_code == 0, r.output
     assert re.search(r"rehearsed on staging once, last on \d{4}-\d\d-\d\d \d\d:\d\d UTC, "
                      r"outcome promoted", r.output), r.output
+
+
+def test_status_of_a_live_run_in_an_environment_says_running(stack: Stack) -> None:
+    """The lease names the run by its journal key (service@env): status must match it
+    against the plan's, or a live run reads as crashed and its hints drop pause/rollback."""
+    plan = stack.plan
+    plan.write_text(plan.read_text().replace("    bake: 600ms\n", "    bake: 10m\n"))
+    env = os.environ.copy()
+    proc = subprocess.Popen([sys.executable, "-m", "shiftover.cli", "run", str(plan), "--env",
+                             "staging", "--json"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    try:
+        status: dict[str, object] = {}
+        for _ in range(100):  # bounded: up to 20 s for the first step
+            r = runner.invoke(app, ["status", str(plan), "--env", "staging", "--json"])
+            try:  # before the run's first write there is no journal yet (said on stderr)
+                status = json.loads(r.stdout)
+            except ValueError:
+                status = {}
+            if status.get("running") and (status.get("journal_weight") or {}).get("percent"):
+                break
+            time.sleep(0.2)
+        assert status.get("running") is True, status
+        assert status["environment"] == "staging" and status["status"] == "baking"
+        hints = " ".join(status["hints"])  # type: ignore[arg-type]
+        assert f"pause {plan} --env staging" in hints and f"rollback {plan} --env staging" in hints
+        r = runner.invoke(app, ["status", str(plan), "--env", "staging"])
+        assert "environment  staging" in r.output and "running" in r.output
+        r = runner.invoke(app, ["rollback", str(plan), "--env", "staging", "-m", "test over"])
+        assert r.exit_code == 0, r.output
+        assert proc.wait(timeout=30) == 3
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
