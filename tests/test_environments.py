@@ -293,3 +293,25 @@ def test_a_misspelt_gate_name_in_an_overlay_says_so() -> None:
     text = PLAN.replace("      - name: health\n        remove: true", "      - name: helth\n        remove: true")
     with pytest.raises(PlanError, match="did you mean 'health'"):
         load("staging", text)
+
+
+def test_diff_compares_secrets_as_loaded_and_shows_them_masked() -> None:
+    text = PLAN.replace("url: ${PROD_PROMETHEUS:-http://127.0.0.1:9090}", "url: ${PROM}").replace(
+        "  staging:\n", "  staging:\n    normal_state:\n      - {name: alerts, type: prometheus_alerts, url: '${PROM}'}\n", 1)
+    text = text.replace("    normal_state:\n      - name: errors\n        max: 0.05\n      - name: health\n        remove: true\n", "")
+    a = parse_plan_text(text, filename="p", environment="staging", env={"PROM": "http://prom-staging:9090"})
+    b = parse_plan_text(text, filename="p", environment="production", env={"PROM": "http://prom-prod:9090"})
+    redact = lambda t: b.redact(a.redact(t))  # noqa: E731
+    rows = {d.field: d for d in diff_plans(a.plan, b.plan, redact=redact)}
+    row = rows["normal_state[alerts].url"]
+    assert (row.a, row.b) == ("***", "*** (differs)")
+    assert "prom-staging" not in repr(rows) and "prom-prod" not in repr(rows)
+    same = parse_plan_text(text, filename="p", environment="production", env={"PROM": "http://prom-staging:9090"})
+    assert "normal_state[alerts].url" not in {d.field for d in diff_plans(a.plan, same.plan, redact=redact)}
+
+
+def test_diff_finds_the_fields_of_a_gate_whose_name_holds_brackets() -> None:
+    text = PLAN.replace("- name: errors", "- name: p99 latency [ms]").replace(
+        "      - name: p99 latency [ms]\n        max: 0.05", "      - name: p99 latency [ms]\n        max: 3000")
+    rows = {d.field: d for d in diff_plans(load("staging", text), load("production", text))}
+    assert (rows["normal_state[p99 latency [ms]].max"].a, rows["normal_state[p99 latency [ms]].max"].b) == (3000, 0.01)

@@ -23,6 +23,7 @@ from typing import Any
 
 from shiftover.engine.build import minimum_duration
 from shiftover.plan import Plan, redact_values
+from shiftover.types import Weights
 
 # the groups a difference is filed under, in the order a reader checks a procedure
 GROUPS = ("router", "steps", "timing", "gates", "limits", "approvals", "load", "contacts", "other")
@@ -79,8 +80,11 @@ def _flatten(value: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 
 def diff_plans(a: Plan, b: Plan, *, redact: Callable[[str], str] = lambda s: s) -> list[Difference]:
-    """Every field whose value differs between ``a`` and ``b``, in reading order."""
-    ea, eb = (redact_values(effective(p), redact) for p in (a, b))
+    """Every field whose value differs between ``a`` and ``b``, in reading order.
+
+    Values are compared as loaded (two different secrets differ) and shown redacted: a
+    secret on either side reads ``***``, and ``*** (differs)`` when only secrets differ."""
+    ea, eb = effective(a), effective(b)
     out: list[Difference] = []
     if _kinds(a) != _kinds(b):  # routers of other kinds: their fields do not compare
         out.append(Difference("router", "router", _routers(a, redact), _routers(b, redact)))
@@ -88,18 +92,24 @@ def diff_plans(a: Plan, b: Plan, *, redact: Callable[[str], str] = lambda s: s) 
     # a field set to nothing and a field absent read the same
     fa = {k: v for k, v in _flatten(ea, "") if v is not None}
     fb = {k: v for k, v in _flatten(eb, "") if v is not None}
+    gates = {f"normal_state[{g.name}]" for p in (a, b) for g in p.normal_state}
     for field in list(dict.fromkeys([*fa, *fb])):
         va, vb = fa.get(field), fb.get(field)
         if field in fa and field in fb and va == vb:
             continue
-        if field.endswith("]") and field.startswith("normal_state["):
+        gate = _gate_of(field, gates)
+        if gate == field:
             if field in fa and field in fb:
                 continue
             # a gate in one environment only: one row says so, its fields are not listed
-        elif _gate_of(field) is not None and (_gate_of(field) not in fa or _gate_of(field) not in fb):
+        elif gate is not None and (gate not in fa or gate not in fb):
             continue
+        shown_a, shown_b = redact_values(va, redact), redact_values(vb, redact)
+        if field in fa and field in fb and shown_a == shown_b:
+            shown_b = f"{show(shown_b, True, field)} (differs)"  # secrets that differ
         top = field.split(".", 1)[0].split("[", 1)[0]
-        out.append(Difference(_GROUP_OF.get(top, "other"), field, va, vb, field in fa, field in fb))
+        out.append(Difference(_GROUP_OF.get(top, "other"), redact(field), shown_a, shown_b,
+                              field in fa, field in fb))
     steps_differ = any(d.field == "steps" for d in out)
     if steps_differ and all([str(Fraction(str(s))) for s in p.steps] == [w.exact for w in p.step_weights]
                             for p in (a, b)):
@@ -117,9 +127,12 @@ def _routers(plan: Plan, redact: Callable[[str], str]) -> str:
     return " + ".join(redact(m.lease_target() or m.type) for m in plan.members)
 
 
-def _gate_of(field: str) -> str | None:
-    if field.startswith("normal_state["):
-        return field[: field.index("]") + 1]
+def _gate_of(field: str, gates: set[str]) -> str | None:
+    """The gate a field belongs to (``normal_state[NAME]``), matched against the plans'
+    gate names: a name may itself hold ``]`` or ``.``."""
+    for gate in sorted(gates, key=len, reverse=True):
+        if field == gate or field.startswith(gate + "."):
+            return gate
     return None
 
 
@@ -132,6 +145,8 @@ def show(value: Any, present: bool, field: str = "") -> str:
     """A value for the table: '-' when the field is not in that environment's plan."""
     if not present:
         return "-"
+    if field == "step_splits" and isinstance(value, list):
+        return "[" + ", ".join(str(Weights(Fraction(str(v)))) for v in value) + "]"
     leaf = field.rsplit(".", 1)[-1]
     if leaf in _SECONDS and isinstance(value, int | float) and not isinstance(value, bool):
         return f"{value:g}s"
