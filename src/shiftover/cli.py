@@ -785,7 +785,7 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
     ttl = check_lease_ttl(p, _seconds("--lease-ttl", lease_ttl))
     cmd = _cmds(plan, state, env)
     if dry_run:
-        _dry_run(plan, loaded, cmd, as_json=as_json)
+        _dry_run(plan, loaded, cmd, state, as_json=as_json)
         return
     with _store(state, busy_timeout=JOURNAL_BUSY_TIMEOUT) as store:
         shown = _Progress()
@@ -928,23 +928,33 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
     raise typer.Exit(result.exit_code)
 
 
-def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bool) -> None:
-    """``run --dry-run``: the preflight, and the timeline the plan implies. No lease,
-    no journal, no router write, no load: nothing anyone else can see."""
+def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, state: str | None, *,
+             as_json: bool) -> None:
+    """``run --dry-run``: the preflight, and the timeline the plan implies. No lease
+    taken, no journal written, no router write, no load: nothing anyone else can see.
+    It reads what would stop a run: the router, every gate, the load block's target,
+    and the router target's lease."""
     p = loaded.plan
     now = SystemClock().now()
     pf = preflight(p, SystemClock(), redact=loaded.redact)
+    load_error = None if p.load is None else load_preflight(p.load, base_dir=plan.parent)
+    holder = _lease_holder(p, state)
     timeline = plan_timeline(p)
-    done = [pf.weights is not None and t.split <= pf.weights for t in timeline]
+    at = pf.weights
+    # steps below the router's split are done; the one it is at bakes again (a resumed
+    # campaign re-bakes); a run from 0% checks once at 0% before its first write
+    done = [at is not None and t.split < at for t in timeline]
+    first = p.interval if at is None or at.new_percent == 0 else 0.0
     start = next((t.earliest_start for t, d in zip(timeline, done, strict=True) if not d),
-                 timeline[-1].earliest_end)
+                 timeline[-1].earliest_end) - first
     remaining = timeline[-1].earliest_end - start
+    would_start = pf.ok and load_error is None and holder is None
     bound = rollback_bound(p, pf.facts.tail_seconds)
     insync = any(hasattr(m, "insync_timeout") for m in p.members)
     errored = [r for r in pf.results if r.error]
     router_error = None if pf.router_error is None else _with_plan(pf.router_error, cmd)
     data = {
-        "dry_run": True, "would_start": pf.ok, "service": p.service, "environment": p.environment,
+        "dry_run": True, "would_start": would_start, "service": p.service, "environment": p.environment,
         "rehearsal": p.rehearsal, "router": pf.router,
         "router_error": router_error,
         "weights": None if pf.weights is None else float(pf.weights.new_percent),
@@ -955,7 +965,10 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bo
                       "earliest_end_at": None if d else now + t.earliest_end - start}
                      for t, d in zip(timeline, done, strict=True)],
         "earliest_finish_seconds": remaining, "earliest_finish_at": now + remaining,
-        "approvals": p.approvals, "rollback_bound": bound.to_dict(),
+        "approvals": p.approvals, "rollback_bound": bound.to_dict(), "on_failure": p.on_failure,
+        "lease_held_by": None if holder is None else holder.to_dict(),
+        **({} if p.load is None else {"load": {"ok": load_error is None, "error": None if load_error
+                                               is None else loaded.redact(load_error)}}),
     }
     with _reader_may_leave():
         if as_json:
@@ -974,14 +987,21 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bo
             for r in errored:
                 out.print(f"[red]✗[/] gate [bold]{_e(loaded.redact(r.gate))}[/] cannot be "
                           f"evaluated: {_e(r.reason)}", highlight=False)
-            table = Table(title="the timeline the plan implies (approvals given at once)",
-                          show_edge=False)
+            if load_error is not None:
+                out.print(f"[red]✗[/] load: {_e(loaded.redact(load_error))}", highlight=False,
+                          soft_wrap=True)
+            if holder is not None:
+                out.print(f"[red]✗[/] the router target is leased by {_e(holder.holder)} for "
+                          f"{max(0.0, holder.expires_in):.0f}s more: a run now would be refused "
+                          "(exit 5)", highlight=False, soft_wrap=True)
+            table = Table(title="the timeline the plan implies (approvals given at once; T: "
+                          "the run starts)", show_edge=False)
             for col in ("step", "router sets", "bake", "approval", "earliest start", "baked by"):
                 table.add_column(col, no_wrap=col.startswith(("earliest", "baked")))
             for t, d in zip(timeline, done, strict=True):
                 table.add_row(f"{t.percent:g}%", str(t.split), _clock_span(t.bake),
                               "yes" if t.approval else "",
-                              "done (router is there)" if d else
+                              "done (router is past it)" if d else
                               f"T+{_clock_span(t.earliest_start - start)}  {views.when(now + t.earliest_start - start)}",
                               "" if d else
                               f"T+{_clock_span(t.earliest_end - start)}  {views.when(now + t.earliest_end - start)}")
@@ -989,25 +1009,52 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, *, as_json: bo
             out.print(f"earliest finish: {_clock_span(remaining)} from the start "
                       f"({views.when(now + remaining)} if started now), plus the time approvals "
                       "take", highlight=False, markup=False, soft_wrap=True)
-            out.print(f"rollback bound: {_clock_span(bound.total)} from the first failing "
-                      f"measurement to 0% ({p.failure_limit} failed check{'s' if p.failure_limit != 1 else ''} every "
+            out.print(("rollback bound" if p.on_failure == "rollback" else "bound to the pause")
+                      + f": {_clock_span(bound.total if p.on_failure == 'rollback' else bound.detect)}"
+                      f" from the first failing measurement to "
+                      + ("0%" if p.on_failure == "rollback" else "paused (weights stay)")
+                      + f" ({p.failure_limit} failed check{'s' if p.failure_limit != 1 else ''} every "
                       f"{p.interval:g}s + the slowest gate {bound.detect - p.failure_limit * p.interval:g}s"
-                      f", a router write up to {_clock_span(bound.write)}"
-                      + (" until Route53 reports it INSYNC" if insync else "")
-                      + (f", then DNS caches keep some clients on new for up to {bound.tail:g}s"
-                         if bound.tail else
-                         ", then DNS caches keep some clients on new for the records' TTL, not "
-                         "known: the router was not read" if pf.router_error and insync else "")
+                      + ("" if p.on_failure != "rollback" else
+                         f", a router write up to {_clock_span(bound.write)}"
+                         + (" until Route53 reports it INSYNC" if insync else "")
+                         + (f", then DNS caches keep some clients on new for up to {bound.tail:g}s"
+                            if bound.tail else
+                            ", then DNS caches keep some clients on new for the records' TTL, not "
+                            "known: the router was not read" if pf.router_error and insync else ""))
                       + f"); on_failure: {p.on_failure}",
                       highlight=False, markup=False, soft_wrap=True)
-            if pf.ok:
+            if would_start:
                 _print_hints([cmd("run")])
+            elif holder is not None and pf.ok and load_error is None:
+                out.print("wait for that run to end (or its lease to expire), then:",
+                          highlight=False)
+                _print_hints([cmd("status"), cmd("run", "--dry-run")], prefix="  ")
             else:
                 out.print("a run would not start like this: fix what is marked ✗, then:",
                           highlight=False)
                 _print_hints([cmd("run", "--dry-run")], prefix="  ")
-    if not pf.ok:
-        raise typer.Exit(2)
+    if not would_start:
+        raise typer.Exit(5 if holder is not None and pf.ok and load_error is None else 2)
+
+
+def _lease_holder(p: Plan, state: str | None) -> Any:
+    """Who holds a live lease on one of the plan's router targets, or None (read-only:
+    no journal yet means nobody)."""
+    try:
+        router = build_router(p.members)
+        keys_of = getattr(router, "lease_keys", None)
+        keys = list(keys_of()) if keys_of is not None else [router.lease_key()]
+    except ShiftoverError:
+        return None
+    with _read_only_store(state, quiet=True) as (store, _info):
+        if store is None:
+            return None
+        for key in keys:
+            run = find_run(store, p.journal_key, key)
+            if run is not None and run.lease_live and run.key == key:
+                return run
+    return None
 
 
 def _clock_span(seconds: float) -> str:

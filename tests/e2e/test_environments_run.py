@@ -79,7 +79,8 @@ def test_dry_run_reads_everything_and_moves_nothing(stack: Stack) -> None:
     assert [g["verdict"] for g in data["gates"]] == ["pass"]
     assert [(t["step"], t["bake_seconds"], t["done"]) for t in data["timeline"]] == [
         (50, 0.6, False), (100, 0.6, False)]
-    assert data["earliest_finish_seconds"] == pytest.approx(1.2)
+    # a check at 0% (one interval), then two bakes
+    assert data["earliest_finish_seconds"] == pytest.approx(1.4)
     # 1 failed check (failure_limit) every 0.2 s + the gate's 1 s timeout + 1 s grace; 2 s write
     assert data["rollback_bound"] == {"detect_seconds": pytest.approx(2.2), "write_seconds": 2.0,
                                       "tail_seconds": 0.0, "total_seconds": pytest.approx(4.2)}
@@ -93,7 +94,7 @@ def test_dry_run_text_shows_the_timeline_and_approvals(stack: Stack) -> None:
     assert r.exit_code == 2, r.output
     assert "no-such.sock" in r.output
     assert "the timeline the plan implies" in r.output
-    assert "earliest finish: 15m from the start" in r.output
+    assert "earliest finish: 16m from the start" in r.output  # a check at 0%, then 3 bakes
     # 1 check of 60 s + the gate's 1 s timeout + 1 s grace, then a write of up to 2 s
     assert "rollback bound: 1m04s" in r.output
     assert "(1 failed check every 60s" in r.output
@@ -152,6 +153,12 @@ def test_status_of_a_live_run_in_an_environment_says_running(stack: Stack) -> No
         assert f"pause {plan} --env staging" in hints and f"rollback {plan} --env staging" in hints
         r = runner.invoke(app, ["status", str(plan), "--env", "staging"])
         assert "environment  staging" in r.output and "running" in r.output
+        # a dry run now says a run would be refused, as it would be (exit 5)
+        r = runner.invoke(app, ["run", str(plan), "--env", "staging", "--dry-run", "--json"])
+        assert r.exit_code == 5, r.output
+        dry = json.loads(r.output)
+        assert dry["would_start"] is False and dry["lease_held_by"]["run_id"]
+        assert [t["done"] for t in dry["timeline"]] == [False, False]  # 50% bakes again
         r = runner.invoke(app, ["rollback", str(plan), "--env", "staging", "-m", "test over"])
         assert r.exit_code == 0, r.output
         assert proc.wait(timeout=30) == 3
@@ -159,3 +166,14 @@ def test_status_of_a_live_run_in_an_environment_says_running(stack: Stack) -> No
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_dry_run_checks_the_load_blocks_target(stack: Stack) -> None:
+    text = stack.plan.read_text().replace(
+        "    rehearsal: true\n", "    rehearsal: true\n    load: {url: 'http://127.0.0.1:9/', rate: 5}\n")
+    stack.plan.write_text(text)
+    r = runner.invoke(app, ["run", str(stack.plan), "--env", "staging", "--dry-run", "--json"])
+    assert r.exit_code == 2, r.output
+    data = json.loads(r.output)
+    assert data["would_start"] is False and data["load"]["ok"] is False
+    assert "127.0.0.1:9" in data["load"]["error"]
