@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -324,3 +325,29 @@ def test_a_plan_of_the_same_service_driving_another_target_is_refused(store: Sto
     # the same target resumes as before
     again, _, _, _ = make(store, router=router)
     assert again.run(max_duration=3600).outcome == "promoted"
+
+
+class _SlowWrites(InMemoryRouter):
+    """A router whose writes take ``seconds`` of the fake clock (a real one takes a few ms)."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def apply(self, weights: Weights) -> None:
+        self.clock.advance(self.seconds)
+        super().apply(weights)
+
+
+@pytest.mark.parametrize("write_seconds", [0.0, 0.05, 25.0])
+def test_each_step_bakes_for_bake_not_an_interval_more(store: Store, write_seconds: float) -> None:
+    """Checks fall on a grid from the confirmed write: a write that took a few ms after
+    the check must not make every step wait a whole extra interval (and a write slower
+    than an interval is checked at once, then on the same grid)."""
+    clock = FakeClock()
+    runner, *_ = make(store, clock=clock, router=_SlowWrites(clock, write_seconds),
+                      steps=[10, 50, 100], bake=4.0, interval=2.0)
+    assert runner.run(max_duration=3600).outcome == "promoted"
+    confirmed = [e.at for e in store.events(service="svc", kinds=[ev.WEIGHT_CONFIRMED])]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(confirmed)]
+    assert gaps == [4.0 + write_seconds] * 2  # the bake, then the next write's own time

@@ -561,6 +561,13 @@ class Runner:
         self._refresh()
         if ok:
             self._last_apply = decision.target
+            # the bake counts from the confirmed write: checks fall on that grid, so a
+            # step bakes for ``bake`` (not a whole interval more because the write took
+            # a few ms after the check). A write slower than an interval (Route53 until
+            # INSYNC) leaves the check due at once: the grid starts there just the same.
+            now = self.clock.now()
+            if self._last_check_at is not None and now - self._last_check_at < self.plan.interval:
+                self._last_check_at = now
             return None  # observe the new weight at once
         self._sleep(self._backoff)
         self._backoff = min(self._backoff * 2, max(ROLLBACK_RETRY_MAX, self.plan.interval))
