@@ -315,3 +315,37 @@ def test_diff_finds_the_fields_of_a_gate_whose_name_holds_brackets() -> None:
         "      - name: p99 latency [ms]\n        max: 0.05", "      - name: p99 latency [ms]\n        max: 3000")
     rows = {d.field: d for d in diff_plans(load("staging", text), load("production", text))}
     assert (rows["normal_state[p99 latency [ms]].max"].a, rows["normal_state[p99 latency [ms]].max"].b) == (3000, 0.01)
+
+
+def test_removing_and_changing_one_gate_in_an_overlay_is_refused() -> None:
+    text = PLAN.replace("      - name: health\n        remove: true\n",
+                        "      - name: health\n        remove: true\n      - name: health\n        timeout: 3s\n")
+    with pytest.raises(PlanError, match="gate 'health' is listed twice"):
+        load("staging", text)
+    text = PLAN.replace("        remove: true\n", "        remove: true\n        timeout: 3s\n")
+    with pytest.raises(PlanError, match=r"takes no other field \(timeout\)") as e:
+        load("staging", text)
+    assert e.value.line == line_of(text, "timeout: 3s")
+
+
+@pytest.mark.parametrize("bad", ["url: 42", "url: !env PROM"])
+def test_after_a_removal_errors_point_at_the_right_gate(bad: str) -> None:
+    """The base's third gate moves to second place when the first is removed: its error
+    still points at its own line, and an appended gate's error is reported too."""
+    text = PLAN.replace("environments:\n", f"""\
+  - name: alerts base
+    type: prometheus_alerts
+    {bad}
+environments:
+""", 1) + """\
+  qa:
+    normal_state:
+      - {name: errors, remove: true}
+      - {name: extra, type: http, url: 12345}
+"""
+    with pytest.raises(PlanError) as e:
+        load("qa", text)
+    message = str(e.value)
+    assert f":{line_of(text, bad)}:" in message
+    assert f":{line_of(text, 'url: 12345')}:" in message
+    assert "2 problems" in message

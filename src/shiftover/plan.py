@@ -1365,17 +1365,35 @@ class _Overlay:
     def _gates(self, base: list[Any], over: list[Any], dst: _PathKey, src: _PathKey) -> list[Any]:
         out = list(base)
         index = {g.get("name"): i for i, g in enumerate(base) if isinstance(g, dict)}
+        names = [str(n) for n in index if n is not None]
         dropped: set[int] = set()
+        seen: dict[Any, int] = {}
         for j, gate in enumerate(over):
             name = gate.get("name") if isinstance(gate, dict) else None
             i = index.get(name) if name is not None else None
+            if name is not None and name in seen:
+                self.tree.problem((*src, j, "name"), self.tree.pos((*src, j, "name")),
+                                  f"gate {name!r} is listed twice in this environment's "
+                                  f"normal_state (first as item {seen[name] + 1})",
+                                  "say everything about a gate in one item (to replace a base "
+                                  "gate, change its fields, or give it another name)", suppress=False)
+                continue
+            if name is not None:
+                seen[name] = j
             if isinstance(gate, dict) and gate.get(REMOVE_KEY) is True:
+                extra = [k for k in gate if k not in ("name", REMOVE_KEY)]
                 if i is None:
-                    guess = _suggest(name, [str(n) for n in index if n is not None])
+                    guess = _suggest(name, names)
                     self.tree.problem((*src, j), self.tree.pos((*src, j, "name")),
                                       f"remove: no gate named {name!r} in the base plan's normal_state"
                                       + (f" — did you mean {guess!r}?" if guess else ""),
                                       "name a gate of the base plan", suppress=False)
+                elif extra:
+                    self.tree.problem((*src, j, extra[0]), self.tree.pos((*src, j, extra[0]), key=True),
+                                      f"a gate removed with remove: true takes no other field "
+                                      f"({', '.join(map(str, extra))})",
+                                      "drop the other fields, or drop remove: true to change the gate",
+                                      suppress=False)
                 else:
                     dropped.add(i)
                 continue
@@ -1383,7 +1401,7 @@ class _Overlay:
                 out[i] = self.merge(base[i], gate, (*dst, i), (*src, j))
             elif isinstance(gate, dict) and "type" not in gate and isinstance(name, str):
                 # no such base gate, and not a whole new gate either: a misspelt name
-                guess = _suggest(name, [str(n) for n in index if n is not None])
+                guess = _suggest(name, names)
                 self.tree.problem(
                     (*src, j, "name"), self.tree.pos((*src, j, "name")),
                     f"no gate named {name!r} in the base plan's normal_state"
@@ -1395,17 +1413,29 @@ class _Overlay:
                 self._move_marks((*src, j), (*dst, len(out) - 1))
         if not dropped:
             return out
-        # renumber the marks of the gates that stay
         kept = [i for i in range(len(out)) if i not in dropped]
-        moved = {(*dst, new): [p for p in self.tree.marks if p[:len(dst) + 1] == (*dst, old)]
-                 for new, old in enumerate(kept)}
-        snapshot = dict(self.tree.marks)
-        for p in [p for p in self.tree.marks if p[:len(dst)] == dst and len(p) > len(dst)]:
-            del self.tree.marks[p]
-        for new_prefix, paths in moved.items():
-            for p in paths:
-                self.tree.marks[(*new_prefix, *p[len(dst) + 1:])] = snapshot[p]
+        self._renumber(dst, {old: new for new, old in enumerate(kept)})
         return [out[i] for i in kept]
+
+    def _renumber(self, dst: _PathKey, moves: dict[int, int]) -> None:
+        """Items of the list at ``dst`` move (old index -> new; absent: dropped): their
+        marks and their already-reported problems move with them."""
+        n = len(dst)
+
+        def moved(p: _PathKey) -> _PathKey | None:
+            if p[:n] != dst or len(p) <= n:
+                return p
+            old = p[n]
+            new = moves.get(old) if isinstance(old, int) else None
+            return None if new is None else (*dst, new, *p[n + 1:])
+
+        marks = {}
+        for p, m in self.tree.marks.items():
+            q = moved(p)
+            if q is not None:
+                marks[q] = m
+        self.tree.marks = marks
+        self.tree.reported = {q for q in map(moved, self.tree.reported) if q is not None}
 
 
 def _plan_error(tree: _Tree, path: _PathKey, message: str, hint: str) -> PlanError:
