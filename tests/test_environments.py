@@ -149,7 +149,7 @@ def test_a_base_error_is_still_the_base_line() -> None:
 def test_environment_choice_errors() -> None:
     with pytest.raises(PlanError, match=r"defines environments \(staging, production\): say which one with --env") as e:
         load(None)
-    assert e.value.hint == "add --env staging (or another of: staging, production)"
+    assert e.value.hint == "add one of: --env staging, --env production"  # none preferred
     with pytest.raises(PlanError, match="--env prod: no such environment") as e:
         load("prod")
     assert e.value.hint == "did you mean --env production?"
@@ -258,7 +258,7 @@ def test_cli_commands_need_env_and_hints_carry_it(tmp_path: Path) -> None:
     path = write(tmp_path)
     state = f"sqlite:///{tmp_path}/state.db"
     r = runner.invoke(app, ["status", str(path), "--state", state])
-    assert r.exit_code == 2 and "add --env staging" in r.output
+    assert r.exit_code == 2 and "add one of: --env staging, --env production" in r.output
     r = runner.invoke(app, ["approve", str(path), "--env", "production", "--state", state])
     assert r.exit_code == 2
     assert f"approve {path} --env production --step 50 --state {state}" in r.output

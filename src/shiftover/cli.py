@@ -1287,7 +1287,9 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
         if as_json:
             _json_line(data)
         elif result.confirmed:
-            out.print(f"[bold]rolled back[/]: {_e(result.reason)} ({result.seconds:.2f}s)", highlight=False)
+            where = f" ({_e(outline.journal_key)})" if outline.environment else ""
+            out.print(f"[bold]rolled back[/]{where}: {_e(result.reason)} ({result.seconds:.2f}s)",
+                      highlight=False)
             if not result.journalled:
                 out.print("the journal could not record it: `shiftover status` may lag until the "
                           "next run", highlight=False)

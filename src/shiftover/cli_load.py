@@ -270,6 +270,7 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
                           user_classes=user_class, insecure=insecure)
     watcher = None
     if watch is not None or watch_query:
+        from shiftover.cli import _cmds
         from shiftover.cli import _load as load_plan  # the plan's secrets join the CLI's redactor
         from shiftover.loadtest.watch import Watch
 
@@ -290,7 +291,8 @@ def _run(*, url: str | None, rate: str | None, step: str | None, duration: str |
         if broken:
             raise BadInput("--watch cannot evaluate: " + "; ".join(broken),
                            hint="fix the plan or the query first"
-                                + (f"; shiftover validate {watch} shows each gate" if watch else ""))
+                                + (f"; {_cmds(watch, None, watch_env)('validate')} shows each gate"
+                                   if watch else ""))
         if first.router_error:
             err.print(f"warning: --watch cannot read the plan's router ({first.router_error}); "
                       "the gates are still evaluated", highlight=False, soft_wrap=True)

@@ -1283,7 +1283,7 @@ def _select_environment(data: dict[Any, Any], tree: _Tree, environment: str | No
             raise PlanError(
                 f"this plan defines environments ({', '.join(names)}): say which one with --env",
                 file=tree.filename, line=line, column=col,
-                hint=f"add --env {shlex.quote(names[0])} (or another of: {', '.join(names)})")
+                hint="add one of: " + ", ".join(f"--env {shlex.quote(n)}" for n in names))
         return base
     if not names:
         raise PlanError(
