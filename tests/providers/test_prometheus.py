@@ -359,3 +359,12 @@ def test_rule_inputs() -> None:
     assert "name: shiftover" in texts[2]
     with pytest.raises(BadInput):
         rule_files_text([{"expr": "vector(1)"}])
+
+
+def test_messages_quote_a_multi_line_query_on_one_line() -> None:
+    from shiftover.providers.prometheus import _shown
+
+    query = "(\n    sum(rate(a[1m]))\n  + sum(rate(b[1m]))\n) / sum(rate(c[1m]))"
+    assert _shown(query) == "'( sum(rate(a[1m])) + sum(rate(b[1m])) ) / sum(rate(c[1m]))'"
+    long = " + ".join(f"sum(rate(metric_{i}[1m]))" for i in range(20))
+    assert len(_shown(long, 120)) == 122 and _shown(long, 120).endswith("…'")

@@ -135,6 +135,16 @@ class PrometheusAlertsGate(GateSpecBase):
     timeout: Timeout = 5.0
 
 
+def _shown(query: str, limit: int | None = None) -> str:
+    """A query as messages quote it: one line (a multi-line query's newlines and
+    indentation collapse to single spaces), cut at ``limit`` characters for the
+    messages journalled at every check."""
+    text = " ".join(query.split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return repr(text)
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
@@ -202,7 +212,7 @@ def _number(raw: Any, query: str, where: str, *,
         return float(raw)
     except (TypeError, ValueError, OverflowError):
         raise ProviderError(
-            f"Prometheus at {where} returned {raw!r} for {query!r}, which is not a number", hint=hint,
+            f"Prometheus at {where} returned {raw!r} for {_shown(query)}, which is not a number", hint=hint,
         ) from None
 
 
@@ -222,7 +232,7 @@ def _timestamp(raw: Any, query: str, where: str) -> float:
         ts = math.nan
     if not math.isfinite(ts):
         raise ProviderError(
-            f"Prometheus at {where} returned {raw!r} as the evaluation time of {query!r}, not a timestamp",
+            f"Prometheus at {where} returned {raw!r} as the evaluation time of {_shown(query)}, not a timestamp",
             hint="this looks like a proxy or a server that is not Prometheus: check the gate's url",
         )
     return ts
@@ -246,17 +256,17 @@ def _query_data(
             else "Prometheus could not run the query: make it cheaper, or check Prometheus's health"
         )
         raise ProviderError(
-            f"Prometheus at {where} rejected {query!r} ({kind}): {message}", hint=hint
+            f"Prometheus at {where} rejected {_shown(query)} ({kind}): {message}", hint=hint
         )
     if status != 200 or not isinstance(body, dict):
         raise ProviderError(
-            f"Prometheus at {where} answered HTTP {status} to {query!r}, not a query result: {reply.text or '(empty body)'}",
+            f"Prometheus at {where} answered HTTP {status} to {_shown(query)}, not a query result: {reply.text or '(empty body)'}",
             hint="check that the gate's url is Prometheus's base URL (e.g. http://host:9090, without /api/v1)",
         )
     data = body.get("data")
     if body.get("status") != "success" or not isinstance(data, dict):
         raise ProviderError(
-            f"Prometheus at {where} sent an answer without data to {query!r}",
+            f"Prometheus at {where} sent an answer without data to {_shown(query)}",
             hint="check that the gate's url is a Prometheus-compatible API",
         )
     return body, data
@@ -284,7 +294,7 @@ def _instant_query(
     if result_type == "vector" and isinstance(result, list):
         if not result:
             raise NoData(
-                f"query returned no series: {query!r} at {where}",
+                f"query returned no series: {_shown(query, 120)} at {where}",
                 hint="the metric may not exist yet (no traffic, target not scraped) or a label is misspelt",
             )
         if len(result) > 1:
@@ -293,7 +303,7 @@ def _instant_query(
             )
             more = f" and {len(result) - 5} more" if len(result) > 5 else ""
             raise ProviderError(
-                f"query {query!r} at {where} returned {len(result)} series ({shown}{more}); a gate needs one number",
+                f"query {_shown(query)} at {where} returned {len(result)} series ({shown}{more}); a gate needs one number",
                 hint=several_hint
                 or "aggregate to one series, e.g. sum(...) or max(...), or add label matchers",
             )
@@ -304,7 +314,7 @@ def _instant_query(
             or len(series["value"]) != 2
         ):
             raise ProviderError(
-                f"Prometheus at {where} sent a malformed vector for {query!r}",
+                f"Prometheus at {where} sent a malformed vector for {_shown(query)}",
                 hint="check that the gate's url is a Prometheus-compatible API",
             )
         labels = _labels_of(series.get("metric"))
@@ -312,11 +322,11 @@ def _instant_query(
         return _Result(value, labels, "vector", _timestamp(series["value"][0], query, where), warnings)
     if result_type == "matrix":
         raise ProviderError(
-            f"query {query!r} returns a range vector, not a number",
+            f"query {_shown(query)} returns a range vector, not a number",
             hint="wrap the range in a function, e.g. sum(rate(x[5m])) instead of x[5m]",
         )
     raise ProviderError(
-        f"query {query!r} at {where} returned a {result_type!s}, not a number",
+        f"query {_shown(query)} at {where} returned a {result_type!s}, not a number",
         hint="a gate's query must return a scalar or a single-series vector",
     )
 
@@ -362,7 +372,7 @@ class PrometheusProvider:
         main = _instant_query(api, self.query)  # at Prometheus's own now: see the docstring
         if math.isnan(main.value):
             raise NoData(
-                f"query returned NaN (no traffic in the window?): {self.query!r}",
+                f"query returned NaN (no traffic in the window?): {_shown(self.query, 120)}",
                 hint="a ratio over a window without requests is 0/0; the gate stays inconclusive until traffic flows",
             )
         details: dict[str, Any] = {
@@ -854,14 +864,14 @@ class PrometheusCounts:
         result = data.get("result")
         if data.get("resultType") != "matrix" or not isinstance(result, list):
             raise ProviderError(
-                f"Prometheus at {where} returned a {data.get('resultType')!s} for {query!r}, "
+                f"Prometheus at {where} returned a {data.get('resultType')!s} for {_shown(query)}, "
                 "not the samples of a range", hint=_COUNTER_HINT)
         out: dict[_SeriesKey, list[tuple[float, int]]] = {}
         for series in result:
             values = series.get("values") if isinstance(series, dict) else None
             if not isinstance(values, list):
                 raise ProviderError(
-                    f"Prometheus at {where} sent a series without samples for {query!r}",
+                    f"Prometheus at {where} sent a series without samples for {_shown(query)}",
                     hint="select counters (float samples), not native histograms; check that "
                          "the url is a Prometheus-compatible API")
             labels = _labels_of(series.get("metric"))
@@ -990,7 +1000,7 @@ class PrometheusLatency:
             return None, result.evaluated_at
         if math.isinf(result.value) or result.value < 0:
             raise ProviderError(
-                f"the {env} environment's latency query {query!r} returned {result.value:g}; "
+                f"the {env} environment's latency query {_shown(query)} returned {result.value:g}; "
                 "a latency must be a finite number of seconds >= 0",
                 hint=_LATENCY_HINT + " (histogram_quantile returns +Inf/-Inf for a quantile "
                      "outside 0..1)")
