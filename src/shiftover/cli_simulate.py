@@ -164,7 +164,7 @@ def _print_run(plan: Path, loaded: Any, script: Any, result: Any, metrics: Path 
     reason = result.reason.removeprefix(f"{word}: ")
     out.print(f"{word}: {loaded.redact(reason)}",
               style=style, highlight=False, markup=False, soft_wrap=True)
-    out.print(f"simulated {sim.offset(result.simulated, sign=False)} in {result.wall:.1f}s of wall "
+    out.print(f"simulated {sim.span(result.simulated)} in {result.wall:.1f}s of wall "
               f"time; exit {result.exit_code} ({EXIT_WORDS.get(result.exit_code, result.outcome)}, "
               "as `shiftover run` would)", highlight=False, markup=False, soft_wrap=True)
     cmd = _cmds(plan, None, env)
@@ -181,7 +181,8 @@ def _each_step(plan: Path, loaded: Any, script: Any, fail_gate: str | None, boun
     from shiftover.engine import simulate as sim
 
     p = loaded.plan
-    gate = fail_gate if fail_gate is not None else p.normal_state[0].name
+    chosen = sim.fail_gate(p, fail_gate)
+    gate = chosen.name
     expected = sim.expected_outcome(p)
     said = OUTCOME_WORDS[expected]
     if not as_json:
@@ -191,6 +192,9 @@ def _each_step(plan: Path, loaded: Any, script: Any, fail_gate: str | None, boun
             out.print(f"each run: {gate!r} fails from the moment the step is confirmed; the "
                       f"plan's on_failure ({p.on_failure}) says it ends {said}", highlight=False,
                       markup=False, soft_wrap=True)
+            if chosen.note():
+                out.print(f"  {gate!r}: {chosen.note()}", highlight=False, markup=False,
+                          soft_wrap=True)
 
     def each(run: Any) -> None:  # a line per run as it ends
         if as_json:
@@ -201,11 +205,12 @@ def _each_step(plan: Path, loaded: Any, script: Any, fail_gate: str | None, boun
     bad = [r for r in runs if not r.as_planned]
     code = 0 if not bad else 3
     with _reader_may_leave():
-        _print_steps(runs, gate, expected, code, as_json=as_json)
+        _print_steps(runs, gate, expected, code, as_json=as_json, note=chosen.note())
     return code
 
 
-def _print_steps(runs: list[Any], gate: str, expected: str, code: int, *, as_json: bool) -> None:
+def _print_steps(runs: list[Any], gate: str, expected: str, code: int, *, as_json: bool,
+                 note: str | None = None) -> None:
     from rich import box
     from rich.table import Table
 
@@ -218,7 +223,8 @@ def _print_steps(runs: list[Any], gate: str, expected: str, code: int, *, as_jso
     bad = [r for r in runs if not r.as_planned]
     if as_json:
         _json_line({"summary": True, "as_planned": not bad, "exit_code": code, "runs": len(runs),
-                    "not_as_planned": [r.step for r in bad], "gate": gate, "expected": expected,
+                    "not_as_planned": [r.step for r in bad], "gate": gate, "gate_note": note,
+                    "expected": expected,
                     "simulated_seconds": round(simulated, 3), "wall_seconds": round(wall, 3)})
         return
     to = "fault → 0%" if expected == "rolled_back" else "fault → paused"

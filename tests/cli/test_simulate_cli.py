@@ -45,7 +45,8 @@ def test_a_failure_at_25_percent_prints_the_timeline_and_exits_3() -> None:
     found = [next(i for i, line in enumerate(lines) if line.startswith(want)) for want in expected]
     assert found == sorted(found)
     assert f"rolled back: 2 consecutive failed checks: {ERRORS}: 0.03 is above max 0.01" in lines
-    assert any(line.startswith("simulated 0:20:45 in ") and "exit 3 (rolled back" in line
+    # a length of simulated time in the words of the rest of shiftover (and --fail-each-step)
+    assert any(line.startswith("simulated 20m45s in ") and "exit 3 (rolled back" in line
                for line in lines)
     assert "--fail-each-step" in lines[-1]  # the next thing to try, pasteable
 
@@ -90,8 +91,16 @@ normal_state:
     assert code == 3
     assert "1 of 2 runs did not end rolled back" in out
     assert "  at 100%: promoted" in out
+    assert "  'errors vs old': it compares new with old: at 100% old serves nothing" in out
     code, out, _ = sim(str(plan), "--fail-each-step", "--fail-gate", "errors")
     assert code == 0
+    # by default: the first gate that can catch a fault at every step, and why that one
+    code, out, _ = sim(str(plan), "--fail-each-step")
+    assert code == 0, out
+    assert "each run: 'errors' fails from the moment the step is confirmed" in out
+    assert ("  'errors': the first gate that can see a fault at every step ('errors vs old' "
+            "compares new with old, not applicable at 100%); --fail-gate NAME for another") in out
+    assert "every failure ended rolled back, as the plan says (2 runs" in out
 
 
 def test_json_lines_then_a_summary() -> None:

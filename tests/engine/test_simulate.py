@@ -4,6 +4,7 @@ how long it took in wall time."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +290,37 @@ def test_a_compare_gate_cannot_catch_a_fault_at_100_percent() -> None:
     assert fail_each_step(plan, Script(), gate="errors")[-1].as_planned
 
 
+def test_fail_each_step_picks_by_default_a_gate_that_can_catch_a_fault_at_100() -> None:
+    """From the hostile review: the default was the plan's first gate even when it was a
+    compare gate, so a plan the validator accepts failed the documented CI line (100%
+    promoted, NO). The default is the first gate that can see a fault at every step."""
+    plan = compare_plan()
+    chosen = sim.fail_gate(plan)
+    assert (chosen.name, chosen.chosen, chosen.skipped, chosen.comparing) == (
+        "errors", True, ("errors vs old",), False)
+    assert chosen.note() == ("the first gate that can see a fault at every step ('errors vs "
+                             "old' compares new with old, not applicable at 100%); --fail-gate "
+                             "NAME for another")
+    runs = fail_each_step(plan, Script())
+    assert all(r.as_planned for r in runs) and runs[-1].result.outcome == "rolled_back"
+    # --fail-gate still forces one, and says why its 100% run cannot be caught
+    forced = sim.fail_gate(plan, "errors vs old")
+    assert forced.comparing and not forced.chosen
+    assert forced.note() is not None and forced.note().startswith("it compares new with old")
+    # a plan whose first gate can catch it: nothing to say
+    assert sim.fail_gate(small()).note() is None
+
+
+def test_with_only_gates_that_compare_the_first_is_failed_and_the_output_says_why() -> None:
+    plan = compare_plan()  # the validator refuses this plan; a copy without the guard
+    alone = plan.model_copy(update={"normal_state": plan.normal_state[:1]})
+    chosen = sim.fail_gate(alone)
+    assert (chosen.name, chosen.comparing) == ("errors vs old", True)
+    assert chosen.note() == ("every gate of the plan compares new with old: at 100% old serves "
+                             "nothing, the comparison is not applicable and passes, so the 100% "
+                             "run cannot catch the fault (promoted, NO)")
+
+
 def test_a_compare_latency_gate_fails_on_a_slower_new_environment() -> None:
     plan = small(steps=[50, 100], bake="5m", inconclusive_limit=30, normal_state=[
         {"name": "latency vs old", "type": "compare_latency", "min_intervals": 5,
@@ -384,9 +416,59 @@ def test_phases_that_could_never_hold(example: Plan) -> None:
     assert (e.line, e.column) == (4, 7) and "can never start" in e.reason and "line 3" in e.reason
     e = error_of(f"gates:\n  {ERRORS}:\n    - {{value: 0.002, until: 10m}}\n"
                  f"    - {{value: 0.03, from: 5m}}\n", example)
-    assert e.line == 4 and "from T+0:05:00 is not after until T+0:10:00" in e.reason
+    assert e.line == 4 and ("from T+0:05:00 starts inside the phase before (line 3), which "
+                            "lasts until T+0:10:00") in e.reason
     e = error_of(f"gates:\n  {ERRORS}: [{{fail: true, from: 10m, until: 5m}}]\n", example)
     assert "is not after from" in e.reason
+
+
+def test_a_phase_cannot_start_inside_the_for_of_the_phase_before(example: Plan) -> None:
+    """From the hostile review: the second phase's from: 12m was silently moved to 30m
+    (after the first phase's for: 30m), so the header's "then 0.03 from T+0:12:00" never
+    came and the run was promoted. Phases are sequential: an error at that from:."""
+    e = error_of(f"gates:\n  {ERRORS}:\n    - {{value: 0.005, from: 0s, for: 30m}}\n"
+                 f"    - {{value: 0.03, from: 12m}}\n", example)
+    assert (e.line, e.column) == (4, 27)
+    assert e.reason == ("from T+0:12:00 starts inside the phase before (line 3), which lasts "
+                        "until T+0:30:00 (for 30m): phases follow each other, one at a time")
+    assert e.hint == "shorten the phase before (for: 12m, or until: 12m), or start this one " \
+        "when it ends (from: 30m)"
+    # the ends of phases without a start add up: 10m + 10m, then from 15m is inside
+    e = error_of(f"gates:\n  {ERRORS}:\n    - {{value: 0.005, for: 10m}}\n"
+                 f"    - {{value: 0.002, for: 10m}}\n    - {{value: 0.03, from: 15m}}\n", example)
+    assert e.line == 5 and "which lasts until T+0:20:00 (from T+0:10:00 for 10m)" in e.reason
+
+
+def test_a_phase_may_start_the_moment_the_one_before_ends(example: Plan) -> None:
+    for first in ("{value: 0.005, until: 12m}", "{value: 0.005, from: 0s, for: 12m}"):
+        s = script(f"gates:\n  {ERRORS}:\n    - {first}\n    - {{value: 0.03, from: 12m}}\n",
+                   example)
+        res = simulate(example, s)
+        assert res.outcome == "rolled_back"
+        assert at(res, ev.CHECK, verdict="fail") == 12 * 60  # the first check at or after 12m
+
+
+def test_a_step_start_ends_the_phase_before_as_its_line_says(example: Plan) -> None:
+    """A step and a time are ordered only as the run goes: from_step: 10 after a for: 30m
+    starts when 10% is confirmed (T+15:15), not when the for: ends."""
+    s = script(f"gates:\n  {ERRORS}:\n    - {{value: 0.005, for: 30m}}\n"
+               f"    - {{value: 0.03, from_step: 10}}\n", example)
+    res = simulate(example, s)
+    assert res.outcome == "rolled_back" and res.last_step == 10
+    assert at(res, ev.CHECK, verdict="fail") == at(res, ev.WEIGHT_CONFIRMED, percent=10) + 15
+
+
+def test_which_phase_holds_when() -> None:
+    def step_time(pct: float) -> float:
+        return {25: 600.0}.get(pct, sim.INF)
+
+    a = Phase("value", value=1, length=1800)
+    b = Phase("value", value=2, start=Boundary(step=25))
+    assert [sim._phase_at([a, b], t, step_time) for t in (0, 599, 600, 5000)] == [a, a, b, b]
+    c = Phase("value", value=3, end=Boundary(at=60))
+    d = Phase("value", value=4, start=Boundary(at=120), length=60)
+    assert [sim._phase_at([c, d], t, step_time) for t in (0, 60, 119, 120, 179, 180)] == [
+        c, None, None, d, d, None]
 
 
 def test_yaml_errors_and_missing_files_name_the_place(example: Plan, tmp_path: Path) -> None:
@@ -468,3 +550,63 @@ def test_no_real_sleep_every_wait_is_on_the_simulated_clock(example: Plan,
                                    example))
     assert res.outcome == "rolled_back" and res.last_step == 100
     assert res.simulated > 35 * 60
+
+
+# --- simulated time costs little wall time, whatever the bake --------------------------------
+
+
+def _wait(clock: sim.SimulationClock, deadline: float, slice_: float) -> None:
+    """The runner's wait between checks (engine/run.py), with ``slice_`` as its slice."""
+    from shiftover.engine.run import MIN_SLEEP
+
+    while True:
+        clock.sleep(min(slice_, max(deadline - clock.now(), MIN_SLEEP)))
+        if clock.now() >= deadline:
+            return
+
+
+def test_the_clock_takes_a_whole_wait_in_the_engines_slices_with_the_same_floats() -> None:
+    """From the hostile review: 1.2 s of wall time per simulated hour, the runner
+    waking every 0.2 s of simulated time. Given the whole wait, the clock adds the same
+    0.2 s slices in the same order (the same float at the end) in two calls, and stops
+    after the slice in which a scheduled action fires, as the runner would see it."""
+    for length in (15.0, 60.0, 3600.0, 86400.0, 7.3):
+        sliced, whole = sim.SimulationClock(), sim.SimulationClock()
+        deadline = sim.SIM_START + length
+        _wait(sliced, deadline, 0.2)
+        _wait(whole, deadline, math.inf)
+        assert whole.now() == sliced.now()  # the very float, not nearly
+        assert sliced.sleeps >= length / 0.2 and whole.sleeps <= 2
+    sliced, whole = sim.SimulationClock(), sim.SimulationClock()
+    for clock in (sliced, whole):
+        seen: list[float] = []
+        clock.at(sim.SIM_START + 100.05, seen.append)
+        if clock is whole:
+            clock.sleep(3600.0)
+        while not seen:
+            clock.sleep(0.2)
+        assert seen == [sim.SIM_START + 100.05]
+    assert whole.now() == sliced.now() and whole.sleeps == 1
+
+
+def test_a_week_long_plan_takes_a_few_hundred_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """7 steps baked a day each: 3 million slices of 0.2 s if taken one by one."""
+    import inspect
+
+    from shiftover.engine.run import Runner
+
+    if "poll_slice" not in inspect.signature(Runner).parameters:
+        pytest.skip("engine/run.py's Runner does not take poll_slice yet (the simulation then "
+                    "waits slice by slice: the same run, slower)")
+    calls = []
+    sleep = sim.SimulationClock.sleep
+
+    def counted(self: sim.SimulationClock, seconds: float) -> None:
+        calls.append(seconds)
+        sleep(self, seconds)
+
+    monkeypatch.setattr(sim.SimulationClock, "sleep", counted)
+    plan = small(steps=[1, 5, 10, 25, 50, 75, 100], bake="1d", interval="1h")
+    res = simulate(plan, Script())
+    assert res.outcome == "promoted" and res.simulated >= 7 * 86400
+    assert len(calls) < 1000

@@ -65,6 +65,11 @@ Why these choices:
   simulated clock would be tens of thousands of queries for a few hours; since
   the simulation is the only writer, "nothing new since id N" is answered from
   memory. Every write, and every read that can find something, goes to SQLite.
+- **Wall time does not grow with the bake.** Those 0.2 s slices are also 18,000
+  turns of the runner's loop per simulated hour. The runner is asked for its whole
+  wait at once and :class:`SimulationClock` takes it in the engine's slices itself,
+  stopping where the runner could react (a scheduled action fired, the time bound):
+  the same times to the last bit, a week of bakes in seconds.
 - **It always stops.** Simulated time is bounded (``--max-time``; default: three
   times the plan's shortest run, plus scripted delays, plus 30 minutes), and a run
   paused with ``on_failure: pause`` and nothing left in the script to resume it
@@ -75,6 +80,7 @@ from __future__ import annotations
 
 import difflib
 import heapq
+import inspect
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -84,7 +90,7 @@ from typing import Any
 
 from shiftover.engine import events as ev
 from shiftover.engine.build import minimum_duration, plan_summary
-from shiftover.engine.run import Gate, Runner, RunOutcome
+from shiftover.engine.run import POLL_SLICE, Gate, Runner, RunOutcome
 from shiftover.errors import BadInput, NoData, PlanError, ProviderError
 from shiftover.plan import Plan, _Problem, _Tree
 from shiftover.plan import _combine as _combine_problems  # semiprivate: plan.py's error format
@@ -183,29 +189,37 @@ class Script:
 
 def _phase_at(phases: Sequence[Phase], t: float, step_time: Callable[[float], float]) -> Phase | None:
     """The phase in force ``t`` seconds after T+0 (None: none, the gate passes).
-    ``step_time(percent)`` is when that step was first confirmed (INF: not yet)."""
+    ``step_time(percent)`` is when that step was first confirmed (INF: not yet).
+
+    Phases follow each other, one at a time. A phase's explicit start (``from``,
+    ``from_step``) is when it starts, always: if the phase before still holds then, it
+    ends there. Times that overlap are refused when the script is read; a step and a
+    time can only be ordered as the run goes (``for: 30m`` then ``from_step: 25``, with
+    25% confirmed at T+20m: the second phase starts at T+20m, as its line says)."""
 
     def resolve(b: Boundary) -> float:
         return b.at if b.at is not None else step_time(b.step if b.step is not None else -1.0)
 
+    starts = [None if ph.start is None else resolve(ph.start) for ph in phases]
+    found = None
     cursor = 0.0
     for i, ph in enumerate(phases):
-        start = cursor if ph.start is None else max(cursor, resolve(ph.start))
-        if t < start:
-            return None
-        following = phases[i + 1].start if i + 1 < len(phases) else None
+        explicit = starts[i]
+        start = cursor if explicit is None else explicit
         if ph.end is not None:
-            end = max(start, resolve(ph.end))
+            end = resolve(ph.end)
         elif ph.length is not None:
             end = start + ph.length
-        elif following is not None:
-            end = max(start, resolve(following))
         else:
             end = INF
-        if t < end:
-            return ph
+        following = starts[i + 1] if i + 1 < len(phases) else None
+        if following is not None:
+            end = min(end, following)
+        end = max(start, end)
+        if start <= t < end:
+            found = ph  # the latest phase that holds (a later start wins)
         cursor = end
-    return None
+    return found
 
 
 # --- loading the script, with file:line:col errors -----------------------------------------
@@ -545,10 +559,14 @@ class _ScriptReader:
         return replace(phase, start=start, end=end, length=length)
 
     def check_order(self, paths: Sequence[tuple[str | int, ...]], phases: Sequence[Phase]) -> None:
-        """Phases follow each other: each one must be able to start, and explicit times
-        and steps must go forward."""
-        last_at: tuple[float, str] | None = None
+        """Phases follow each other, one at a time: each one must be able to start, explicit
+        times and steps must go forward, and a phase may not start (``from:``) before the
+        phase before it ends, when that end is a time known here (its ``until:``, or its
+        start plus its ``for:``)."""
+        last_at: tuple[float, str, bool] | None = None   # time, words, whether an end
         last_step: tuple[float, str] | None = None
+        # when the phase before ends, if known: (time, how, the shorter for: that would fit)
+        ends: tuple[float, str, str] | None = (0.0, "", "")
         for i, (path, ph) in enumerate(zip(paths, phases, strict=True)):
             before = phases[i - 1] if i else None
             if before is not None and ph.start is None and before.end is None \
@@ -558,15 +576,26 @@ class _ScriptReader:
                          "give the phase before an end (until:, until_step: or for:), or this "
                          "one a start (from: or from_step:)")
                 return
+            if (before is not None and ph.start is not None and ph.start.at is not None
+                    and ends is not None and ph.start.at < ends[0]):
+                self.bad((*path, "from"), f"from {offset(ph.start.at)} starts inside the phase "
+                         f"before (line {before.line}), which lasts until {offset(ends[0])}"
+                         f"{ends[1]}: phases follow each other, one at a time",
+                         f"shorten the phase before ({ends[2]}until: {span(ph.start.at)}), or "
+                         f"start this one when it ends (from: {span(ends[0])})")
+                return
             for b, word in ((ph.start, "from"), (ph.end, "until")):
                 if b is None:
                     continue
                 if b.at is not None:
-                    if last_at is not None and b.at <= last_at[0]:
+                    # a phase may start the moment the one before ends (until: 12m, from: 12m)
+                    touching = word == "from" and last_at is not None and last_at[2]
+                    if last_at is not None and (b.at < last_at[0]
+                                                or (b.at == last_at[0] and not touching)):
                         self.bad((*path, word), f"{word} {offset(b.at)} is not after "
                                  f"{last_at[1]} of the phase before: phases are in time order")
                         return
-                    last_at = (b.at, f"{word} {offset(b.at)}")
+                    last_at = (b.at, f"{word} {offset(b.at)}", word == "until")
                 if b.step is not None:
                     key = f"{word}_step"
                     if last_step is not None and b.step < last_step[0]:
@@ -574,6 +603,20 @@ class _ScriptReader:
                                  "of the phase before: steps are confirmed in order")
                         return
                     last_step = (b.step, f"{key} {b.step:g}")
+            # when this phase ends, if a time known before the run (None: a step, or the
+            # next phase's start)
+            start = ends[0] if ph.start is None and ends is not None else (
+                ph.start.at if ph.start is not None else None)
+            if ph.end is not None:
+                ends = None if ph.end.at is None else (ph.end.at, "", "")
+            elif ph.length is not None and start is not None:
+                nxt = phases[i + 1].start if i + 1 < len(phases) else None
+                fits = (f"for: {span(nxt.at - start)}, or " if nxt is not None and nxt.at is not None
+                        and nxt.at > start else "")
+                ends = (start + ph.length, f" ({'from ' + offset(start) + ' ' if start else ''}"
+                        f"for {span(ph.length)})", fits)
+            else:
+                ends = None
 
     # approvals and operator actions -------------------------------------------------
     def approvals(self, data: Any) -> dict[float, float | None]:
@@ -950,14 +993,30 @@ class SimulationJournal(Store):
 class SimulationClock(FakeClock):
     """A fake clock that also carries out what the script schedules (operator
     actions, approvals) when simulated time reaches them. Only ``sleep`` does it,
-    never ``now``: the store reads ``now`` inside its transactions. The engine
-    sleeps in slices of at most 0.2 s between checks, so an action is seen as
-    soon as a real operator's would be."""
+    never ``now``: the store reads ``now`` inside its transactions.
 
-    def __init__(self) -> None:
+    The engine waits between checks in slices of at most ``POLL_SLICE`` (0.2 s),
+    looking at the journal after each one, so an operator's action is seen within a
+    slice. On simulated time that is a loop of 18,000 turns per simulated hour (1.2 s
+    of wall time an hour: a week-long plan took minutes), for nothing: in a simulation
+    only this clock's own scheduled actions can write to the journal meanwhile. So the
+    simulation asks the runner for its whole wait at once (``Runner(poll_slice=inf)``),
+    and this clock takes it *in the engine's slices*, the same floats added in the same
+    order, stopping after the slice in which a scheduled action fires (the runner then
+    sees it, as it would have at that slice's end) or the run's time bound is reached
+    (where the runner would stop). The last slice, shorter than ``POLL_SLICE``, is left
+    to the runner's own loop (it has a floor, ``MIN_SLEEP``, that a plain sleep has
+    not): the times of every event are the very floats a slice-by-slice wait gives.
+    What is skipped is only the runner's look at the journal after each slice (nothing
+    there to see) and its lease renewal (the lease outlasts an interval by design;
+    every tick renews it)."""
+
+    def __init__(self, stop_at: float = INF) -> None:
         super().__init__(SIM_START)
         self._due: list[tuple[float, int, Callable[[float], None]]] = []
         self._n = 0
+        self.stop_at = stop_at   # the run's time bound (its max_duration), absolute
+        self.sleeps = 0          # calls of sleep (tests count them: no wall-time asserts)
 
     def at(self, when: float, action: Callable[[float], None]) -> None:
         """Call ``action(when)`` once simulated time reaches ``when``."""
@@ -969,13 +1028,36 @@ class SimulationClock(FakeClock):
         return len(self._due)
 
     def sleep(self, seconds: float) -> None:
-        super().sleep(seconds)
+        self.sleeps += 1
+        if seconds <= POLL_SLICE:  # one slice, as the engine takes them
+            super().sleep(seconds)
+            self.fire()
+            return
+        # slice by slice, in local floats (a week has 3 million slices)
+        start = now = self.now()
+        end = now + seconds
+        due = self._due[0][0] if self._due else INF  # nothing is scheduled meanwhile
+        while True:
+            now += POLL_SLICE
+            if now >= due or now >= self.stop_at or end - now < POLL_SLICE:
+                break
+        self.advance(now - start)  # exact: start + (now - start) == now for these floats
         self.fire()
 
-    def fire(self) -> None:
+    def fire(self) -> bool:
+        """Carry out the actions due; True when there were any."""
+        fired = False
         while self._due and self._due[0][0] <= self.now():
             when, _, action = heapq.heappop(self._due)
             action(when)
+            fired = True
+        return fired
+
+
+def _runner_options() -> dict[str, Any]:
+    """``poll_slice=inf`` when the runner takes it (see :class:`SimulationClock`);
+    without it the runner waits slice by slice, with the same times, only slower."""
+    return {"poll_slice": INF} if "poll_slice" in inspect.signature(Runner).parameters else {}
 
 
 # --- one simulated run ---------------------------------------------------------------------
@@ -1040,7 +1122,7 @@ def simulate(plan: Plan, script: Script, *, max_time: float | None = None,
     seconds; default :func:`default_max_time`) has passed."""
     bound = max_time if max_time is not None else (
         script.max_time if script.max_time is not None else default_max_time(plan, script))
-    clock = SimulationClock()
+    clock = SimulationClock(stop_at=SIM_START + bound)
     world = _World(plan, clock)
     router = InMemoryRouter(scale=plan.scales[0], key=f"simulation:{plan.journal_key}")
     gates = scripted_gates(plan, script, world, router, fault)
@@ -1084,7 +1166,7 @@ def simulate(plan: Plan, script: Script, *, max_time: float | None = None,
     try:
         runner = Runner(plan, router, gates, journal, clock, run_id=run_id,
                         plan_summary=plan_summary(plan), environment=plan.environment,
-                        on_event=seen)
+                        on_event=seen, **_runner_options())
         out = runner.run(max_duration=bound)
         state = runner.state
     finally:
@@ -1142,13 +1224,57 @@ class StepRun:
                 **self.result.to_dict()}
 
 
+# gates that judge new against old: at 100% old serves nothing, the comparison is not
+# applicable and passes, so a fault of that gate alone cannot be caught at 100%
+COMPARING = ("compare", "compare_latency")
+
+
+@dataclass(frozen=True)
+class FailGate:
+    """The gate ``--fail-each-step`` fails, and why that one."""
+
+    name: str
+    chosen: bool                 # picked by default (not --fail-gate)
+    skipped: tuple[str, ...]     # compare gates passed over, before it
+    comparing: bool              # it compares with old: its fault at 100% cannot be caught
+
+    def note(self) -> str | None:
+        """What the output says about the choice, when there is something to say."""
+        if self.comparing:
+            why = ("every gate of the plan compares new with old" if self.chosen
+                   else "it compares new with old")
+            return (f"{why}: at 100% old serves nothing, the comparison is not applicable and "
+                    "passes, so the 100% run cannot catch the fault (promoted, NO)")
+        if self.chosen and self.skipped:
+            listed = ", ".join(repr(n) for n in self.skipped)
+            return (f"the first gate that can see a fault at every step ({listed} compare"
+                    f"{'s' if len(self.skipped) == 1 else ''} new with old, not applicable at "
+                    "100%); --fail-gate NAME for another")
+        return None
+
+
+def fail_gate(plan: Plan, name: str | None = None) -> FailGate:
+    """``name`` (checked), or by default the plan's first gate that can catch a fault at
+    every step — not a ``compare``/``compare_latency`` gate — else its first gate."""
+    if name is not None:
+        check_gate_name(plan, name, flag="--fail-gate")
+        spec = next(g for g in plan.normal_state if g.name == name)
+        return FailGate(name, False, (), _judge_kind(spec) in COMPARING)
+    skipped: list[str] = []
+    for spec in plan.normal_state:
+        if _judge_kind(spec) not in COMPARING:
+            return FailGate(spec.name, True, tuple(skipped), False)
+        skipped.append(spec.name)
+    return FailGate(plan.normal_state[0].name, True, (), True)
+
+
 def fail_each_step(plan: Plan, script: Script, *, gate: str | None = None,
                    max_time: float | None = None,
                    on_run: Callable[[StepRun], None] | None = None) -> list[StepRun]:
-    """One simulated run per step of the plan, ``gate`` (default: the plan's first)
-    failing from the moment that step is confirmed; the rest as the script says."""
-    name = gate if gate is not None else plan.normal_state[0].name
-    check_gate_name(plan, name, flag="--fail-gate")
+    """One simulated run per step of the plan, ``gate`` (default: :func:`fail_gate`'s,
+    the first that can catch a fault at every step) failing from the moment that step
+    is confirmed; the rest as the script says."""
+    name = fail_gate(plan, gate).name
     runs = []
     for i, step in enumerate(plan.steps):
         result = simulate(plan, script, max_time=max_time, fault=Fault(name, step),
@@ -1181,7 +1307,9 @@ def offset(seconds: float, *, sign: bool = True) -> str:
 
 
 def span(seconds: float) -> str:
-    """A length of simulated time in its units: ``30s``, ``5m``, ``2h30m``, ``1m30.5s``."""
+    """A length of simulated time in its units: ``30s``, ``5m``, ``2h30m``, ``1m30.5s``
+    (every length shiftover prints is in these words)."""
+    seconds = round(seconds, 3)  # 119.9999 is 2m, not 1m60s
     if seconds < 60:
         return f"{seconds:.3g}s"
     whole = int(seconds)
@@ -1223,7 +1351,7 @@ def describe_gate(spec: Any, phases: Sequence[Phase]) -> str:
     last = phases[-1]
     if last.end is not None or last.length is not None:
         text += ", then passes"
-    if phases[0].start is not None:
+    if phases[0].start is not None and phases[0].start.at != 0:
         text = "passes, then " + text
     return text
 
@@ -1313,6 +1441,7 @@ def timeline(events: Iterable[Event], describe: Callable[[Event], str], *,
 
 __all__ = [
     "Boundary",
+    "FailGate",
     "Fault",
     "OperatorAction",
     "Phase",
@@ -1327,6 +1456,7 @@ __all__ = [
     "describe_phase",
     "expected_outcome",
     "fail_each_step",
+    "fail_gate",
     "load_script",
     "offset",
     "parse_script_text",
