@@ -591,13 +591,6 @@ def test_the_clock_takes_a_whole_wait_in_the_engines_slices_with_the_same_floats
 
 def test_a_week_long_plan_takes_a_few_hundred_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
     """7 steps baked a day each: 3 million slices of 0.2 s if taken one by one."""
-    import inspect
-
-    from shiftover.engine.run import Runner
-
-    if "poll_slice" not in inspect.signature(Runner).parameters:
-        pytest.skip("engine/run.py's Runner does not take poll_slice yet (the simulation then "
-                    "waits slice by slice: the same run, slower)")
     calls = []
     sleep = sim.SimulationClock.sleep
 

@@ -190,6 +190,7 @@ class Runner:
         plan_summary: dict[str, Any] | None = None,
         environment: str | None = None,
         on_progress: Callable[[str], None] | None = None,
+        poll_slice: float = POLL_SLICE,
     ) -> None:
         self.plan = plan
         self.router = router
@@ -202,6 +203,9 @@ class Runner:
         self.on_event = on_event
         self.on_tick = on_tick
         self.on_progress = on_progress
+        # the longest sleep of a wait (between checks, a backoff) before the journal is
+        # read again for operators; the simulation's clock takes a whole wait at once
+        self.poll_slice = poll_slice
         self._in_rollback = False
         # a router whose write waits (Route53 until the change is INSYNC) reports each
         # poll: the run keeps its lease alive and hears a stop meanwhile
@@ -390,7 +394,7 @@ class Runner:
             left = end - self.clock.now()
             if left <= 0:
                 return
-            self.clock.sleep(min(POLL_SLICE, left))
+            self.clock.sleep(min(self.poll_slice, left))
 
     # -- loop ---------------------------------------------------------------
     def run(self, *, max_duration: float | None = None) -> RunOutcome:
@@ -581,7 +585,7 @@ class Runner:
         seen = self.state.last_event_id
         while not self._stopping():
             # always some sleep, even when a check is already due: no tick spins
-            self.clock.sleep(min(POLL_SLICE, max(deadline - self.clock.now(), MIN_SLEEP)))
+            self.clock.sleep(min(self.poll_slice, max(deadline - self.clock.now(), MIN_SLEEP)))
             self._renew()
             if self.store.events(service=self.plan.journal_key, after_id=seen,
                                  kinds=ev.OPERATOR_KINDS, limit=1):

@@ -80,7 +80,6 @@ from __future__ import annotations
 
 import difflib
 import heapq
-import inspect
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -1054,10 +1053,6 @@ class SimulationClock(FakeClock):
         return fired
 
 
-def _runner_options() -> dict[str, Any]:
-    """``poll_slice=inf`` when the runner takes it (see :class:`SimulationClock`);
-    without it the runner waits slice by slice, with the same times, only slower."""
-    return {"poll_slice": INF} if "poll_slice" in inspect.signature(Runner).parameters else {}
 
 
 # --- one simulated run ---------------------------------------------------------------------
@@ -1166,7 +1161,7 @@ def simulate(plan: Plan, script: Script, *, max_time: float | None = None,
     try:
         runner = Runner(plan, router, gates, journal, clock, run_id=run_id,
                         plan_summary=plan_summary(plan), environment=plan.environment,
-                        on_event=seen, **_runner_options())
+                        on_event=seen, poll_slice=INF)
         out = runner.run(max_duration=bound)
         state = runner.state
     finally:
