@@ -25,6 +25,7 @@ bench: system venv
 	$(BIN)/python benchmarks/detection.py
 	$(BIN)/python benchmarks/latency_detection.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/simulate.py
 
 # HAProxy, Prometheus, Alertmanager, PostgreSQL, Chromium (the HTML reports' browser test), and the aws CLI,
 # jq, socat and curl (the runbook's hand-rollback commands, run as pasted by its tests) come from Debian's packages. Their services
