@@ -349,3 +349,26 @@ environments:
     assert f":{line_of(text, bad)}:" in message
     assert f":{line_of(text, 'url: 12345')}:" in message
     assert "2 problems" in message
+
+
+def test_operator_reasons_are_journalled_without_secrets(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an operator types goes into the journal and from there into reports: the
+    plan's secrets and URL credentials are masked before it is written."""
+    from shiftover.store import open_store
+
+    monkeypatch.setenv("PROD_PROMETHEUS", "http://prom.internal:9090/tok3nVALUE")
+    path = write(tmp_path)
+    state = f"sqlite:///{tmp_path}/state.db"
+    reason = "ok; dashboards at http://prom.internal:9090/tok3nVALUE, wiki http://bob:pa55word@wiki/x"
+    r = runner.invoke(app, ["approve", str(path), "--env", "production", "--step", "50",
+                            "-m", reason, "--state", state])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["pause", str(path), "--env", "production", "-m", reason, "--state", state])
+    assert r.exit_code == 0, r.output
+    with open_store(state) as store:
+        stored = [e.data["reason"] for e in store.events(service="accounting-web@production")]
+    assert len(stored) == 2
+    for text in stored:
+        assert "tok3nVALUE" not in text and "pa55word" not in text
+        assert "http://***@wiki/x" in text

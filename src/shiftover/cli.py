@@ -77,6 +77,7 @@ from shiftover.plan import (
     PlanOutline,
     load_outline,
     load_plan,
+    mask_userinfo,
     parse_duration,
     plan_environments,
     plan_json_schema,
@@ -1186,6 +1187,9 @@ def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any],
     fraction of a second). Needs only the plan's outline: no secrets."""
     p = load_outline(plan, environment=env)
     _try_load(plan, env)  # only to learn the plan's secrets, so that none is echoed
+    # what an operator types goes into the journal, and from there into reports: the
+    # plan's secrets and URL credentials are masked first
+    data = redact_values(data, lambda t: mask_userinfo(_redact(t)))
     with _store(state) as store:
         before = _fold(store.events(service=p.journal_key))
         e = store.append(service=p.journal_key, run_id="operator", kind=kind,
@@ -1272,7 +1276,8 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
     signal.signal(signal.SIGINT, stop)
     try:
         result = roll_back(service=outline.journal_key, store=store, router=router,
-                           clock=SystemClock(), actor=operator_identity(), reason=reason,
+                           clock=SystemClock(), actor=operator_identity(),
+                           reason=mask_userinfo(_redact(reason)),
                            timeout=seconds, stopping=lambda: stopped["now"], started_at=began,
                            redact=loaded.redact if loaded is not None else _redact)
     finally:

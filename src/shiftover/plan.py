@@ -439,6 +439,15 @@ def redact(text: str, secrets: frozenset[str] | set[str]) -> str:
     return re.sub("|".join(re.escape(s) for s in ordered), "***", text)
 
 
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@'\"`]+@", re.IGNORECASE)
+
+
+def mask_userinfo(text: str) -> str:
+    """``http://user:pass@host`` -> ``http://***@host`` anywhere in ``text`` (credentials
+    typed into a URL are secrets whether or not they came from ``${VAR}``)."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
 def redact_values(value: Any, redact_: Any) -> Any:
     """Redact every string inside a JSON-like value *before* it is serialised (escaping
     could otherwise hide a secret from the redactor). ``redact_`` maps str -> str."""
