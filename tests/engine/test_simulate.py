@@ -4,6 +4,7 @@ how long it took in wall time."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -603,3 +604,18 @@ def test_a_week_long_plan_takes_a_few_hundred_sleeps(monkeypatch: pytest.MonkeyP
     res = simulate(plan, Script())
     assert res.outcome == "promoted" and res.simulated >= 7 * 86400
     assert len(calls) < 1000
+
+
+def test_the_plans_timeline_matches_the_engine_when_bake_is_not_a_whole_number_of_checks() -> None:
+    """A bake completes at the first check at or after it: 100 s checked every 30 s is
+    120 s per step, in the engine (simulated) and in the timeline dry runs and runbooks
+    print (engine.build.plan_timeline)."""
+    from shiftover.engine.build import plan_timeline
+
+    plan = Plan.model_validate(plan_dict(steps=[10, 50, 100], bake="100s", interval="30s"))
+    res = simulate(plan, sim.Script())
+    confirmed = [e.at for e in res.events if e.kind == ev.WEIGHT_CONFIRMED]
+    timeline = plan_timeline(plan)
+    assert [t.bake for t in timeline] == [120.0] * 3
+    assert [b - a for a, b in itertools.pairwise(confirmed)] == [120.0, 120.0]
+    assert minimum_duration(plan) == 360.0

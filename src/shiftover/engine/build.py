@@ -4,6 +4,7 @@ that `shiftover validate` runs (router reachable, each gate evaluated once)."""
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,7 +44,8 @@ def plan_summary(plan: Plan) -> dict[str, Any]:
 
 
 def minimum_duration(plan: Plan) -> float:
-    """The shortest possible run: every step baked once (approvals not counted). A
+    """The shortest possible run: every step baked once (approvals not counted), a bake
+    lasting until the first check at or after it. A
     ``compare_latency`` gate holds each step below 100% for the checks it needs before
     it can pass (a bake counts only time in which every check passed); a ``compare``
     gate's ``min_requests`` depends on traffic and is not counted."""
@@ -88,8 +90,13 @@ def plan_timeline(plan: Plan) -> list[TimelineStep]:
                   default=0)
     out: list[TimelineStep] = []
     t = 0.0
+    # checks fall every interval from the step's confirmed write: a bake completes at
+    # the first check at or after it (a 100 s bake checked every 30 s takes 120 s)
+    checked = math.ceil(plan.bake / plan.interval - 1e-9) * plan.interval
+    if math.isclose(checked, plan.bake, abs_tol=1e-9):
+        checked = plan.bake  # a whole number of intervals: as written
     for percent, split in zip(plan.steps, plan.step_weights, strict=True):
-        bake = plan.bake + (warm_up * plan.interval if split.new_percent < 100 else 0.0)
+        bake = checked + (warm_up * plan.interval if split.new_percent < 100 else 0.0)
         out.append(TimelineStep(percent, split, bake, percent in plan.approvals, t, t + bake))
         t += bake
     return out
