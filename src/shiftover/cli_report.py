@@ -14,6 +14,8 @@ one-line note, and writes a file only when ``-o`` is given.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,7 +81,7 @@ def report(
         err,
         out,
     )
-    from shiftover.plan import load_outline
+    from shiftover.plan import load_outline, plan_environments
     from shiftover.report import run_report as rr
     from shiftover.report.runs import environment_of, rehearsals
 
@@ -106,12 +108,21 @@ def report(
                   if s != key and (s == outline.service or s.startswith(outline.service + "@"))]
         rehearsed = rehearsals(store, outline.service, exclude=env)
     if not runs:
-        envs = [e for e in (environment_of(k) for k in others) if e]
-        hint = ("its journal has runs under " + ", ".join(others)
-                + (": " + "; ".join(_cmds(plan, state, e)("report") for e in envs) if envs else
-                   ": " + _cmds(plan, state)("report")) if others else
-            f"nothing has run for {key} with this journal: run it first, or pass the journal "
-            "it wrote with --state")
+        # only commands this plan accepts: --env NAME for an environment it has, no --env
+        # when it has none
+        names = plan_environments(plan)
+        usable = [k for k in others if (environment_of(k) in names if names
+                                        else environment_of(k) is None)]
+        if usable:
+            hint = "its journal has runs under " + ", ".join(others) + ": " + "; ".join(
+                _cmds(plan, state, environment_of(k))("report") for k in usable)
+        elif others:
+            hint = ("its journal has runs under " + ", ".join(others) + ", written with "
+                    + ("another plan's environments" if names else "a plan with environments")
+                    + ": report them with the plan that ran them")
+        else:
+            hint = (f"nothing has run for {key} with this journal: run it first, or pass the "
+                    "journal it wrote with --state")
         raise BadInput(f"no runs of {key} in the journal at {info['where']}", hint=hint)
     if run_id is None:
         chosen = runs[-1]
@@ -127,7 +138,12 @@ def report(
         events, chosen.run_id, journal_key=key, fallback_steps=outline.step_weights,
         redact=_redact, journal=info, rehearsals=rehearsed, generated_at=time.time(),
         version=_version())
-    cmd = _cmds(plan, state, env)
+    # pasted elsewhere, later: the plain program name, and the journal even when it came
+    # from $SHIFTOVER_STATE (the reader's shell may not have it)
+    from shiftover.store import STATE_ENV_VAR
+
+    cmd = dataclasses.replace(_cmds(plan, state or os.environ.get(STATE_ENV_VAR) or None, env),
+                              program="shiftover")
     text = rr.render_html(data) if kind == "html" else rr.render_markdown(
         data, html_command=cmd("report", "--run", chosen.run_id, "-o", "report.html"))
     target = output

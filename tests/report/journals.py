@@ -88,15 +88,25 @@ class ErrorRatio:
         return Measurement(0.05 if broken else 0.001 + 0.0005 * (self.calls % 4), now, 100)
 
 
+class Switch:
+    """An error ratio that is quiet until ``broken`` is set (by an operator callback)."""
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def measure(self, *, now: float) -> Measurement:
+        return Measurement(0.05 if self.broken else 0.001, now, 100)
+
+
 def run_once(store: Store, plan: Plan, *, breaks_at: float = 101.0, clock: FakeClock | None = None,
              router: InMemoryRouter | None = None, operators: Any = None,
              max_duration: float = 900, run_id: str | None = None,
-             environment: str | None = None) -> tuple[Runner, Any]:
+             environment: str | None = None, errors: Any = None) -> tuple[Runner, Any]:
     clock = clock or FakeClock()
     router = router or InMemoryRouter()
     rps = ScriptedProvider([None, None, *[40.0 + (i % 7) for i in range(400)]])
     alerts = ScriptedProvider([Measurement(0.0, 0.0, 0)])
-    providers = [ErrorRatio(router, breaks_at), rps, alerts]
+    providers = [errors or ErrorRatio(router, breaks_at), rps, alerts]
     gates = [Gate(spec, p) for spec, p in zip(plan.normal_state, providers, strict=True)]
     runner = Runner(plan, router, gates, store, clock, run_id=run_id, on_tick=operators,
                     environment=environment,

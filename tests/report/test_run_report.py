@@ -31,6 +31,8 @@ from .journals import (
     HOSTILE,
     SECRET,
     SERVICE,
+    Operators,
+    Switch,
     gates_plan,
     held_then_resumed,
     promoted_run,
@@ -265,6 +267,110 @@ def test_a_hand_edited_journal_still_renders(store: Store) -> None:
     assert "<html" in rr.render_html(d) and rr.render_markdown(d)
 
 
+def test_url_credentials_in_what_operators_typed_are_masked(store: Store) -> None:
+    """A journal written before the CLI masked operators' reasons: the plan's secret and
+    a URL's user:password, in every rendering (and in the footer's command)."""
+    clock = FakeClock()
+    reason = f"token {SECRET}; see http://bob:pa55word@wiki.internal/x and HTTPS://u:p@h/y"
+    store.append(service=SERVICE, run_id="operator", kind=ev.APPROVED, at=clock.now(),
+                 data={"step": 25.0, "reason": reason}, actor=ALICE)
+    run_once(store, gates_plan(), clock=clock)
+    d = data_of(store)
+    md = rr.render_markdown(d, html_command="shiftover report p.yaml --state "
+                            "postgresql://shift:dbpa55@db.internal/j -o report.html")
+    for text in (json.dumps(d), rr.render_html(d), md):
+        assert SECRET not in text and "pa55word" not in text and "u:p@" not in text
+        assert "dbpa55" not in text
+        assert "http://***@wiki.internal/x" in text and "HTTPS://***@h/y" in text
+    assert "postgresql://***@db.internal/j" in md
+
+
+def _rollback_by_hand(store: Store, at: float) -> None:
+    """What `shiftover rollback` journals when no run is running: operator events."""
+    for n, (kind, data) in enumerate([
+        (ev.ROLLBACK_REQUESTED, {"reason": "checkout errors on the dashboard"}),
+        (ev.ROLLBACK_STARTED, {"reason": "checkout errors on the dashboard"}),
+        (ev.WEIGHT_CONFIRMED, {"exact": "0", "percent": 0.0}),
+        (ev.ROLLED_BACK, {"seconds": 0.2, "reason": "checkout errors on the dashboard"}),
+    ]):
+        store.append(service=SERVICE, run_id="operator", kind=kind, at=at + n * 0.1, data=data,
+                     actor=BOB)
+
+
+def test_an_operator_rollback_after_the_run_ended_is_no_part_of_it(store: Store) -> None:
+    clock = FakeClock()
+    promoted_run(store, clock=clock)
+    alone = data_of(store)
+    _rollback_by_hand(store, clock.now() + 120)
+    d = data_of(store)
+    assert d["outcome"] == "promoted" and d["rollback"] is None
+    assert d["figures"] == alone["figures"] and d["steps"] == alone["steps"]
+    assert d["figures"]["final_percent"] == 100.0 and d["steps"][-1]["ended"] == "promoted"
+    assert [e["id"] for e in d["events"]] == [e["id"] for e in alone["events"]]
+    after = d["afterwards"]
+    assert [a["kind"] for a in after] == [ev.ROLLBACK_REQUESTED, ev.ROLLBACK_STARTED,
+                                          ev.WEIGHT_CONFIRMED, ev.ROLLED_BACK]
+    assert after[0]["who"] == BOB and after[0]["why"] == "checkout errors on the dashboard"
+    page, md = rr.render_html(d), rr.render_markdown(d)
+    assert 'id="afterwards"' in page and "rollback requested by bob@ops-laptop" in page
+    assert "#### Afterwards" in md and "time to rollback 243" not in md
+    assert "| time to rollback | **-** — no rollback |" in md
+
+
+def test_a_killed_run_ends_at_its_last_event_and_the_next_run_gets_its_approval(
+        store: Store) -> None:
+    """A run killed while it waited for the 25% approval (no run_stopped), an approval
+    given after the kill, and the resumed run that used it."""
+    clock = FakeClock()
+    router = InMemoryRouter()
+    plan = gates_plan()
+    run_once(store, plan, clock=clock, router=router, max_duration=120, run_id="killed",
+             operators=Operators(store, clock, pause_at_check=None, approve=False))
+    clock.advance(600)
+    store.append(service=SERVICE, run_id="operator", kind=ev.APPROVED, at=clock.now(),
+                 data={"step": 25.0, "reason": "go on"}, actor=ALICE)
+    clock.advance(60)
+    run_once(store, plan, clock=clock, router=router, run_id="resumed")
+    # SIGKILL: the first run journalled no run_stopped
+    events = [e for e in store.events(service=SERVICE)
+              if not (e.kind == ev.RUN_STOPPED and e.run_id == "killed")]
+    killed = rr.report_data(events, "killed", journal_key=SERVICE)
+    own = [e for e in events if e.run_id == "killed"]
+    assert killed["run"]["stopped_at"] is None and killed["run"]["ended_at"] == own[-1].at
+    assert killed["figures"]["duration_seconds"] == round(own[-1].at - own[0].at, 3) < 130
+    assert killed["figures"]["approvals"] == 0 and killed["approvals"] == []
+    assert {e["run_id"] for e in killed["events"]} == {"killed"}
+    assert killed["steps"][-1]["left_at"] == own[-1].at
+    resumed = rr.report_data(events, "resumed", journal_key=SERVICE)
+    assert resumed["figures"]["approvals"] == 1 and resumed["approvals"][0]["who"] == ALICE
+    assert resumed["outcome"] == "promoted"
+    assert "by alice@ops-laptop" in rr.render_markdown(resumed)
+
+
+def test_a_bake_completed_before_waiting_for_approval_stays_complete(store: Store) -> None:
+    """The 5% step baked, waited for the 25% approval, and a failure then rolled it back:
+    its bake was complete (the restart was the failure's)."""
+    clock = FakeClock()
+    errors = Switch()
+
+    def operators(st: Any, obs: Any, d: Any) -> None:
+        if d.status == "waiting_approval":
+            errors.broken = True
+
+    run_once(store, gates_plan(), clock=clock, operators=operators, errors=errors)
+    d = data_of(store)
+    assert d["outcome"] == "rolled_back"
+    five = next(s for s in d["steps"] if s["label"] == "5% (step 2/5)")
+    assert five["waited_for_approval_at"] is not None
+    assert five["ended"].startswith("rolled back")
+    assert five["bake_complete"] and five["baked_seconds"] >= 30
+    page = rr.render_html(d)
+    assert "baked, then waited for approval" in page
+    assert "baked, then waited for approval" in rr.render_markdown(d)
+    fills = [t for t in rr.weight_figure(d)["data"] if t.get("fill") == "toself"]
+    assert all(t["legendgroup"] == "bake-done" for t in fills)
+
+
 @pytest.mark.parametrize(("text", "lines"), [
     ("<= 0.01", [(0.01, "max")]),
     (">= 5 and <= 100", [(5.0, "min"), (100.0, "max")]),
@@ -434,6 +540,10 @@ def test_cli_markdown_to_stdout_and_by_suffix(journal: dict[str, Any], tmp_path:
     assert r.exit_code == 0, r.output
     assert r.output.startswith("### shiftover: `shop@production` rolled back")
     assert TOKEN not in r.output and "#### Failing gates" in r.output
+    # the footer's command writes this run's page: the plain program name, the journal
+    assert (f"`shiftover report {journal['plan']} --env production --run "
+            f"{journal['production']} -o report.html --state {journal['state']}`"
+            in " ".join(r.output.split()))
     md = tmp_path / "summary.md"
     r = cli.invoke(app, [*args, "-o", str(md)])
     assert r.exit_code == 0, r.output
@@ -481,6 +591,15 @@ def test_cli_run_selection_and_errors(journal: dict[str, Any], tmp_path: Path) -
     assert r.exit_code == 2
     assert "no runs of shop@dr in the journal" in " ".join(r.output.split())
     assert "shop@production" in r.output
+    # a plan without environments whose journal has only another plan's environments:
+    # no --env in the hint (this plan refuses it)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(PLAN.split("environments:")[0])
+    r = cli.invoke(app, ["report", str(plain), *state])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "no runs of shop in the journal" in text and "shop@production" in text
+    assert "--env" not in text and "report them with the plan that ran them" in text
     # bad --format; -o in a directory that does not exist
     r = cli.invoke(app, ["report", plan, "--env", "production", *state, "--format", "pdf"])
     assert r.exit_code == 2 and "--format 'pdf'" in r.output

@@ -9,10 +9,14 @@ never disagree, and a journal copied off the production host renders the same pa
 anywhere, later.
 
 What belongs to a run. A run is the stretch of the journal from its ``run_started``
-to the next run's: its own events, plus the operators' (``run_id`` ``operator``:
-approvals, pauses, resumes, rollbacks asked for) journalled while it was the latest
-run; operator events before the first run go with the first. A step approved ahead
-of time, before this run started, is found in the campaign's earlier events.
+to its own ``run_stopped`` (a run killed without one ends at its last own event):
+its own events, plus the operators' (``run_id`` ``operator``: approvals, pauses,
+resumes, rollbacks asked for) journalled within that stretch. An approval given
+between runs belongs to the next run (the one that uses it), and operator events
+before the first run go with the first. Anything else operators did after the run
+ended (a rollback of a promoted run, say) belongs to no run: the report lists it
+under "afterwards", never in the run's figures. A step approved ahead of time,
+before this run started, is found in the campaign's earlier events.
 
 What the page shows, top to bottom:
 
@@ -34,8 +38,10 @@ What the page shows, top to bottom:
 * approvals, pauses and rollbacks: when, who (``user@host``, or the run itself), why;
 * the full event log, one line per event (:func:`shiftover.views.describe_event`).
 
-Times are UTC. Secrets: the journal is redacted when written; every string of the
-model passes through the plan's redactor once more before anything is rendered.
+Times are UTC. Secrets: what the engine journals is redacted when written, but what
+operators typed may not be (older journals), so every string of the model passes
+through the plan's redactor, and has the ``user:password@`` of every URL in it
+masked, before anything is rendered.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ from shiftover import views
 from shiftover.engine import events as ev
 from shiftover.engine.events import RunState, weight_or_none
 from shiftover.errors import ShiftoverError
-from shiftover.plan import redact_values
+from shiftover.plan import mask_userinfo, redact_values
 from shiftover.report.charts import axis, chart_div, layout, plotly_js_tag, plotly_text
 from shiftover.report.runs import Rehearsals, RunSummary, rehearsal_text, run_summaries
 from shiftover.types import Weights
@@ -153,16 +159,30 @@ def list_runs(events: Iterable[Any]) -> list[RunSummary]:
     return run_summaries(events)
 
 
-def _slice(events: Sequence[Any], run_id: str) -> tuple[list[Any], list[Any]]:
-    """(the events before the run, the run's events): see the module docstring."""
+def _slice(events: Sequence[Any], run_id: str) -> tuple[list[Any], list[Any], list[Any]]:
+    """(the events before the run, the run's events, operators' events after it ended and
+    before the next run that are not the next run's approvals): see the module docstring."""
     first = next(i for i, e in enumerate(events)
                  if e.kind == ev.RUN_STARTED and e.run_id == run_id)
-    end = next((i for i, e in enumerate(events) if i > first and e.kind == ev.RUN_STARTED
+    nxt = next((i for i, e in enumerate(events) if i > first and e.kind == ev.RUN_STARTED
                 and e.run_id not in (run_id, OPERATOR)), len(events))
-    earlier_runs = any(e.kind == ev.RUN_STARTED and e.run_id != OPERATOR for e in events[:first])
-    lead = [] if earlier_runs else [e for e in events[:first] if e.run_id == OPERATOR]
-    mine = [e for e in events[first:end] if e.run_id in (run_id, OPERATOR)]
-    return list(events[:first]), lead + mine
+    own = [i for i in range(first, nxt) if events[i].run_id == run_id]
+    stop = next((i for i in own if events[i].kind == ev.RUN_STOPPED), None)
+    last = stop if stop is not None else own[-1]
+    # where the run before this one ended: approvals given after that are this run's
+    prev_end = -1
+    for i in range(first - 1, -1, -1):
+        e = events[i]
+        if e.run_id != OPERATOR:
+            prev_end = i
+            break
+    lead = [e for i, e in enumerate(events[:first]) if e.run_id == OPERATOR
+            and (prev_end < 0 or (i > prev_end and e.kind == ev.APPROVED))]
+    mine = [e for i, e in enumerate(events) if first <= i <= last
+            and e.run_id in (run_id, OPERATOR)]
+    after = [e for e in events[last + 1:nxt] if e.run_id == OPERATOR
+             and (e.kind != ev.APPROVED or nxt == len(events))]
+    return list(events[:first]), lead + mine, after
 
 
 # --- thresholds ------------------------------------------------------------------------------
@@ -262,6 +282,7 @@ def _segments(points: Sequence[dict[str, Any]], mine: Sequence[Any], start: floa
         w = Weights.parse(p["exact"])
         checks = {"pass": 0, "fail": 0, "inconclusive": 0}
         bake_from, restarts = p["at"], 0
+        stretches: list[tuple[float, float]] = []  # (from, to): each bake before a restart
         approval = waiting = rollback = None
         for e in inside:
             d = _data(e)
@@ -269,6 +290,7 @@ def _segments(points: Sequence[dict[str, Any]], mine: Sequence[Any], start: floa
                 verdict = str(d.get("verdict"))
                 checks[verdict] = checks.get(verdict, 0) + 1
             elif e.kind == ev.BAKE_STARTED:
+                stretches.append((bake_from, e.at))
                 bake_from, restarts = e.at, restarts + 1
             elif e.kind == ev.APPROVAL_WAITING:
                 waiting = waiting or e
@@ -290,16 +312,27 @@ def _segments(points: Sequence[dict[str, Any]], mine: Sequence[Any], start: floa
             ended = "promoted"
         else:
             ended = f"the run stopped here ({OUTCOME_TEXT.get(outcome or '', outcome)})"
-        baked = max(0.0, until - bake_from)
+        stretches.append((bake_from, until))
         below = p["percent"] <= 0  # no bake before the first step
+        # a bake that was reached counts, whatever restarted it later (a failed check
+        # while the step waited for its approval); else the last stretch is the bake
+        done = next(((a, b) for a, b in stretches
+                     if bake is not None and b - a + 1e-6 >= bake), None)
+        if waiting is not None and done is None:  # the run waits only once baked
+            done = max(stretches, key=lambda ab: ab[1] - ab[0])
+        bake_from, bake_until = done or stretches[-1]
+        baked = max(0.0, bake_until - bake_from)
+        later = sum(1 for a, _ in stretches if done is not None and a > done[0])
         rows.append({
             "percent": p["percent"], "exact": p["exact"], "label": _step_label(w, steps),
             "step": steps.index(w) + 1 if w in steps else None,
             "reached_at": reached, "left_at": until, "seconds": round(until - reached, 3),
             "bake_required": None if below else bake, "bake_from": bake_from,
+            "bake_until": bake_until,
             "baked_seconds": None if below else round(baked, 3),
-            "bake_complete": not below and bake is not None and baked + 1e-6 >= bake,
-            "bake_restarts": restarts, "checks": checks,
+            "bake_complete": not below and bake is not None and (
+                done is not None or baked + 1e-6 >= bake),
+            "bake_restarts": restarts, "restarts_after_bake": later, "checks": checks,
             "waited_for_approval_at": None if waiting is None else waiting.at,
             "approval": approval, "ended": ended,
         })
@@ -308,10 +341,11 @@ def _segments(points: Sequence[dict[str, Any]], mine: Sequence[Any], start: floa
 
 def _approval_of(step: float, mine: Sequence[Any],
                  before: Mapping[float, Any]) -> dict[str, Any] | None:
+    started = next((e.id for e in mine if e.kind == ev.RUN_STARTED), 0)
     for e in mine:
         if e.kind == ev.APPROVED and _num(_data(e).get("step")) == step:
             return {"step": step, "actor": e.actor, "at": e.at,
-                    "reason": str(_data(e).get("reason") or ""), "ahead": False}
+                    "reason": str(_data(e).get("reason") or ""), "ahead": e.id < started}
     e = before.get(step)
     if e is None:
         return None
@@ -440,7 +474,7 @@ def report_data(events: Sequence[Any], run_id: str, *, journal_key: str,
     info = next((r for r in runs if r.run_id == run_id), None)
     if info is None:
         raise KeyError(run_id)
-    before, mine = _slice(events, run_id)
+    before, mine, after = _slice(events, run_id)
     started = next(e for e in mine if e.kind == ev.RUN_STARTED and e.run_id == run_id)
     stopped = next((e for e in mine if e.kind == ev.RUN_STOPPED and e.run_id == run_id), None)
     sd = _data(started)
@@ -524,13 +558,15 @@ def report_data(events: Sequence[Any], run_id: str, *, journal_key: str,
         "actions": [_action(e) for e in mine if e.kind in ACTION_KINDS],
         "events": [{"id": e.id, "at": e.at, "kind": e.kind, "actor": e.actor,
                     "run_id": e.run_id, "text": views.describe_event(e)} for e in mine],
+        # operators' acts after the run ended (before the next run): no part of this run
+        "afterwards": [_action(e) for e in after],
         "runs": [r.to_dict() for r in runs],
         "rehearsals": [{**r.to_dict(), "text": rehearsal_text(r)} for r in rehearsals],
         "journal": dict(journal or {}),
         "generated_at": generated_at,
         "version": version,
     }
-    cleaned: dict[str, Any] = redact_values(data, redact)
+    cleaned: dict[str, Any] = redact_values(data, lambda s: redact(mask_userinfo(s)))
     return cleaned
 
 
@@ -592,12 +628,10 @@ def weight_figure(data: Mapping[str, Any]) -> dict[str, Any]:
     for s in data["steps"]:
         if s["percent"] <= 0:
             continue
-        x0, x1, top = utc(s["bake_from"]), utc(s["left_at"]), s["percent"]
+        x0, top = utc(s["bake_from"]), s["percent"]
+        x1 = utc(s.get("bake_until", s["left_at"]))
         done = s["bake_complete"]
-        need = s["bake_required"]
-        text = plotly_text(f"{s['label']}: bake counted {duration_text(s['baked_seconds'])}"
-                           + (f" of {duration_text(need)}" if need is not None else "")
-                           + (f", restarted {s['bake_restarts']}x" if s["bake_restarts"] else ""))
+        text = plotly_text(f"{s['label']}: bake counted {_bake_text(s)}")
         traces.append({
             "type": "scatter", "mode": "lines", "x": [x0, x1, x1, x0, x0],
             "y": [0, 0, top, top, 0], "fill": "toself", "line": {"width": 0},
@@ -797,7 +831,16 @@ def _bake_text(s: Mapping[str, Any]) -> str:
         return "-"
     need = s["bake_required"]
     text = duration_text(s["baked_seconds"]) + (f" of {duration_text(need)}" if need else "")
-    return text + (f" (restarted {s['bake_restarts']}x)" if s["bake_restarts"] else "")
+    later = s.get("restarts_after_bake") or 0
+    before = s["bake_restarts"] - later
+    text += f" (restarted {before}x)" if before else ""
+    if s["bake_complete"] and s.get("waited_for_approval_at") is not None:
+        text += ": baked, then waited for approval"
+    elif s["bake_complete"] and later:
+        text += ": baked"
+    if later:
+        text += f"; the bake restarted {later}x after that"
+    return text
 
 
 def _steps_table(data: Mapping[str, Any]) -> str:
@@ -865,6 +908,21 @@ def _actions_table(data: Mapping[str, Any]) -> str:
                     f"<td>{_e(a['why'] or '-')}</td></tr>")
     return ('<table id="actions"><tr><th>time (UTC)</th><th>what</th><th>who</th><th>why</th>'
             "</tr>\n" + "\n".join(rows) + "</table>")
+
+
+def _afterwards_text(a: Mapping[str, Any]) -> str:
+    """``rollback requested by bob@host at 2026-12-01 12:05:00 UTC: reason``."""
+    return (f"{a['kind'].replace('_', ' ')} by {a['who']} at {utc_text(a['at'])}"
+            + (f": {a['why']}" if a["why"] else ""))
+
+
+def _afterwards(data: Mapping[str, Any]) -> str:
+    after = data.get("afterwards") or []
+    if not after:
+        return ""
+    items = "\n".join(f"<li>{_e(_afterwards_text(a))}</li>" for a in after)
+    return ('<p class="note" id="afterwards">Afterwards, once this run had ended (not part of '
+            f"its figures):</p>\n<ul>\n{items}\n</ul>")
 
 
 def _events_table(data: Mapping[str, Any]) -> str:
@@ -973,6 +1031,7 @@ strip along the bottom. Dotted lines: changes of split.</p>
 {gate_charts}
 <h2>Approvals, pauses and rollbacks</h2>
 {_actions_table(data)}
+{_afterwards(data)}
 <h2>Event log</h2>
 {_events_table(data)}
 {generated}
@@ -1059,8 +1118,16 @@ def render_markdown(data: Mapping[str, Any], *, html_command: str | None = None)
             lines.append(f"- {utc_text(a['at'], date=False)} {a['kind'].replace('_', ' ')} by "
                          f"{_code(a['who'])}" + (f": {_code(a['why'])}" if a["why"] else ""))
         lines.append("")
+    after = data.get("afterwards") or []
+    if after:
+        lines += ["#### Afterwards", "", "Once this run had ended (not part of its figures):", ""]
+        for a in after:
+            lines.append(f"- {utc_text(a['at'])} {a['kind'].replace('_', ' ')} by "
+                         f"{_code(a['who'])}" + (f": {_code(a['why'])}" if a["why"] else ""))
+        lines.append("")
+    command = mask_userinfo(html_command or "shiftover report PLAN --run RUN_ID -o report.html")
     lines.append(f"<sub>{len(data['events'])} events in the journal for this run; the HTML "
-                 f"report ({_code(html_command or 'shiftover report PLAN --run RUN_ID -o report.html')})"
+                 f"report ({_code(command)})"
                  " has the charts and the full log.</sub>")
     return "\n".join(lines) + "\n"
 
