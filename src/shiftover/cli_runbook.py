@@ -13,7 +13,6 @@ journal is then byte-identical.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import sys
@@ -50,6 +49,20 @@ def _generated_at() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _has_credentials(state: str | None) -> bool:
+    """Whether the journal is a database URL with a user or a password in it."""
+    if not state or "://" not in state:
+        return False
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(state)
+    except ArgumentError:
+        return False
+    return bool(url.username or url.password)
+
+
 def runbook(plan: _Plan, env: _Env = None, state: _State = None, output: _Output = None) -> None:
     """Write the runbook (Markdown) of a plan's environment: scope, roles and contacts,
     prerequisites (TTL, alerts, rehearsals from the journal), the procedure with
@@ -60,7 +73,12 @@ def runbook(plan: _Plan, env: _Env = None, state: _State = None, output: _Output
     rehearsal is recorded. Exit 2 for a plan, environment or output problem."""
     from shiftover.cli import _cmds, _load, _read_only_store, _write_text
     from shiftover.plan import plan_environments, plan_hash
-    from shiftover.report.runbook import JournalFacts, render_runbook
+    from shiftover.report.runbook import (
+        STATE_FROM_ENV,
+        JournalFacts,
+        RunbookCommands,
+        render_runbook,
+    )
     from shiftover.report.runs import campaigns, rehearsals
     from shiftover.store import STATE_ENV_VAR
 
@@ -70,11 +88,15 @@ def runbook(plan: _Plan, env: _Env = None, state: _State = None, output: _Output
     names = plan_environments(plan)
     # a runbook is read elsewhere, later: its commands name the journal even when it
     # came from $SHIFTOVER_STATE (the operator's shell may not have it)
-    cmd = dataclasses.replace(_cmds(plan, state or os.environ.get(STATE_ENV_VAR) or None),
-                              program="shiftover", env=env)
+    named = state or os.environ.get(STATE_ENV_VAR) or None
+    shown = _cmds(plan, named)
+    # a URL with a user or password: the commands read "$SHIFTOVER_STATE" (section 3 says
+    # to export it); pasted with the masked URL they would fail
+    cmd = RunbookCommands(str(plan), STATE_FROM_ENV if _has_credentials(named) else shown.state,
+                          "shiftover", env)
     with _read_only_store(state, quiet=True) as (store, info):
         # the journal as the user named it (its password hidden), else where the default is
-        where = cmd.state or str(info["where"])
+        where = shown.state or str(info["where"])
         if store is None:
             journal = JournalFacts(where=where, exists=False)
         else:

@@ -451,6 +451,100 @@ def test_secrets_never_reach_the_runbook(here: Path, monkeypatch: pytest.MonkeyP
     assert "headers Authorization" in r.stdout
 
 
+def test_a_harmless_variable_in_a_command_is_printed_and_other_secrets_stay_masked(
+        here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the review's ALB case: a gate's region from ${AWS_REGION} masked the listener's ARN
+    # and every --region; router fields from variables masked --rule-arns
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("SHOP_RULE", RULE)
+    monkeypatch.setenv("PROM_TOKEN", "s3cr3t-t0ken")
+    plan = (ALB_PLAN.replace("region: eu-west-1", "region: ${AWS_REGION}")
+            .replace(f"rule_arn: {RULE}", "rule_arn: ${SHOP_RULE}"))
+    assert "${AWS_REGION}" in plan and "${SHOP_RULE}" in plan
+    plan += ("  - name: token probe\n    type: http\n    url: http://probe.internal/health\n"
+             "    headers: {Authorization: 'Bearer ${PROM_TOKEN}'}\n")
+    r = runbook(write_plan(here, plan))
+    assert r.exit_code == 0, r.output
+    assert "***" not in r.stdout.replace("s3cr3t", "")  # only the token is masked ...
+    assert "s3cr3t-t0ken" not in r.stdout  # ... and it is
+    assert f"--rule-arns {RULE}" in r.stdout and "--region eu-west-1" in r.stdout
+    assert "arn:aws:elasticloadbalancing:***" not in r.stdout
+
+
+def test_a_variable_inside_the_environments_name_is_not_masked(
+        here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the review's case: url .../${STAGE}/health with STAGE=prod gave `--env ***uction`
+    monkeypatch.setenv("STAGE", "prod")
+    monkeypatch.setenv("PROBE_PASSWORD", "hunter2-hunter2")
+    plan = ENVIRONMENTS_PLAN.replace(
+        "normal_state:\n",
+        "normal_state:\n  - {name: probe, type: http, "
+        "url: 'http://probe:${PROBE_PASSWORD}@probe.internal/${STAGE}/health'}\n", 1)
+    r = runbook(write_plan(here, plan), "--env", "production")
+    assert r.exit_code == 0, r.output
+    assert "uction" not in r.stdout.replace("production", "")
+    assert "shiftover run plan.yaml --env production" in r.stdout
+    assert "hunter2" not in r.stdout and "probe:" not in r.stdout
+
+
+def test_a_journal_url_with_credentials_is_read_from_the_environment(
+        here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shiftover.cli_runbook import _has_credentials
+
+    assert _has_credentials("postgresql+psycopg://app:pw@db.internal/shiftover")
+    assert _has_credentials("postgresql+psycopg://app@db.internal/shiftover")
+    assert not _has_credentials("postgresql+psycopg:///shiftover")
+    assert not _has_credentials("state.db") and not _has_credentials("sqlite:///state.db")
+    # no PostgreSQL here: the journal reads as empty (the commands are what is tested)
+    import contextlib
+
+    from shiftover import cli as cli_module
+
+    @contextlib.contextmanager
+    def no_journal(state: str | None, quiet: bool = False) -> Iterator[tuple[None, dict[str, str]]]:
+        yield None, {"where": str(state)}
+
+    monkeypatch.setattr(cli_module, "_read_only_store", no_journal)
+    url = "postgresql+psycopg://app:pw-Secret9@db.internal/shiftover"
+    r = runbook(write_plan(here, NO_CONTACTS_PLAN), "--state", url)
+    commands = [c for c in inline_commands(r.stdout, "shiftover ") if " plan.yaml" in c]
+    assert len(commands) > 5, r.output
+    for c in commands:
+        if c.split()[1] == "validate":
+            assert "--state" not in c
+        else:
+            assert '--state "$SHIFTOVER_STATE"' in c, c
+    (rollback,) = blocks(section(r.stdout, "### With shiftover", "### By hand"))
+    assert rollback.endswith('--state "$SHIFTOVER_STATE"'), rollback
+    assert "pw-Secret9" not in r.stdout and "app:" not in r.stdout
+    assert "`SHIFTOVER_STATE` exported with the journal's URL" in r.stdout
+    assert "postgresql+psycopg://***@db.internal/shiftover" in r.stdout
+    # a SQLite path stays as it is
+    r = runbook("plan.yaml", "--state", "state.db")
+    assert r.exit_code == 0, r.output
+    assert "--state state.db" in r.stdout and "SHIFTOVER_STATE" not in r.stdout
+
+
+def test_on_failure_pause_never_rolls_back_by_itself(here: Path) -> None:
+    r = runbook(write_plan(here, NO_CONTACTS_PLAN + "on_failure: pause\n"))
+    assert r.exit_code == 0, r.output
+    checks = section(r.stdout, "## 5.", "## 6.")
+    assert "is therefore paused" in checks and "acted on" not in checks
+    rollback = section(r.stdout, "## 7.", "### With shiftover")
+    assert "never rolls back by itself" in rollback and "stays on the new environment" in rollback
+    assert "rolls back by itself when" not in rollback
+
+
+def test_a_load_block_is_in_the_procedure(here: Path) -> None:
+    r = runbook(write_plan(here, NO_CONTACTS_PLAN + "load: {url: 'http://u:pw-x1@shop.internal/items', "
+                                "rate: 25}\n"))
+    assert r.exit_code == 0, r.output
+    procedure = section(r.stdout, "## 4.", "## 5.")
+    assert "synthetic traffic, 25 requests per second to GET `http://***@shop.internal/items`" \
+        in procedure
+    assert "pw-x1" not in r.stdout
+
+
 def test_same_inputs_same_document() -> None:
     loaded = parse_plan_text(LOCKSTEP_PLAN)
     at = dt.datetime(2027, 1, 15, tzinfo=dt.UTC)
@@ -473,6 +567,15 @@ def test_timeline_is_minimum_duration_with_a_latency_gate() -> None:
     assert times[0].holds > plan.bake  # the warm-up below 100%
     assert times[-1].holds == plan.bake
     assert [t.approval for t in times] == [False, True, False]
+
+
+def test_timeline_follows_plan_timeline_when_a_bake_is_not_a_whole_number_of_checks() -> None:
+    from shiftover.engine.build import plan_timeline
+
+    plan = parse_plan_text(NO_CONTACTS_PLAN.replace("bake: 2m", "bake: 100s\ninterval: 30s")).plan
+    steps = plan_timeline(plan)
+    assert [(t.starts, t.holds) for t in timeline(plan)] == [
+        (s.earliest_start, s.earliest_end - s.earliest_start) for s in steps]
 
 
 def test_durations() -> None:
@@ -572,12 +675,24 @@ def test_haproxy_rollback_by_hand_and_every_shiftover_command(
         router = HAProxyRouter(sock, "web", "old", "new")
         assert router.read() == Weights(50)
 
-        # by hand: the writes, then the check
+        # by hand: the writes, then the check; old was put in maintenance (weights alone
+        # would leave every request 503 while `get weight` reads 256 / 0)
+        router.runtime.command("set server web/old state maint")
+        frontend = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                    stack.haproxy.frontend_url]
         write, check = blocks(section(text, "### By hand"))[:2]
+        assert "set server web/old state ready" in write.splitlines()[0]
         shell(write)
         assert router.read() == Weights(0)
+        assert router.runtime.servers_state("web")["old"].admin != "maint"
         lines = [line for line in shell(check).stdout.splitlines() if line.strip()]
         assert lines[0].startswith("256 (initial") and lines[1].startswith("0 (initial")
+        status = dict(line.split(" ", 1) for line in lines[2:])
+        assert set(status) == {"old", "new"} and status["old"] in ("UP", "no check"), lines
+        assert "MAINT" not in status["old"]
+        for _ in range(5):  # every request lands on old, and is served
+            assert subprocess.run(frontend, capture_output=True, text=True,
+                                  timeout=30).stdout == "200"
         # the maintenance command of the notes
         (maint,) = [c for c in inline_commands(text, "echo ") if "state maint" in c]
         shell(maint)

@@ -40,8 +40,12 @@ text; it never reads the clock, the network or the journal itself (the CLI does)
 Items are in the plan's order (steps, gates, contacts, routers) or sorted
 (labels, environments), so the same inputs always give the same document: the
 golden-file tests rely on it. Secrets (values the plan took from ``${VAR}``) are
-masked over the whole document with ``LoadedPlan.redact``; user:password in URLs
-is masked too (a runbook is shared more widely than a plan file).
+masked over the whole document, except the values its commands need (the routers'
+identifiers, the gates' regions and profiles, the environment's name: see
+:func:`command_values`), which are printed as they are even when they came from a
+``${VAR}``, because a runbook must work when shiftover cannot run; user:password in
+URLs is masked too (a runbook is shared more widely than a plan file). A journal
+URL with credentials is never printed: the commands read ``"$SHIFTOVER_STATE"``.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from shiftover.engine.build import minimum_duration
-from shiftover.plan import Contact, LoadedPlan, Plan, latency_warm_up
+from shiftover.engine.build import minimum_duration, plan_timeline
+from shiftover.plan import Contact, LoadedPlan, Plan, redact
 from shiftover.report.runs import Campaign, Rehearsals, date_text, outcome_text, rehearsal_text
 from shiftover.types import Weights
 from shiftover.views import Commands
@@ -425,28 +429,40 @@ def _aws_options(region: str | None, profile: str | None) -> list[str]:
 def _haproxy_doc(m: Any, index: int | None) -> RouterDoc:
     old_full, _ = Weights(0).to_backend(m.SCALE)
     write = "\n".join([
+        haproxy_command(m.socket, f"set server {m.backend}/{m.old} state ready"),
         haproxy_command(m.socket, f"set server {m.backend}/{m.old} weight {old_full}"),
         haproxy_command(m.socket, f"set server {m.backend}/{m.new} weight 0"),
     ])
     check = "\n".join([
         haproxy_command(m.socket, f"get weight {m.backend}/{m.old}"),
         haproxy_command(m.socket, f"get weight {m.backend}/{m.new}"),
+        haproxy_command(m.socket, "show stat") + " | " + shlex.join([
+            "awk", "-F,", f"$1 == {_awk_string(m.backend)} && ($2 == {_awk_string(m.old)} "
+            f"|| $2 == {_awk_string(m.new)}) {{print $2, $18}}"]),
     ])
     return RouterDoc(
         scope=(f"HAProxy backend {_code(m.backend)} (runtime API at {_code(m.socket)}): "
                f"server {_code(m.old)} (old) to {_code(m.new)} (new), absolute weights 0-{m.SCALE}"),
         title=f"HAProxy {m.backend}/{m.new}" + (f" (routers[{index}])" if index is not None else ""),
         intro=(f"On the HAProxy host (the runtime API socket must be reachable), old server "
-               f"{_code(m.old)} to its full weight {old_full} **first**, then new server "
-               f"{_code(m.new)} to 0 (in this order the new share only goes down):"),
+               f"{_code(m.old)} out of maintenance or drain (`state ready`: with weight alone a "
+               f"server in MAINT takes no request) and to its full weight {old_full} **first**, "
+               f"then new server {_code(m.new)} to 0 (in this order the new share only goes down):"),
         write=write,
         check=check,
-        notes=(f"Expect `{old_full} (initial ...)` for {m.old} and `0 (initial ...)` for {m.new}.",
+        notes=(f"Expect `{old_full} (initial ...)` for {m.old} and `0 (initial ...)` for {m.new}, "
+               f"then each server's status: {m.old} must be `UP` (or `no check`), not `MAINT`, "
+               "`DRAIN` or `DOWN` (DOWN: its health check fails, the old environment itself is "
+               "broken: escalate).",
                "If clients can be pinned to the new server (a `cookie` on it, or a stick "
                "table), weight 0 still lets them in: put it in maintenance too with "
                f"{_code(haproxy_command(m.socket, f'set server {m.backend}/{m.new} state maint'))} "
                "(and `state ready` when it is fixed)."),
     )
+
+
+def _awk_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 ROUTE53_JQ = (
@@ -619,19 +635,11 @@ class StepTime:
 
 
 def timeline(plan: Plan) -> list[StepTime]:
-    """Each step's earliest start, with the arithmetic of
-    :func:`shiftover.engine.build.minimum_duration` (approvals not counted): the last
-    step's start plus its hold is that minimum."""
-    gates: list[Any] = list(plan.normal_state)
-    warm_up = max((latency_warm_up(g) for g in gates if g.JUDGE == "compare_latency"), default=0)
-    out = []
-    at = 0.0
-    for i, (step, w) in enumerate(zip(plan.steps, plan.step_weights, strict=True)):
-        holds = plan.bake + (warm_up * plan.interval if w.new_percent < 100 else 0.0)
-        out.append(StepTime(i, w, at, holds, step in plan.approvals))
-        at += holds
-    assert abs(at - minimum_duration(plan)) < 1e-6, "timeline disagrees with minimum_duration"
-    return out
+    """Each step's earliest start and hold, from
+    :func:`shiftover.engine.build.plan_timeline` (approvals not counted): the last
+    step's start plus its hold is :func:`~shiftover.engine.build.minimum_duration`."""
+    return [StepTime(i, t.split, t.earliest_start, t.earliest_end - t.earliest_start, t.approval)
+            for i, t in enumerate(plan_timeline(plan))]
 
 
 # --- the document ---------------------------------------------------------------------
@@ -658,6 +666,57 @@ class _Context:
     @property
     def plan(self) -> Plan:
         return self.loaded.plan
+
+
+# a router member's fields that its commands (and the rollback by hand) name
+_MEMBER_FIELDS = ("socket", "backend", "old", "new", "hosted_zone_id", "record_name",
+                  "record_type", "listener_arn", "rule_arn", "region", "profile")
+
+
+def command_values(plan: Plan, environment: str | None = None) -> set[str]:
+    """The values the runbook's commands need verbatim: the routers' identifiers,
+    the gates' ``region`` and ``profile``, the environment's name."""
+    values: set[str] = set()
+    for m in plan.members:
+        for name in _MEMBER_FIELDS:
+            value = getattr(m, name, None)
+            if isinstance(value, str) and value:
+                values.add(value)
+    for g in plan.normal_state:
+        for name in ("region", "profile"):
+            value = getattr(g, name, None)
+            if isinstance(value, str) and value:
+                values.add(value)
+    for env in (environment, plan.environment):
+        if env:
+            values.add(env)
+    return values
+
+
+def runbook_secrets(loaded: LoadedPlan, environment: str | None = None) -> frozenset[str]:
+    """The secrets the runbook masks: the plan's, less the values its commands need
+    (:func:`command_values`) and any secret inside one of them (``STAGE=prod`` and
+    an environment named ``production``): a ``${AWS_REGION}`` is no secret, and a
+    masked one breaks every command that names it."""
+    needed = command_values(loaded.plan, environment)
+    return frozenset(s for s in loaded.secrets if not any(s in v for v in needed))
+
+
+# what the commands give --state when the journal's URL has credentials: the reader
+# exports it (section 3 says so); the URL itself is never printed
+STATE_FROM_ENV = "$SHIFTOVER_STATE"
+
+
+@dataclass(frozen=True)
+class RunbookCommands(Commands):
+    """:class:`Commands` whose ``--state`` may be ``"$SHIFTOVER_STATE"``, expanded by
+    the reader's shell (shlex would quote it into a literal)."""
+
+    def __call__(self, verb: str, *args: str) -> str:
+        text = super().__call__(verb, *args)
+        if self.state == STATE_FROM_ENV:
+            text = text.replace(shlex.quote(STATE_FROM_ENV), f'"{STATE_FROM_ENV}"')
+        return text
 
 
 def render_runbook(loaded: LoadedPlan, *, plan_path: str, environment: str | None,
@@ -692,7 +751,7 @@ def render_runbook(loaded: LoadedPlan, *, plan_path: str, environment: str | Non
     _approvals(doc, ctx)
     _rollback(doc, ctx)
     _escalation(doc, ctx)
-    return loaded.redact(_mask_userinfo(doc.text()))
+    return redact(_mask_userinfo(doc.text()), runbook_secrets(loaded, environment))
 
 
 def _purpose(doc: _Doc, ctx: _Context) -> None:
@@ -792,8 +851,13 @@ def _prerequisites(doc: _Doc, ctx: _Context) -> None:
         setup += ", the plan's `${VAR}`s exported (`validate` names any that is missing)"
     if any(m.type in ("route53", "alb") for m in plan.members):
         setup += ", AWS credentials the standard way (`AWS_PROFILE`, a role)"
-    doc.add(f"- [ ] {setup}.",
-            # validate reads no journal: it takes no --state
+    doc.add(f"- [ ] {setup}.")
+    if cmd.state == STATE_FROM_ENV:
+        where = f" ({_code(ctx.journal.where)})" if ctx.journal is not None else ""
+        doc.add(f"- [ ] `SHIFTOVER_STATE` exported with the journal's URL{where}, its user and "
+                "password included, in every shell that runs the commands below: they give "
+                '`--state "$SHIFTOVER_STATE"` (the password is never printed here).')
+    doc.add(# validate reads no journal: it takes no --state
             f"- [ ] The plan works against the real router and gates: {_code(replace(cmd, state=None)('validate'))} "
             "(it reads the router's split and asks every gate once; it moves nothing).")
     for i, m in enumerate(plan.members):
@@ -872,6 +936,14 @@ def _procedure(doc: _Doc, ctx: _Context) -> None:
         f"To hold at the current step: {_code(cmd('pause', '-m', 'what you saw'))}; to go on: "
         f"{_code(cmd('resume'))}.",
     ])
+    load = plan.load
+    if load is not None:
+        target = (f"{load.method} {_code(_url(load.url))}" if load.url is not None
+                  else f"the tasks of {_code(load.locustfile or '')}")
+        doc.para(f"The plan has a `load:` block: the run itself sends synthetic traffic, "
+                 f"{load.rate:g} requests per second to {target}, for its whole duration. "
+                 "Tell the observers: it shows "
+                 "in the dashboards and counts in the gates; the real users' traffic comes on top.")
     times = timeline(plan)
     header = ["step", "new env share", *(
         f"{m.type} weights old/new" if len(plan.members) > 1 else "weights old/new"
@@ -907,8 +979,10 @@ def _checks(doc: _Doc, ctx: _Context) -> None:
              f"failed checks in a row: {plan.on_failure}. No data never passes: it holds the step; "
              f"{plan.inconclusive_limit} checks in a row without a verdict, or "
              f"{plan.error_limit} in which a gate or the router could not be read at all, and the "
-             f"run is stuck: {plan.on_failure} too. A broken new environment is therefore acted on "
-             f"about {duration_text(plan.failure_limit * plan.interval)} after its gates see it "
+             f"run is stuck: {plan.on_failure} too. A broken new environment is therefore "
+             + ("acted on" if plan.on_failure == "rollback" else "paused (traffic stays where "
+                "it is until the operator acts)")
+             + f" about {duration_text(plan.failure_limit * plan.interval)} after its gates see it "
              "(plus each gate's own window).")
     doc.table(["gate", "what", "threshold (passes when)", "where to look"],
               [[g.name, g.what, g.threshold or "-", g.where] for g in ctx.gates])
@@ -939,11 +1013,17 @@ def _approvals(doc: _Doc, ctx: _Context) -> None:
 def _rollback(doc: _Doc, ctx: _Context) -> None:
     plan, cmd = ctx.plan, ctx.cmd
     doc.heading(2, "7. Rollback")
-    doc.para("The run rolls back by itself when the normal state breaks"
-             + (" (`on_failure: rollback`)" if plan.on_failure == "rollback" else
-                " only when stuck or asked (`on_failure: pause` pauses on failures)")
-             + ". Anyone who sees a problem the gates do not: tell the operator, who rolls back "
-             "**at once**, then investigates.")
+    if plan.on_failure == "rollback":
+        doc.para("The run rolls back by itself when the normal state breaks, or when it is stuck "
+                 "(`on_failure: rollback`). Anyone who sees a problem the gates do not: tell the "
+                 "operator, who rolls back **at once**, then investigates.")
+    else:
+        doc.para("The run **never rolls back by itself** (`on_failure: pause`): when the normal "
+                 "state breaks, or the run is stuck, it pauses and the traffic stays on the new "
+                 "environment at the current step. The operator decides: roll back with the "
+                 "command below (at once if the service is degraded), or resume. Anyone who sees "
+                 "a problem the gates do not: tell the operator, who rolls back **at once**, then "
+                 "investigates.")
     doc.heading(3, "With shiftover (first)")
     doc.code(cmd("rollback", "-m", "what you saw"))
     doc.para("It reaches a running `shiftover run` through the journal, or writes 0% through the "
