@@ -59,7 +59,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from shiftover.engine.build import minimum_duration, plan_timeline
-from shiftover.plan import Contact, LoadedPlan, Plan, redact
+from shiftover.plan import Contact, LoadedPlan, Plan, mask_userinfo, redact
 from shiftover.report.runs import Campaign, Rehearsals, date_text, outcome_text, rehearsal_text
 from shiftover.types import Weights
 from shiftover.views import Commands
@@ -115,11 +115,6 @@ def _code(text: str) -> str:
 def _cell(text: str) -> str:
     """Text for a table cell: one line, pipes escaped (GFM keeps ``\\|`` in code too)."""
     return " ".join(str(text).split()).replace("|", "\\|")
-
-
-def _mask_userinfo(text: str) -> str:
-    """``http://user:pass@host`` -> ``http://***@host`` anywhere in ``text``."""
-    return re.sub(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s@'\"`]+@", r"\g<scheme>***@", text)
 
 
 def _url(url: str) -> str:
@@ -751,7 +746,7 @@ def render_runbook(loaded: LoadedPlan, *, plan_path: str, environment: str | Non
     _approvals(doc, ctx)
     _rollback(doc, ctx)
     _escalation(doc, ctx)
-    return redact(_mask_userinfo(doc.text()), runbook_secrets(loaded, environment))
+    return redact(mask_userinfo(doc.text()), runbook_secrets(loaded, environment))
 
 
 def _purpose(doc: _Doc, ctx: _Context) -> None:
