@@ -488,7 +488,7 @@ class Notifier:
         self.backoff = backoff
         self.queue_size = max(1, queue_size)
         self.abandoned = threading.Event()
-        self.sleep: Callable[[float], None] = clock_sleep or self._wait
+        self.sleep: Callable[[float], None] = self._wait if clock_sleep is None else clock_sleep
         self._redact = redact
         self._lock = threading.Lock()
         self._failures: list[dict[str, Any]] = []
@@ -602,6 +602,8 @@ class Notifier:
         self._state = fold(before, [e])
         if e.kind == ev.WEIGHT_INTENDED:
             self._intent = str((e.data or {}).get("reason") or "")
+        elif e.kind in (ev.WEIGHT_CONFIRMED, ev.WEIGHT_FAILED):
+            self._intent = None  # each write's intent is read once, by its own result
         if e.kind == ev.RUN_STARTED:
             self._run_id = (e.data or {}).get("run_id") or e.run_id
             self._environment = (e.data or {}).get("environment") or self._environment
