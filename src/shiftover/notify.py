@@ -379,10 +379,10 @@ class _Target:
     def put(self, msg: Message) -> None:
         with self.cond:
             if len(self.queue) >= self.owner.queue_size:
-                self.queue.popleft()
+                oldest = self.queue.popleft()
                 self.dropped += 1
                 self.dropped_unreported += 1
-                self.dropped_event = msg.event
+                self.dropped_event = oldest.msg.event
             self.queue.append(_Item(msg))
             self.cond.notify_all()
 
@@ -630,7 +630,10 @@ class Notifier:
             text = f"{head}: step advanced to {w} on the new environment" + (
                 f" (from {was})" if was is not None else "") + "."
             now = w
-        elif kind == ev.CHECK and d.get("verdict") == "fail":
+        elif kind == ev.CHECK and d.get("verdict") == "fail" and not (
+                before.paused or before.rolling_back or before.rollback_requested):
+            # (a paused run goes on checking: its failures were said by the pause, not
+            # again every interval until someone resumes)
             name = "failing_check"
             router = d.get("router")
             now = (weight_or_none(router) if isinstance(router, dict) else None) or now
@@ -649,7 +652,9 @@ class Notifier:
         elif kind == "hook_failed" or (kind == "hook_finished" and d.get("ok") is False):
             name = "failing_check"
             phase = d.get("phase", "run")
-            at = f" at {d['at']}" if d.get("at") is not None else ""
+            place = str(d.get("at", ""))
+            at = f" at {place}%" if place.replace(".", "", 1).isdigit() else \
+                f" at {place}" if place else ""
             text = (f"{head}: hook {d.get('hook', '?')} ({phase}{at}) failed at {_split(now)}: "
                     f"{d.get('summary', '')}".rstrip(": ") + ".")
             data = {k: d.get(k) for k in ("hook", "at", "phase", "summary", "exit_code", "status")

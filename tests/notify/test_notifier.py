@@ -178,8 +178,12 @@ def test_a_failing_check_names_the_gate_its_value_and_threshold(
     n.observe(event(ev.CHECK, {"verdict": "fail", "consecutive_failures": 1, "results": results,
                                "router": {"percent": 25.0, "exact": "25"}}))
     n.observe(event(ev.CHECK, {"verdict": "pass", "results": results[1:]}))  # not sent
+    # a paused run goes on checking: its failures are not said again every interval
+    n.observe(event(ev.PAUSED, {"reason": "2 consecutive failed checks"}))
+    n.observe(event(ev.CHECK, {"verdict": "fail", "consecutive_failures": 3, "results": results}))
     n.close(30)
-    assert [b["event"] for b in receiver.delivered()] == ["step_advanced", "failing_check"]
+    assert [b["event"] for b in receiver.delivered()] == ["step_advanced", "failing_check",
+                                                          "paused"]
     body = receiver.delivered()[1]
     assert body["text"] == (
         "shop (production): check FAILED at 25% on new: errors: value 0.05, threshold <= 0.01 "
@@ -199,7 +203,7 @@ def test_a_failed_hook_is_a_failing_check(receiver: Receiver, notifiers: list[No
     n.close(30)
     (body,) = receiver.delivered()
     assert body["event"] == "failing_check"
-    assert "hook move-batch (run at 50) failed" in body["text"] and "exit 1 in 0.3s" in body["text"]
+    assert "hook move-batch (run at 50%) failed" in body["text"] and "exit 1 in 0.3s" in body["text"]
 
 
 def test_stuck_and_paused_say_how_to_resume(receiver: Receiver,
@@ -336,6 +340,7 @@ def test_a_full_queue_drops_the_oldest_and_says_so(receiver: Receiver,
         n.observe(event(ev.APPROVAL_WAITING, {"step": step}))
     (dropped,) = n.failures()
     assert dropped["dropped"] == 2 and dropped["error"].startswith("2 messages dropped")
+    assert dropped["event"] == "waiting_for_approval" and dropped["gave_up"] is True
     receiver.hang = False
     receiver.release.set()
     receiver.wait_for(3)
@@ -373,3 +378,14 @@ def test_a_command_that_cannot_start_is_given_up_at_once(notifiers: list[Notifie
     (failure,) = n.failures()
     assert failure["target"] == "desk" and failure["gave_up"] is True
     assert failure["attempts"] == 1 and "could not start" in failure["error"]
+
+
+def test_observe_never_raises(receiver: Receiver, notifiers: list[Notifier]) -> None:
+    n = make(notifiers, [spec(webhook={"url": receiver.url})])
+    n.observe(event(ev.APPROVAL_WAITING, {"step": None}))   # odd data: still a message
+    n.observe(event(ev.CHECK, {"verdict": "fail", "results": "garbage"}))
+    n.observe(object())  # type: ignore[arg-type]  # not an event at all: recorded, not raised
+    n.close(30)
+    assert [b["event"] for b in receiver.delivered()] == ["waiting_for_approval", "failing_check"]
+    (failure,) = n.failures()
+    assert failure["target"] == "*" and "could not make the notification" in failure["error"]
