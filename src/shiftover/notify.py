@@ -662,7 +662,9 @@ class Notifier:
         elif kind == ev.PAUSED and d.get("stuck"):
             name = "stuck"
             command = cmd("resume")
-            text = (f"{head}: STUCK at {_split(now)}, paused by the run: {d.get('reason', '')}. "
+            why = str(d.get("reason") or "")
+            why = why[len("stuck: "):] if why.startswith("stuck: ") else why
+            text = (f"{head}: STUCK at {_split(now)}, paused by the run: {why}. "
                     f"Find out why ({cmd('status')}), then resume: {command}")
         elif kind == ev.PAUSED:
             name = "paused"
