@@ -79,6 +79,7 @@ from shiftover.demo.datadog import DatadogDouble, Series
 from shiftover.demo.prometheus import QuietHTTPServer
 from shiftover.errors import BadInput, NoData, ProviderError
 from shiftover.providers import PROVIDERS, Provider, build_provider
+from shiftover.providers.command import CommandGate
 from shiftover.providers.datadog import DatadogGate, DatadogMonitorsGate
 from shiftover.providers.haproxy_stats import HAProxyStatsGate
 from shiftover.providers.http import HttpGate
@@ -786,6 +787,77 @@ def haproxy_stats_case(request: pytest.FixtureRequest) -> Iterator[Backend]:
         backend.healthy()  # leave web/new ready for the next case
 
 
+# --- command gates: a script whose behaviour a mode file picks ------------------------
+
+# failures only command gates meet (``timeout`` and ``close`` are shared names)
+COMMAND_MODES = (
+    "not_found",  # run: names a file that does not exist
+    "not_executable",  # ... one without the execute bit
+    "exit_1",  # the check says the new environment is broken
+    "exit_3",  # the check cannot tell (any code but 0 and 1)
+    "exit_127",  # a shell inside the check did not find a command
+    "bad_json",  # a value line whose value is not a number
+    "no_json",  # exit 0 without a value line
+    "garbage",  # exit 0 after binary output
+)
+COMMAND_SCRIPT = """\
+#!/bin/sh
+case "$(cat "$1")" in
+  healthy) echo 'queue drained'; echo '{"value": 3, "samples": 120}' ;;
+  exit_1) echo 'queue depth 5000'; echo '{"value": 5000, "samples": 120}'; exit 1 ;;
+  exit_3) echo 'cannot reach the queue admin API'; exit 3 ;;
+  timeout) echo 'waiting'; sleep 10 ;;
+  close) printf '{"value": 1'; kill -KILL $$ ;;
+  exit_127) no-such-command-for-the-contract ;;
+  bad_json) echo '{"value": "lots", "samples": 120}' ;;
+  no_json) echo 'fine' ;;
+  garbage) head -c 3000 /dev/urandom; echo ;;
+esac
+"""
+
+
+@dataclass
+class CommandBackend:
+    """``run: [check, MODEFILE]``; the mode file says what the check does next. The
+    gate's env carries SECRET, which nothing may show."""
+
+    directory: Path
+    mode: str = "healthy"
+    warm_up: int = 0
+
+    def __post_init__(self) -> None:
+        check = self.directory / "check"
+        check.write_text(COMMAND_SCRIPT)
+        check.chmod(0o755)
+        (self.directory / "not-executable").write_text(COMMAND_SCRIPT)
+        (self.directory / "not-executable").chmod(0o644)
+        self.healthy()
+
+    def spec(self) -> Any:
+        program = {"not_found": "no-such-check", "not_executable": "not-executable"}.get(
+            self.mode, "check")
+        return CommandGate(type="command", name="queue drains",
+                           run=[str(self.directory / program), str(self.directory / "mode")],
+                           env={"QUEUE_TOKEN": SECRET}, min_samples=100, timeout=TIMEOUT)
+
+    def healthy(self) -> None:
+        self.fail("healthy")
+
+    def fail(self, mode: str) -> None:
+        self.mode = mode
+        (self.directory / "mode").write_text(mode + "\n")
+
+    def prime(self) -> None:
+        pass
+
+
+@contextmanager
+def command_case(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    directory: Path = request.getfixturevalue("tmp_path") / "command-case"
+    directory.mkdir()
+    yield CommandBackend(directory)
+
+
 @dataclass(frozen=True)
 class Case:
     gate_type: str
@@ -860,6 +932,25 @@ CASES: dict[str, Case] = {
             "dd_monitor_alert": Expect.FAILS,
             "dd_monitor_warn": Expect.FAILS,
             "dd_monitor_no_data": Expect.VALUE,  # a measurement the judge holds on
+        },
+    ),
+    "command": Case(
+        "command",
+        command_case,
+        {
+            # could not start or did not finish: the provider could not answer
+            "timeout": Expect.ERROR,
+            "not_found": Expect.ERROR,
+            "not_executable": Expect.ERROR,
+            "exit_1": Expect.FAILS,
+            # a measurement the judge holds on (an error for a signal, 127, a bad value line:
+            # the judge says so, with the command's output in the journal)
+            "close": Expect.VALUE,
+            "exit_3": Expect.VALUE,
+            "exit_127": Expect.VALUE,
+            "bad_json": Expect.VALUE,
+            "no_json": Expect.VALUE,
+            "garbage": Expect.VALUE,
         },
     ),
 }
@@ -1008,7 +1099,7 @@ def test_every_failure_mode_is_played_and_declared() -> None:
     for name, case in CASES.items():
         unknown = set(case.failures) - set(HTTP_FAILURES) - set(PROMETHEUS_ANSWERS) - set(
             ALERT_ANSWERS
-        ) - set(HAPROXY_FAILURES) - set(DATADOG_MODES) - cw.MODES
+        ) - set(HAPROXY_FAILURES) - set(DATADOG_MODES) - cw.MODES - set(COMMAND_MODES)
         assert not unknown, f"{name}: modes no backend plays: {sorted(unknown)}"
         assert all(isinstance(e, Expect) for e in case.failures.values()), name
     # a broken new environment and an empty answer are covered for the threshold gates

@@ -17,6 +17,12 @@ Providers only measure; this module decides, with one rule table per gate type:
   Datadog monitors) report ``details["firing"]`` and ``details["no_data"]``:
   anything firing FAILs, else anything without data is INCONCLUSIVE.
 - Thresholds are inclusive (``max: 0.01`` passes at exactly 0.01).
+- Command gates (``JUDGE = "command"``) are judged on the command's exit code:
+  0 PASS, 1 FAIL, any other INCONCLUSIVE (the command cannot tell); killed by a
+  signal, 126 and 127 (not executable, not found), or an unusable JSON value line
+  are INCONCLUSIVE as errors (could not start and timed out arrive as
+  ``ProviderError``). ``min_samples`` applies to the samples of its JSON line
+  before either PASS or FAIL.
 
 Every verdict carries the value, the threshold it was held to, the sample size
 and a one-line reason, so the journal shows what decided it.
@@ -81,6 +87,8 @@ def judge(spec: Any, outcome: Measurement | ProviderError, *, now: float) -> Gat
         return _judge_http(spec, outcome, now)
     if kind == "alerts":
         return _judge_alerts(spec, outcome, now)
+    if kind == "command":
+        return _judge_command(spec, outcome, now)
     return _judge_threshold(spec, outcome, now)
 
 
@@ -164,6 +172,46 @@ def _judge_http(spec: Any, outcome: Measurement | ProviderError, now: float) -> 
         return GateResult(spec.name, Verdict.FAIL, outcome.value, threshold, 1,
                           f"body does not contain {spec.body_contains!r}", now)
     return GateResult(spec.name, Verdict.PASS, outcome.value, threshold, 1, f"status {status}", now)
+
+
+# exit codes a shell gives when it cannot run the command: the gate cannot work
+_CANNOT_RUN = {126: "found but not executable", 127: "command not found"}
+
+
+def _judge_command(spec: Any, outcome: Measurement | ProviderError, now: float) -> GateResult:
+    min_samples = getattr(spec, "min_samples", 0) or 0
+    threshold = "exit 0" + (f", at least {min_samples} samples" if min_samples else "")
+    if isinstance(outcome, ProviderError):  # could not start, timed out
+        return _unanswered(spec, outcome, now, threshold)
+    d = outcome.details
+    code = d.get("exit_code")
+    value, samples = outcome.value, outcome.samples
+    said = f": {d['message']}" if d.get("message") else ""
+
+    def result(verdict: Verdict, reason: str, *, error: bool = False) -> GateResult:
+        # the output's tail is kept when it did not pass: why it failed (the journal
+        # redacts it), without a copy of every passing check's output
+        evidence: dict[str, Any] = {"exit_code": code, "summary": d.get("summary")}
+        if verdict is not Verdict.PASS:
+            evidence["output"] = str(d.get("output") or "")[-1000:]
+        return GateResult(spec.name, verdict, value, threshold, samples, reason, now,
+                          error=error, evidence=evidence)
+
+    summary = str(d.get("summary") or f"exit {code}")
+    if not isinstance(code, int) or code < 0 or d.get("timed_out"):
+        return result(Verdict.INCONCLUSIVE, f"{summary}{said}", error=True)
+    if code in _CANNOT_RUN:
+        return result(Verdict.INCONCLUSIVE, f"{summary} ({_CANNOT_RUN[code]}){said}", error=True)
+    if d.get("json_error"):
+        return result(Verdict.INCONCLUSIVE, f"{summary}, unusable value line: {d['json_error']}",
+                      error=True)
+    if code not in (0, 1):
+        return result(Verdict.INCONCLUSIVE, f"{summary}: the command cannot tell{said}")
+    if min_samples and (samples is None or samples < min_samples):
+        counted = "sample size unknown" if samples is None else f"{samples} samples"
+        return result(Verdict.INCONCLUSIVE,
+                      f"{summary}, {counted}, {min_samples} required{said}")
+    return result(Verdict.PASS if code == 0 else Verdict.FAIL, f"{summary}{said}")
 
 
 class _StepJudge:

@@ -27,6 +27,7 @@ PROVIDERS: dict[str, str] = {
     "datadog_monitors": "shiftover.providers.datadog:DatadogMonitorsProvider",
     "compare": "shiftover.providers.compare:CompareProvider",
     "compare_latency": "shiftover.providers.compare_latency:CompareLatencyProvider",
+    "command": "shiftover.providers.command:CommandProvider",
 }
 
 
