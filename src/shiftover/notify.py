@@ -74,7 +74,14 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from shiftover.engine import events as ev
 from shiftover.engine.events import RunState, fold, weight_or_none
-from shiftover.external import CommandSpec, Outcome, WebhookSpec, call_webhook, run_command
+from shiftover.external import (
+    KILL_GRACE,
+    CommandSpec,
+    Outcome,
+    WebhookSpec,
+    call_webhook,
+    run_command,
+)
 from shiftover.spec import SpecModel, Timeout, Url, rule
 from shiftover.types import Weights
 
@@ -549,8 +556,9 @@ class Notifier:
 
     def close(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds (real time) for every queue to drain, then
-        abandon what is left (said in ``failures()``). Never hangs: the workers are
-        daemon threads and a call in flight is abandoned."""
+        abandon what is left (said in ``failures()``). Never hangs: a call in flight is
+        abandoned (a command's process group is stopped, at most ``KILL_GRACE`` + 1 s
+        more) and the workers are daemon threads."""
         self._closed = True
         deadline = time.monotonic() + max(0.0, timeout)
         for t in self._targets:
@@ -570,6 +578,12 @@ class Notifier:
                 self.record(t.name, "*", f"{left_over} message{'s' if left_over > 1 else ''} "
                             f"not delivered: the run ended and shiftover stopped waiting after "
                             f"{timeout:g}s", attempts=0, gave_up=True)
+        # an abandoned webhook call returns within 0.1 s; an abandoned command's group gets
+        # SIGTERM, then SIGKILL after KILL_GRACE: give that a bounded moment, so that a
+        # process exiting right after close() leaves no notify command behind
+        grace = time.monotonic() + KILL_GRACE + 1.0
+        for t in self._targets:
+            t.thread.join(max(0.0, grace - time.monotonic()))
 
     # -- internals -----------------------------------------------------------------
     def record(self, target: str, event: str, error: str, *, attempts: int, gave_up: bool,
@@ -578,6 +592,12 @@ class Notifier:
         url = None
         if spec is not None:
             url = spec.slack.url if spec.slack else spec.webhook.url if spec.webhook else None
+            # header values are credentials (Authorization: Bearer ...) even typed inline,
+            # and a receiver's error page may echo them
+            for value in (spec.webhook.headers.values() if spec.webhook else ()):
+                for word in {value, *value.split()[-1:]}:  # "Bearer <token>": the token
+                    if len(word) >= 4:
+                        error = error.replace(word, "***")
         entry = {"target": target, "error": self._clean(_scrub_urls(error, url)),
                  "event": event, "attempts": attempts, "gave_up": gave_up, **extra}
         with self._lock:

@@ -32,7 +32,7 @@ class Receiver:
     fail_first: int = 0
     status: int = 200
     hang: bool = False
-    echo_path: bool = False      # a failing answer's body quotes the request's path
+    echo_path: bool = False      # a failing answer's body quotes the path and Authorization
     requests: list[Request] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Condition = field(default_factory=threading.Condition)
@@ -68,7 +68,8 @@ def _handler(rx: Receiver) -> type[BaseHTTPRequestHandler]:
             if status == 0:  # hanging: answers only once released (the test is ending)
                 rx.release.wait(60)
                 req.status = status = rx.status
-            text = f"failed for {self.path}" if rx.echo_path and status >= 300 else "ok"
+            text = (f"failed for {self.path} (auth {self.headers.get('Authorization')})"
+                    if rx.echo_path and status >= 300 else "ok")
             out = text.encode()
             self.send_response(status)
             self.send_header("Content-Length", str(len(out)))

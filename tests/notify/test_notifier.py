@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shlex
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -389,3 +391,35 @@ def test_observe_never_raises(receiver: Receiver, notifiers: list[Notifier]) -> 
     assert [b["event"] for b in receiver.delivered()] == ["waiting_for_approval", "failing_check"]
     (failure,) = n.failures()
     assert failure["target"] == "*" and "could not make the notification" in failure["error"]
+
+
+def test_header_values_never_reach_an_error(receiver: Receiver,
+                                            notifiers: list[Notifier]) -> None:
+    receiver.status, receiver.echo_path = 500, True  # its error page quotes Authorization
+    n = make(notifiers, [spec(webhook={"url": receiver.url,
+                                       "headers": {"Authorization": "Bearer inline-77-secret"}})],
+             retries=0)
+    n.observe(event(ev.PROMOTED))
+    n.close(30)
+    assert receiver.requests[0].headers["Authorization"] == "Bearer inline-77-secret"
+    (failure,) = n.failures()
+    assert "HTTP 500" in failure["error"] and "inline-77-secret" not in json.dumps(failure)
+
+
+@pytest.mark.timeout(60)
+def test_close_stops_a_hanging_notify_command(tmp_path: Path,
+                                              notifiers: list[Notifier]) -> None:
+    pidfile = tmp_path / "pid"
+    n = make(notifiers, [spec(command={"run": ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 300"],
+                                       "timeout": "10m"})])
+    n.observe(event(ev.PROMOTED))
+    for _ in range(400):  # until the command runs (a bound on a hang, not a timing assertion)
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    n.close(0.1)  # returns although the command would run for 5 minutes
+    with pytest.raises(ProcessLookupError):  # stopped and reaped: nothing left behind
+        os.kill(pid, 0)
+    (failure,) = n.failures()
+    assert failure["error"].startswith("1 message not delivered")
