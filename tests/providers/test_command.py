@@ -242,6 +242,40 @@ def test_the_plan_schema_knows_command_gates() -> None:
     assert '"command"' in text and "shell words" in text
 
 
+# --- the example of docs/gates.md, as written there ---------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "gates.md"
+
+
+def docs_script() -> str:
+    """The ``sh`` block of docs/gates.md's "last batch run succeeded" example."""
+    text = DOCS.read_text()
+    start = text.index("```sh\n#!/bin/sh\n# check-last-batch") + len("```sh\n")
+    return text[start:text.index("```", start)]
+
+
+@pytest.mark.parametrize(("age", "verdict", "says"), [
+    (1240, Verdict.PASS, "last successful batch run 12"),
+    (9000, Verdict.FAIL, "more than 7200s"),
+    (None, Verdict.INCONCLUSIVE, "no record of a successful batch run"),
+])
+def test_the_docs_example_checks_the_last_batch_run(tmp_path: Path, age: int | None,
+                                                    verdict: Verdict, says: str) -> None:
+    import time
+
+    check_last_batch = tmp_path / "check-last-batch"
+    check_last_batch.write_text(docs_script())
+    check_last_batch.chmod(0o755)
+    stamp = tmp_path / "last-success"
+    if age is not None:
+        stamp.write_text(f"{int(time.time()) - age}\n")
+    _, result = check(gate([str(check_last_batch), str(stamp), "7200"], timeout="10s"))
+    assert result.verdict is verdict and result.error is False
+    assert says in result.reason
+    if age is not None:  # the age as the value (a second may pass between the two clocks)
+        assert result.value is not None and age <= result.value <= age + 5
+
+
 # --- a real validate and run --------------------------------------------------------
 
 PLAN = """\
