@@ -205,6 +205,28 @@ def _unique_names(specs: list[NotifySpec]) -> list[NotifySpec]:
 NotifyList = Annotated[list[NotifySpec], AfterValidator(_unique_names)]
 
 
+def notify_secrets(specs: Iterable[NotifySpec]) -> set[str]:
+    """What in ``notify:`` is a credential even when typed into the plan rather than
+    given as ``${VAR}``: a Slack webhook URL and its path (the path is the token), a
+    webhook URL's query (``?token=...``) and its header values (``Bearer <token>``: the
+    whole value and its last word). For the plan's secrets, so that every rendering of
+    the plan (``plan``, ``diff``, the journal's plan summary) masks them."""
+    out: set[str] = set()
+    for spec in specs:
+        if spec.slack is not None:
+            parts = urlsplit(spec.slack.url)
+            out |= {spec.slack.url, parts.path + (f"?{parts.query}" if parts.query else "")}
+        if spec.webhook is not None:
+            query = urlsplit(spec.webhook.url).query
+            if query:
+                out.add(query)
+            for value in spec.webhook.headers.values():
+                out |= {value, *value.split()[-1:]}
+        if spec.command is not None:
+            out |= set(spec.command.env.values())
+    return {s for s in out if len(s) >= 4 and s.strip("/")}
+
+
 # --- messages --------------------------------------------------------------------------
 
 
@@ -735,6 +757,7 @@ __all__ = [
     "NotifySpec",
     "SlackSpec",
     "command_env",
+    "notify_secrets",
     "slack_payload",
     "target_names",
     "where",

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from shiftover.notify import EVENTS, NotifyList, NotifySpec, target_names
+from shiftover.notify import EVENTS, NotifyList, NotifySpec, notify_secrets, target_names
 
 
 class _Holder(BaseModel):
@@ -84,3 +84,14 @@ def test_names_default_by_place_and_must_be_unique() -> None:
 def test_a_url_must_be_http() -> None:
     with pytest.raises(ValidationError):
         NotifySpec.model_validate({"slack": {"url": "hooks.slack.com/x"}})
+
+
+def test_credentials_typed_into_notify_are_known_as_secrets() -> None:
+    held = _Holder.model_validate({"notify": [
+        {"slack": {"url": "https://hooks.slack.com/services/T0/B0/abcdef"}},
+        {"webhook": {"url": "https://hooks.example/x?token=zz99", "headers": {
+            "Authorization": "Bearer tok-123456", "X-Team": "sre"}}},
+        {"command": {"run": ["page"], "env": {"PAGER_KEY": "pk-0001"}}}]})
+    assert notify_secrets(held.notify) == {
+        "https://hooks.slack.com/services/T0/B0/abcdef", "/services/T0/B0/abcdef",
+        "token=zz99", "Bearer tok-123456", "tok-123456", "pk-0001"}
