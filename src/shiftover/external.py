@@ -450,7 +450,9 @@ def call_webhook(url: str, *, method: str = "POST", headers: Mapping[str, str] |
 __all__ = [
     "CAP",
     "KILL_GRACE",
+    "Argv",
     "CommandSpec",
+    "EnvVars",
     "Outcome",
     "WebhookSpec",
     "call_webhook",

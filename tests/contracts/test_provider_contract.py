@@ -44,7 +44,9 @@ to a dead port, its health forced DOWN, MAINT, weight 0, no traffic); the
 socket-level failures are a missing socket, a stale socket file, a plain file,
 and a scripted unix-socket server that answers like a broken runtime API
 (closes early, hangs, garbage, cut-off or malformed ``show stat`` CSV, a
-``mode tcp`` backend's row).
+``mode tcp`` backend's row). The command gate runs a real script whose behaviour a
+mode file picks (exit 0, 1, 3, 127, a signal, a hang, no or bad value line, binary
+output), or a path that does not exist or is not executable.
 
 To add a provider: write a ``Backend`` (``spec()``, ``healthy()``,
 ``fail(mode)``, ``prime()``, ``warm_up``), register it in ``CASES`` with its
