@@ -64,7 +64,9 @@ from ruamel.yaml.reader import ReaderError
 from shiftover._registry import by_type
 from shiftover.analysis.latency import figures_to_pass
 from shiftover.errors import PlanError
+from shiftover.hooks import HookSpec, check_hooks
 from shiftover.loadtest.synthetic import LoadSpec
+from shiftover.notify import NotifyList
 from shiftover.providers import gate_specs
 from shiftover.routers import router_specs
 from shiftover.spec import (
@@ -154,6 +156,14 @@ class Plan(SpecModel):
     approvals: list[FiniteFloat] = Field(
         default_factory=list, description="steps that wait for `shiftover approve`"
     )
+    hooks: list[HookSpec] = Field(
+        default_factory=list,
+        description="commands or webhooks run at a step, at start or once promoted, each with "
+        "an optional undo run on rollback (batches, workers, smoke tests)")
+    notify: NotifyList = Field(
+        default_factory=list,
+        description="who hears what the run does: Slack incoming webhooks, JSON webhooks, "
+        "commands, each with an event filter (docs/notifications.md)")
     # the environment (``--env``) whose overlay was merged in: set by the loader, not a field
     _environment: str | None = PrivateAttr(default=None)
 
@@ -293,6 +303,7 @@ class Plan(SpecModel):
                 )
             seen.add(gate.name)
         _check_compare_gates(self)
+        check_hooks(self.hooks, self.steps)
         return self
 
 
@@ -363,8 +374,10 @@ def step_weights(steps: list[float], scales: tuple[int, ...] | int | None) -> tu
 def plan_hash(plan: Plan, redact_: Any = None) -> str:
     """A short hash of what the plan means (not how it is written: comments and
     layout do not change it). Journalled by every run, so a resumed campaign
-    knows when its plan was edited. Secrets are masked before hashing."""
-    text = plan.model_dump_json()
+    knows when its plan was edited. Secrets are masked before hashing. Fields left
+    at their defaults are left out, so that a release adding a field (with a default
+    that changes nothing) does not make every open campaign's plan look edited."""
+    text = plan.model_dump_json(exclude_defaults=True)
     if redact_ is not None:
         text = redact_(text)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -12,6 +12,7 @@ import multiprocessing
 import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from shiftover.errors import NoData, ProviderError, RouterError
@@ -35,6 +36,19 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         with self._lock:
             self._now += seconds
+
+
+class InlineExecutor(Executor):
+    """An executor that runs each job at once, on the caller's thread: engine tests
+    with hooks stay deterministic under a :class:`FakeClock`."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
 
 class InMemoryRouter:
@@ -274,6 +288,7 @@ def race_in_processes(
 __all__ = [
     "FakeClock",
     "InMemoryRouter",
+    "InlineExecutor",
     "ProviderError",
     "ScriptedProvider",
     "SimulatedCounts",

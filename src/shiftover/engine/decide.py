@@ -60,14 +60,29 @@ The rules, in the order they are applied:
    the split was known.
 6. **Operators.** A rollback request starts a rollback. While paused the run
    checks (and counts, and may still roll back at a limit) but never advances.
-7. **At 0%**, before the first step, the run starts once a check has no FAIL
+7. **Hooks** (``hooks:``) run at their place, one at a time in plan order, and
+   the run goes on from a place only once every hook there has succeeded:
+   ``start`` hooks before the first step (after a check with no FAIL and no
+   error), a step's hooks as soon as the router confirms that step (its bake
+   starts over when they are done: a step bakes with its hooks done),
+   ``promoted`` hooks once 100% has baked, before the campaign ends promoted.
+   A hook that fails counts as one failed check (at the next check, once per
+   attempt) and runs again after it, so ``failure_limit`` and ``on_failure``
+   apply to it as to any gate; a hook still running makes a check without a
+   verdict. A hook whose result nobody knows (a run died while it ran) runs
+   again only if the plan says it is ``idempotent``; otherwise the run holds
+   until an operator says what happened (``shiftover ack``). Nothing new starts
+   while paused. On rollback, every hook that ran is undone in reverse order,
+   after the router confirms 0% (engine/run.py; :func:`~shiftover.engine.events.pending_undos`).
+8. **At 0%**, before the first step, the run starts once a check has no FAIL
    and no error (no data is expected there, an error is not: a gate that cannot
    work at all must not let traffic move). A split above 0% but below the first
    step (an operator's partial drain, a plan whose first step was raised) is
    not 0%: it bakes, and moves to the first step only like any step advances.
-8. **Advance** only when the bake has passed, the check of this tick passed
-   every gate (each with its minimum sample size), and the next step's approval,
-   if the plan asks for one, was given. At 100% the same conditions promote.
+9. **Advance** only when the bake has passed, the check of this tick passed
+   every gate (each with its minimum sample size), the step's hooks are done,
+   and the next step's approval, if the plan asks for one, was given. At 100%
+   the same conditions, and the ``promoted`` hooks, promote.
 
 The step is always derived from the confirmed split and the plan's steps (as
 the router sets them exactly), never from a stored index: a plan edited between
@@ -96,6 +111,7 @@ class Action(enum.Enum):
     ROLLBACK = "rollback"    # set the router to 0% and retry until it confirms
     PROMOTE = "promote"      # 100% confirmed and baked: the campaign ends
     ROLLED_BACK = "rolled_back"  # 0% confirmed after a rollback: the campaign ends
+    HOOK = "hook"            # start the plan's hook ``hook`` (name, place) in the background
 
 
 @dataclass(frozen=True)
@@ -119,6 +135,7 @@ class Decision:
     step_index: int | None = None
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
     status: str = ""  # one word for views: baking, holding, reconciling, paused, stuck, ...
+    hook: tuple[str, str] | None = None  # Action.HOOK: (hook name, place)
 
 
 def step_weight(plan: Plan, index: int) -> Weights:
@@ -143,7 +160,12 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
     results = obs.results
     verdict: Verdict | None = None
     failures = state.consecutive_failures
+    counted: list[list[Any]] = []
     if results is not None:
+        # a hook that failed counts as a failed check (once per attempt); one running
+        # or about to run again leaves the check without a verdict
+        hook_results, counted = _hook_results(plan, state, _places(plan, state), now)
+        results = results + hook_results
         verdict = summarize(results)
         unreadable = obs.weights is None
         errored = unreadable or any(r.error for r in results)
@@ -161,7 +183,8 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
             "consecutive_errors": errors, "consecutive_inconclusive": inconclusive,
             "router": None if obs.weights is None else weight_data(obs.weights),
             "router_error": obs.router_error,
-            "results": [r.to_dict() for r in results]}))
+            "results": [r.to_dict() for r in results],
+            **({"hooks_counted": counted} if counted else {})}))
         # 3. limits
         failed = [r for r in results if r.verdict is Verdict.FAIL]
         final = [r for r in failed if (r.evidence or {}).get("final")]
@@ -219,6 +242,10 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
                                          "reason": "run started"}))
         bake_since = now
+    elif on_new and bake_since is not None and _hooks_done_after(plan, state, bake_since):
+        events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
+                                         "reason": "the step's hooks are done"}))
+        bake_since = now
     if verdict is Verdict.FAIL:
         return Decision(Action.WAIT, f"failed check {failures}/{plan.failure_limit}: "
                         f"{_fail_reason(results or ())}", events=tuple(events), status="failing")
@@ -229,7 +256,7 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
         return Decision(Action.WAIT, f"{word}{': ' + state.pause_reason if state.pause_reason else ''}",
                         events=tuple(events), status=word)
 
-    # 7. before the first step, at 0%: no traffic on new, so no data is expected
+    # 8. before the first step, at 0%: no traffic on new, so no data is expected
     if not on_new:
         if verdict is None:
             return Decision(Action.WAIT, "checking the normal state before the first step",
@@ -240,9 +267,19 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
             return Decision(Action.WAIT, "not starting: a gate cannot be evaluated: "
                             + "; ".join(f"{r.gate}: {r.reason}" for r in broken),
                             events=tuple(events), status="holding")
+        if confirmed == ZERO:  # 7. the start hooks first
+            held = _hooks(plan, state, START, events)
+            if held is not None:
+                return held
         return _advance(plan, state, step_index, confirmed, events, "starting the first step")
 
-    # 8. advance
+    # 7. the step's hooks, as soon as the step is confirmed
+    if step_index >= 0 and confirmed == step_weight(plan, step_index):
+        held = _hooks(plan, state, step_place(plan, step_index), events)
+        if held is not None:
+            return held
+
+    # 9. advance
     assert bake_since is not None
     baked = now - bake_since
     if baked < plan.bake:
@@ -258,10 +295,109 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
         return Decision(Action.WAIT, f"holding {confirmed}: {_unknown_reason(results or (), obs)}",
                         events=tuple(events), status="holding")
     if step_index == len(plan.steps) - 1:
+        held = _hooks(plan, state, PROMOTED, events)  # 7. the promoted hooks, last
+        if held is not None:
+            return held
         return Decision(Action.PROMOTE, f"{confirmed} baked {baked:.0f}s with every gate passing",
                         events=tuple(events), status="promoting")
     return _advance(plan, state, step_index, confirmed, events,
                     f"{confirmed} baked {baked:.0f}s with every gate passing")
+
+
+START, PROMOTED = "start", "promoted"
+
+
+def step_place(plan: Plan, index: int) -> str:
+    """How hooks and the journal name a step's place: its percent, as written."""
+    return f"{plan.steps[index]:g}"
+
+
+def hooks_at(plan: Plan, place: str) -> list[Any]:
+    """The plan's hooks that run at ``place`` (``start``, ``promoted``, a step), in order."""
+    return [h for h in plan.hooks if h.runs_at(place)]
+
+
+def _places(plan: Plan, state: RunState) -> list[str]:
+    """Where the run is, for hooks: ``start`` at 0%, a step exactly at a step (and
+    ``promoted`` too at the last one); nowhere between steps."""
+    confirmed = state.confirmed
+    if confirmed is None or confirmed == ZERO:
+        return [START]
+    index = step_at_or_below(plan, confirmed)
+    if index < 0 or confirmed != step_weight(plan, index):
+        return []
+    return [step_place(plan, index)] + ([PROMOTED] if index == len(plan.steps) - 1 else [])
+
+
+def _hook_results(plan: Plan, state: RunState, places: list[str],
+                  now: float) -> tuple[tuple[GateResult, ...], list[list[Any]]]:
+    """What the hooks at the run's place add to a check: a FAIL for an attempt that
+    failed and was not counted yet, no verdict for one running or about to run
+    again. (One whose result is unknown and needs an operator adds nothing: the
+    run holds for the operator, not for a limit.)"""
+    out: list[GateResult] = []
+    counted: list[list[Any]] = []
+    for place in places:
+        for spec in hooks_at(plan, place):
+            rec = state.hook(spec.name, place)
+            if rec is None or rec.status == "ok":
+                continue
+            gate = f"hook {spec.name}"
+            if rec.status == "failed" and rec.counted < rec.attempt:
+                out.append(GateResult(gate, Verdict.FAIL, reason=f"hook at {place} failed "
+                                      f"(attempt {rec.attempt}): {rec.summary}", at=now))
+                counted.append([spec.name, place, rec.attempt])
+            elif place == PROMOTED:
+                continue  # 100% has baked: a promoted hook at work does not restart the bake
+            elif rec.status == "running":
+                out.append(GateResult(gate, Verdict.INCONCLUSIVE,
+                                      reason=f"hook at {place} is running (attempt {rec.attempt})",
+                                      at=now))
+            elif rec.status == "failed" or spec.idempotent:
+                out.append(GateResult(gate, Verdict.INCONCLUSIVE,
+                                      reason=f"hook at {place} runs again: {rec.summary}", at=now))
+    return tuple(out), counted
+
+
+def _hooks_done_after(plan: Plan, state: RunState, since: float) -> bool:
+    """Did the last hook of this place succeed after ``since`` (the bake started
+    before its hooks were done)?"""
+    places = [p for p in _places(plan, state) if p != PROMOTED]
+    specs = [(s, p) for p in places for s in hooks_at(plan, p)]
+    if not specs:
+        return False
+    recs = [state.hook(s.name, p) for s, p in specs]
+    if any(r is None or r.status != "ok" for r in recs):
+        return False
+    return max((r.finished_at or 0.0) for r in recs if r is not None) > since
+
+
+def _hooks(plan: Plan, state: RunState, place: str,
+           events: list[tuple[str, dict[str, Any]]]) -> Decision | None:
+    """The hooks at ``place``: None once every one has succeeded, else what to do."""
+    for spec in hooks_at(plan, place):
+        rec = state.hook(spec.name, place)
+        if rec is not None and rec.status == "ok":
+            continue
+        name = spec.name
+        if rec is None or (rec.status == "failed" and rec.counted >= rec.attempt) or (
+                rec.status == "unknown" and spec.idempotent):
+            again = "" if rec is None else (
+                " again (its result was unknown; it is idempotent)" if rec.status == "unknown"
+                else f" again (attempt {rec.attempt} failed: {rec.summary})")
+            return Decision(Action.HOOK, f"running hook {name!r} at {place}{again}",
+                            events=tuple(events), status="hook", hook=(name, place))
+        if rec.status == "running":
+            return Decision(Action.WAIT, f"hook {name!r} at {place} is running "
+                            f"(attempt {rec.attempt})", events=tuple(events), status="hook")
+        if rec.status == "failed":  # the next check counts it
+            return Decision(Action.WAIT, f"hook {name!r} at {place} failed: {rec.summary}",
+                            events=tuple(events), status="failing")
+        return Decision(Action.WAIT, f"hook {name!r} at {place}: its result is unknown (a run "
+                        "stopped while it ran) and it is not idempotent: check whether it did "
+                        "its work, then say so with `shiftover ack`",
+                        events=tuple(events), status="held", hook=(name, place))
+    return None
 
 
 def _pct(w: Weights) -> float:

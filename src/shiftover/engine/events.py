@@ -47,14 +47,18 @@ ENGINE_PAUSED = "paused"               # also an operator event (actor set); {re
 ROUTER_ERROR = "router_error"          # {error}: journalled when the error changes, not every tick
 ROUTER_READABLE = "router_readable"    # {after}: the router answers again
 JOURNAL_GAP = "journal_gap"            # {seconds, checks, failures, error}: the journal was down
+HOOK_STARTED = "hook_started"          # {hook, at, phase: run|undo, attempt, idempotent, has_undo}
+HOOK_FINISHED = "hook_finished"        # {hook, at, phase, ok, summary, exit_code, status, output, seconds}
+NOTIFY_FAILED = "notify_failed"        # {target, event, error, attempts, gave_up}: never fatal
 # operator events (actor = user@host)
 PAUSED = "paused"                      # {reason}
 RESUMED = "resumed"                    # {}
 APPROVED = "approved"                  # {step}
 ROLLBACK_REQUESTED = "rollback_requested"  # {reason}
+HOOK_ACKED = "hook_acked"              # {hook, at, phase, done: bool, reason}: `shiftover ack`
 
 TERMINAL = frozenset({PROMOTED, ROLLED_BACK})
-OPERATOR_KINDS = frozenset({PAUSED, RESUMED, APPROVED, ROLLBACK_REQUESTED})
+OPERATOR_KINDS = frozenset({PAUSED, RESUMED, APPROVED, ROLLBACK_REQUESTED, HOOK_ACKED})
 # what makes a run stop moving up at once: re-read just before every router write
 HALTING_KINDS = frozenset({PAUSED, ROLLBACK_REQUESTED, ROLLBACK_STARTED, *TERMINAL})
 
@@ -79,6 +83,32 @@ def weight_of(data: dict[str, Any], key: str = "percent") -> Weights:
     if isinstance(raw, str):
         return Weights.parse(raw)
     return Weights(str(data[key]))
+
+
+@dataclass(frozen=True)
+class HookRecord:
+    """One hook at one place of one campaign (``hooks:`` in the plan), folded from
+    ``hook_started`` / ``hook_finished`` / ``hook_acked``. ``at`` is where it runs:
+    ``start``, ``promoted`` or a step's percent (``"50"``); ``phase`` is ``run`` or
+    ``undo``. ``status``: ``running`` (started, no result yet), ``ok``, ``failed``
+    (a known failure: non-zero exit, timeout, killed), or ``unknown`` (a run died
+    while it ran: whether it did its work nobody knows)."""
+
+    hook: str
+    at: str
+    phase: str = "run"
+    campaign: int = 0
+    attempt: int = 0
+    status: str = "running"
+    counted: int = 0            # the attempt whose failure a check has counted
+    idempotent: bool = False
+    has_undo: bool = False
+    summary: str = ""
+    finished_at: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.hook, self.at, self.phase, self.campaign)
 
 
 @dataclass(frozen=True)
@@ -111,10 +141,19 @@ class RunState:
     last_run: dict[str, Any] = field(default_factory=dict)    # RUN_STARTED data of the last run
     last_stop: dict[str, Any] = field(default_factory=dict)   # its RUN_STOPPED data, if any
     last_event_id: int = 0
+    campaign: int = 0                      # campaigns begun in this journal (hooks are per campaign)
+    # every hook run and undo still relevant: this campaign's, and a rolled-back
+    # campaign's whose undo is not done yet (in the order they first started)
+    hooks: tuple[HookRecord, ...] = ()
 
     @property
     def ended(self) -> bool:
         return self.outcome is not None and not self.started
+
+    def hook(self, hook: str, at: str, phase: str = "run",
+             campaign: int | None = None) -> HookRecord | None:
+        key = (hook, at, phase, self.campaign if campaign is None else campaign)
+        return next((h for h in self.hooks if h.key == key), None)
 
 
 def current_step(step_weights: Sequence[Weights], weights: Weights | None) -> int:
@@ -157,17 +196,24 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
         # the campaign is over; the next one starts from the router's real weight
         # (reconciled, never assumed), with only what operators said since then
         final = (weight_or_none(d) or s.confirmed) if kind == PROMOTED else s.confirmed
+        # a promoted campaign's hooks stay done; a rolled-back one's wait for their undo
+        hooks = s.hooks if kind == ROLLED_BACK else ()
         return RunState(outcome=kind, final=final, plan_hash=s.plan_hash, last_run=s.last_run,
-                        last_stop=s.last_stop)
+                        last_stop=s.last_stop, campaign=s.campaign, hooks=hooks)
     if kind == RUN_STARTED:
         run = {k: d.get(k) for k in ("run_id", "pid", "host", "resumed", "environment",
                                       "rehearsal")}
         s = replace(s, last_run=run, last_stop={}, plan_hash=d.get("plan_hash", s.plan_hash),
-                    router_error=None)
+                    router_error=None,
+                    # a hook that was running when the last run stopped: nobody knows
+                    hooks=tuple(replace(h, status="unknown") if h.status == "running" else h
+                                for h in s.hooks))
         if not s.started:
             # a new campaign keeps approvals/pauses given in between, and starts from
             # where the last one left the router: a split above that is not accepted
-            return replace(s, started=True, confirmed=s.final, carried=s.final is not None)
+            return replace(s, started=True, confirmed=s.final, carried=s.final is not None,
+                           campaign=s.campaign + 1,
+                           hooks=tuple(h for h in s.hooks if _undo_pending(s.hooks, h)))
         # a resumed campaign re-bakes from scratch; failure counts carry over (a
         # restart must not wipe the evidence that the new environment is failing)
         return replace(s, bake_since=None)
@@ -188,7 +234,14 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
         return s if w is None else replace(s, confirmed=w, carried=False, intended=None)
     if kind == BAKE_STARTED:
         return replace(s, bake_since=at)
+    if kind in (HOOK_STARTED, HOOK_FINISHED, HOOK_ACKED):
+        return _apply_hook(s, kind, at, d)
     if kind == CHECK:
+        counted = {(str(h[0]), str(h[1]), int(h[2])) for h in d.get("hooks_counted") or ()}
+        if counted:
+            s = replace(s, hooks=tuple(
+                replace(h, counted=h.attempt) if (h.hook, h.at, h.attempt) in counted
+                and h.phase == "run" and h.campaign == s.campaign else h for h in s.hooks))
         return replace(s, consecutive_failures=int(d.get("consecutive_failures", 0)),
                        consecutive_errors=int(d.get("consecutive_errors", 0)),
                        consecutive_inconclusive=int(d.get("consecutive_inconclusive", 0)),
@@ -220,6 +273,52 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
         return replace(s, rolling_back=True, rollback_reason=str(d.get("reason", "")),
                        rollback_started_at=at, rollback_confirmed=False)
     return s
+
+
+def _apply_hook(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
+    if not isinstance(d.get("hook"), str) or d.get("at") is None:
+        return s  # not a hook event anyone could have written: changes nothing
+    name, where, phase = d["hook"], str(d["at"]), str(d.get("phase", "run"))
+    # an undo belongs to the campaign of the run it undoes (maybe a rolled-back one)
+    campaign = int(d.get("campaign", s.campaign))
+    old = s.hook(name, where, phase, campaign)
+    if kind == HOOK_STARTED:
+        new = replace(old or HookRecord(name, where, phase, campaign,
+                                        idempotent=bool(d.get("idempotent", False)),
+                                        has_undo=bool(d.get("has_undo", False))),
+                      attempt=int(d.get("attempt", (old.attempt if old else 0) + 1)),
+                      status="running", finished_at=None)
+    elif old is None:
+        return s
+    elif kind == HOOK_FINISHED:
+        new = replace(old, status="ok" if d.get("ok") else "failed",
+                      summary=str(d.get("summary", "")), finished_at=at)
+    elif d.get("done"):  # an operator checked: it did its work
+        new = replace(old, status="ok", summary="acknowledged done by an operator",
+                      finished_at=at, counted=old.attempt)
+    else:  # it did not: forget it, it runs again (never counted as a failure)
+        return replace(s, hooks=tuple(h for h in s.hooks if h.key != old.key))
+    if old is None:
+        return replace(s, hooks=(*s.hooks, new))
+    return replace(s, hooks=tuple(new if h.key == old.key else h for h in s.hooks))
+
+
+def _undo_pending(hooks: Sequence[HookRecord], h: HookRecord) -> bool:
+    """A hook run whose undo has not been done (or an undo record of such a run)."""
+    if not h.has_undo and h.phase == "run":
+        return False
+    run_key = (h.hook, h.at, "run", h.campaign)
+    if not any(r.key == run_key and r.has_undo for r in hooks):
+        return False
+    undo = next((u for u in hooks if u.key == (h.hook, h.at, "undo", h.campaign)), None)
+    return undo is None or undo.status != "ok"
+
+
+def pending_undos(state: RunState) -> list[HookRecord]:
+    """The hook runs whose undo is still to be done, last started first (the order
+    undos run in); with their undo record, if one was started, in ``undo_of``."""
+    return [h for h in reversed(state.hooks)
+            if h.phase == "run" and h.has_undo and _undo_pending(state.hooks, h)]
 
 
 def weight_or_none(d: dict[str, Any], key: str = "percent") -> Weights | None:

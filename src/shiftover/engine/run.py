@@ -44,10 +44,11 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import socket
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -55,7 +56,14 @@ from shiftover.analysis.judge import Judge, make_judge
 from shiftover.clock import Clock
 from shiftover.engine import events as ev
 from shiftover.engine.decide import ZERO, Action, Decision, Observation, decide
-from shiftover.engine.events import RunState, fold, fold_pairs, weight_data
+from shiftover.engine.events import (
+    HookRecord,
+    RunState,
+    fold,
+    fold_pairs,
+    pending_undos,
+    weight_data,
+)
 from shiftover.engine.rollback import RETRY_MAX, RETRY_MIN, drive_to_zero, rolled_back_data
 from shiftover.errors import (
     BadInput,
@@ -65,6 +73,7 @@ from shiftover.errors import (
     ShiftoverError,
     StoreError,
 )
+from shiftover.hooks import HookOutcome, HookSpec, execute
 from shiftover.plan import Plan, plan_hash, redact_values
 from shiftover.providers.base import Provider, SplitAwareProvider
 from shiftover.routers.base import Router
@@ -76,6 +85,22 @@ POLL_SLICE = 0.2        # how often a waiting run looks at the journal for opera
 MIN_SLEEP = 0.01        # the least a tick sleeps: no loop spins, whatever the state
 GATE_GRACE = 1.0        # a gate's answer may arrive this long after its own timeout
 MIN_TTL_MARGIN = 1.0    # seconds of lease left over after the longest gap between renewals
+HOOK_STOP_WAIT = 5.0    # a stopped hook's process group gets SIGTERM, then SIGKILL after 2 s
+
+# how a hook (or its undo) is executed: hooks.execute, or a test's double
+HookExecutor = Callable[..., HookOutcome]
+
+
+@dataclass
+class _HookJob:
+    """A hook running in the background while the run goes on checking."""
+
+    spec: HookSpec
+    place: str
+    phase: str
+    campaign: int
+    future: Future[HookOutcome]
+    cancel: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +216,10 @@ class Runner:
         environment: str | None = None,
         on_progress: Callable[[str], None] | None = None,
         poll_slice: float = POLL_SLICE,
+        run_hook: HookExecutor = execute,
+        notifier: Any = None,
+        commands: Callable[..., str] | None = None,
+        hook_pool: Executor | None = None,
     ) -> None:
         self.plan = plan
         self.router = router
@@ -235,6 +264,15 @@ class Runner:
         self._pools = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gate{i}")
                        for i in range(len(self.gates))]
         self._inflight: list[tuple[float, Future[Measurement]] | None] = [None] * len(self.gates)
+        self.run_hook = run_hook
+        # pasteable commands for hints (the CLI's views.Commands: plan path, --env, --state)
+        self.commands: Callable[..., str] = commands or (
+            lambda verb, *args: shlex.join(["shiftover", verb, "PLAN", *args]))
+        # hooks run in the background, one at a time (tests may run them inline)
+        self._hook_pool = hook_pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="hook")
+        self._hook_job: _HookJob | None = None
+        # notifications (notify.Notifier): told every new journal event, never waited on
+        self.notifier = notifier
 
     # -- journal ------------------------------------------------------------
     def journal(self, kind: str, data: dict[str, Any] | None = None, *,
@@ -262,6 +300,8 @@ class Runner:
                 self.recent.append(e)
                 if self.on_event and notify:
                     self.on_event(e)
+                if self.notifier is not None and notify:
+                    self.notifier.observe(e)
             del self.recent[:-200]
 
     def _halted_since(self, after_id: int) -> bool:
@@ -410,8 +450,15 @@ class Runner:
             self._renewed_at = self.clock.now()
             return self._run()
         finally:
+            # a provider that runs something (a command gate) stops it now: a check still
+            # running must not hold the process's exit for its whole timeout
+            for gate in self.gates:
+                close = getattr(gate.provider, "close", None)
+                if callable(close):
+                    close()
             for pool in self._pools:
                 pool.shutdown(wait=False, cancel_futures=True)
+            self._hook_pool.shutdown(wait=False, cancel_futures=True)
             for key in taken:
                 try:
                     self.store.release_lease(key=key, holder=self.holder)
@@ -438,6 +485,11 @@ class Runner:
                 "resume_from_percent": None if confirmed is None else float(confirmed.new_percent),
                 "note": "the plan changed since the last run: resuming from the step at or "
                         "below the confirmed split; the next move is at most one step up"})
+        if self._ended_undos():  # the last campaign's rollback, completed first
+            left = self._undo_hooks(ended_only=True)
+            if left is not None:
+                return self._finish("held", 4, "the last campaign was rolled back and its hooks' "
+                                    f"undo is not complete: {left}")
         while True:
             try:
                 done = self._tick()
@@ -451,6 +503,8 @@ class Runner:
     def _tick(self) -> RunOutcome | None:
         self._renew(force=True)
         self._refresh()
+        self._reap_hook()
+        self._journal_notify_failures()
         st = self.state
         if st.ended:
             return self._ended(st)
@@ -492,7 +546,7 @@ class Runner:
             self._refresh()
             return self._finish("promoted", 0, decision.reason)
         if decision.action is Action.ROLLED_BACK:
-            return self._finish("rolled_back", 3, decision.reason)
+            return self._finish("rolled_back", 3, self._after_rollback(decision.reason))
         if self._stopping():
             why = "stopped" if self._stop else "max duration reached"
             reason = decision.reason
@@ -504,6 +558,8 @@ class Runner:
             return self._finish("held", 4, f"{why}: {reason}")
         if decision.action is Action.APPLY and decision.target is not None:
             return self._apply(decision, basis)
+        if decision.action is Action.HOOK and decision.hook is not None:
+            self._start_hook(decision.hook, basis)
         self._wait_for_next_check()
         return None
 
@@ -537,6 +593,10 @@ class Runner:
 
     def _notify(self, obs: Observation, decision: Decision) -> None:
         self.status = decision.status
+        if decision.status == "held" and decision.hook is not None:  # the exact command
+            name, place = decision.hook
+            decision = replace(decision, reason=decision.reason + ": " + self.commands(
+                "ack", "--hook", name, "--at", place, "--done") + " (or --not-done to run it again)")
         if self.on_tick:
             shown = replace(decision, reason=self.redact(decision.reason))
             self.on_tick(self.state, obs, shown)
@@ -590,8 +650,182 @@ class Runner:
             if self.store.events(service=self.plan.journal_key, after_id=seen,
                                  kinds=ev.OPERATOR_KINDS, limit=1):
                 return
+            if self._hook_job is not None and self._hook_job.future.done():
+                return  # its result is journalled (and the next hook started) at once
             if self.clock.now() >= deadline:
                 return
+
+    # -- hooks --------------------------------------------------------------
+    def _hook_spec(self, name: str) -> HookSpec | None:
+        return next((h for h in self.plan.hooks if h.name == name), None)
+
+    def _facts(self, spec: HookSpec, place: str, phase: str, attempt: int) -> dict[str, Any]:
+        confirmed = self.state.confirmed
+        if confirmed is None:  # an undo after the campaign ended: where the router was left
+            confirmed = self.state.final or self._router_weights
+        index = (self.plan.steps.index(float(place)) + 1
+                 if place not in ("start", "promoted") else 0 if place == "start"
+                 else len(self.plan.steps))
+        return {"service": self.plan.service, "environment": self.environment,
+                "run_id": self.run_id, "hook": spec.name, "phase": phase, "at": place,
+                "step": index, "attempt": attempt,
+                "percent": None if confirmed is None else f"{float(confirmed.new_percent):g}"}
+
+    def _submit(self, spec: HookSpec, place: str, phase: str, campaign: int,
+                attempt: int) -> _HookJob:
+        """Journal the intent, then start the hook (or its undo) in the background."""
+        self.journal(ev.HOOK_STARTED, {"hook": spec.name, "at": place, "phase": phase,
+                                       "campaign": campaign, "attempt": attempt,
+                                       "idempotent": spec.idempotent,
+                                       "has_undo": spec.undo is not None})
+        self._refresh()
+        action = spec if phase == "run" else spec.undo
+        assert action is not None
+        facts = self._facts(spec, place, phase, attempt)
+        holder: list[_HookJob] = []
+
+        def stopping() -> bool:  # a rollback or a stop ends a running hook at once
+            job = holder[0] if holder else None
+            return (job is not None and job.cancel) or self._stopping() or (
+                phase == "run" and self._in_rollback)
+
+        future = self._hook_pool.submit(self.run_hook, action, timeout=spec.timeout,
+                                        retries=spec.retries, facts=facts, stopping=stopping)
+        job = _HookJob(spec, place, phase, campaign, future)
+        holder.append(job)
+        return job
+
+    def _start_hook(self, hook: tuple[str, str], basis: int) -> None:
+        if self._halted_since(basis):  # an operator's pause or rollback since: decide again
+            self._refresh()
+            return
+        spec = self._hook_spec(hook[0])
+        if spec is None or self._hook_job is not None:
+            return
+        self._renew(force=True)
+        rec = self.state.hook(spec.name, hook[1])
+        self._hook_job = self._submit(spec, hook[1], "run", self.state.campaign,
+                                      (rec.attempt if rec else 0) + 1)
+
+    def _reap_hook(self, *, wait: float = 0.0) -> None:
+        """Journal the result of the background hook once it has one (waiting up to
+        ``wait`` seconds for it, renewing the lease)."""
+        job = self._hook_job
+        if job is None:
+            return
+        end = self.clock.now() + wait
+        while not job.future.done() and self.clock.now() < end:
+            self.clock.sleep(min(self.poll_slice, max(end - self.clock.now(), MIN_SLEEP)))
+            try:
+                self._renew()
+            except ShiftoverError:
+                pass
+        if not job.future.done():
+            return
+        self._hook_job = None
+        self._journal_hook_result(job, job.future)
+
+    def _journal_hook_result(self, job: _HookJob, future: Future[HookOutcome]) -> bool:
+        exc = future.exception()
+        if exc is not None:  # hooks.execute never raises; a test double or a bug might
+            data: dict[str, Any] = {"ok": False, "summary": f"{type(exc).__name__}: {exc}"}
+        else:
+            data = future.result().to_data(self.redact)
+        self.journal(ev.HOOK_FINISHED, {"hook": job.spec.name, "at": job.place,
+                                        "phase": job.phase, "campaign": job.campaign, **data},
+                     fenced=job.phase == "run")
+        self._refresh()
+        return bool(data["ok"])
+
+    def _stop_hook(self) -> None:
+        """End the background hook (a rollback, a stop), and journal how it ended;
+        a run killed before it could leaves its result unknown for the next run."""
+        if self._hook_job is not None:
+            self._hook_job.cancel = True
+            try:
+                self._reap_hook(wait=HOOK_STOP_WAIT)
+            except ShiftoverError:
+                pass
+
+    def _ended_undos(self) -> list[HookRecord]:
+        """What is left to undo of campaigns that ended rolled back (not the open one)."""
+        st = self.state
+        return [h for h in pending_undos(st) if not st.started or h.campaign != st.campaign]
+
+    def _undo_hooks(self, *, ended_only: bool = False) -> str | None:
+        """Undo every hook that ran, last started first, once the router is at 0%:
+        None when nothing is left to undo, else why the rest waits (an undo that
+        failed, or one whose result is unknown and that is not idempotent)."""
+        self._stop_hook()
+        self._refresh()
+        cmds = self.commands("rollback")
+        for rec in self._ended_undos() if ended_only else pending_undos(self.state):
+            spec = self._hook_spec(rec.hook)
+            where = f"hook {rec.hook!r} (at {rec.at})"
+            ack = self.commands("ack", "--hook", rec.hook, "--at", rec.at, "--undo", "--done")
+            if spec is None or spec.undo is None:
+                return f"{where} ran, and this plan has no undo for it: undo it by hand, then `{ack}`"
+            undo = self.state.hook(rec.hook, rec.at, "undo", rec.campaign)
+            if undo is not None and undo.status == "unknown" and not spec.idempotent:
+                return (f"the undo of {where} was running when a run stopped: nobody knows if "
+                        f"it did its work (the hook is not idempotent): check, then `{ack}` "
+                        "(or --not-done to run it again)")
+            job = self._submit(spec, rec.at, "undo", rec.campaign,
+                               (undo.attempt if undo else 0) + 1)
+            while not job.future.done():
+                self.clock.sleep(self.poll_slice)
+                try:
+                    self._renew()
+                except ShiftoverError:
+                    pass
+            if not self._journal_hook_result(job, job.future):
+                last = self.state.hook(rec.hook, rec.at, "undo", rec.campaign)
+                return (f"the undo of {where} failed: {last.summary if last else '?'}; the "
+                        f"undos after it wait: fix the cause, then `{cmds}` runs what is left")
+        return None
+
+    def undo_hooks(self) -> str | None:
+        """For ``shiftover rollback`` with no live run: take the lease, run what is
+        left to undo, release. None when nothing is left; else why not (another
+        run holds the lease: it does the undos itself)."""
+        taken: list[str] = []
+        try:
+            for key in self.lease_keys:
+                self.store.acquire_lease(key=key, holder=self.holder, ttl=self.lease_ttl,
+                                         meta={"service": self.plan.journal_key,
+                                               "run_id": self.run_id, "pid": os.getpid(),
+                                               "host": socket.gethostname()})
+                taken.append(key)
+            self._renewed_at = self.clock.now()
+            self._refresh(notify=False)
+            if not pending_undos(self.state):
+                return None
+            return self._undo_hooks()
+        finally:
+            self._hook_pool.shutdown(wait=False, cancel_futures=True)
+            for key in taken:
+                try:
+                    self.store.release_lease(key=key, holder=self.holder)
+                except ShiftoverError:
+                    pass
+
+    def _after_rollback(self, why: str) -> str:
+        """The rollback's reason, with what became of the hooks' undo."""
+        if not self.plan.hooks and not pending_undos(self.state):
+            return why
+        try:
+            left = self._undo_hooks()
+        except LeaseLost as exc:
+            left = f"the undos were not run: {exc.message}"
+        except ShiftoverError as exc:
+            left = f"the undos were not run, the journal failed: {exc.message}"
+        return why if left is None else f"{why}; UNDO NOT COMPLETE: {left}"
+
+    def _journal_notify_failures(self) -> None:
+        if self.notifier is None:
+            return
+        for failure in self.notifier.failures():
+            self._try_journal(ev.NOTIFY_FAILED, failure)
 
     # -- rollback -----------------------------------------------------------
     def _roll_back(self, reason: str) -> RunOutcome:
@@ -625,17 +859,23 @@ class Runner:
         why = f"rolled back: {reason}"
         if not done:
             why += " (0% confirmed by the router; the journal could not record it)"
+            self._stop_hook()
+        else:
+            why = self._after_rollback(why)
         return self._finish("rolled_back", 3, why)
 
     def _ended(self, st: RunState) -> RunOutcome:
         """The campaign was ended by someone else (an operator's rollback, another
         run). After a rollback, 0% is made sure of: a write of ours that raced it
         must not survive it."""
+        why = "the campaign was ended" + (" (rolled back)" if st.outcome == ev.ROLLED_BACK
+                                          else " (promoted)")
         if st.outcome == ev.ROLLED_BACK:
             self._ensure_zero()
-        return self._finish(st.outcome or "ended", 0 if st.outcome == ev.PROMOTED else 3,
-                            "the campaign was ended"
-                            + (" (rolled back)" if st.outcome == ev.ROLLED_BACK else " (promoted)"))
+            why = self._after_rollback(why)
+        else:
+            self._stop_hook()
+        return self._finish(st.outcome or "ended", 0 if st.outcome == ev.PROMOTED else 3, why)
 
     # -- faults ---------------------------------------------------------------
     def _lease_lost(self, exc: LeaseLost) -> RunOutcome:
@@ -713,6 +953,7 @@ class Runner:
                             - self.clock.now()))
 
     def _finish(self, outcome: str, code: int, reason: str) -> RunOutcome:
+        self._stop_hook()  # a held run leaves no hook behind it running unwatched
         reason = self.redact(reason)
         if outcome in (ev.PROMOTED, ev.ROLLED_BACK):
             self.status = outcome

@@ -117,6 +117,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "alerts": ("firing",),
     "compare": ("new_error_rate",),
     "compare_latency": ("new_latency",),
+    "command": ("exit_code",),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {  # keys that go with a phase of that judge
     "threshold": ("samples",),
@@ -124,6 +125,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {  # keys that go with a phase of that judg
     "alerts": (),
     "compare": ("old_error_rate", "rate"),
     "compare_latency": ("old_latency",),
+    "command": ("samples",),
 }
 TIMING = ("from", "until", "from_step", "until_step", "for")
 OPERATOR_ACTIONS = {"pause": ev.PAUSED, "resume": ev.RESUMED,
@@ -458,6 +460,17 @@ class _ScriptReader:
                          f"e.g. status: 503 (the gate expects {spec.expect_status})")
                 return None
             return Phase("status", value=float(value), line=line)
+        if what == "exit_code":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+                self.bad(at, f"exit_code takes an exit code (0-255), got {_describe_value(value)}",
+                         "e.g. exit_code: 3 (0 passes, 1 fails, any other holds)")
+                return None
+            samples = item.get("samples")
+            if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                        or samples < 0):
+                self.bad((*path, "samples"), f"samples takes a count, got {_describe_value(samples)}")
+                return None
+            return Phase("exit_code", value=float(value), samples=samples, line=line)
         if what == "new_latency":
             new = self.duration(at, value)
             old = DEFAULT_LATENCY if "old_latency" not in item else self.duration(
@@ -698,7 +711,7 @@ class _ScriptReader:
 
 def _example(kind: str) -> str:
     return {"threshold": "0.03", "probe": "503", "alerts": "[HighErrorRate]",
-            "compare": "0.05", "compare_latency": "300ms"}.get(kind, "...")
+            "compare": "0.05", "compare_latency": "300ms", "command": "3"}.get(kind, "...")
 
 
 # --- what a scripted gate measures -----------------------------------------------------
@@ -797,6 +810,8 @@ class ScriptedGate:
             return self._probe(ph, now)
         if self.kind == "alerts":
             return self._alerts(ph, now)
+        if self.kind == "command":
+            return self._command(ph, now)
         min_samples = int(getattr(self.spec, "min_samples", 0) or 0)
         samples = min_samples or None
         if ph.kind == "value":
@@ -810,6 +825,16 @@ class ScriptedGate:
                   else _fail_status(self.spec) if ph.kind == "fail" else float(ph.value or 0))
         return Measurement(status, now, 1, details={
             "status": int(status), "body_match": True if self.spec.body_contains else None})
+
+    def _command(self, ph: Phase, now: float) -> Measurement:
+        """As the command provider reports a run: the exit code in ``details`` (0 for
+        pass, 1 for fail), samples enough for ``min_samples`` unless the phase says."""
+        code = 0 if ph.kind == "pass" else 1 if ph.kind == "fail" else int(ph.value or 0)
+        min_samples = int(getattr(self.spec, "min_samples", 0) or 0)
+        samples = ph.samples if ph.samples is not None else (min_samples or None)
+        return Measurement(None, now, samples, details={
+            "exit_code": code, "summary": f"exit {code} (scripted)", "message": None,
+            "output": ""})
 
     def _alerts(self, ph: Phase, now: float) -> Measurement:
         names = list(ph.names) if ph.kind == "firing" else (

@@ -374,6 +374,20 @@ def gate_doc(gate: Any) -> GateDoc:
         if gate.slo is not None:
             threshold += f", and at most {gate.slo:g} s"
         return GateDoc(name, kind, "new's latency against old's", threshold, _source_text(gate), ())
+    if kind == "command":
+        cmd = shlex.join(gate.run)
+        what = _short(cmd)
+        threshold = "exit 0 (1 fails; any other code holds the step)"
+        if gate.min_samples:
+            threshold += f"; at least {gate.min_samples} samples"
+        details = ["Run it yourself, on the host that runs shiftover, as the same user "
+                   "(it prints the exit code: 0 passes, 1 fails, any other holds):"]
+        if gate.env:
+            details.append(f"The gate also sets {', '.join(sorted(gate.env))} in its environment "
+                           "(their values are not printed here: they may be secrets).")
+        return GateDoc(name, kind, _code(what) if what else "a command (below)", threshold,
+                       "the command (below)", tuple(details),
+                       (("sh", f'{cmd}; echo "exit $?"'),))
     described = _described(gate)
     return GateDoc(name, kind, described or kind, _limits(gate) or "see the plan", "see the plan")
 
