@@ -833,7 +833,8 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                 pump.put(f"  {text}")
 
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
-                              on_tick=on_tick, lease_ttl=ttl, on_progress=on_progress)
+                              on_tick=on_tick, lease_ttl=ttl, on_progress=on_progress,
+                              commands=cmd)
 
         _refuse_a_misconfigured_router(runner.router, cmd)
 
@@ -1242,6 +1243,47 @@ def approve(plan: PlanArg, step: Annotated[float | None, typer.Option(help="The 
 
 
 @command()
+def ack(plan: PlanArg,
+        hook: Annotated[str, typer.Option("--hook", help="The hook's name (as in the plan's hooks:).", show_default=False)],
+        done: Annotated[bool | None, typer.Option("--done/--not-done", help="What you found: it did its work (--done), or it did not and may run again (--not-done).", show_default=False)] = None,
+        at: Annotated[str | None, typer.Option("--at", help="Where it ran: a step's percent, start or promoted (default: the one waiting).")] = None,
+        undo: Annotated[bool, typer.Option("--undo", help="It is the hook's undo (run on rollback) that you checked.")] = False,
+        state: StateOpt = None, reason: Reason = "", env: EnvOpt = None) -> None:
+    """Say what a hook did when nobody knows: a run stopped while it ran.
+
+    A hook whose result is unknown and that is not idempotent holds the run until
+    an operator checks by hand. --done: it did its work (the run goes on);
+    --not-done: it did not (it runs again)."""
+    p = load_outline(plan, environment=env)
+    cmd = _cmds(plan, state, env)
+    with _read_only_store(state, quiet=True) as (store, _info):
+        st = _fold(store.events(service=p.journal_key)) if store is not None else RunState()
+        live = store is not None and live_lease(store, p.journal_key) is not None
+    phase = "undo" if undo else "run"
+    # a hook still marked running with no live run: its run died, nobody knows either
+    waiting = [h for h in st.hooks if h.status == "unknown" or (h.status == "running" and not live)]
+    match = [h for h in waiting if h.hook == hook and h.phase == phase and at in (None, h.at)]
+    if not match:
+        listed = "; ".join(views.ack_command(h, cmd) for h in waiting)
+        what = f"the undo of hook {hook!r}" if undo else f"hook {hook!r}"
+        raise BadInput(f"{what}{'' if at is None else f' at {at}'} is not waiting for an "
+                       "acknowledgement (only a hook whose result is unknown is: a run stopped "
+                       "while it ran)",
+                       hint=f"waiting: {listed}" if listed else "no hook is waiting for one: "
+                       f"see {cmd('status')}")
+    if len(match) > 1:
+        raise BadInput(f"hook {hook!r} waits at several places: {', '.join(h.at for h in match)}",
+                       hint="say which with --at, e.g. " + views.ack_command(match[0], cmd))
+    if done is None:
+        raise BadInput("say what you found: --done (it did its work) or --not-done (it did "
+                       "not; it runs again)", hint=views.ack_command(match[0], cmd))
+    h = match[0]
+    _operator(plan, state, ev.HOOK_ACKED, {"hook": h.hook, "at": h.at, "phase": h.phase,
+                                           "campaign": h.campaign, "done": done,
+                                           "reason": reason}, env)
+
+
+@command()
 def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
              timeout: Annotated[str, typer.Option(help="Give up (exit 4) if the router has not confirmed 0% by then: 30s, 2m.")] = "60s",
              env: EnvOpt = None, as_json: JsonOpt = False) -> None:
@@ -1274,16 +1316,25 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    undo_lines: list[str] = []
+    undo_left: str | None = None
     try:
         result = roll_back(service=outline.journal_key, store=store, router=router,
                            clock=SystemClock(), actor=operator_identity(),
                            reason=mask_userinfo(_redact(reason)),
                            timeout=seconds, stopping=lambda: stopped["now"], started_at=began,
                            redact=loaded.redact if loaded is not None else _redact)
+        if result.confirmed and result.how != "live run" and store is not None:
+            # traffic is at 0%: now what the plan's hooks did is undone (a live run that
+            # took the rollback does this itself)
+            undo_left = _undo_after_rollback(plan, state, env, loaded, store, router,
+                                             undo_lines)
     finally:
         if store is not None:
             store.close()
     data = result.to_dict()
+    if undo_lines or undo_left is not None:
+        data["undo"] = {"complete": undo_left is None, "left": undo_left, "events": undo_lines}
     if store_error is not None:
         data["journal_error"] = str(store_error)
     if load_error is not None and router is None:
@@ -1298,6 +1349,15 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
             if not result.journalled:
                 out.print("the journal could not record it: `shiftover status` may lag until the "
                           "next run", highlight=False)
+            for line in undo_lines:
+                out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+            if undo_left is not None:
+                err.print(f"[bold red]undo not complete[/]: {_e(undo_left)}", highlight=False,
+                          soft_wrap=True)
+            elif result.how == "live run" and loaded is not None and loaded.plan.hooks:
+                out.print("the running run undoes the plan's hooks now: "
+                          f"{_cmds(plan, state, env)('status')}", highlight=False, markup=False,
+                          soft_wrap=True)
         else:
             err.print(f"[bold red]rollback not confirmed[/]: {_e(result.reason)}", highlight=False)
             if load_error is not None and router is None:
@@ -1305,7 +1365,33 @@ def rollback(plan: PlanArg, state: StateOpt = None, reason: Reason = "",
                 err.print("  export the plan's variables so that this command can reach the router, "
                           f"then: {_cmds(plan, state, env)('rollback')}", highlight=False, soft_wrap=True,
                           markup=False)
-    raise typer.Exit(0 if result.confirmed else 4)
+    raise typer.Exit(0 if result.confirmed and undo_left is None else 4)
+
+
+def _undo_after_rollback(plan: Path, state: str | None, env: str | None,
+                         loaded: LoadedPlan | None, store: Store, router: Any,
+                         lines: list[str]) -> str | None:
+    """Run what is left to undo of the plan's hooks (engine/run.py ``undo_hooks``),
+    holding the lease like a run: None when nothing is left, else why."""
+    if loaded is None:
+        return None  # the hint to export the plan's variables is printed already
+    shown = {ev.HOOK_STARTED, ev.HOOK_FINISHED}
+
+    def on_event(e: Event) -> None:
+        if e.kind in shown:
+            lines.append(views.describe_event(e))
+
+    runner = build_runner(loaded.plan, store, SystemClock(), router=router,
+                          redact=loaded.redact, commands=_cmds(plan, state, env),
+                          on_event=on_event)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    try:
+        return runner.undo_hooks()
+    except LeaseHeld as exc:
+        return f"another run holds the lease, it runs the undos: {exc.message}"
+    except ShiftoverError as exc:
+        return f"the undos could not run: {exc.message}"
 
 
 @command()

@@ -119,12 +119,15 @@ class HookOutcome:
 
     outcome: Outcome
     tries: int
+    simulated: bool = False  # `shiftover simulate` runs no hook: it says so
 
     @property
     def ok(self) -> bool:
         return self.outcome.ok
 
     def summary(self) -> str:
+        if self.simulated:
+            return "simulated (not run)"
         more = f" (try {self.tries} of {self.tries})" if self.tries > 1 else ""
         return self.outcome.summary() + more
 

@@ -37,7 +37,7 @@ from rich.text import Text
 
 from shiftover.engine import events as ev
 from shiftover.engine.decide import Decision, Observation
-from shiftover.engine.events import RunState, current_step, weight_data
+from shiftover.engine.events import HookRecord, RunState, current_step, weight_data
 from shiftover.plan import Plan, PlanOutline
 from shiftover.store import Event
 from shiftover.store.holders import RunHolder
@@ -59,6 +59,10 @@ def when(t: Any) -> str:
         return dt.datetime.fromtimestamp(float(t)).strftime("%H:%M:%S")
     except (TypeError, ValueError, OverflowError, OSError):
         return "--:--:--"
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
 
 
 def _num(v: Any, fmt: str = "g") -> str:
@@ -172,6 +176,22 @@ def _describe(kind: str, d: dict[str, Any], who: str) -> str:
         frm = d.get("resume_from_percent")
         at = "" if frm is None else f": resuming from the step at or below {_num(frm)}%"
         return f"plan changed since the last run{at}"
+    if kind == ev.HOOK_STARTED:
+        undo = "undo of hook" if d.get("phase") == "undo" else "hook"
+        again = f" (attempt {d['attempt']})" if _int(d.get("attempt")) > 1 else ""
+        return f"{undo} {d.get('hook', '?')} at {d.get('at', '?')} started{again}"
+    if kind == ev.HOOK_FINISHED:
+        undo = "undo of hook" if d.get("phase") == "undo" else "hook"
+        word = "done" if d.get("ok") else "FAILED"
+        return f"{undo} {d.get('hook', '?')} at {d.get('at', '?')} {word}: {d.get('summary', '?')}"
+    if kind == ev.HOOK_ACKED:
+        undo = "undo of hook" if d.get("phase") == "undo" else "hook"
+        said = "did its work" if d.get("done") else "did not do its work: it runs again"
+        return f"{undo} {d.get('hook', '?')} at {d.get('at', '?')}: {said}{who}{_reason(d)}"
+    if kind == ev.NOTIFY_FAILED:
+        gave_up = ", gave up" if d.get("gave_up") else ""
+        return (f"notification to {d.get('target', '?')} failed ({d.get('event', '?')}, "
+                f"{_num(d.get('attempts', '?'))} attempts{gave_up}){_reason(d, 'error')}")
     if kind == ev.JOURNAL_GAP:
         secs = d.get("seconds")
         took = f" for {secs:.1f}s" if isinstance(secs, int | float) else ""
@@ -331,12 +351,26 @@ def decision_hint(decision: Decision | None, state: RunState, cmd: Commands) -> 
     if state.rolling_back or state.rollback_requested or (
             decision is not None and decision.status in ("rolling_back", "rolled_back")):
         return None
+    unknown = awaiting_ack(state)
+    if unknown is not None:
+        return ack_command(unknown, cmd)
     if state.paused:
         return cmd("resume")
     waiting = awaiting_approval(state)
     if waiting is not None:
         return cmd("approve", "--step", f"{waiting:g}")
     return None
+
+
+def awaiting_ack(state: RunState) -> HookRecord | None:
+    """A hook (or undo) whose result nobody knows and that may not simply run again:
+    the run holds until an operator says what happened."""
+    return next((h for h in state.hooks if h.status == "unknown" and not h.idempotent), None)
+
+
+def ack_command(h: HookRecord, cmd: Commands, *, done: bool = True) -> str:
+    return cmd("ack", "--hook", h.hook, "--at", h.at, *(("--undo",) if h.phase == "undo" else ()),
+               "--done" if done else "--not-done")
 
 
 def awaiting_approval(state: RunState) -> float | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shiftover import views
 from shiftover.engine import events as ev
 from shiftover.engine.run import Gate, Runner
 from shiftover.external import Outcome
@@ -170,13 +171,16 @@ def test_after_a_crash_an_idempotent_hook_runs_again(store: Store) -> None:
 def test_after_a_crash_a_hook_that_is_not_idempotent_holds_until_acknowledged(store: Store) -> None:
     hooks = [HOOKS[1]]
     _killed_while_running(store, "batch", "50", idempotent=False)
-    reasons: list[str] = []
+    hints: list[str | None] = []
     runner, router, rec, clock = make(store, hooks=hooks, router=InMemoryRouter(Weights(50)))
-    runner.on_tick = lambda st, obs, d: reasons.append(d.reason)
+    cmd = views.Commands("plan.yaml")
+    runner.on_tick = lambda st, obs, d: hints.append(
+        views.decision_hint(d, st, cmd) if d.status == "held" else None)
     out = runner.run(max_duration=600)
     assert out.outcome == "held"
     assert router.read() == Weights(50) and rec.calls == []  # never re-run, never moved on
-    assert any("shiftover ack plan.yaml --hook batch --at 50 --done" in r for r in reasons)
+    # what the operator sees next to "held": the exact command
+    assert "shiftover ack plan.yaml --hook batch --at 50 --done" in hints
     # the operator checked: it did its work
     store.append(service="svc", run_id="operator", kind=ev.HOOK_ACKED, at=clock.now(),
                  data={"hook": "batch", "at": "50", "phase": "run", "done": True}, actor="op@host")

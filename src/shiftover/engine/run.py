@@ -593,10 +593,6 @@ class Runner:
 
     def _notify(self, obs: Observation, decision: Decision) -> None:
         self.status = decision.status
-        if decision.status == "held" and decision.hook is not None:  # the exact command
-            name, place = decision.hook
-            decision = replace(decision, reason=decision.reason + ": " + self.commands(
-                "ack", "--hook", name, "--at", place, "--done") + " (or --not-done to run it again)")
         if self.on_tick:
             shown = replace(decision, reason=self.redact(decision.reason))
             self.on_tick(self.state, obs, shown)
@@ -644,14 +640,14 @@ class Runner:
         deadline = (self._last_check_at or self.clock.now()) + self.plan.interval
         seen = self.state.last_event_id
         while not self._stopping():
+            if self._hook_job is not None and self._hook_job.future.done():
+                return  # its result is journalled (and the next hook started) at once
             # always some sleep, even when a check is already due: no tick spins
             self.clock.sleep(min(self.poll_slice, max(deadline - self.clock.now(), MIN_SLEEP)))
             self._renew()
             if self.store.events(service=self.plan.journal_key, after_id=seen,
                                  kinds=ev.OPERATOR_KINDS, limit=1):
                 return
-            if self._hook_job is not None and self._hook_job.future.done():
-                return  # its result is journalled (and the next hook started) at once
             if self.clock.now() >= deadline:
                 return
 

@@ -91,6 +91,8 @@ from shiftover.engine import events as ev
 from shiftover.engine.build import minimum_duration, plan_summary
 from shiftover.engine.run import POLL_SLICE, Gate, Runner, RunOutcome
 from shiftover.errors import BadInput, NoData, PlanError, ProviderError
+from shiftover.external import Outcome
+from shiftover.hooks import HookOutcome
 from shiftover.plan import Plan, _Problem, _Tree
 from shiftover.plan import _combine as _combine_problems  # semiprivate: plan.py's error format
 from shiftover.plan import _compose as _compose_yaml  # semiprivate: YAML with marks
@@ -99,7 +101,7 @@ from shiftover.providers.compare import CompareProvider
 from shiftover.providers.compare_latency import CompareLatencyProvider
 from shiftover.spec import parse_duration
 from shiftover.store import Event, Lease, Store
-from shiftover.testing import FakeClock, InMemoryRouter
+from shiftover.testing import FakeClock, InlineExecutor, InMemoryRouter
 from shiftover.types import EnvCounts, Measurement, Weights
 
 SIM_START = 1_800_000_000.0   # the simulated clock's T+0 (fixed: a rerun gives the same journal)
@@ -1186,13 +1188,23 @@ def simulate(plan: Plan, script: Script, *, max_time: float | None = None,
     try:
         runner = Runner(plan, router, gates, journal, clock, run_id=run_id,
                         plan_summary=plan_summary(plan), environment=plan.environment,
-                        on_event=seen, poll_slice=INF)
+                        on_event=seen, poll_slice=INF, run_hook=_simulated_hook,
+                        hook_pool=InlineExecutor())
         out = runner.run(max_duration=bound)
         state = runner.state
     finally:
         journal.close()
     return _result(plan, out, state, collected, clock.now() - SIM_START,
                    time.monotonic() - wall, bound, fault, world)
+
+
+def _simulated_hook(action: Any, **_: Any) -> HookOutcome:
+    """The plan's hooks are not run by a simulation: each succeeds at once, so that
+    the timeline shows where they run and in which order their undos would."""
+    return HookOutcome(Outcome(ok=True, exit_code=0, status=None, timed_out=False, stopped=False,
+                               error=None, output="", stdout="", seconds=0.0,
+                               kind="command" if action.run is not None else "webhook"), 1,
+                       simulated=True)
 
 
 def _result(plan: Plan, out: RunOutcome, state: ev.RunState, events: list[Event], simulated: float,
