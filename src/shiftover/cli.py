@@ -40,6 +40,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Annotated, Any, TypeVar
@@ -64,8 +65,8 @@ from shiftover.engine.build import (
     preflight,
     rollback_bound,
 )
-from shiftover.engine.decide import Decision, Observation
-from shiftover.engine.events import RunState
+from shiftover.engine.decide import Decision, Observation, hooks_at
+from shiftover.engine.events import RunState, pending_undos
 from shiftover.engine.rollback import roll_back
 from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
 from shiftover.errors import BadInput, LeaseHeld, RouterConfigError, ShiftoverError, StoreError
@@ -962,7 +963,11 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, state: str | N
         "weights": None if pf.weights is None else float(pf.weights.new_percent),
         "weights_exact": None if pf.weights is None else pf.weights.exact,
         "gates": [r.to_dict() for r in pf.results],
+        "hooks": [{"name": h.name, "at": h.place, "does": loaded.redact(h.describe()),
+                   "undo": None if h.undo is None else loaded.redact(h.undo.describe()),
+                   "idempotent": h.idempotent} for h in p.hooks],
         "timeline": [{**t.to_dict(), "done": d,
+                      "hooks": [h.name for h in hooks_at(p, f"{t.percent:g}")],
                       "earliest_start_at": None if d else now + t.earliest_start - start,
                       "earliest_end_at": None if d else now + t.earliest_end - start}
                      for t, d in zip(timeline, done, strict=True)],
@@ -998,16 +1003,30 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, state: str | N
                           "(exit 5)", highlight=False, soft_wrap=True)
             table = Table(title="the timeline the plan implies (approvals given at once; T: "
                           "the run starts)", show_edge=False)
-            for col in ("step", "router sets", "bake", "approval", "earliest start", "baked by"):
+            cols = ["step", "router sets", "bake", "approval", "earliest start", "baked by"]
+            if p.hooks:
+                cols.insert(4, "hooks")
+            for col in cols:
                 table.add_column(col, no_wrap=col.startswith(("earliest", "baked")))
             for t, d in zip(timeline, done, strict=True):
+                names = ", ".join(h.name for h in hooks_at(p, f"{t.percent:g}"))
                 table.add_row(f"{t.percent:g}%", str(t.split), _clock_span(t.bake),
-                              "yes" if t.approval else "",
+                              "yes" if t.approval else "", *([names] if p.hooks else []),
                               "done (router is past it)" if d else
                               f"T+{_clock_span(t.earliest_start - start)}  {views.when(now + t.earliest_start - start)}",
                               "" if d else
                               f"T+{_clock_span(t.earliest_end - start)}  {views.when(now + t.earliest_end - start)}")
             out.print(table)
+            for place in ("start", "promoted"):
+                names = ", ".join(h.name for h in hooks_at(p, place))
+                if names:
+                    out.print(f"hooks at {place}: {_e(names)}", highlight=False)
+            if p.hooks:
+                undone = [h.name for h in reversed(p.hooks) if h.undo is not None]
+                out.print("on rollback, after the router confirms 0%, the undo of each hook that "
+                          f"ran, last first ({_e(', '.join(undone) or 'none has an undo')}); "
+                          "the times below do not count the hooks' own time", highlight=False,
+                          soft_wrap=True)
             out.print(f"earliest finish: {_clock_span(remaining)} from the start "
                       f"({views.when(now + remaining)} if started now), plus the time approvals "
                       "take", highlight=False, markup=False, soft_wrap=True)
@@ -1262,7 +1281,11 @@ def ack(plan: PlanArg,
     phase = "undo" if undo else "run"
     # a hook still marked running with no live run: its run died, nobody knows either
     waiting = [h for h in st.hooks if h.status == "unknown" or (h.status == "running" and not live)]
-    match = [h for h in waiting if h.hook == hook and h.phase == phase and at in (None, h.at)]
+    # an undo done by hand (the runbook's rollback without shiftover) is acknowledged too
+    by_hand = [replace(h, phase="undo") for h in pending_undos(st)
+               if st.hook(h.hook, h.at, "undo", h.campaign) is None]
+    match = [h for h in waiting + (by_hand if undo else [])
+             if h.hook == hook and h.phase == phase and at in (None, h.at)]
     if not match:
         listed = "; ".join(views.ack_command(h, cmd) for h in waiting)
         what = f"the undo of hook {hook!r}" if undo else f"hook {hook!r}"

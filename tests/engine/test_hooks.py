@@ -227,3 +227,22 @@ def test_hook_output_is_redacted_in_the_journal(store: Store) -> None:
     runner.run(max_duration=3600)
     outs = [e.data["output"] for e in events(store) if e.kind == ev.HOOK_FINISHED]
     assert outs and all("s3cr3t" not in o and "***" in o for o in outs)
+
+
+def test_an_undo_done_by_hand_and_acknowledged_is_not_run_again(store: Store) -> None:
+    """The runbook's rollback without shiftover: undo by hand, `ack --undo --done`, and
+    the next `shiftover rollback` (or run) finds nothing left to undo."""
+    runner, router, _rec, clock = make(store, values=[0.0] * 13 + [0.5],
+                                      recorder=Recorder({"batch:undo": [False]}))
+    assert runner.run(max_duration=3600).outcome == "rolled_back"
+    st = ev.fold(ev.RunState(), store.events(service="svc"))
+    assert [(h.hook, h.at) for h in ev.pending_undos(st)] == [("batch", "50"), ("warm", "start")]
+    for name, at in (("batch", "50"), ("warm", "start")):
+        store.append(service="svc", run_id="operator", kind=ev.HOOK_ACKED, at=clock.now(),
+                     data={"hook": name, "at": at, "phase": "undo", "done": True,
+                           "campaign": 1}, actor="op@host")
+    st = ev.fold(ev.RunState(), store.events(service="svc"))
+    assert ev.pending_undos(st) == []
+    runner2, _, rec2, _ = make(store, router=router, clock=clock)
+    runner2.run(max_duration=5)
+    assert [c for c in rec2.calls if c[1] == "undo"] == []

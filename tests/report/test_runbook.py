@@ -860,3 +860,57 @@ def test_lockstep_rollback_by_hand_in_the_engines_order(aws: Any, here: Path, sh
     (rollback,) = blocks(section(text, "### With shiftover", "### By hand"))
     shell(rollback, cwd=here)
     assert r53.router.read() == Weights(0) and alb.router.read() == Weights(0)
+
+
+# --- hooks ----------------------------------------------------------------------------
+
+HOOKS_BLOCK = """\
+hooks:
+  - name: workers
+    at: 10
+    run: [./bin/workers, scale, --new, "4", --old, "0"]
+    undo: {run: [./bin/workers, scale, --new, "0", --old, "4"]}
+    idempotent: true
+  - name: batch
+    at: 50
+    run: ./bin/batch move --to new
+    undo: {run: ./bin/batch move --to old, env: {BATCH_NOTE: rolled back}}
+  - name: smoke
+    at: every_step
+    run: [./bin/smoke]
+    timeout: 2m
+    retries: 1
+  - name: announce
+    at: promoted
+    webhook:
+      url: https://hooks.example.com/cutover
+      headers: {Authorization: "Bearer ${ANNOUNCE_TOKEN}"}
+      body: {text: shop is on EKS}
+"""
+
+
+def test_golden_hooks(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANNOUNCE_TOKEN", "tok-s3cret-1234")
+    r = runbook(write_plan(here, HAPROXY_PLAN + HOOKS_BLOCK), "--state", "state.db")
+    assert r.exit_code == 0, r.output
+    assert "tok-s3cret-1234" not in r.stdout
+    check_golden("hooks.md", r.stdout)
+
+
+def test_the_hand_undo_commands_run_as_pasted(here: Path) -> None:
+    """The rollback section's "Then undo the hooks" block, pasted into a shell in the
+    plan's directory, runs every undo, last hook first."""
+    bin_dir = here / "bin"
+    bin_dir.mkdir()
+    for name in ("workers", "batch"):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\necho "{name} $* ${{BATCH_NOTE:-}}" >> "$(dirname "$0")/../undo.log"\n')
+        script.chmod(0o755)
+    r = runbook(write_plan(here, HAPROXY_PLAN + HOOKS_BLOCK.split("  - name: announce")[0]),
+                "--state", "state.db")
+    assert r.exit_code == 0, r.output
+    section = r.stdout.split("#### Then undo the hooks")[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=here, check=True, timeout=30)
+    assert (here / "undo.log").read_text().splitlines() == [
+        "batch move --to old rolled back", "workers scale --new 0 --old 4 "]

@@ -289,6 +289,11 @@ def _apply_hook(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunStat
                       attempt=int(d.get("attempt", (old.attempt if old else 0) + 1)),
                       status="running", finished_at=None)
     elif old is None:
+        if kind == HOOK_ACKED and d.get("done") and phase == "undo":
+            # an undo done by hand (shiftover could not run it): it is done
+            new = HookRecord(name, where, phase, campaign, status="ok", finished_at=at,
+                             summary="done by hand, acknowledged by an operator")
+            return replace(s, hooks=(*s.hooks, new))
         return s
     elif kind == HOOK_FINISHED:
         new = replace(old, status="ok" if d.get("ok") else "failed",

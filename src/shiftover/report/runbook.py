@@ -51,6 +51,7 @@ URL with credentials is never printed: the commands read ``"$SHIFTOVER_STATE"``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -978,6 +979,55 @@ def _procedure(doc: _Doc, ctx: _Context) -> None:
               if float(w.new_percent) != s]
     if mapped:
         doc.para("Mapped onto the routers' integer weights: " + "; ".join(mapped) + ".")
+    _hooks(doc, ctx)
+
+
+def hook_command(action: Any) -> str:
+    """A hook's (or an undo's) action as a shell command to paste: the argv quoted,
+    or the webhook as curl (-f: an HTTP error is a failure, as for the run)."""
+    env = [f"{k}={shlex.quote(v)}" for k, v in sorted(action.env.items())]
+    if action.run is not None:
+        return " ".join([*env, shlex.join(action.run)])
+    hook = action.webhook
+    parts = ["curl", "-fsS", "-X", hook.method, "--max-time", f"{hook.timeout:g}"]
+    for name, value in hook.headers.items():
+        parts += ["-H", f"{name}: {value}"]
+    if hook.body is not None:
+        body = hook.body if isinstance(hook.body, str) else json.dumps(hook.body, sort_keys=True)
+        parts += ["-H", "Content-Type: application/json", "--data", body] if not isinstance(
+            hook.body, str) else ["--data", body]
+    parts.append(hook.url)
+    return shlex.join(parts)
+
+
+def _hooks(doc: _Doc, ctx: _Context) -> None:
+    plan, cmd = ctx.plan, ctx.cmd
+    if not plan.hooks:
+        return
+    doc.heading(3, "What runs besides the traffic (hooks)")
+    doc.para("The run runs these at their place, one at a time in this order, while it goes on "
+             "checking; it moves on from a place only once every hook there has succeeded. A "
+             "step's hooks start as soon as the router confirms the step, and the step's bake "
+             "starts over when they are done. A hook that fails counts as one failed check and "
+             "runs again at the next check (the failure limit and `on_failure` apply to it).")
+    rows = []
+    for h in plan.hooks:
+        where = {"start": "before the first step", "promoted": "once 100% has baked",
+                 "every_step": "every step"}.get(h.place, f"at {h.place}%")
+        rows.append([_cell(h.name), where, _code(hook_command(h)),
+                     _code(hook_command(h.undo)) if h.undo is not None else "none",
+                     "yes" if h.idempotent else "no", duration_text(h.timeout)
+                     + (f", {h.retries} retries" if h.retries else "")])
+    doc.table(["hook", "when", "does", "undo (on rollback)", "idempotent", "limit"], rows)
+    held = [h for h in plan.hooks if not h.idempotent]
+    if held:
+        h = held[0]
+        place = f"{plan.steps[0]:g}" if h.place == "every_step" else h.place
+        doc.para("If a run stops while a hook runs (killed, host lost), nobody knows whether the "
+                 "hook did its work: the next run runs an idempotent hook again; for any other it "
+                 "holds, and the operator checks by hand, then says what they found, e.g. for "
+                 f"{_cell(h.name)}: {_code(cmd('ack', '--hook', h.name, '--at', place, '--done'))} "
+                 "(or `--not-done`: it runs again). `shiftover status` prints the exact command.")
 
 
 def _checks(doc: _Doc, ctx: _Context) -> None:
@@ -1039,6 +1089,11 @@ def _rollback(doc: _Doc, ctx: _Context) -> None:
              "router directly when no run answers, and returns once the router confirms 0% "
              "(exit 0; 4 if it could not within `--timeout`, 60 s by default: then use the "
              "commands below).")
+    if any(h.undo is not None for h in plan.hooks):
+        doc.para("Once the router confirms 0%, the undo of every hook that ran is run, last "
+                 "started first (the traffic first: nothing delays it). An undo that fails stops "
+                 "the ones after it (their order matters) and the command exits 4 saying which: "
+                 "fix the cause and run the same command again; it runs what is left.")
     notes = [n for n in (m.rollback_note() for m in plan.members) if n]
     if notes:
         doc.bullets(notes)
@@ -1064,6 +1119,18 @@ def _rollback(doc: _Doc, ctx: _Context) -> None:
         doc.heading(4, f"{len(ctx.routers) + 1}. Wait for Route53 (INSYNC)")
         doc.para("In the same shell (it uses the change ids saved above):")
         doc.code("\n".join(waits))
+    undos = [h for h in reversed(plan.hooks) if h.undo is not None]
+    if undos:
+        doc.heading(4, "Then undo the hooks")
+        doc.para("Only those that ran (the journal lists them: `hook ... started`), last started "
+                 "first. In the plan's order reversed:")
+        doc.code("\n".join(f"# {h.name} (at {h.place})\n{hook_command(h.undo)}" for h in undos
+                           if h.undo is not None))
+        h = undos[0]
+        place = f"{plan.steps[0]:g}" if h.place == "every_step" else h.place
+        doc.para("When shiftover works again, tell the journal about each undo done by hand "
+                 "first (or the next `shiftover rollback` runs it again), e.g. "
+                 f"{_code(cmd('ack', '--hook', h.name, '--at', place, '--undo', '--done'))}.")
     doc.para("A run that is still alive sees 0% set outside shiftover as an operator's "
              "emergency drain: it pauses and does not climb back. When shiftover works again, "
              f"record the rollback in the journal: {_code(cmd('rollback', '-m', 'rolled back by hand'))} "
