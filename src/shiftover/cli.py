@@ -1282,8 +1282,11 @@ def ack(plan: PlanArg,
     # a hook still marked running with no live run: its run died, nobody knows either
     waiting = [h for h in st.hooks if h.status == "unknown" or (h.status == "running" and not live)]
     # an undo done by hand (the runbook's rollback without shiftover) is acknowledged too
-    by_hand = [replace(h, phase="undo") for h in pending_undos(st)
-               if st.hook(h.hook, h.at, "undo", h.campaign) is None]
+    by_hand = []
+    for h in pending_undos(st):
+        u = st.hook(h.hook, h.at, "undo", h.campaign)
+        if u is None or u.status == "failed":  # never ran, or failed: done by hand since
+            by_hand.append(replace(h, phase="undo"))
     match = [h for h in waiting + (by_hand if undo else [])
              if h.hook == hook and h.phase == phase and at in (None, h.at)]
     if not match:

@@ -37,7 +37,7 @@ from rich.text import Text
 
 from shiftover.engine import events as ev
 from shiftover.engine.decide import Decision, Observation
-from shiftover.engine.events import HookRecord, RunState, current_step, weight_data
+from shiftover.engine.events import HookRecord, RunState, current_step, pending_undos, weight_data
 from shiftover.plan import Plan, PlanOutline
 from shiftover.store import Event
 from shiftover.store.holders import RunHolder
@@ -560,8 +560,21 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
         else:
             detail = f"baking {journal_w}"
 
+    # hooks: what ran, what runs, what waits for an operator or an undo
+    unknown = awaiting_ack(state)
+    if unknown is not None and word not in ("rolling_back",):
+        what = "the undo of hook" if unknown.phase == "undo" else "hook"
+        detail = (f"{detail + '; ' if detail else ''}{what} {unknown.hook} at {unknown.at}: its "
+                  "result is unknown (a run stopped while it ran) and it is not idempotent: "
+                  "check whether it did its work, then say so")
+    undo_left = pending_undos(state) if not state.started or state.rolling_back else []
+
     # what to type next (every one of these works when pasted)
     hints: list[str] = []
+    if unknown is not None:
+        hints += [ack_command(unknown, cmd), ack_command(unknown, cmd, done=False)]
+    if undo_left and not running and not (state.started and state.rolling_back):
+        hints.append(cmd("rollback"))
     # a lease a new `run` would be refused by: a dead run's, or another service's run
     blocked = run is not None and run.lease_live and not running
     if word == "not_started" and not running:
@@ -632,6 +645,9 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
             "text": describe_event(last_event)},
         "journal": dict(journal),
         "hints": hints,
+        "hooks": [_hook_json(h) for h in state.hooks if h.campaign == state.campaign
+                  or h in undo_left],
+        "undo_pending": [{"hook": h.hook, "at": h.at, "campaign": h.campaign} for h in undo_left],
         # kept for scripts written against earlier versions
         "weight": None if journal_w is None else float(journal_w.new_percent),
         "consecutive_failures": state.consecutive_failures,
@@ -642,6 +658,12 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
 def _count(c: Mapping[str, Any]) -> str:
     limit = c.get("limit")
     return f"{c.get('count', 0)}/{'?' if limit is None else limit}"
+
+
+def _hook_json(h: HookRecord) -> dict[str, Any]:
+    return {"hook": h.hook, "at": h.at, "phase": h.phase, "campaign": h.campaign,
+            "status": h.status, "attempt": h.attempt, "summary": h.summary,
+            "idempotent": h.idempotent}
 
 
 def status_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -689,6 +711,17 @@ def status_rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         on_new: Mapping[str, Any] | None = router if router is not None and router["read"] else jw
         exact = on_new.get("exact") if on_new is not None else None
         rows.append(("unwatched", f"{Weights(Fraction(str(exact)))} on new, no run"))
+    hooks = [h for h in report.get("hooks") or [] if isinstance(h, dict)]
+    if hooks:
+        rows.append(("hooks", "; ".join(
+            f"{'undo of ' if h['phase'] == 'undo' else ''}{h['hook']} at {h['at']}: {h['status']}"
+            + (f" (attempt {h['attempt']})" if h.get("attempt", 0) > 1 else "")
+            + (f", {h['summary']}" if h.get("summary") and h["status"] != "ok" else "")
+            for h in hooks)))
+    if report.get("undo_pending"):
+        rows.append(("undo left", ", ".join(f"{u['hook']} at {u['at']}"
+                                            for u in report["undo_pending"])
+                     + " (last first, after 0%)"))
     if report.get("waiting_approval") is not None:
         rows.append(("waiting", f"approval of the {report['waiting_approval']:g}% step"))
     if report.get("approved"):
