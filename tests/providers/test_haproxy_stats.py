@@ -56,6 +56,7 @@ from haproxy_faults import (
 from shiftover.analysis.judge import judge
 from shiftover.demo.haproxy import StubBackend, StubStack, find_haproxy, free_port, stub_stack
 from shiftover.errors import NoData, ProviderError
+from shiftover.haproxy_api import HAProxyRuntime
 from shiftover.providers import Provider, build_provider
 from shiftover.providers.haproxy_stats import HAProxyStatsGate, HAProxyStatsProvider
 from shiftover.types import Measurement, Verdict
@@ -218,6 +219,15 @@ def test_a_new_server_that_hangs_past_the_clients_patience_fails_once_haproxy_gi
     assert verdict(st.spec, m) is Verdict.FAIL
 
 
+def settle_backend_5xx(socket: str, expected: int) -> None:
+    api = HAProxyRuntime(socket)
+    for _ in range(50):  # 5 s at most
+        rows = [r for r in api.show_stat() if r.get("svname") == "BACKEND"]
+        if sum(int(r.get("hrsp_5xx") or 0) for r in rows) >= expected:
+            return
+        time.sleep(0.1)
+
+
 def test_haproxy_generated_5xx_are_charged_once_to_the_server_that_caused_them(
     tmp_path: Path,
 ) -> None:
@@ -229,6 +239,9 @@ def test_haproxy_generated_5xx_are_charged_once_to_the_server_that_caused_them(
                 p.measure(now=1.0)
         served_before = st.old.requests
         clients = send(st.url, 20)
+        # HAProxy counts a stream on the backend row as it ends, which can be a moment
+        # after the client has its 503: wait (bounded) for the counters to settle
+        settle_backend_5xx(st.haproxy.socket_path, 10)
         m_new, m_old = new.measure(now=2.0), old.measure(now=2.0)
     # every 503 HAProxy sent is one connection error of new, counted once
     assert clients == {200: 10, 503: 10}
