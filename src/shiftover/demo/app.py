@@ -38,6 +38,16 @@ Why these choices:
   which is what a knee looks like. ``GET /admin/stats`` tells the in-flight and
   waiting counts and their highest values since the last reset
   (``POST /admin/stats/reset``); ``/metrics`` has them as gauges.
+- A periodic batch, as the service's cron job: every ``BATCH_PERIOD`` (0.5 s)
+  the instance runs its batch *if its scheduler is enabled*, and counts the
+  runs. A batch must run in exactly one environment (run in both, it runs
+  twice), so moving it is a step of the cutover: the demo's plan moves it with
+  two hooks (stop on old, start on new; their undos the reverse), and the
+  counts tell where it really ran. ``GET /admin/batch`` says
+  ``{"enabled": .., "runs": ..}``; ``POST /admin/batch/enable`` and
+  ``/disable`` switch the scheduler (idempotent: enabling an enabled one does
+  nothing); ``--batch`` enables it at start; ``/metrics`` has
+  ``batch_runs_total``.
 
 Run: ``python -m shiftover.demo.app --port 8081 --name new --error-rate 0.05``
 (``--concurrency 4 --service-ms 20``: a 200 req/s target).
@@ -83,6 +93,8 @@ from shiftover.errors import BadInput, ShiftoverError
 
 READY_PREFIX = "ready on "
 _READY = re.compile(r"^ready on ([0-9.]+):(\d+)$", re.MULTILINE)
+
+BATCH_PERIOD = 0.5  # seconds between two runs of an enabled batch
 
 # Latency buckets for a fast app on loopback: 1 ms .. 2.5 s.
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -288,10 +300,56 @@ class ServiceSlots:
             return out
 
 
+class BatchScheduler:
+    """The instance's periodic batch: a thread that runs it every ``period``
+    seconds while enabled, counting the runs (thread-safe).
+
+    The first run comes one period after the scheduler is enabled, as a cron
+    job's next slot does; disabling it takes effect before the next run.
+    """
+
+    def __init__(self, *, enabled: bool = False, period: float = BATCH_PERIOD) -> None:
+        if not math.isfinite(period) or period <= 0:
+            raise BadInput(f"batch period {period!r} must be a positive number of seconds")
+        self.period = period
+        self._lock = threading.Lock()
+        self._enabled = enabled
+        self._runs = 0
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="batch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.period)  # set on close: no sleep outlives the app
+            with self._lock:
+                if self._closed:
+                    return
+                if self._enabled:
+                    self._runs += 1
+
+    def set_enabled(self, enabled: bool) -> dict[str, Any]:
+        with self._lock:
+            self._enabled = enabled
+        return self.state()
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {"enabled": self._enabled, "runs": self._runs, "period": self.period}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=2.0)
+
+
 class AppMetrics:
     """Prometheus metrics of one app instance, on its own registry."""
 
-    def __init__(self, name: str, slots: ServiceSlots | None = None) -> None:
+    def __init__(self, name: str, slots: ServiceSlots | None = None,
+                 batch: BatchScheduler | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.name = name
         self.requests = Counter(
@@ -326,6 +384,22 @@ class AppMetrics:
             )
             in_flight.labels(instance_name=name).set_function(lambda: slots.in_flight)
             waiting.labels(instance_name=name).set_function(lambda: slots.waiting)
+        if batch is not None:
+            runs = Gauge(  # a gauge read from the scheduler: its count is the truth
+                "batch_runs_total",
+                "Runs of the periodic batch on this instance (only while its scheduler is enabled).",
+                ["instance_name"],
+                registry=self.registry,
+            )
+            enabled = Gauge(
+                "batch_enabled",
+                "1 while this instance's batch scheduler is enabled.",
+                ["instance_name"],
+                registry=self.registry,
+            )
+            runs.labels(instance_name=name).set_function(lambda: batch.state()["runs"])
+            enabled.labels(instance_name=name).set_function(
+                lambda: 1.0 if batch.state()["enabled"] else 0.0)
 
     def observe(self, code: int, seconds: float) -> None:
         self.requests.labels(instance_name=self.name, code=str(code)).inc()
@@ -348,13 +422,25 @@ class SampleAppServer(ThreadingHTTPServer):
         name: str,
         fault: Fault,
         limit: ServiceLimit | None = None,
+        *,
+        batch: bool = False,
+        batch_period: float = BATCH_PERIOD,
     ) -> None:
         self.instance_name = name
         self.faults = FaultState(fault)
         self.limit = limit if limit is not None else ServiceLimit()
         self.slots = ServiceSlots(self.limit.concurrency)
-        self.metrics = AppMetrics(name, self.slots)
-        super().__init__(address, _Handler)
+        self.batch = BatchScheduler(enabled=batch, period=batch_period)
+        self.metrics = AppMetrics(name, self.slots, self.batch)
+        try:
+            super().__init__(address, _Handler)
+        except BaseException:
+            self.batch.close()
+            raise
+
+    def server_close(self) -> None:
+        self.batch.close()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (a load generator's timeout past capacity) is
@@ -409,6 +495,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, self.server.faults.fault.to_dict())
         elif path == "/admin/stats":
             self._send_json(200, self.server.stats())
+        elif path == "/admin/batch":
+            self._send_json(200, self.server.batch.state())
         else:
             self._send_json(404, {"error": f"no route {path}"})
 
@@ -418,6 +506,9 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length > 0 else b""
         if path == "/admin/stats/reset":
             self._send_json(200, self.server.stats(reset=True))
+            return
+        if path in ("/admin/batch/enable", "/admin/batch/disable"):
+            self._send_json(200, self.server.batch.set_enabled(path.endswith("/enable")))
             return
         if path != "/admin/fault":
             self._send_json(404, {"error": f"no route POST {path}"})
@@ -480,6 +571,12 @@ def _build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fixed service time per application request, in ms (capacity: N / (MS/1000) req/s)",
     )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help=f"enable the periodic batch at start (runs every {BATCH_PERIOD:g}s while enabled; "
+        "POST /admin/batch/enable|disable switches it)",
+    )
     return p
 
 
@@ -493,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: noise for a 1 s scrape
     try:
-        server = SampleAppServer((args.host, args.port), args.name, fault, limit)
+        server = SampleAppServer((args.host, args.port), args.name, fault, limit,
+                                 batch=args.batch)
     except OSError as e:
         print(
             f"sample app {args.name}: cannot listen on {args.host}:{args.port}: {e}; "
@@ -534,9 +632,11 @@ def app_command(
     host: str = "127.0.0.1",
     concurrency: int | None = None,
     service_ms: float = 0.0,
+    batch: bool = False,
 ) -> list[str]:
     """The argv that starts one sample app (for callers managing processes themselves).
-    ``concurrency``/``service_ms``: a known capacity, see :class:`ServiceLimit`."""
+    ``concurrency``/``service_ms``: a known capacity, see :class:`ServiceLimit`;
+    ``batch``: its periodic batch enabled at start (:class:`BatchScheduler`)."""
     ServiceLimit(concurrency, service_ms)  # validate before anything starts
     limit = [] if concurrency is None else ["--concurrency", str(concurrency)]
     if service_ms:
@@ -557,6 +657,7 @@ def app_command(
         repr(float(latency_ms)),
         "--dependencies-ok" if dependencies_ok else "--dependencies-down",
         *limit,
+        *(["--batch"] if batch else []),
     ]
 
 
@@ -565,7 +666,8 @@ class SampleAppProcess(ChildProcess):
 
     ``port=0`` lets the app pick a free port (read back from its ready line, so
     there is no race between choosing a port and binding it). ``concurrency``
-    and ``service_ms`` give it a known capacity (:attr:`capacity_rps`). Output goes to
+    and ``service_ms`` give it a known capacity (:attr:`capacity_rps`); ``batch``
+    enables its periodic batch at start (:meth:`batch`). Output goes to
     ``<workdir>/app-<name>.log``; with no ``workdir`` a temporary one is made and
     removed on stop.
     """
@@ -585,6 +687,7 @@ class SampleAppProcess(ChildProcess):
         startup_timeout: float = 15.0,
         concurrency: int | None = None,
         service_ms: float = 0.0,
+        batch: bool = False,
     ) -> None:
         Fault(error_rate, latency_ms, dependencies_ok)  # validate early
         self.limit = ServiceLimit(concurrency, service_ms)
@@ -601,6 +704,7 @@ class SampleAppProcess(ChildProcess):
             host=host,
             concurrency=concurrency,
             service_ms=service_ms,
+            batch=batch,
         )
         self._own_workdir = workdir is None
         self._workdir = Path(workdir) if workdir is not None else None
@@ -662,6 +766,16 @@ class SampleAppProcess(ChildProcess):
             return self._admin("POST", None, path="/admin/stats/reset")
         return self._admin("GET", None, path="/admin/stats")
 
+    def batch(self, action: str | None = None) -> dict[str, Any]:
+        """The periodic batch's state, ``{"enabled": .., "runs": .., "period": ..}``
+        (GET /admin/batch); ``action`` "enable" or "disable" switches the scheduler
+        first (POST /admin/batch/ACTION) and returns the state after it."""
+        if action is None:
+            return self._admin("GET", None, path="/admin/batch")
+        if action not in ("enable", "disable"):
+            raise BadInput(f"unknown batch action {action!r}", hint="enable or disable")
+        return self._admin("POST", None, path=f"/admin/batch/{action}")
+
     def set_fault(
         self,
         *,
@@ -706,7 +820,9 @@ class SampleAppProcess(ChildProcess):
 
 
 __all__ = [
+    "BATCH_PERIOD",
     "DURATION_BUCKETS",
+    "BatchScheduler",
     "Fault",
     "SampleAppProcess",
     "SampleAppServer",

@@ -13,6 +13,15 @@ Scenarios:
            roll back to 0% by itself; the summary says which gate failed, with
            what value, how long the rollback took from fault onset to 0%
            confirmed on HAProxy, and how many client requests failed meanwhile.
+
+Both move the service's periodic batch too, as a real cutover must (a cron job
+run in both environments runs twice): the old app runs it at start, and at the
+5% step two hooks of the plan stop it on old and start it on new (``curl``
+against the apps' ``/admin/batch``). The step is the one before the errors
+scenario's fault, so that its rollback has something to undo: once HAProxy
+confirms 0%, the undos run in reverse order (new's scheduler off, then old's
+on) and the batch runs on the old environment only. The summary shows each
+hook and undo, and the batch runs counted by each app at the end.
 """
 
 from __future__ import annotations
@@ -49,6 +58,8 @@ from shiftover.store import Event, open_store
 SCENARIOS = ("healthy", "errors")
 FAULT_STEP = 10.0
 FAULT_ERROR_RATE = 0.05
+BATCH_STEP = 5.0  # the batch moves here: before the fault, so a rollback undoes it
+BATCH_HOOKS = ("batch-stop-old", "batch-start-new")
 
 ALERT_RULES: list[dict[str, Any]] = [
     {
@@ -62,7 +73,8 @@ ALERT_RULES: list[dict[str, Any]] = [
 
 
 def demo_plan_yaml(
-    *, socket: str, prometheus: str, new_app: str, bake: str = "5s", rate: float = 200.0
+    *, socket: str, prometheus: str, new_app: str, bake: str = "5s", rate: float = 200.0,
+    old_app: str | None = None,
 ) -> str:
     """The plan the demo runs: the README's example, with compressed times.
 
@@ -79,8 +91,12 @@ def demo_plan_yaml(
     dead new environment reads 100%): at the 1% step 30 s hold about 60 requests,
     and with a service's own errors at 0.5% one unlucky pair of them is 3%, so a
     tight guard on so little traffic rolls healthy runs back (measured:
-    docs/benchmarks.md); telling 5% from 0.5% is the comparison's job."""
+    docs/benchmarks.md); telling 5% from 0.5% is the comparison's job.
+
+    With ``old_app`` the plan also moves the periodic batch at ``BATCH_STEP``
+    (:func:`batch_hooks_yaml`)."""
     min_requests = max(1, min(10, int(rate * 0.01 * 5)))
+    hooks = "" if old_app is None else batch_hooks_yaml(old_app=old_app, new_app=new_app)
     return f"""\
 # Written by `shiftover demo`: the same shape as a production plan, with
 # compressed times (1 s checks, {bake} bake per step).
@@ -146,6 +162,38 @@ normal_state:
     labels: {{service: accounting}}
 failure_limit: 2
 on_failure: rollback
+{hooks}"""
+
+
+def batch_hooks_yaml(*, old_app: str, new_app: str, step: float = BATCH_STEP) -> str:
+    """The plan's ``hooks:`` that move the batch scheduler from old to new at ``step``:
+    stop it on old (undo: start it again), then start it on new (undo: stop it). Real
+    commands (curl, fails on an HTTP error), idempotent: switching a scheduler to the
+    state it is in does nothing, so a run killed while one ran simply runs it again."""
+
+    def curl(app: str, action: str) -> str:
+        return (f"[curl, -fsS, --max-time, '5', -X, POST, "
+                f"'{app.rstrip('/')}/admin/batch/{action}']")
+
+    stop_old, start_new = BATCH_HOOKS
+    return f"""\
+# the periodic batch runs in one environment only: it moves with the traffic, and
+# back on rollback (the undos run in reverse order once HAProxy confirms 0%)
+hooks:
+  - name: {stop_old}
+    at: {step:g}
+    run: {curl(old_app, "disable")}
+    undo: {{run: {curl(old_app, "enable")}}}
+    timeout: 10s
+    retries: 2
+    idempotent: true
+  - name: {start_new}
+    at: {step:g}
+    run: {curl(new_app, "enable")}
+    undo: {{run: {curl(new_app, "disable")}}}
+    timeout: 10s
+    retries: 2
+    idempotent: true
 """
 
 
@@ -211,7 +259,8 @@ def _run(
     kept: bool = False,
 ) -> dict[str, Any]:
     _say(console, as_json, f"starting the local stack in {workdir}")
-    old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir))
+    # the old environment runs the batch: the plan's hooks move it (BATCH_STEP)
+    old = stack.enter_context(SampleAppProcess(port=0, name="old", workdir=workdir, batch=True))
     new = stack.enter_context(SampleAppProcess(port=0, name="new", workdir=workdir))
     if background_error_rate:  # a coin, as a real service's own errors are: each run
         # draws its own seeds (runs of a benchmark are independent)
@@ -248,7 +297,8 @@ def _run(
     plan_path = workdir / "plan.yaml"
     plan_path.write_text(
         demo_plan_yaml(
-            socket=haproxy.socket_path, prometheus=prom.url, new_app=new.url.rstrip("/"), bake=bake, rate=rate
+            socket=haproxy.socket_path, prometheus=prom.url, new_app=new.url.rstrip("/"), bake=bake, rate=rate,
+            old_app=old.url.rstrip("/"),
         )
     )
     events_file = workdir / "traffic.jsonl"
@@ -270,10 +320,13 @@ def _run(
     store = stack.enter_context(open_store(f"sqlite:///{workdir}/state.db"))
     marks: dict[str, float] = {}
     lock = threading.Lock()
+    hook_lines: list[str] = []
 
     def on_event(e: Event) -> None:
         if as_json:
             print(views.event_json(e), flush=True)
+        if e.kind in (ev.HOOK_STARTED, ev.HOOK_FINISHED):
+            hook_lines.append(views.describe_event(e))
         if (
             scenario == "errors"
             and e.kind == ev.WEIGHT_CONFIRMED
@@ -315,6 +368,9 @@ def _run(
     final = router.read()
     buckets = read_events(events_file)
     summary = _summary(scenario, result, final, marks, buckets, runner.recent, elapsed)
+    # where the batch really ran: each app's own count (a second after the run's end)
+    summary["hooks"] = hook_lines
+    summary["batch"] = {"old": old.batch(), "new": new.batch()}
     # the run's report, as a command to paste (the journal outlives the demo only in a
     # --workdir of the user's: a temp dir is deleted on the way out)
     summary["report_command"] = report_command(plan_path, workdir, result.run_id) if kept \
@@ -390,6 +446,13 @@ def _print_summary(console: Console, s: dict[str, Any]) -> None:
         t.add_row("failed requests after fault", str(s["failed_requests_after_fault"]))
     t.add_row("requests sent", f"{s['requests_total']} ({s['failed_requests_total']} failed)")
     t.add_row("run time", f"{s['run_seconds']:g}s")
+    for line in s.get("hooks", []):
+        t.add_row("hook", line)
+    batch = s.get("batch")
+    if batch:
+        t.add_row("batch runs", ", ".join(
+            f"{name} {b['runs']} ({'enabled' if b['enabled'] else 'stopped'})"
+            for name, b in batch.items()))
     console.print(t)
     # outside the table, never wrapped: a wrapped command does not paste
     if s.get("report_command"):
