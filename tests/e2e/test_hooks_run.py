@@ -384,3 +384,31 @@ def test_demo_errors_scenario_leaves_the_batch_on_old_only(tmp_path: Path) -> No
     text = out.getvalue()
     assert f"undo of hook {stop_old} at {at} done" in text
     assert "batch runs" in text and "old" in text and "(stopped)" in text
+
+
+def test_demo_healthy_scenario_ends_with_the_batch_on_new_only(tmp_path: Path) -> None:
+    from shiftover.demo.scenario import BATCH_HOOKS, DemoStack, run_demo
+
+    seen: dict[str, Any] = {}
+
+    def inspect(demo: DemoStack) -> None:
+        new0, old0 = demo.new.batch(), demo.old.batch()
+        deadline = time.monotonic() + 30
+        new1 = new0
+        while new1["runs"] < new0["runs"] + 3:  # bounded: new runs on (0.5 s period)
+            assert time.monotonic() < deadline, f"new's batch does not run: {new1}"
+            time.sleep(0.1)
+            new1 = demo.new.batch()
+        seen.update(old0=old0, new1=new1, old1=demo.old.batch())
+
+    summary = run_demo("healthy", as_json=True, rate=200, workdir=tmp_path,
+                       console=Console(file=io.StringIO()), bake="3s", inspect=inspect)
+    assert summary["outcome"] == "promoted"
+    assert seen["new1"]["enabled"] is True
+    assert seen["old1"]["enabled"] is False and seen["old1"]["runs"] == seen["old0"]["runs"]
+    assert summary["batch"]["new"]["enabled"] is True
+    assert summary["batch"]["old"]["enabled"] is False
+    with open_store(f"sqlite:///{tmp_path}/state.db") as store:
+        events = store.events(service="accounting-web")
+    assert [h for _, h, _ in hook_events(events, ev.HOOK_STARTED, "run")] == list(BATCH_HOOKS)
+    assert not hook_events(events, ev.HOOK_STARTED, "undo")
