@@ -325,7 +325,7 @@ def _run(
     def on_event(e: Event) -> None:
         if as_json:
             print(views.event_json(e), flush=True)
-        if e.kind in (ev.HOOK_STARTED, ev.HOOK_FINISHED):
+        if e.kind == ev.HOOK_FINISHED:  # one line per hook or undo: what it did, how it ended
             hook_lines.append(views.describe_event(e))
         if (
             scenario == "errors"
@@ -447,7 +447,7 @@ def _print_summary(console: Console, s: dict[str, Any]) -> None:
     t.add_row("requests sent", f"{s['requests_total']} ({s['failed_requests_total']} failed)")
     t.add_row("run time", f"{s['run_seconds']:g}s")
     for line in s.get("hooks", []):
-        t.add_row("hook", line)
+        t.add_row("undo" if line.startswith("undo ") else "hook", line)
     batch = s.get("batch")
     if batch:
         t.add_row("batch runs", ", ".join(
