@@ -72,6 +72,8 @@ from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_t
 from shiftover.errors import BadInput, LeaseHeld, RouterConfigError, ShiftoverError, StoreError
 from shiftover.loadtest.synthetic import SyntheticLoad, summary_text
 from shiftover.loadtest.synthetic import preflight as load_preflight
+from shiftover.notify import Notifier, target_names
+from shiftover.notify import where as where_to
 from shiftover.plan import (
     LoadedPlan,
     Plan,
@@ -766,6 +768,9 @@ class _Progress:
         return f"{views.when(at)} {text}{more}"
 
 
+NOTIFY_CLOSE = 5.0  # seconds a run's end waits for notifications still queued
+
+
 @command()
 def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line instead of the live view, then a summary line.")] = False,
         max_duration: Annotated[str | None, typer.Option(help="Stop (held, exit 4) after this long: 90s, 30m, 2h.")] = None,
@@ -833,9 +838,13 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
             else:
                 pump.put(f"  {text}")
 
+        notifier = None
+        if p.notify:  # delivered from queues on their own threads: never waited on
+            notifier = Notifier(p.notify, redact=loaded.redact, commands=cmd, service=p.service)
+            notifier.prime(store.events(service=p.journal_key))
         runner = build_runner(p, store, SystemClock(), redact=loaded.redact, on_event=on_event,
                               on_tick=on_tick, lease_ttl=ttl, on_progress=on_progress,
-                              commands=cmd)
+                              commands=cmd, notifier=notifier)
 
         _refuse_a_misconfigured_router(runner.router, cmd)
 
@@ -889,6 +898,9 @@ def run(plan: PlanArg, state: StateOpt = None, as_json: Annotated[bool, typer.Op
                             lv.update(view)
         finally:
             load_summary = synthetic.stop() if synthetic is not None else None
+            if notifier is not None:  # what is still queued gets a moment, then is dropped
+                notifier.close(timeout=NOTIFY_CLOSE)
+                runner.journal_notify_failures()
         pump.close()
         final = result.final_weight
         unwatched = (result.outcome in ("held", "lease_lost", "store_failed")
@@ -963,6 +975,9 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, state: str | N
         "weights": None if pf.weights is None else float(pf.weights.new_percent),
         "weights_exact": None if pf.weights is None else pf.weights.exact,
         "gates": [r.to_dict() for r in pf.results],
+        "notify": [{"name": name, "kind": spec.kind, "where": loaded.redact(where_to(spec)),
+                    "events": list(spec.events or ())} for name, spec in
+                   zip(target_names(p.notify), p.notify, strict=True)],
         "hooks": [{"name": h.name, "at": h.place, "does": loaded.redact(h.describe()),
                    "undo": None if h.undo is None else loaded.redact(h.undo.describe()),
                    "idempotent": h.idempotent} for h in p.hooks],
@@ -1021,6 +1036,10 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, state: str | N
                 names = ", ".join(h.name for h in hooks_at(p, place))
                 if names:
                     out.print(f"hooks at {place}: {_e(names)}", highlight=False)
+            for name, spec in zip(target_names(p.notify), p.notify, strict=True):
+                out.print(f"notifies {_e(name)} ({spec.kind}, {_e(loaded.redact(where_to(spec)))}): "
+                          f"{_e(', '.join(spec.events or ()) or 'every event')}", highlight=False,
+                          soft_wrap=True)
             if p.hooks:
                 undone = [h.name for h in reversed(p.hooks) if h.undo is not None]
                 out.print("on rollback, after the router confirms 0%, the undo of each hook that "

@@ -139,6 +139,19 @@ class WebhookSpec(SpecModel):
     timeout: Timeout = 10.0
 
 
+def webhook_secrets(spec: WebhookSpec) -> set[str]:
+    """What in a webhook is a credential even when typed into the plan rather than
+    given as ``${VAR}``: the URL's query (``?token=...``) and its header values
+    (``Bearer <token>``: the whole value and its last word)."""
+    out: set[str] = set()
+    query = urlsplit(spec.url).query
+    if query:
+        out.add(query)
+    for value in spec.headers.values():
+        out |= {value, *value.split()[-1:]}
+    return {s for s in out if len(s) >= 4}
+
+
 # --- outcome -------------------------------------------------------------------------
 
 

@@ -48,7 +48,15 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from shiftover.external import Argv, EnvVars, Outcome, WebhookSpec, call_webhook, run_command
+from shiftover.external import (
+    Argv,
+    EnvVars,
+    Outcome,
+    WebhookSpec,
+    call_webhook,
+    run_command,
+    webhook_secrets,
+)
 from shiftover.spec import FiniteFloat, SpecModel, Timeout, rule
 
 START, PROMOTED, EVERY_STEP = "start", "promoted", "every_step"
@@ -173,6 +181,17 @@ def execute(action: _Action, *, timeout: float, retries: int, facts: Mapping[str
         pause = min(pause * 2, RETRY_MAX)
 
 
+def hook_secrets(hooks: list[HookSpec]) -> set[str]:
+    """Credentials typed into the plan's hooks (a webhook's query and header values):
+    masked like ``${VAR}`` values wherever the plan is shown or journalled."""
+    out: set[str] = set()
+    for h in hooks:
+        for action in (h, h.undo):
+            if action is not None and action.webhook is not None:
+                out |= webhook_secrets(action.webhook)
+    return out
+
+
 def check_hooks(hooks: list[HookSpec], steps: list[float]) -> None:
     """Plan-level rules: unique names; a numeric ``at`` must be one of the steps.
     Raised as the plan's rule errors (the loader points at the field)."""
@@ -190,4 +209,4 @@ def check_hooks(hooks: list[HookSpec], steps: list[float]) -> None:
 
 
 __all__ = ["EVERY_STEP", "PLACES", "PROMOTED", "START", "HookOutcome", "HookSpec", "HookUndo",
-           "check_hooks", "execute", "facts_env"]
+           "check_hooks", "execute", "facts_env", "hook_secrets"]

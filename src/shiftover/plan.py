@@ -64,9 +64,9 @@ from ruamel.yaml.reader import ReaderError
 from shiftover._registry import by_type
 from shiftover.analysis.latency import figures_to_pass
 from shiftover.errors import PlanError
-from shiftover.hooks import HookSpec, check_hooks
+from shiftover.hooks import HookSpec, check_hooks, hook_secrets
 from shiftover.loadtest.synthetic import LoadSpec
-from shiftover.notify import NotifyList
+from shiftover.notify import NotifyList, notify_secrets
 from shiftover.providers import gate_specs
 from shiftover.routers import router_specs
 from shiftover.spec import (
@@ -539,7 +539,10 @@ def parse_plan_text(
         raise _combine(problems, filename, interp.secrets, environment)
     assert plan is not None
     plan._environment = environment
-    return LoadedPlan(plan=plan, path=Path(filename), source_text=text, secrets=frozenset(interp.secrets))
+    # credentials typed into the plan (a webhook's token, a Slack URL) are secrets too
+    typed = hook_secrets(plan.hooks) | notify_secrets(plan.notify)
+    return LoadedPlan(plan=plan, path=Path(filename), source_text=text,
+                      secrets=frozenset(interp.secrets | typed))
 
 
 def plan_environments(path: str | Path) -> list[str]:

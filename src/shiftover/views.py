@@ -190,8 +190,10 @@ def _describe(kind: str, d: dict[str, Any], who: str) -> str:
         return f"{undo} {d.get('hook', '?')} at {d.get('at', '?')}: {said}{who}{_reason(d)}"
     if kind == ev.NOTIFY_FAILED:
         gave_up = ", gave up" if d.get("gave_up") else ""
-        return (f"notification to {d.get('target', '?')} failed ({d.get('event', '?')}, "
-                f"{_num(d.get('attempts', '?'))} attempts{gave_up}){_reason(d, 'error')}")
+        n = _int(d.get("attempts"))
+        tries = f", {n} attempt{'s' if n != 1 else ''}" if n else ""
+        return (f"notification to {d.get('target', '?')} failed ({d.get('event', '?')}{tries}"
+                f"{gave_up}){_reason(d, 'error')}")
     if kind == ev.JOURNAL_GAP:
         secs = d.get("seconds")
         took = f" for {secs:.1f}s" if isinstance(secs, int | float) else ""

@@ -504,7 +504,7 @@ class Runner:
         self._renew(force=True)
         self._refresh()
         self._reap_hook()
-        self._journal_notify_failures()
+        self.journal_notify_failures()
         st = self.state
         if st.ended:
             return self._ended(st)
@@ -817,11 +817,14 @@ class Runner:
             left = f"the undos were not run, the journal failed: {exc.message}"
         return why if left is None else f"{why}; UNDO NOT COMPLETE: {left}"
 
-    def _journal_notify_failures(self) -> None:
+    def journal_notify_failures(self) -> None:
         if self.notifier is None:
             return
-        for failure in self.notifier.failures():
+        failures = self.notifier.failures()
+        for failure in failures:
             self._try_journal(ev.NOTIFY_FAILED, failure)
+        if failures:
+            self._refresh_quietly()  # shown as they are journalled
 
     # -- rollback -----------------------------------------------------------
     def _roll_back(self, reason: str) -> RunOutcome:
