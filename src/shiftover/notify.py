@@ -81,6 +81,7 @@ from shiftover.external import (
     WebhookSpec,
     call_webhook,
     run_command,
+    webhook_secrets,
 )
 from shiftover.spec import SpecModel, Timeout, Url, rule
 from shiftover.types import Weights
@@ -217,11 +218,7 @@ def notify_secrets(specs: Iterable[NotifySpec]) -> set[str]:
             parts = urlsplit(spec.slack.url)
             out |= {spec.slack.url, parts.path + (f"?{parts.query}" if parts.query else "")}
         if spec.webhook is not None:
-            query = urlsplit(spec.webhook.url).query
-            if query:
-                out.add(query)
-            for value in spec.webhook.headers.values():
-                out |= {value, *value.split()[-1:]}
+            out |= webhook_secrets(spec.webhook)
         if spec.command is not None:
             out |= set(spec.command.env.values())
     return {s for s in out if len(s) >= 4 and s.strip("/")}
