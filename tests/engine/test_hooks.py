@@ -246,3 +246,31 @@ def test_an_undo_done_by_hand_and_acknowledged_is_not_run_again(store: Store) ->
     runner2, _, rec2, _ = make(store, router=router, clock=clock)
     runner2.run(max_duration=5)
     assert [c for c in rec2.calls if c[1] == "undo"] == []
+
+
+def test_a_hook_stopped_by_the_run_is_unknown_not_a_failure(store: Store) -> None:
+    """Ctrl-C while a hook runs: the hook is stopped with the run; the next run does
+    not count it as a failed check: it runs it again (idempotent) or holds for ack."""
+    clock = FakeClock()
+    p = Plan.model_validate(plan_dict(hooks=[HOOKS[1]]))
+    runner_box: list[Runner] = []
+
+    def slow(action: Any, *, stopping: Callable[[], bool], **kw: Any) -> HookOutcome:
+        runner_box[0].stop()  # the operator hits Ctrl-C while it runs
+        return HookOutcome(Outcome(ok=False, exit_code=-15, status=None, timed_out=False,
+                                   stopped=True, error=None, output="", stdout="",
+                                   seconds=1.0), 1)
+    runner = Runner(p, InMemoryRouter(Weights(50)), [Gate(p.normal_state[0],
+                    ScriptedProvider([0.0]))], store, clock, run_hook=slow,
+                    hook_pool=InlineExecutor())
+    runner_box.append(runner)
+    assert runner.run(max_duration=3600).outcome == "held"
+    st = ev.fold(ev.RunState(), store.events(service="svc"))
+    assert st.hook("batch", "50") is not None and st.hook("batch", "50").status == "unknown"
+    runner2, _, rec, _ = make(store, hooks=[HOOKS[1]], router=InMemoryRouter(Weights(50)),
+                              clock=clock)
+    out = runner2.run(max_duration=600)
+    assert out.outcome == "held" and rec.calls == []  # not idempotent: waits for ack
+    fails = [e for e in store.events(service="svc") if e.kind == ev.CHECK
+             and e.data["verdict"] == "fail"]
+    assert fails == []

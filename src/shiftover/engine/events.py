@@ -91,8 +91,8 @@ class HookRecord:
     ``hook_started`` / ``hook_finished`` / ``hook_acked``. ``at`` is where it runs:
     ``start``, ``promoted`` or a step's percent (``"50"``); ``phase`` is ``run`` or
     ``undo``. ``status``: ``running`` (started, no result yet), ``ok``, ``failed``
-    (a known failure: non-zero exit, timeout, killed), or ``unknown`` (a run died
-    while it ran: whether it did its work nobody knows)."""
+    (a known failure: non-zero exit, a timeout), or ``unknown`` (a run died while
+    it ran, or stopped it: whether it did its work nobody knows)."""
 
     hook: str
     at: str
@@ -296,7 +296,10 @@ def _apply_hook(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunStat
             return replace(s, hooks=(*s.hooks, new))
         return s
     elif kind == HOOK_FINISHED:
-        new = replace(old, status="ok" if d.get("ok") else "failed",
+        # stopped by the run itself (Ctrl-C, max duration, a rollback): not the hook's
+        # failure, and maybe half done: as unknown as a crash
+        new = replace(old, status="ok" if d.get("ok") else "unknown" if d.get("stopped")
+                      else "failed",
                       summary=str(d.get("summary", "")), finished_at=at)
     elif d.get("done"):  # an operator checked: it did its work
         new = replace(old, status="ok", summary="acknowledged done by an operator",
