@@ -40,6 +40,13 @@ case "$mode" in
   ok) exit 0 ;;
   fail) echo "the hook says no" >&2; exit 1 ;;
   hang) sleep 600 & wait ;;
+  fail-once)  # fails its first execution, then succeeds
+    mark="$log.$SHIFTOVER_HOOK.$SHIFTOVER_PHASE.failed"
+    if [ -e "$mark" ]; then exit 0; fi
+    : > "$mark"; echo "first try fails" >&2; exit 1 ;;
+  until-fixed)  # fails until the operator has fixed the cause (a file beside the log)
+    if [ -e "$log.fixed" ]; then exit 0; fi
+    echo "cannot undo: the cause is not fixed" >&2; exit 1 ;;
 esac
 """
 
@@ -79,13 +86,13 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                     script, f"sqlite:///{tmp_path}/state.db")
 
 
-def hook(s: Stack, name: str, at: str, mode: str = "ok", *, undo: bool = True,
+def hook(s: Stack, name: str, at: str, mode: str = "ok", *, undo: str | None = "ok",
          extra: str = "") -> str:
-    """One hook of the plan, as a YAML list item."""
+    """One hook of the plan, as a YAML list item; ``undo``: its undo's mode (None: none)."""
     run = f"[sh, {s.script}, {s.log}, {mode}]"
     lines = f"  - name: {name}\n    at: {at}\n    run: {run}\n"
-    if undo:
-        lines += f"    undo: {{run: [sh, {s.script}, {s.log}, ok]}}\n"
+    if undo is not None:
+        lines += f"    undo: {{run: [sh, {s.script}, {s.log}, {undo}]}}\n"
     return lines + extra
 
 
@@ -249,6 +256,65 @@ def test_a_failing_hook_rolls_back_and_undoes_in_reverse_after_zero(stack: Stack
                                                         ("h-start", "0")]
     stopped = events[-1]
     assert stopped.kind == ev.RUN_STOPPED and "UNDO NOT COMPLETE" not in json.dumps(stopped.data)
+
+
+def test_a_hook_that_fails_once_counts_one_failed_check_then_runs_again(stack: Stack) -> None:
+    plan = write_plan(stack, [hook(stack, "h-50", "50", "fail-once")])
+    plan.write_text(plan.read_text().replace("failure_limit: 1", "failure_limit: 2"))
+    assert run_plan(stack, plan) == 0  # one failed check is below the limit: promoted
+    events = journal(stack)
+    attempts = [(i, e.data["attempt"]) for i, e in enumerate(events)
+                if e.kind == ev.HOOK_STARTED and e.data["hook"] == "h-50"]
+    assert [a for _, a in attempts] == [1, 2]
+    first = index(events, ev.HOOK_FINISHED, hook="h-50", ok=False)
+    second = index(events, ev.HOOK_FINISHED, hook="h-50", ok=True)
+    # between the failed try and the next one: a check that FAILed (the hook's failure)
+    failed_checks = [i for i, e in enumerate(events)
+                     if e.kind == ev.CHECK and e.data.get("verdict") == "fail"]
+    assert len(failed_checks) == 1 and first < failed_checks[0] < attempts[1][0] < second
+    assert ev.ROLLBACK_STARTED not in {e.kind for e in events}
+    # the step bakes with its hooks done: 100% only after the second try succeeded
+    assert second < index(events, ev.WEIGHT_INTENDED, percent=100)
+    assert [line[0] for line in log_lines(stack)] == ["h-50", "h-50"]
+
+
+def test_an_undo_that_fails_stops_the_rest_until_rollback_completes_it(stack: Stack) -> None:
+    plan = write_plan(stack, [hook(stack, "h-start", "start"),
+                              hook(stack, "h-50", "50", undo="until-fixed"),
+                              hook(stack, "h-100", "100", "fail")])
+    assert run_plan(stack, plan) == 3
+    assert new_weight(stack) == 0
+    events = journal(stack)
+    undos = hook_events(events, ev.HOOK_STARTED, "undo")
+    assert [h for _, h, _ in undos] == ["h-100", "h-50"]  # h-start waits behind h-50
+    stopped = events[-1]
+    assert stopped.kind == ev.RUN_STOPPED
+    why = json.dumps(stopped.data)
+    assert "UNDO NOT COMPLETE" in why and "h-50" in why and "shiftover rollback" in why
+
+    # still not fixed: rollback confirms 0% and says the undo is not complete (exit 4)
+    args = shiftover("rollback", str(plan), "--state", stack.state, "--json")
+    r = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert r.returncode == 4, r.stdout + r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["undo"]["complete"] is False and "h-50" in out["undo"]["left"]
+
+    # fixed: the rest runs, h-50's undo again, then h-start's
+    Path(f"{stack.log}.fixed").touch()
+    r = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["undo"]["complete"] is True and out["undo"]["left"] is None
+    events = journal(stack)
+    done = [(e.data["hook"], e.data["ok"]) for e in events
+            if e.kind == ev.HOOK_FINISHED and e.data["phase"] == "undo"]
+    assert done == [("h-100", True), ("h-50", False), ("h-50", False), ("h-50", True),
+                    ("h-start", True)]
+    assert [line[0] for line in log_lines(stack) if line[1] == "undo"] == [
+        "h-100", "h-50", "h-50", "h-50", "h-start"]
+    # nothing is left: another rollback has nothing to undo
+    r = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0 and "undo" not in json.loads(r.stdout.splitlines()[-1])
 
 
 # --- (c) a hanging hook is killed at its timeout --------------------------------
