@@ -497,3 +497,22 @@ def test_rollback_right_after_the_kill_says_when_the_undos_can_run(held_at_50: S
     left = data["undo"]["left"]
     assert "it runs the undos" not in left, left  # no run is alive to run them
     assert "shiftover rollback" in left, left     # what to type, once the lease expires
+
+
+@pytest.mark.parametrize("stack", [False], indirect=True, ids=["not-idempotent"])
+@pytest.mark.xfail(strict=True, reason="helper-D-requests.md #3: while a live run holds for "
+                   "`shiftover ack`, status says 'baking' (and counts the bake), not 'held'")
+def test_status_says_held_while_the_run_waits_for_an_ack(stack: Stack) -> None:
+    st = stack
+    reach_batch_hook_and_kill(st)
+    wait_lease_expired(st)
+    second = Run(st)
+    try:
+        wait_for("two checks of the resumed run", lambda: checks_since_resumed(st) >= 2,
+                 proc=second.proc)
+        r = subprocess.run(shiftover("status", str(st.plan), "--state", st.state, "--json"),
+                           capture_output=True, text=True, timeout=60)
+        report = json.loads(r.stdout)
+    finally:
+        second.kill()
+    assert report["status"] == "held", report["status"]
