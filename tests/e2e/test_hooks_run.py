@@ -478,3 +478,72 @@ def test_demo_healthy_scenario_ends_with_the_batch_on_new_only(tmp_path: Path) -
         events = store.events(service="accounting-web")
     assert [h for _, h, _ in hook_events(events, ev.HOOK_STARTED, "run")] == list(BATCH_HOOKS)
     assert not hook_events(events, ev.HOOK_STARTED, "undo")
+
+
+# --- Ctrl-C / SIGTERM of the run while a hook runs --------------------------
+
+
+def test_sigterm_while_a_hook_runs_stops_its_group_and_the_next_run_holds(stack: Stack) -> None:
+    plan = write_plan(stack, [hook(stack, "h-hang", "50", "hang", extra="    timeout: 5m\n")])
+    proc = start_run(stack, plan)
+    pgid = None
+    try:
+        deadline = time.monotonic() + 60
+        while pgid is None:  # bounded: until the hook at 50% has written its line
+            assert proc.poll() is None, (stack.tmp / "run.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the hook at 50% never started"
+            hung = [line for line in log_lines(stack) if line[0] == "h-hang"]
+            if hung:
+                pgid = int(hung[0][4])
+            else:
+                time.sleep(0.05)
+        assert group_alive(pgid)
+        proc.terminate()  # what Ctrl-C or a service manager's stop does
+        assert finish(proc, stack) == 4  # held: weights left in place
+        assert group_alive(pgid) == [], "the run's stop left its hook running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if pgid is not None:
+            kill_group(pgid)
+    assert new_weight(stack) > 0  # a stop is not a rollback
+    events = journal(stack)
+    stopped = index(events, ev.HOOK_FINISHED, hook="h-hang", phase="run")
+    assert events[stopped].data["stopped"] is True and events[stopped].data["ok"] is False
+    assert not [e for e in events if e.kind == ev.CHECK and e.data.get("verdict") == "fail"]
+
+    # the next run cannot know whether the hook did its work (not idempotent): it holds at
+    # 50% without running it again, and status names the ack command; the ack lets it go on
+    lines_before = len(log_lines(stack))
+    second = start_run(stack, plan)
+    try:
+        ack = None
+        deadline = time.monotonic() + 60
+        while ack is None:  # bounded: until status shows the held hook's ack command
+            assert second.poll() is None, (stack.tmp / "run.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the resumed run never said it holds for an ack"
+            r = subprocess.run(shiftover("status", str(plan), "--state", stack.state, "--json"),
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+            ack = next((h for h in json.loads(r.stdout)["hints"]
+                        if " ack " in h and "--hook h-hang" in h), None)
+            if ack is None:
+                time.sleep(0.1)
+        assert "--at 50" in ack and "--done" in ack
+        assert len(log_lines(stack)) == lines_before  # not run again
+        assert new_weight(stack) > 0 and not [
+            e for e in journal(stack) if e.kind == ev.WEIGHT_INTENDED and e.data["percent"] > 50]
+        r = subprocess.run(shiftover("ack", str(plan), "--state", stack.state, "--hook", "h-hang",
+                                     "--at", "50", "--done", "-m", "e2e: checked, it did its work"),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert finish(second, stack) == 0  # promoted
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait(10)
+    assert len(log_lines(stack)) == lines_before  # --done: never run again
+    events = journal(stack)
+    assert index(events, ev.HOOK_ACKED, hook="h-hang") < index(events, ev.WEIGHT_INTENDED,
+                                                                percent=100)
