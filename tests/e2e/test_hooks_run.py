@@ -547,3 +547,31 @@ def test_sigterm_while_a_hook_runs_stops_its_group_and_the_next_run_holds(stack:
     events = journal(stack)
     assert index(events, ev.HOOK_ACKED, hook="h-hang") < index(events, ev.WEIGHT_INTENDED,
                                                                 percent=100)
+
+
+# --- a hook's output in the journal: redacted -----------------------------------
+
+
+def test_a_hooks_secret_never_reaches_the_journal_or_the_output(stack: Stack) -> None:
+    secret = "s3cr3t-hook-token-4242"
+    echo = "[sh, -c, 'echo token=$TOKEN; echo \"auth $TOKEN\" >&2']"
+    plan = write_plan(stack, [
+        f"  - name: h-secret\n    at: 50\n    run: {echo}\n    env: {{TOKEN: '${{HOOK_TOKEN}}'}}\n"
+        f"    undo: {{run: {echo}, env: {{TOKEN: '${{HOOK_TOKEN}}'}}}}\n",
+        hook(stack, "h-100", "100", "fail")])
+    env = {**os.environ, "HOOK_TOKEN": secret}
+    r = subprocess.run(shiftover("run", str(plan), "--json", "--state", stack.state),
+                       capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env)
+    assert r.returncode == 3, r.stdout[-3000:] + r.stderr[-3000:]
+    events = journal(stack)
+    outputs = [e.data["output"] for e in events
+               if e.kind == ev.HOOK_FINISHED and e.data["hook"] == "h-secret"]
+    assert len(outputs) == 2  # the hook and its undo both saw the value, and printed it
+    assert all("token=***" in o and "auth ***" in o for o in outputs), outputs
+    history = subprocess.run(shiftover("history", str(plan), "--state", stack.state, "--json",
+                                       "--all"),
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert history.returncode == 0, history.stderr
+    for text in (r.stdout, r.stderr, history.stdout, history.stderr,
+                 json.dumps([e.data for e in events])):
+        assert secret not in text
