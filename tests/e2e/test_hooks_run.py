@@ -14,8 +14,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -575,3 +577,84 @@ def test_a_hooks_secret_never_reaches_the_journal_or_the_output(stack: Stack) ->
     for text in (r.stdout, r.stderr, history.stdout, history.stderr,
                  json.dumps([e.data for e in events])):
         assert secret not in text
+
+
+# --- webhook hooks against a local receiver --------------------------------------
+
+
+class Receiver(ThreadingHTTPServer):
+    """Records every request (path, JSON body); answers 503 to a path's first
+    ``fail_first`` requests, then 200."""
+
+    daemon_threads = True
+
+    def __init__(self, fail_first: dict[str, int]) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+        self.answers: list[int] = []
+        self.fail_first = dict(fail_first)
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _ReceiverHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ReceiverHandler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        with self.server.lock:
+            left = self.server.fail_first.get(self.path, 0)
+            self.server.fail_first[self.path] = left - 1
+            code = 503 if left > 0 else 200
+            self.server.seen.append((self.path, body))
+            self.server.answers.append(code)
+        out = b'{"ok": true}'
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+
+def test_webhook_hooks_and_undos_reach_a_receiver_in_order(stack: Stack) -> None:
+    receiver = Receiver({"/batch/move": 1})
+    serving = threading.Thread(target=receiver.serve_forever, kwargs={"poll_interval": 0.05},
+                               daemon=True)
+    serving.start()
+    try:
+        url = receiver.url
+        plan = write_plan(stack, [
+            f"  - name: move-batch\n    at: 50\n    webhook: {{url: '{url}/batch/move'}}\n"
+            f"    undo: {{webhook: {{url: '{url}/batch/back'}}}}\n    retries: 2\n",
+            f"  - name: smoke\n    at: 100\n    webhook: {{url: '{url}/smoke', method: POST, "
+            f"body: {{suite: quick}}}}\n    undo: {{webhook: {{url: '{url}/smoke/undo'}}}}\n",
+            hook(stack, "h-100", "100", "fail")])
+        assert run_plan(stack, plan) == 3
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+        serving.join(5)
+    paths = [path for path, _ in receiver.seen]
+    # the first call answered 503 and was tried again; the undos in reverse order
+    assert paths == ["/batch/move", "/batch/move", "/smoke", "/smoke/undo", "/batch/back"]
+    assert receiver.answers == [503, 200, 200, 200, 200]
+    move, back = receiver.seen[1][1], receiver.seen[4][1]
+    # a webhook without a body gets the run's facts
+    assert move["hook"] == "move-batch" and move["phase"] == "run" and move["at"] == "50"
+    assert move["percent"] == "50" and move["service"] == SERVICE and move["tries"] == 2
+    assert back["phase"] == "undo" and back["percent"] == "0" and back["run_id"] == move["run_id"]
+    assert receiver.seen[2][1] == {"suite": "quick"}  # a body given in the plan, as given
+
+    events = journal(stack)
+    moved = index(events, ev.HOOK_FINISHED, hook="move-batch", phase="run")
+    assert events[moved].data["ok"] is True and events[moved].data["tries"] == 2
+    assert events[moved].data["status"] == 200
+    rolled = index(events, ev.ROLLED_BACK)
+    undos = hook_events(events, ev.HOOK_STARTED, "undo")
+    assert [h for _, h, _ in undos] == ["h-100", "smoke", "move-batch"]
+    assert all(i > rolled for i, _, _ in undos)
