@@ -13,11 +13,14 @@ at work, so the kill always lands inside the hook, whatever the machine's speed.
   running the hook again; ``--not-done``: it runs the hook again).
 - A run killed during a rollback's undo: ``shiftover rollback`` (no live run) runs
   what is left to undo; an undo of a hook that is not idempotent needs ``ack --undo``.
+  Right after the kill the dead run's lease is still live: ``rollback`` waits it out.
 - The operator's mistakes with ``shiftover ack``: exit 2 with a clear message.
+- ``status`` says ``held`` while a live run waits for an ack.
 
-A SIGKILL leaves the hook's process behind (it runs in its own session): each test
-kills it by its process group, as an operator would have to. Everything is asserted
-on the journal and the hooks' logs, never on wall-clock time.
+A SIGKILL leaves the hook's process behind (it runs in its own session): the tests
+kill it by its process group, but one, which shows that the next run stops it before
+running the hook again. Everything is asserted on the journal and the hooks' logs,
+never on wall-clock time.
 """
 
 from __future__ import annotations
@@ -138,13 +141,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
                          idempotent=bool(request.param))
 
 
-UNDO_ASKED_AGAIN = pytest.mark.xfail(
-    strict=True, reason="helper-D-requests.md #1: `shiftover rollback` runs a killed undo of a "
-    "hook that is not idempotent again instead of asking for `ack --undo`")
-
-
-@pytest.fixture(params=[True, pytest.param(False, marks=UNDO_ASKED_AGAIN)],
-                ids=["idempotent", "not-idempotent"])
+@pytest.fixture(params=[True, False], ids=["idempotent", "not-idempotent"])
 def held_at_50(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     """The same stack, the 100% step waiting for an approval nobody gives: a run stays
     at 50% until it is rolled back."""
@@ -241,7 +238,8 @@ def new_weight(st: Stack) -> Weights | None:
     return Weights.from_backend(state["old"].weight, state["new"].weight)
 
 
-def kill_inside(st: Stack, run: Run, hook: str, phase: str = "run") -> int:
+def kill_inside(st: Stack, run: Run, hook: str, phase: str = "run", *,
+                kill_orphan: bool = True) -> int:
     """Wait until ``hook``'s process is at work, SIGKILL the run, kill the orphaned
     hook (still alive: its own session survived the run), return its pid."""
     started = wait_for(f"{hook} ({phase}) started", lambda: [
@@ -249,7 +247,8 @@ def kill_inside(st: Stack, run: Run, hook: str, phase: str = "run") -> int:
         proc=run.proc)
     run.kill()
     pid = int(started[-1].split("pid=")[1].split()[0])
-    assert _kill_group(pid), "the hook's process died with the run: it should outlive a SIGKILL"
+    if kill_orphan:
+        assert _kill_group(pid), "the hook's process died with the run: it outlives a SIGKILL"
     return pid
 
 
@@ -262,12 +261,12 @@ def wait_lease_expired(st: Stack) -> None:
     wait_for("the dead run's lease expired", expired, limit=30)
 
 
-def reach_batch_hook_and_kill(st: Stack) -> int:
+def reach_batch_hook_and_kill(st: Stack, *, kill_orphan: bool = True) -> int:
     slow = st.control.with_name("sleep.batch-to-new")
     slow.write_text("60")  # the batch hook would take a minute: the kill lands inside it
     first = Run(st)
     try:
-        pid = kill_inside(st, first, "batch-to-new")
+        pid = kill_inside(st, first, "batch-to-new", kill_orphan=kill_orphan)
     finally:
         first.finish(10)
     slow.unlink()
@@ -487,21 +486,21 @@ def test_sigkill_during_the_undo_then_rollback_completes_it(held_at_50: Stack) -
 
 
 @pytest.mark.parametrize("held_at_50", [True], indirect=True, ids=["idempotent"])
-@pytest.mark.xfail(strict=True, reason="helper-D-requests.md #2: within the dead run's lease, "
-                   "`shiftover rollback` says another run does the undos; none does")
-def test_rollback_right_after_the_kill_says_when_the_undos_can_run(held_at_50: Stack) -> None:
+def test_rollback_right_after_the_kill_waits_out_the_dead_runs_lease(held_at_50: Stack) -> None:
     st = held_at_50
     rollback_and_kill_in_undo(st)
+    with open_store(st.state) as store:
+        holder = find_run(store, SERVICE)
+    assert holder is not None and holder.lease_live and holder.pid_alive is False
     code, data = rollback_json(st)  # the dead run's lease has not expired yet
-    assert code == 4 and data["confirmed"] is True and new_weight(st) == Weights(0)
-    left = data["undo"]["left"]
-    assert "it runs the undos" not in left, left  # no run is alive to run them
-    assert "shiftover rollback" in left, left     # what to type, once the lease expires
+    assert code == 0 and data["confirmed"] is True, data
+    assert data["undo"]["complete"] is True, data
+    assert any("is gone: waiting" in x for x in data["undo"]["events"]), data["undo"]
+    assert undo_order(st) == ["batch-to-old", "batch-to-old", "workers-down"]
+    assert new_weight(st) == Weights(0)
 
 
 @pytest.mark.parametrize("stack", [False], indirect=True, ids=["not-idempotent"])
-@pytest.mark.xfail(strict=True, reason="helper-D-requests.md #3: while a live run holds for "
-                   "`shiftover ack`, status says 'baking' (and counts the bake), not 'held'")
 def test_status_says_held_while_the_run_waits_for_an_ack(stack: Stack) -> None:
     st = stack
     reach_batch_hook_and_kill(st)
@@ -516,3 +515,27 @@ def test_status_says_held_while_the_run_waits_for_an_ack(stack: Stack) -> None:
     finally:
         second.kill()
     assert report["status"] == "held", report["status"]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("stack", [True], indirect=True, ids=["idempotent"])
+def test_the_next_run_stops_the_killed_runs_leftover_hook_before_running_it_again(
+        stack: Stack) -> None:
+    st = stack
+    orphan = reach_batch_hook_and_kill(st, kill_orphan=False)
+    assert alive(orphan)  # in its own session, it outlived the run
+    wait_lease_expired(st)
+    second = Run(st)
+    assert second.finish() == 0, second.text()[-2000:] + second.stderr()[-2000:]
+    wait_for("the leftover is gone", lambda: not alive(orphan), limit=10)
+    batch = [x for x in log_lines(st) if x.split()[1] == "batch-to-new"]
+    # the leftover never finished: stopped before the hook ran again, never beside it
+    assert [x.split()[0] for x in batch] == ["started", "started", "done"], batch
+    assert f"pid={orphan} " in batch[0] and f"pid={orphan} " not in batch[2]
