@@ -68,8 +68,9 @@ from shiftover.engine.build import (
 from shiftover.engine.decide import Decision, Observation, hooks_at
 from shiftover.engine.events import RunState, pending_undos
 from shiftover.engine.rollback import roll_back
-from shiftover.engine.run import check_lease_ttl, default_lease_ttl, min_lease_ttl
+from shiftover.engine.run import Runner, check_lease_ttl, default_lease_ttl, min_lease_ttl
 from shiftover.errors import BadInput, LeaseHeld, RouterConfigError, ShiftoverError, StoreError
+from shiftover.hooks import hook_tag, leftovers
 from shiftover.loadtest.synthetic import SyntheticLoad, summary_text
 from shiftover.loadtest.synthetic import preflight as load_preflight
 from shiftover.notify import Notifier, target_names
@@ -768,6 +769,7 @@ class _Progress:
         return f"{views.when(at)} {text}{more}"
 
 
+UNDO_LEASE_WAIT = 90.0  # the most `rollback` waits out a dead run's lease before its undos
 NOTIFY_CLOSE = 5.0  # seconds a run's end waits for notifications still queued
 
 
@@ -1323,6 +1325,12 @@ def ack(plan: PlanArg,
         raise BadInput("say what you found: --done (it did its work) or --not-done (it did "
                        "not; it runs again)", hint=views.ack_command(match[0], cmd))
     h = match[0]
+    running = leftovers(hook_tag(p.journal_key, h.campaign, h.hook, h.at))
+    if running:  # a dead run's hook still at work (its own session): not done, not undone
+        pids = " ".join(str(pid) for pid in running)
+        raise BadInput(f"hook {h.hook!r} at {h.at} is still running on this host (pid {pids}): "
+                       "what it did is not known until it ends",
+                       hint=f"wait for it to end, or stop it: kill -TERM {pids}; then ack")
     _operator(plan, state, ev.HOOK_ACKED, {"hook": h.hook, "at": h.at, "phase": h.phase,
                                            "campaign": h.campaign, "done": done,
                                            "reason": reason}, env)
@@ -1432,11 +1440,36 @@ def _undo_after_rollback(plan: Path, state: str | None, env: str | None,
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     try:
-        return runner.undo_hooks()
-    except LeaseHeld as exc:
-        return f"another run holds the lease, it runs the undos: {exc.message}"
-    except ShiftoverError as exc:
-        return f"the undos could not run: {exc.message}"
+        return _undo_waiting_out_a_dead_lease(plan, state, env, loaded, store, runner, lines)
+    finally:
+        runner.close()
+
+
+def _undo_waiting_out_a_dead_lease(plan: Path, state: str | None, env: str | None,
+                                   loaded: LoadedPlan, store: Store, runner: Runner,
+                                   lines: list[str]) -> str | None:
+    for _ in range(2):
+        try:
+            return runner.undo_hooks()
+        except LeaseHeld as exc:
+            holder = find_run(store, loaded.plan.journal_key, runner.lease_key)
+            if holder is None or holder.pid_alive is not False:
+                return f"another run holds the lease, it runs the undos: {exc.message}"
+            # a dead run's lease (killed on this host): it runs nothing; wait it out
+            wait = max(0.0, holder.expires_in) + 0.5
+            if wait > UNDO_LEASE_WAIT:
+                return (f"the run that holds the lease (pid {holder.pid} on {holder.host}) is "
+                        f"gone; its lease expires in {holder.expires_in:.0f}s: then run "
+                        f"`{_cmds(plan, state, env)('rollback')}` again to run the undos")
+            lines.append(f"the run holding the lease (pid {holder.pid}) is gone: waiting "
+                         f"{wait:.0f}s for its lease to expire, then the undos")
+            end = SystemClock().now() + wait
+            while SystemClock().now() < end and not runner.stopped:
+                SystemClock().sleep(min(0.2, end - SystemClock().now()))
+        except ShiftoverError as exc:
+            return f"the undos could not run: {exc.message}"
+    return "the lease of the dead run did not expire in time: run " + \
+        f"`{_cmds(plan, state, env)('rollback')}` again"
 
 
 @command()

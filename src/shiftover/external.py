@@ -276,6 +276,52 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def tagged_processes(name: str, prefix: str) -> list[int]:
+    """The live processes of this host whose environment has ``name`` starting with
+    ``prefix`` (zombies left out). A process started with a tag in its environment is
+    found again by it after the one that started it died (SIGKILL): its children
+    inherit the tag, even those that left its process group (``setsid``)."""
+    want = f"{name}={prefix}".encode()
+    me = os.getpid()
+    found: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # pragma: no cover - no procfs: nothing can be found
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != b"Z" and any(v.startswith(want) for v in environ.split(b"\0")):
+            found.append(int(entry))
+    return found
+
+
+def kill_tagged(name: str, prefix: str, *, grace: float = KILL_GRACE) -> list[int]:
+    """Stop every process :func:`tagged_processes` finds (SIGTERM, then SIGKILL after
+    ``grace``), and wait until none is left (bounded). Returns the pids found."""
+    pids = tagged_processes(name, prefix)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + grace
+    while pids and time.monotonic() < end and tagged_processes(name, prefix):
+        time.sleep(POLL)
+    for pid in tagged_processes(name, prefix):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end and tagged_processes(name, prefix):
+        time.sleep(POLL)
+    return pids
+
+
 def run_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float,
                 stopping: Callable[[], bool] = _never, cap: int = CAP,
                 kill_grace: float = KILL_GRACE) -> Outcome:

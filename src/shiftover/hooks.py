@@ -54,7 +54,9 @@ from shiftover.external import (
     Outcome,
     WebhookSpec,
     call_webhook,
+    kill_tagged,
     run_command,
+    tagged_processes,
     webhook_secrets,
 )
 from shiftover.spec import FiniteFloat, SpecModel, Timeout, rule
@@ -150,17 +152,38 @@ class HookOutcome:
                 "tries": self.tries, "seconds": round(o.seconds, 3), "output": redact(out)}
 
 
+TAG = "SHIFTOVER_HOOK_TAG"  # in every hook's environment: who it is, to find it after a crash
+
+
+def hook_tag(journal_key: str, campaign: int, hook: str, at: str) -> str:
+    """The tag of one hook at one place of one campaign (its run and its undo: the
+    undo must never run beside a leftover of its hook, nor the hook beside itself)."""
+    return f"{journal_key}/{campaign}/{hook}/{at}/"
+
+
+def leftovers(tag: str) -> list[int]:
+    """Processes of this host still running for the hook ``tag`` names (a run that
+    started them was killed: they run on, in their own session)."""
+    return tagged_processes(TAG, tag)
+
+
+def stop_leftovers(tag: str) -> list[int]:
+    """Stop what :func:`leftovers` finds before the hook runs again or is undone."""
+    return kill_tagged(TAG, tag)
+
+
 def facts_env(facts: Mapping[str, Any]) -> dict[str, str]:
     """The run's facts as ``SHIFTOVER_*`` variables (None values left out)."""
     return {f"SHIFTOVER_{k.upper()}": str(v) for k, v in facts.items() if v is not None}
 
 
 def execute(action: _Action, *, timeout: float, retries: int, facts: Mapping[str, Any],
-            stopping: Callable[[], bool] = lambda: False) -> HookOutcome:
+            stopping: Callable[[], bool] = lambda: False, tag: str = "") -> HookOutcome:
     """Run a hook's (or an undo's) action, trying ``1 + retries`` times with a doubling
     pause between tries, until it succeeds, ``stopping()``, or the tries run out.
-    Never raises: what happened is in the outcome."""
-    env = {**facts_env(facts), **action.env}
+    Never raises: what happened is in the outcome. ``tag`` goes into the command's
+    environment (:data:`TAG`): what finds it again if the run dies under it."""
+    env = {**facts_env(facts), **action.env, **({TAG: tag} if tag else {})}
     tries = 0
     pause = RETRY_FIRST
     while True:
@@ -208,5 +231,6 @@ def check_hooks(hooks: list[HookSpec], steps: list[float]) -> None:
                        ("hooks", i, "at"))
 
 
-__all__ = ["EVERY_STEP", "PLACES", "PROMOTED", "START", "HookOutcome", "HookSpec", "HookUndo",
-           "check_hooks", "execute", "facts_env", "hook_secrets"]
+__all__ = ["EVERY_STEP", "PLACES", "PROMOTED", "START", "TAG", "HookOutcome", "HookSpec",
+           "HookUndo", "check_hooks", "execute", "facts_env", "hook_secrets", "hook_tag",
+           "leftovers", "stop_leftovers"]

@@ -211,7 +211,9 @@ def notify_secrets(specs: Iterable[NotifySpec]) -> set[str]:
     given as ``${VAR}``: a Slack webhook URL and its path (the path is the token), a
     webhook URL's query (``?token=...``) and its header values (``Bearer <token>``: the
     whole value and its last word). For the plan's secrets, so that every rendering of
-    the plan (``plan``, ``diff``, the journal's plan summary) masks them."""
+    the plan (``plan``, ``diff``, the journal's plan summary) masks them. A command's
+    ``env:`` values are not: they are configuration (``RAILS_ENV: production`` would
+    mask every "production"), and a secret belongs in ``${VAR}``."""
     out: set[str] = set()
     for spec in specs:
         if spec.slack is not None:
@@ -219,8 +221,6 @@ def notify_secrets(specs: Iterable[NotifySpec]) -> set[str]:
             out |= {spec.slack.url, parts.path + (f"?{parts.query}" if parts.query else "")}
         if spec.webhook is not None:
             out |= webhook_secrets(spec.webhook)
-        if spec.command is not None:
-            out |= set(spec.command.env.values())
     return {s for s in out if len(s) >= 4 and s.strip("/")}
 
 

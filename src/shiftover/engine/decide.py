@@ -99,6 +99,7 @@ from typing import Any
 from shiftover.analysis.judge import summarize
 from shiftover.engine import events as ev
 from shiftover.engine.events import RunState, current_step, weight_data
+from shiftover.hooks import EVERY_STEP
 from shiftover.plan import Plan
 from shiftover.types import GateResult, Verdict, Weights
 
@@ -161,12 +162,17 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
     verdict: Verdict | None = None
     failures = state.consecutive_failures
     counted: list[list[Any]] = []
+    bake_verdict: Verdict | None = None
     if results is not None:
         # a hook that failed counts as a failed check (once per attempt); one running
         # or about to run again leaves the check without a verdict
-        hook_results, counted = _hook_results(plan, state, _places(plan, state), now)
+        hook_results, counted = _hook_results(plan, state, _places(plan, state, past=True), now)
         results = results + hook_results
         verdict = summarize(results)
+        # a promoted hook's failure counts, but 100% has baked: it does not start over
+        promoted = {r.gate for r in hook_results if r.reason.startswith(f"hook at {PROMOTED} ")}
+        rest = [r for r in results if r.gate not in promoted]
+        bake_verdict = summarize(tuple(rest)) if rest else Verdict.PASS
         unreadable = obs.weights is None
         errored = unreadable or any(r.error for r in results)
         failures = state.consecutive_failures + 1 if verdict is Verdict.FAIL else (
@@ -232,7 +238,7 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
     # 5. a step bakes only on evidence
     bake_since = state.bake_since
     on_new = confirmed > ZERO  # traffic on the new environment: no data never passes
-    if verdict is not None and verdict is not Verdict.PASS and on_new:
+    if verdict is not None and bake_verdict is not Verdict.PASS and on_new:
         why = (_fail_reason(results or ()) if verdict is Verdict.FAIL
                else "inconclusive: " + _unknown_reason(results or (), obs))
         events.append((ev.BAKE_STARTED, {"step_index": step_index, "percent": _pct(confirmed),
@@ -273,11 +279,13 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
                 return held
         return _advance(plan, state, step_index, confirmed, events, "starting the first step")
 
-    # 7. the step's hooks, as soon as the step is confirmed
-    if step_index >= 0 and confirmed == step_weight(plan, step_index):
+    # 7. the hooks below the split that never ran (catch up), then the step's own, as
+    # soon as the step is confirmed
+    held = _catch_up(plan, state, events)
+    if held is None and step_index >= 0 and confirmed == step_weight(plan, step_index):
         held = _hooks(plan, state, step_place(plan, step_index), events)
-        if held is not None:
-            return held
+    if held is not None:
+        return held
 
     # 9. advance
     assert bake_since is not None
@@ -317,16 +325,20 @@ def hooks_at(plan: Plan, place: str) -> list[Any]:
     return [h for h in plan.hooks if h.runs_at(place)]
 
 
-def _places(plan: Plan, state: RunState) -> list[str]:
+def _places(plan: Plan, state: RunState, *, past: bool = False) -> list[str]:
     """Where the run is, for hooks: ``start`` at 0%, a step exactly at a step (and
-    ``promoted`` too at the last one); nowhere between steps."""
+    ``promoted`` too at the last one); nowhere between steps. ``past``: the places
+    below it too (``start`` and every step under the split), whose one-off hooks
+    must have run (a campaign that began above 0%)."""
     confirmed = state.confirmed
     if confirmed is None or confirmed == ZERO:
         return [START]
     index = step_at_or_below(plan, confirmed)
+    below = [START] + [step_place(plan, i) for i in range(index)] if past else []
     if index < 0 or confirmed != step_weight(plan, index):
-        return []
-    return [step_place(plan, index)] + ([PROMOTED] if index == len(plan.steps) - 1 else [])
+        return below + ([step_place(plan, index)] if past and index >= 0 else [])
+    return below + [step_place(plan, index)] + (
+        [PROMOTED] if index == len(plan.steps) - 1 else [])
 
 
 def _hook_results(plan: Plan, state: RunState, places: list[str],
@@ -337,8 +349,11 @@ def _hook_results(plan: Plan, state: RunState, places: list[str],
     run holds for the operator, not for a limit.)"""
     out: list[GateResult] = []
     counted: list[list[Any]] = []
+    current = _places(plan, state)
     for place in places:
         for spec in hooks_at(plan, place):
+            if spec.at == EVERY_STEP and place not in current:
+                continue  # a step's checks ran when it was the step
             rec = state.hook(spec.name, place)
             if rec is None or rec.status == "ok":
                 continue
@@ -372,10 +387,28 @@ def _hooks_done_after(plan: Plan, state: RunState, since: float) -> bool:
     return max((r.finished_at or 0.0) for r in recs if r is not None) > since
 
 
+def _catch_up(plan: Plan, state: RunState,
+              events: list[tuple[str, dict[str, Any]]]) -> Decision | None:
+    """The one-off hooks of the places below the split that never ran in this
+    campaign (it began above 0%: an earlier attempt by hand, a plan edited to add a
+    hook): they run first, in order (``every_step`` ones do not: those places are
+    past)."""
+    current = _places(plan, state)
+    for place in _places(plan, state, past=True):
+        if place in current:
+            continue
+        held = _hooks(plan, state, place, events, one_off=True)
+        if held is not None:
+            return held
+    return None
+
+
 def _hooks(plan: Plan, state: RunState, place: str,
-           events: list[tuple[str, dict[str, Any]]]) -> Decision | None:
+           events: list[tuple[str, dict[str, Any]]], *, one_off: bool = False) -> Decision | None:
     """The hooks at ``place``: None once every one has succeeded, else what to do."""
     for spec in hooks_at(plan, place):
+        if one_off and spec.at == EVERY_STEP:
+            continue
         rec = state.hook(spec.name, place)
         if rec is not None and rec.status == "ok":
             continue

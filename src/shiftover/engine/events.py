@@ -47,7 +47,7 @@ ENGINE_PAUSED = "paused"               # also an operator event (actor set); {re
 ROUTER_ERROR = "router_error"          # {error}: journalled when the error changes, not every tick
 ROUTER_READABLE = "router_readable"    # {after}: the router answers again
 JOURNAL_GAP = "journal_gap"            # {seconds, checks, failures, error}: the journal was down
-HOOK_STARTED = "hook_started"          # {hook, at, phase: run|undo, attempt, idempotent, has_undo}
+HOOK_STARTED = "hook_started"          # {hook, at, phase: run|undo, attempt, idempotent, has_undo, every_step}
 HOOK_FINISHED = "hook_finished"        # {hook, at, phase, ok, summary, exit_code, status, output, seconds}
 NOTIFY_FAILED = "notify_failed"        # {target, event, error, attempts, gave_up}: never fatal
 # operator events (actor = user@host)
@@ -105,6 +105,7 @@ class HookRecord:
     has_undo: bool = False
     summary: str = ""
     finished_at: float | None = None
+    every_step: bool = False    # runs again each time its step is reached
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -225,23 +226,28 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
         w = weight_or_none(d)
         if w is None:
             return s
+        s = _forget_every_step_above(s, w)
         # a confirmed weight starts (or restarts) its step's bake
         return replace(s, confirmed=w, carried=False, bake_since=at, waiting_approval=None,
                        rollback_confirmed=s.rolling_back and w.new_percent == 0
                        and d.get("verified", True) is not False)
     if kind == RECONCILED:
         w = weight_or_none(d, "router_percent")
-        return s if w is None else replace(s, confirmed=w, carried=False, intended=None)
+        if w is None:
+            return s
+        return replace(_forget_every_step_above(s, w), confirmed=w, carried=False, intended=None)
     if kind == BAKE_STARTED:
         return replace(s, bake_since=at)
     if kind in (HOOK_STARTED, HOOK_FINISHED, HOOK_ACKED):
         return _apply_hook(s, kind, at, d)
-    if kind == CHECK:
+    if kind in (CHECK, JOURNAL_GAP):
         counted = {(str(h[0]), str(h[1]), int(h[2])) for h in d.get("hooks_counted") or ()}
         if counted:
             s = replace(s, hooks=tuple(
-                replace(h, counted=h.attempt) if (h.hook, h.at, h.attempt) in counted
+                replace(h, counted=max(h.counted, h.attempt))
+                if (h.hook, h.at, h.attempt) in counted
                 and h.phase == "run" and h.campaign == s.campaign else h for h in s.hooks))
+    if kind == CHECK:
         return replace(s, consecutive_failures=int(d.get("consecutive_failures", 0)),
                        consecutive_errors=int(d.get("consecutive_errors", 0)),
                        consecutive_inconclusive=int(d.get("consecutive_inconclusive", 0)),
@@ -275,6 +281,20 @@ def _apply(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     return s
 
 
+def _forget_every_step_above(s: RunState, w: Weights) -> RunState:
+    """An ``every_step`` hook (the smoke tests) runs each time its step is reached: when
+    the split goes below a place, its runs there are forgotten (those with an undo to
+    do are kept: the undo is owed)."""
+    def above(h: HookRecord) -> bool:
+        try:
+            return h.every_step and not h.has_undo and float(h.at) > float(w.new_percent)
+        except ValueError:
+            return False
+    if not any(above(h) for h in s.hooks):
+        return s
+    return replace(s, hooks=tuple(h for h in s.hooks if not (above(h) and h.campaign == s.campaign)))
+
+
 def _apply_hook(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunState:
     if not isinstance(d.get("hook"), str) or d.get("at") is None:
         return s  # not a hook event anyone could have written: changes nothing
@@ -285,7 +305,8 @@ def _apply_hook(s: RunState, kind: str, at: float, d: dict[str, Any]) -> RunStat
     if kind == HOOK_STARTED:
         new = replace(old or HookRecord(name, where, phase, campaign,
                                         idempotent=bool(d.get("idempotent", False)),
-                                        has_undo=bool(d.get("has_undo", False))),
+                                        has_undo=bool(d.get("has_undo", False)),
+                                        every_step=bool(d.get("every_step", False))),
                       attempt=int(d.get("attempt", (old.attempt if old else 0) + 1)),
                       status="running", finished_at=None)
     elif old is None:

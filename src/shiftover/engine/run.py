@@ -73,7 +73,7 @@ from shiftover.errors import (
     ShiftoverError,
     StoreError,
 )
-from shiftover.hooks import HookOutcome, HookSpec, execute
+from shiftover.hooks import EVERY_STEP, HookOutcome, HookSpec, execute, hook_tag, stop_leftovers
 from shiftover.plan import Plan, plan_hash, redact_values
 from shiftover.providers.base import Provider, SplitAwareProvider
 from shiftover.routers.base import Router
@@ -456,9 +456,7 @@ class Runner:
                 close = getattr(gate.provider, "close", None)
                 if callable(close):
                     close()
-            for pool in self._pools:
-                pool.shutdown(wait=False, cancel_futures=True)
-            self._hook_pool.shutdown(wait=False, cancel_futures=True)
+            self.close()
             for key in taken:
                 try:
                     self.store.release_lease(key=key, holder=self.holder)
@@ -659,9 +657,9 @@ class Runner:
         confirmed = self.state.confirmed
         if confirmed is None:  # an undo after the campaign ended: where the router was left
             confirmed = self.state.final or self._router_weights
-        index = (self.plan.steps.index(float(place)) + 1
-                 if place not in ("start", "promoted") else 0 if place == "start"
-                 else len(self.plan.steps))
+        # the place comes from the journal: a plan edited since may not have that step
+        index = 0 if place == "start" else len(self.plan.steps) if place == "promoted" else next(
+            (i + 1 for i, s in enumerate(self.plan.steps) if f"{s:g}" == place), None)
         return {"service": self.plan.service, "environment": self.environment,
                 "run_id": self.run_id, "hook": spec.name, "phase": phase, "at": place,
                 "step": index, "attempt": attempt,
@@ -669,15 +667,20 @@ class Runner:
 
     def _submit(self, spec: HookSpec, place: str, phase: str, campaign: int,
                 attempt: int) -> _HookJob:
-        """Journal the intent, then start the hook (or its undo) in the background."""
-        self.journal(ev.HOOK_STARTED, {"hook": spec.name, "at": place, "phase": phase,
-                                       "campaign": campaign, "attempt": attempt,
-                                       "idempotent": spec.idempotent,
-                                       "has_undo": spec.undo is not None})
-        self._refresh()
+        """Journal the intent, then start the hook (or its undo) in the background.
+        Whatever a dead run left running of this hook is stopped first: a hook never
+        runs beside itself, and its undo never beside it."""
         action = spec if phase == "run" else spec.undo
         assert action is not None
         facts = self._facts(spec, place, phase, attempt)
+        tag = hook_tag(self.plan.journal_key, campaign, spec.name, place)
+        stop_leftovers(tag)
+        self.journal(ev.HOOK_STARTED, {"hook": spec.name, "at": place, "phase": phase,
+                                       "campaign": campaign, "attempt": attempt,
+                                       "idempotent": spec.idempotent,
+                                       "has_undo": spec.undo is not None,
+                                       "every_step": spec.at == EVERY_STEP})
+        self._refresh()
         holder: list[_HookJob] = []
 
         def stopping() -> bool:  # a rollback or a stop ends a running hook at once
@@ -686,7 +689,8 @@ class Runner:
                 phase == "run" and self._in_rollback)
 
         future = self._hook_pool.submit(self.run_hook, action, timeout=spec.timeout,
-                                        retries=spec.retries, facts=facts, stopping=stopping)
+                                        retries=spec.retries, facts=facts, stopping=stopping,
+                                        tag=tag)
         job = _HookJob(spec, place, phase, campaign, future)
         holder.append(job)
         return job
@@ -718,7 +722,8 @@ class Runner:
                 pass
         if not job.future.done():
             return
-        self._hook_job = None
+        # forgotten only once its result is in the journal: a journal error here leaves
+        # it to the next tick, never a hook that looks as if it ran for ever
         self._journal_hook_result(job, job.future)
 
     def _journal_hook_result(self, job: _HookJob, future: Future[HookOutcome]) -> bool:
@@ -730,6 +735,8 @@ class Runner:
         self.journal(ev.HOOK_FINISHED, {"hook": job.spec.name, "at": job.place,
                                         "phase": job.phase, "campaign": job.campaign, **data},
                      fenced=job.phase == "run")
+        if self._hook_job is job:
+            self._hook_job = None
         self._refresh()
         return bool(data["ok"])
 
@@ -762,12 +769,17 @@ class Runner:
             if spec is None or spec.undo is None:
                 return f"{where} ran, and this plan has no undo for it: undo it by hand, then `{ack}`"
             undo = self.state.hook(rec.hook, rec.at, "undo", rec.campaign)
-            if undo is not None and undo.status == "unknown" and not spec.idempotent:
+            # "running" while this process runs nothing: the run that started it is dead
+            # (we hold the lease now), and nobody knows what it did
+            stale = undo is not None and (undo.status == "unknown" or (
+                undo.status == "running" and self._hook_job is None))
+            if stale and not spec.idempotent:
                 return (f"the undo of {where} was running when a run stopped: nobody knows if "
                         f"it did its work (the hook is not idempotent): check, then `{ack}` "
                         "(or --not-done to run it again)")
             job = self._submit(spec, rec.at, "undo", rec.campaign,
                                (undo.attempt if undo else 0) + 1)
+            self._hook_job = job
             while not job.future.done():
                 self.clock.sleep(self.poll_slice)
                 try:
@@ -798,12 +810,22 @@ class Runner:
                 return None
             return self._undo_hooks()
         finally:
-            self._hook_pool.shutdown(wait=False, cancel_futures=True)
             for key in taken:
                 try:
                     self.store.release_lease(key=key, holder=self.holder)
                 except ShiftoverError:
                     pass
+
+    def close(self) -> None:
+        """Let go of the worker threads (gates, hooks); a running one is abandoned."""
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._hook_pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def stopped(self) -> bool:
+        """``stop()`` was called."""
+        return self._stop
 
     def _after_rollback(self, why: str) -> str:
         """The rollback's reason, with what became of the hooks' undo."""
@@ -812,9 +834,14 @@ class Runner:
         try:
             left = self._undo_hooks()
         except LeaseLost as exc:
-            left = f"the undos were not run: {exc.message}"
+            left = f"the undos stopped: {exc.message}"
         except ShiftoverError as exc:
-            left = f"the undos were not run, the journal failed: {exc.message}"
+            job = self._hook_job
+            left = (f"the journal failed ({exc.message})" + (
+                f": the undo of hook {job.spec.name!r} (at {job.place}) ran, its result could "
+                "not be recorded: check it, then "
+                f"`{self.commands('ack', '--hook', job.spec.name, '--at', job.place, '--undo', '--done')}` "
+                "(or --not-done)" if job is not None else ": no undo was run"))
         return why if left is None else f"{why}; UNDO NOT COMPLETE: {left}"
 
     def journal_notify_failures(self) -> None:
@@ -940,6 +967,10 @@ class Runner:
                         "consecutive_failures": st.consecutive_failures,
                         "consecutive_errors": st.consecutive_errors,
                         "consecutive_inconclusive": st.consecutive_inconclusive,
+                        # the hook failures counted meanwhile: never counted twice
+                        "hooks_counted": [[h.hook, h.at, h.counted] for h in st.hooks
+                                          if h.counted and h.phase == "run"
+                                          and h.campaign == st.campaign],
                         "error": error})
                     self._refresh()
                     self._journal_down = False
