@@ -15,7 +15,8 @@ at work, so the kill always lands inside the hook, whatever the machine's speed.
   what is left to undo; an undo of a hook that is not idempotent needs ``ack --undo``.
   Right after the kill the dead run's lease is still live: ``rollback`` waits it out.
 - The operator's mistakes with ``shiftover ack``: exit 2 with a clear message.
-- ``status`` says ``held`` while a live run waits for an ack.
+- ``status`` says ``held`` while a live run waits for an ack; ``ack`` is refused while the
+  dead run's hook process still runs.
 
 A SIGKILL leaves the hook's process behind (it runs in its own session): the tests
 kill it by its process group, but one, which shows that the next run stops it before
@@ -539,3 +540,20 @@ def test_the_next_run_stops_the_killed_runs_leftover_hook_before_running_it_agai
     # the leftover never finished: stopped before the hook ran again, never beside it
     assert [x.split()[0] for x in batch] == ["started", "started", "done"], batch
     assert f"pid={orphan} " in batch[0] and f"pid={orphan} " not in batch[2]
+
+
+@pytest.mark.parametrize("stack", [False], indirect=True, ids=["not-idempotent"])
+def test_ack_is_refused_while_the_killed_runs_hook_still_runs(stack: Stack) -> None:
+    st = stack
+    orphan = reach_batch_hook_and_kill(st, kill_orphan=False)
+    ack = shiftover("ack", str(st.plan), "--state", st.state, "--hook", "move-batch", "--done")
+    r = subprocess.run(ack, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"still running on this host (pid {orphan})" in r.stderr, r.stderr
+    assert f"kill -TERM {orphan}" in r.stderr and "Traceback" not in r.stderr
+    assert not any(e.kind == ev.HOOK_ACKED for e in journal(st))
+    assert _kill_group(orphan)
+    wait_for("the hook process is gone", lambda: not alive(orphan), limit=10)
+    r = subprocess.run(ack, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [e.data["done"] for e in journal(st) if e.kind == ev.HOOK_ACKED] == [True]
