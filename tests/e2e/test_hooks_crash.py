@@ -19,8 +19,8 @@ at work, so the kill always lands inside the hook, whatever the machine's speed.
   dead run's hook process still runs.
 
 A SIGKILL leaves the hook's process behind (it runs in its own session): the tests
-kill it by its process group, but one, which shows that the next run stops it before
-running the hook again. Everything is asserted on the journal and the hooks' logs,
+kill it by its process group, except two that show what happens to it (the next run
+stops it before running the hook again; ``ack`` waits for it to end). Everything is asserted on the journal and the hooks' logs,
 never on wall-clock time.
 """
 
