@@ -533,6 +533,7 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 "warnings": list(pf.facts.warnings),
                 "rollback_tail_seconds": pf.facts.tail_seconds, "steps": views.steps_json(p),
                 "gates": [r.to_dict() for r in pf.results],
+                "hook_problems": list(pf.hook_problems),
                 **({} if p.load is None else {"load": {"ok": load_error is None,
                                                        "error": None if load_error is None else loaded.redact(load_error)}})})
         else:
@@ -562,6 +563,7 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 out.print("  a gate that cannot be evaluated would hold the run without evidence: "
                           "fix it, then validate again:", highlight=False)
                 _print_hints([cmd("validate")], prefix="  ")
+            _print_hook_problems(pf.hook_problems, cmd)
             if p.load is not None and load_error is None:
                 out.print(f"[green]✓[/] load: {p.load.rate:g} req/s can be sent (the plan's load block)",
                           highlight=False)
@@ -571,6 +573,17 @@ def validate(plan: PlanArg, offline: Annotated[bool, typer.Option("--offline", h
                 _print_hints([cmd("plan"), cmd("run")])
     if not pf.ok or load_error is not None:  # the run would not start
         raise typer.Exit(2)
+
+
+def _print_hook_problems(problems: tuple[str, ...], cmd: views.Commands) -> None:
+    for line in problems:
+        out.print(f"[red]✗[/] {_e(line)}", highlight=False, soft_wrap=True)
+    if problems:
+        out.print("  a hook that cannot start would fail at its step, with traffic on the new "
+                  "environment: install it, fix its path (commands start in the working "
+                  "directory of `shiftover run`), then validate again:", highlight=False,
+                  soft_wrap=True)
+        _print_hints([cmd("validate")], prefix="  ")
 
 
 def _validate_environments(plan: Path, names: list[str], *, as_json: bool) -> None:
@@ -976,7 +989,7 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, state: str | N
         "router_error": router_error,
         "weights": None if pf.weights is None else float(pf.weights.new_percent),
         "weights_exact": None if pf.weights is None else pf.weights.exact,
-        "gates": [r.to_dict() for r in pf.results],
+        "gates": [r.to_dict() for r in pf.results], "hook_problems": list(pf.hook_problems),
         "notify": [{"name": name, "kind": spec.kind, "where": loaded.redact(where_to(spec)),
                     "events": list(spec.events or ())} for name, spec in
                    zip(target_names(p.notify), p.notify, strict=True)],
@@ -1014,6 +1027,7 @@ def _dry_run(plan: Path, loaded: LoadedPlan, cmd: views.Commands, state: str | N
             if load_error is not None:
                 out.print(f"[red]✗[/] load: {_e(loaded.redact(load_error))}", highlight=False,
                           soft_wrap=True)
+            _print_hook_problems(pf.hook_problems, cmd)
             if holder is not None:
                 out.print(f"[red]✗[/] the router target is leased by {_e(holder.holder)} for "
                           f"{max(0.0, holder.expires_in):.0f}s more: a run now would be refused "

@@ -41,6 +41,8 @@ gets them as JSON.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -213,6 +215,28 @@ def hook_secrets(hooks: list[HookSpec]) -> set[str]:
             if action is not None and action.webhook is not None:
                 out |= webhook_secrets(action.webhook)
     return out
+
+
+def command_problems(hooks: list[HookSpec]) -> list[str]:
+    """Each hook (and undo) command that could not start from here: not found on the
+    PATH, or a path that is not an executable file (relative paths are from the working
+    directory, where `shiftover run` starts them). Found before the run, not at 50%."""
+    problems = []
+    for h in hooks:
+        for phase, action in (("hook", h), ("undo of hook", h.undo)):
+            if action is None or action.run is None:
+                continue
+            program = action.run[0]
+            if "/" in program:
+                ok = os.path.isfile(program) and os.access(program, os.X_OK)
+                why = "is not an executable file (from the working directory " \
+                      f"{os.getcwd()})" if not ok else ""
+            else:
+                ok = shutil.which(program) is not None
+                why = "is not found on the PATH"
+            if not ok:
+                problems.append(f"{phase} {h.name!r}: {program!r} {why}")
+    return problems
 
 
 def check_hooks(hooks: list[HookSpec], steps: list[float]) -> None:

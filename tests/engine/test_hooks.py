@@ -392,3 +392,23 @@ def test_a_hook_left_running_by_a_dead_run_is_stopped_before_its_undo(tmp_path: 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+
+
+def test_hook_commands_that_cannot_start_are_found_before_the_run(tmp_path: Any,
+                                                                   monkeypatch: Any) -> None:
+    from shiftover.hooks import command_problems
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bin").mkdir()
+    ok = tmp_path / "bin" / "batch"
+    ok.write_text("#!/bin/sh\n")
+    ok.chmod(0o755)
+    (tmp_path / "bin" / "smoke").write_text("#!/bin/sh\n")  # not executable
+    p = Plan.model_validate(plan_dict(hooks=[
+        {"name": "batch", "at": 50, "run": ["./bin/batch"], "undo": {"run": ["no-such-program-x"]}},
+        {"name": "smoke", "at": "every_step", "run": ["./bin/smoke"]},
+        {"name": "ping", "at": "start", "run": ["sh", "-c", "true"]},
+        {"name": "hook", "at": "promoted", "webhook": {"url": "http://127.0.0.1:9/"}}]))
+    assert command_problems(p.hooks) == [
+        "undo of hook 'batch': 'no-such-program-x' is not found on the PATH",
+        f"hook 'smoke': './bin/smoke' is not an executable file (from the working directory {tmp_path})"]

@@ -13,6 +13,7 @@ from shiftover.clock import Clock
 from shiftover.engine.rollback import tail_seconds
 from shiftover.engine.run import GATE_GRACE, Gate, Runner, slowest_gate
 from shiftover.errors import ProviderError, ShiftoverError
+from shiftover.hooks import command_problems
 from shiftover.plan import Plan, latency_warm_up
 from shiftover.providers import build_provider
 from shiftover.routers import build_router
@@ -177,13 +178,15 @@ class Preflight:
     router_error: str | None
     results: tuple[GateResult, ...]
     facts: RouterFacts = RouterFacts()
+    hook_problems: tuple[str, ...] = ()   # hook commands that could not start from here
 
     @property
     def ok(self) -> bool:
-        """Router readable, no gate FAILs and no gate *errors*. No data is fine (the
-        new environment has no traffic yet); a gate that cannot be evaluated at all
-        (refused, bad query, several series, unknown server) is not."""
-        return self.router_error is None and all(
+        """Router readable, no gate FAILs and no gate *errors*, every hook command
+        startable. No data is fine (the new environment has no traffic yet); a gate
+        that cannot be evaluated at all (refused, bad query, several series, unknown
+        server) is not."""
+        return self.router_error is None and not self.hook_problems and all(
             r.verdict is not Verdict.FAIL and not r.error for r in self.results)
 
 
@@ -205,4 +208,5 @@ def preflight(plan: Plan, clock: Clock, *, redact: Callable[[str], str] = lambda
         results.append(replace(r, reason=redact(r.reason),
                                threshold=None if r.threshold is None else redact(r.threshold)))
     facts = router_facts(router, redact=redact, bake=plan.bake) if err is None else RouterFacts()
-    return Preflight(redact(router.describe()), weights, err, tuple(results), facts)
+    return Preflight(redact(router.describe()), weights, err, tuple(results), facts,
+                     tuple(redact(p) for p in command_problems(plan.hooks)))
