@@ -42,12 +42,13 @@ called again on top of itself), so one hung backend cannot starve the others.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shlex
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -440,6 +441,21 @@ class Runner:
     def run(self, *, max_duration: float | None = None) -> RunOutcome:
         if max_duration is not None:
             self._deadline = self.clock.now() + max_duration
+        with self._leases():
+            try:
+                return self._run()
+            finally:
+                # a provider that runs something (a command gate) stops it now: a check
+                # still running must not hold the process's exit for its whole timeout
+                for gate in self.gates:
+                    close = getattr(gate.provider, "close", None)
+                    if callable(close):
+                        close()
+                self.close()
+
+    @contextlib.contextmanager
+    def _leases(self) -> Iterator[None]:
+        """Hold the lease of every router target this run drives, for the block."""
         taken: list[str] = []
         try:
             for key in self.lease_keys:
@@ -448,15 +464,8 @@ class Runner:
                                                "pid": os.getpid(), "host": socket.gethostname()})
                 taken.append(key)
             self._renewed_at = self.clock.now()
-            return self._run()
+            yield
         finally:
-            # a provider that runs something (a command gate) stops it now: a check still
-            # running must not hold the process's exit for its whole timeout
-            for gate in self.gates:
-                close = getattr(gate.provider, "close", None)
-                if callable(close):
-                    close()
-            self.close()
             for key in taken:
                 try:
                     self.store.release_lease(key=key, holder=self.holder)
@@ -796,25 +805,11 @@ class Runner:
         """For ``shiftover rollback`` with no live run: take the lease, run what is
         left to undo, release. None when nothing is left; else why not (another
         run holds the lease: it does the undos itself)."""
-        taken: list[str] = []
-        try:
-            for key in self.lease_keys:
-                self.store.acquire_lease(key=key, holder=self.holder, ttl=self.lease_ttl,
-                                         meta={"service": self.plan.journal_key,
-                                               "run_id": self.run_id, "pid": os.getpid(),
-                                               "host": socket.gethostname()})
-                taken.append(key)
-            self._renewed_at = self.clock.now()
+        with self._leases():
             self._refresh(notify=False)
             if not pending_undos(self.state):
                 return None
             return self._undo_hooks()
-        finally:
-            for key in taken:
-                try:
-                    self.store.release_lease(key=key, holder=self.holder)
-                except ShiftoverError:
-                    pass
 
     def close(self) -> None:
         """Let go of the worker threads (gates, hooks); a running one is abandoned."""
