@@ -650,3 +650,35 @@ def test_cli_html_to_stdout(journal: dict[str, Any]) -> None:
     assert TOKEN not in r.stdout
     r = cli.invoke(app, [*args, "--json"])
     assert r.exit_code == 2 and "both write to stdout" in r.output
+
+
+def test_hooks_and_their_undos_with_how_each_ended(store: Store) -> None:
+    """A run whose hook at 50% fails twice (rolled back), then the undos."""
+    at = 1_800_000_000.0
+
+    def add(kind: str, data: dict[str, Any], actor: str | None = None) -> None:
+        nonlocal at
+        at += 10
+        store.append(service=SERVICE, run_id="r1", kind=kind, at=at, data=data, actor=actor)
+
+    add(ev.RUN_STARTED, {"run_id": "r1", "resumed": False})
+    for attempt in (1, 2):
+        add(ev.HOOK_STARTED, {"hook": "batch", "at": "50", "phase": "run", "attempt": attempt})
+        add(ev.HOOK_FINISHED, {"hook": "batch", "at": "50", "phase": "run", "ok": False,
+                               "summary": "exit 1 in 0.10s"})
+    add(ev.ROLLBACK_STARTED, {"reason": "2 consecutive failed checks: hook batch"})
+    add(ev.ROLLED_BACK, {"seconds": 0.1, "reason": "hook batch"})
+    add(ev.HOOK_STARTED, {"hook": "batch", "at": "50", "phase": "undo", "attempt": 1})
+    add(ev.HOOK_FINISHED, {"hook": "batch", "at": "50", "phase": "undo", "ok": True,
+                           "summary": "exit 0 in 0.05s"})
+    add(ev.HOOK_STARTED, {"hook": "warm", "at": "start", "phase": "undo", "attempt": 1})
+    add(ev.RUN_STOPPED, {"outcome": "rolled_back", "exit_code": 3, "reason": "hook batch"})
+    d = data_of(store)
+    assert [(h["hook"], h["phase"], h["summary"]) for h in d["hooks"]] == [
+        ("batch", "run", "FAILED: exit 1 in 0.10s"), ("batch", "run", "FAILED: exit 1 in 0.10s"),
+        ("batch", "undo", "done: exit 0 in 0.05s"),
+        ("warm", "undo", "started, no result recorded")]
+    html = rr.render_html(d)
+    assert 'id="hooks"' in html and "undo batch" in html
+    md = rr.render_markdown(d)
+    assert "#### Hooks" in md and "- " in md.split("#### Hooks")[1]

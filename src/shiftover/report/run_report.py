@@ -461,6 +461,34 @@ def _action(e: Any) -> dict[str, Any]:
             "why": str(why), "text": views.describe_event(e)}
 
 
+def _hooks(mine: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each hook and undo this run ran, how it ended (``hook_finished``), in order; one
+    started and never finished (the run died, or is still running) says so."""
+    out: list[dict[str, Any]] = []
+    open_: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for e in mine:
+        d = _data(e)
+        if e.kind not in (ev.HOOK_STARTED, ev.HOOK_FINISHED, ev.HOOK_ACKED):
+            continue
+        key = (str(d.get("hook")), str(d.get("at")), str(d.get("phase", "run")))
+        if e.kind == ev.HOOK_STARTED:
+            row = {"hook": key[0], "at": key[1], "phase": key[2], "started_at": e.at,
+                   "attempt": d.get("attempt"), "finished_at": None, "ok": None,
+                   "summary": "started, no result recorded"}
+            open_[key] = row
+            out.append(row)
+        elif e.kind == ev.HOOK_FINISHED and key in open_:
+            ok = bool(d.get("ok"))
+            open_.pop(key).update(finished_at=e.at, ok=ok, summary=(
+                "done: " if ok else "FAILED: ") + str(d.get("summary", "")))
+        elif e.kind == ev.HOOK_ACKED:
+            out.append({"hook": key[0], "at": key[1], "phase": key[2], "started_at": e.at,
+                        "attempt": None, "finished_at": e.at, "ok": bool(d.get("done")),
+                        "summary": ("acknowledged done" if d.get("done") else
+                                    "acknowledged not done") + f" by {e.actor or '?'}"})
+    return out
+
+
 def report_data(events: Sequence[Any], run_id: str, *, journal_key: str,
                 fallback_steps: Sequence[Weights] = (), redact: Redact = lambda s: s,
                 journal: Mapping[str, Any] | None = None,
@@ -556,6 +584,7 @@ def report_data(events: Sequence[Any], run_id: str, *, journal_key: str,
         "rollback": rollback,
         "approvals": approvals,
         "actions": [_action(e) for e in mine if e.kind in ACTION_KINDS],
+        "hooks": _hooks(mine),
         "events": [{"id": e.id, "at": e.at, "kind": e.kind, "actor": e.actor,
                     "run_id": e.run_id, "text": views.describe_event(e)} for e in mine],
         # operators' acts after the run ended (before the next run): no part of this run
@@ -925,6 +954,22 @@ def _afterwards(data: Mapping[str, Any]) -> str:
             f"its figures):</p>\n<ul>\n{items}\n</ul>")
 
 
+def _hooks_table(data: Mapping[str, Any]) -> str:
+    hooks = data.get("hooks") or []
+    if not hooks:
+        return ""
+    rows = []
+    for h in hooks:
+        cls = "pass" if h["ok"] else "warn" if h["ok"] is None else "fail"
+        what = "undo" if h["phase"] == "undo" else "hook"
+        rows.append(f'<tr class="{cls}"><td>{_e(utc_text(h["started_at"], date=False))}</td>'
+                    f"<td>{_e(what)} {_e(h['hook'])}</td><td>{_e(h['at'])}</td>"
+                    f"<td>{_e(h['summary'])}</td></tr>")
+    return ('<h2>Hooks and their undos</h2>\n<table id="hooks"><tr><th>started (UTC)</th>'
+            "<th>what</th><th>at</th><th>how it ended</th></tr>\n" + "\n".join(rows)
+            + "</table>")
+
+
 def _events_table(data: Mapping[str, Any]) -> str:
     start = data["run"]["started_at"]
     rows = []
@@ -1029,6 +1074,7 @@ without a verdict restarts it). Drag to zoom, double-click to reset; times are U
 markers by verdict (green pass, red fail, amber no verdict); checks without a value on the
 strip along the bottom. Dotted lines: changes of split.</p>
 {gate_charts}
+{_hooks_table(data)}
 <h2>Approvals, pauses and rollbacks</h2>
 {_actions_table(data)}
 {_afterwards(data)}
@@ -1111,6 +1157,14 @@ def render_markdown(data: Mapping[str, Any], *, html_command: str | None = None)
         lines.append("")
     else:
         lines += ["No gate failed.", ""]
+    hooks = data.get("hooks") or []
+    if hooks:
+        lines += ["#### Hooks", ""]
+        for h in hooks:
+            what = "undo of hook" if h["phase"] == "undo" else "hook"
+            lines.append(f"- {utc_text(h['started_at'], date=False)} {what} {_code(h['hook'])} "
+                         f"at {h['at']}: {_md_text(h['summary'])}")
+        lines.append("")
     acts = [a for a in data["actions"] if a["operator"]]
     if acts:
         lines += ["#### Operators", ""]
