@@ -1257,8 +1257,10 @@ def _operator(plan: Path, state: str | None, kind: str, data: dict[str, Any],
     if kind == ev.PAUSED and before.paused:
         out.print("note: the campaign was already paused", highlight=False)
     if not live:
-        out.print(f"no run is running: this takes effect when `{_cmds(plan, state, env)('run')}` starts",
-                  highlight=False, soft_wrap=True, markup=False)
+        undo = kind == ev.HOOK_ACKED and data.get("phase") == "undo"
+        verb = "rollback" if undo else "run"  # an undo's answer is read by the next rollback
+        out.print(f"no run is running: this takes effect when `{_cmds(plan, state, env)(verb)}` "
+                  "starts", highlight=False, soft_wrap=True, markup=False)
     return live
 
 
