@@ -406,20 +406,27 @@ def test_rollback_from_another_process_while_a_hook_runs(stack: Stack) -> None:
 # --- (e) the demo's errors scenario moves the batch back ----------------------
 
 
+def watch_batch(running: Any, other: Any, name: str, other_name: str) -> dict[str, Any]:
+    """Both apps' batch before and after three runs of ``running``'s (0.5 s period,
+    bounded): ``{name}0``, ``{name}1``, ``{other_name}0``, ``{other_name}1``."""
+    first, other0 = running.batch(), other.batch()
+    deadline = time.monotonic() + 30
+    last = first
+    while last["runs"] < first["runs"] + 3:
+        assert time.monotonic() < deadline, f"{name}'s batch does not run: {last}"
+        time.sleep(0.1)
+        last = running.batch()
+    return {f"{name}0": first, f"{name}1": last, f"{other_name}0": other0,
+            f"{other_name}1": other.batch()}
+
+
 def test_demo_errors_scenario_leaves_the_batch_on_old_only(tmp_path: Path) -> None:
     from shiftover.demo.scenario import BATCH_HOOKS, BATCH_STEP, DemoStack, _print_summary, run_demo
 
     seen: dict[str, Any] = {}
 
     def inspect(demo: DemoStack) -> None:
-        old0, new0 = demo.old.batch(), demo.new.batch()
-        deadline = time.monotonic() + 30
-        old1 = old0
-        while old1["runs"] < old0["runs"] + 3:  # bounded: old runs on (0.5 s period)
-            assert time.monotonic() < deadline, f"old's batch does not run: {old1}"
-            time.sleep(0.1)
-            old1 = demo.old.batch()
-        seen.update(old0=old0, new0=new0, old1=old1, new1=demo.new.batch())
+        seen.update(watch_batch(demo.old, demo.new, "old", "new"))
 
     summary = run_demo("errors", as_json=True, rate=200, workdir=tmp_path,
                        console=Console(file=io.StringIO()), bake="3s", inspect=inspect)
@@ -460,14 +467,7 @@ def test_demo_healthy_scenario_ends_with_the_batch_on_new_only(tmp_path: Path) -
     seen: dict[str, Any] = {}
 
     def inspect(demo: DemoStack) -> None:
-        new0, old0 = demo.new.batch(), demo.old.batch()
-        deadline = time.monotonic() + 30
-        new1 = new0
-        while new1["runs"] < new0["runs"] + 3:  # bounded: new runs on (0.5 s period)
-            assert time.monotonic() < deadline, f"new's batch does not run: {new1}"
-            time.sleep(0.1)
-            new1 = demo.new.batch()
-        seen.update(old0=old0, new1=new1, old1=demo.old.batch())
+        seen.update(watch_batch(demo.new, demo.old, "new", "old"))
 
     summary = run_demo("healthy", as_json=True, rate=200, workdir=tmp_path,
                        console=Console(file=io.StringIO()), bake="3s", inspect=inspect)
