@@ -166,11 +166,11 @@ def decide(plan: Plan, state: RunState, obs: Observation, now: float) -> Decisio
     if results is not None:
         # a hook that failed counts as a failed check (once per attempt); one running
         # or about to run again leaves the check without a verdict
-        hook_results, counted = _hook_results(plan, state, _places(plan, state, past=True), now)
+        hook_results, counted, promoted = _hook_results(plan, state,
+                                                        _places(plan, state, past=True), now)
         results = results + hook_results
         verdict = summarize(results)
         # a promoted hook's failure counts, but 100% has baked: it does not start over
-        promoted = {r.gate for r in hook_results if r.reason.startswith(f"hook at {PROMOTED} ")}
         rest = [r for r in results if r.gate not in promoted]
         bake_verdict = summarize(tuple(rest)) if rest else Verdict.PASS
         unreadable = obs.weights is None
@@ -341,14 +341,16 @@ def _places(plan: Plan, state: RunState, *, past: bool = False) -> list[str]:
         [PROMOTED] if index == len(plan.steps) - 1 else [])
 
 
-def _hook_results(plan: Plan, state: RunState, places: list[str],
-                  now: float) -> tuple[tuple[GateResult, ...], list[list[Any]]]:
+def _hook_results(plan: Plan, state: RunState, places: list[str], now: float,
+                  ) -> tuple[tuple[GateResult, ...], list[list[Any]], set[str]]:
     """What the hooks at the run's place add to a check: a FAIL for an attempt that
     failed and was not counted yet, no verdict for one running or about to run
     again. (One whose result is unknown and needs an operator adds nothing: the
-    run holds for the operator, not for a limit.)"""
+    run holds for the operator, not for a limit.) Also: which results are promoted
+    hooks' (their failure does not restart the bake)."""
     out: list[GateResult] = []
     counted: list[list[Any]] = []
+    promoted: set[str] = set()
     current = _places(plan, state)
     for place in places:
         for spec in hooks_at(plan, place):
@@ -362,6 +364,8 @@ def _hook_results(plan: Plan, state: RunState, places: list[str],
                 out.append(GateResult(gate, Verdict.FAIL, reason=f"hook at {place} failed "
                                       f"(attempt {rec.attempt}): {rec.summary}", at=now))
                 counted.append([spec.name, place, rec.attempt])
+                if place == PROMOTED:
+                    promoted.add(gate)
             elif place == PROMOTED:
                 continue  # 100% has baked: a promoted hook at work does not restart the bake
             elif rec.status == "running":
@@ -371,7 +375,7 @@ def _hook_results(plan: Plan, state: RunState, places: list[str],
             elif rec.status == "failed" or spec.idempotent:
                 out.append(GateResult(gate, Verdict.INCONCLUSIVE,
                                       reason=f"hook at {place} runs again: {rec.summary}", at=now))
-    return tuple(out), counted
+    return tuple(out), counted, promoted
 
 
 def _hooks_done_after(plan: Plan, state: RunState, since: float) -> bool:

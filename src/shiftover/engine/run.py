@@ -723,7 +723,7 @@ class Runner:
         if job is None:
             return
         end = self.clock.now() + wait
-        while not job.future.done() and self.clock.now() < end:
+        while not job.future.done() and self.clock.now() < end:  # the job hears stop()
             self.clock.sleep(min(self.poll_slice, max(end - self.clock.now(), MIN_SLEEP)))
             try:
                 self._renew()
@@ -786,17 +786,11 @@ class Runner:
                 return (f"the undo of {where} was running when a run stopped: nobody knows if "
                         f"it did its work (the hook is not idempotent): check, then `{ack}` "
                         "(or --not-done to run it again)")
-            job = self._submit(spec, rec.at, "undo", rec.campaign,
-                               (undo.attempt if undo else 0) + 1)
-            self._hook_job = job
-            while not job.future.done():
-                self.clock.sleep(self.poll_slice)
-                try:
-                    self._renew()
-                except ShiftoverError:
-                    pass
-            if not self._journal_hook_result(job, job.future):
-                last = self.state.hook(rec.hook, rec.at, "undo", rec.campaign)
+            self._hook_job = self._submit(spec, rec.at, "undo", rec.campaign,
+                                          (undo.attempt if undo else 0) + 1)
+            self._reap_hook(wait=math.inf)  # until it ends (stop() ends it too)
+            last = self.state.hook(rec.hook, rec.at, "undo", rec.campaign)
+            if last is None or last.status != "ok":
                 return (f"the undo of {where} failed: {last.summary if last else '?'}; the "
                         f"undos after it wait: fix the cause, then `{cmds}` runs what is left")
         return None
